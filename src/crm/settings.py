@@ -1,0 +1,98 @@
+"""The one settings object: every path, date and window of the platform, overridable from the environment.
+
+Each field reads ``CRM_<FIELD>`` (upper case) when it is set and not empty. Data paths default
+to locations under ``CRM_HOME`` and code assets (the dbt project, the expectation suites) to the
+checkout, which is also the default home, so a clone runs with no configuration at all.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, fields
+from datetime import date
+from pathlib import Path
+
+# The checkout that holds this package (src/crm/settings.py → the repository root).
+CHECKOUT = Path(__file__).resolve().parents[2]
+
+
+@dataclass(frozen=True)
+class Settings:
+    home: Path
+    landing_dir: Path
+    truth_dir: Path
+    warehouse_path: Path
+    dbt_project_dir: Path
+    expectations_dir: Path
+    data_docs_dir: Path
+    mlflow_tracking_uri: str
+    mlflow_artifacts_dir: Path
+    run_summary_path: Path
+    # The date the pipeline scores at; None means "the last delivered landing day".
+    as_of_date: date | None
+    # Churn: no completed order within this many days after the as-of date.
+    churn_window_days: int
+    random_seed: int
+
+    @classmethod
+    def from_env(cls, **overrides: object) -> Settings:
+        """Build settings from ``overrides``, then ``CRM_*`` variables, then the defaults."""
+        home_value = overrides.get("home") or os.environ.get("CRM_HOME") or CHECKOUT
+        home = Path(str(home_value)).resolve()
+        mlflow_dir = home / "mlflow"
+        defaults: dict[str, object] = {
+            "home": home,
+            "landing_dir": home / "data" / "landing",
+            "truth_dir": home / "data" / "truth",
+            "warehouse_path": home / "warehouse" / "crm.duckdb",
+            "dbt_project_dir": CHECKOUT / "dbt_project",
+            "expectations_dir": CHECKOUT / "expectations",
+            "data_docs_dir": home / "expectations" / "uncommitted" / "data_docs",
+            "mlflow_tracking_uri": f"sqlite:///{mlflow_dir / 'mlflow.db'}",
+            "mlflow_artifacts_dir": mlflow_dir / "artifacts",
+            "run_summary_path": home / "warehouse" / "run_summary.json",
+            "as_of_date": None,
+            "churn_window_days": 90,
+            "random_seed": 42,
+        }
+        values: dict[str, object] = {}
+        for field in fields(cls):
+            if field.name in overrides:
+                values[field.name] = overrides[field.name]
+                continue
+            raw = os.environ.get(f"CRM_{field.name.upper()}", "")
+            values[field.name] = _parse(field.name, raw) if raw and field.name != "home" else defaults[field.name]
+        return cls(**values)  # type: ignore[arg-type]
+
+    @property
+    def warehouse_dir(self) -> Path:
+        return self.warehouse_path.parent
+
+    @property
+    def dbt_artifacts_dir(self) -> Path:
+        """dbt's target and log folders: per home, so separate homes never share them."""
+        return self.warehouse_dir / "dbt"
+
+    def dbt_env(self) -> dict[str, str]:
+        """Environment variables for a dbt invocation (dbt_project/profiles.yml reads the first)."""
+        return {
+            "CRM_WAREHOUSE_PATH": str(self.warehouse_path),
+            "DBT_PROFILES_DIR": str(self.dbt_project_dir),
+            "DBT_TARGET_PATH": str(self.dbt_artifacts_dir / "target"),
+            "DBT_LOG_PATH": str(self.dbt_artifacts_dir / "logs"),
+            "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
+        }
+
+
+def _parse(name: str, text: str) -> object:
+    variable = f"CRM_{name.upper()}"
+    if name.endswith(("_dir", "_path")):
+        return Path(text).resolve()
+    try:
+        if name == "as_of_date":
+            return date.fromisoformat(text)
+        if name in ("churn_window_days", "random_seed"):
+            return int(text)
+    except ValueError:
+        raise ValueError(f"{variable}={text!r} is not valid: expected {'YYYY-MM-DD' if name == 'as_of_date' else 'a whole number'}") from None
+    return text
