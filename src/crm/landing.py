@@ -32,6 +32,8 @@ class SourceContract:
     columns: tuple[str, ...]
     key: str
     required: bool
+    # Columns holding personal data: they never leave the restricted raw and staging schemas.
+    pii: tuple[str, ...] = ()
 
     @property
     def file_name(self) -> str:
@@ -52,6 +54,7 @@ CONTRACTS: dict[str, SourceContract] = {
                      "city", "country", "signup_date", "acquisition_channel", "email_consent", "updated_at"),
             key="customer_id",
             required=True,
+            pii=("first_name", "last_name", "email", "phone", "birth_date"),
         ),
         SourceContract(
             name="orders",
@@ -62,6 +65,9 @@ CONTRACTS: dict[str, SourceContract] = {
         ),
     )
 }
+
+
+PII_COLUMNS = frozenset(column for contract in CONTRACTS.values() for column in contract.pii)
 
 
 class LandingError(Exception):

@@ -23,6 +23,7 @@ class Settings:
     truth_dir: Path
     warehouse_path: Path
     dbt_project_dir: Path
+    dags_dir: Path
     expectations_dir: Path
     data_docs_dir: Path
     mlflow_tracking_uri: str
@@ -46,6 +47,7 @@ class Settings:
             "truth_dir": home / "data" / "truth",
             "warehouse_path": home / "warehouse" / "crm.duckdb",
             "dbt_project_dir": CHECKOUT / "dbt_project",
+            "dags_dir": CHECKOUT / "dags",
             "expectations_dir": CHECKOUT / "expectations",
             "data_docs_dir": home / "expectations" / "uncommitted" / "data_docs",
             "mlflow_tracking_uri": f"sqlite:///{mlflow_dir / 'mlflow.db'}",
@@ -67,6 +69,10 @@ class Settings:
     @property
     def warehouse_dir(self) -> Path:
         return self.warehouse_path.parent
+
+    @property
+    def airflow_home(self) -> Path:
+        return self.home / ".airflow"
 
     @property
     def dbt_artifacts_dir(self) -> Path:

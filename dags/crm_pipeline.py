@@ -1,0 +1,77 @@
+"""
+### CRM pipeline (end to end)
+
+Landing files → raw schema → dbt build (staging, marts, point-in-time features) → Great
+Expectations gate on the marts → churn model trained, registered and promoted in MLflow → scores
+written to `scores.churn` (gated before they replace the published rows) → run summary.
+
+A blocking quality failure fails its task, and nothing downstream runs.
+"""
+
+from __future__ import annotations
+
+import pendulum
+from airflow.sdk import dag, task
+
+# Every task opens the one DuckDB file, which allows a single writer: one at a time.
+WAREHOUSE_POOL = "default_pool"
+
+
+def _settings():
+    from crm.settings import Settings
+
+    return Settings.from_env()
+
+
+@dag(
+    dag_id="crm_pipeline",
+    schedule=None,
+    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+    catchup=False,
+    max_active_runs=1,
+    tags=["crm"],
+    doc_md=__doc__,
+)
+def crm_pipeline():
+    @task
+    def load_landing() -> dict[str, int]:
+        from crm import pipeline
+
+        return pipeline.load(_settings())
+
+    @task
+    def dbt_build() -> None:
+        from crm import pipeline
+
+        pipeline.build_warehouse(_settings())
+
+    @task
+    def quality_gate_marts() -> dict[str, object]:
+        from crm import pipeline
+
+        return pipeline.gate_marts(_settings())
+
+    @task
+    def train_churn() -> dict[str, object]:
+        from crm import pipeline
+
+        return pipeline.train(_settings())
+
+    @task
+    def score_churn() -> dict[str, object]:
+        from crm import pipeline
+
+        return pipeline.score(_settings())
+
+    @task
+    def run_summary() -> dict[str, object]:
+        from crm import pipeline
+
+        summary = pipeline.summarize(_settings())
+        print(pipeline.format_summary(summary))
+        return summary
+
+    load_landing() >> dbt_build() >> quality_gate_marts() >> train_churn() >> score_churn() >> run_summary()
+
+
+crm_pipeline()

@@ -1,0 +1,152 @@
+"""The pipeline's steps as plain functions: the Airflow DAGs and the CLI call these, and tests can too.
+
+Each step derives what it needs from the settings and the warehouse (never from the previous
+task's return value), so any step can be rerun on its own.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import asdict, dataclass
+from datetime import date, timedelta
+
+from crm.landing import LOAD_LOG_TABLE
+from crm.settings import Settings
+
+log = logging.getLogger(__name__)
+
+PUBLISHED_TABLES = ("marts.dim_customers", "marts.customer_features", "marts.customer_churn_labels", "scores.churn")
+
+
+@dataclass(frozen=True)
+class AsOfPlan:
+    """Time-based split: train two churn windows before scoring, validate one window before it."""
+
+    train: date
+    validation: date
+    scoring: date
+
+    @classmethod
+    def ending(cls, scoring: date, window_days: int) -> AsOfPlan:
+        return cls(train=scoring - timedelta(days=2 * window_days),
+                   validation=scoring - timedelta(days=window_days), scoring=scoring)
+
+    def dates(self) -> list[str]:
+        return [day.isoformat() for day in (self.train, self.validation, self.scoring)]
+
+
+def ensure_demo_data(settings: Settings) -> bool:
+    """Generate the small demo dataset when the landing folder holds none; True if it generated."""
+    from crm.generate import GeneratorConfig, generate
+
+    if settings.landing_dir.is_dir() and any(settings.landing_dir.iterdir()):
+        return False
+    counts = generate(GeneratorConfig(churn_window_days=settings.churn_window_days), settings.landing_dir,
+                      settings.truth_dir)
+    log.info("generated demo data in %s: %s", settings.landing_dir, counts)
+    return True
+
+
+def load(settings: Settings) -> dict[str, int]:
+    from crm.landing import load_landing
+    from crm.warehouse import connect
+
+    with connect(settings) as con:
+        return load_landing(con, settings.landing_dir)
+
+
+def plan(settings: Settings) -> AsOfPlan:
+    """Score at the configured as-of date, or at the last delivered order day."""
+    from crm.warehouse import connect
+
+    scoring = settings.as_of_date
+    if scoring is None:
+        with connect(settings, read_only=True) as con:
+            scoring = con.execute(f"select max(partition_date) from {LOAD_LOG_TABLE} where source = 'orders'"
+                                  ).fetchone()[0]
+        if scoring is None:
+            raise LookupError("no order partition is loaded: nothing to plan")
+    return AsOfPlan.ending(scoring, settings.churn_window_days)
+
+
+def build_warehouse(settings: Settings) -> None:
+    from crm.dbt import run_dbt
+
+    as_of = plan(settings)
+    run_dbt(settings, ["build"], {"as_of_dates": as_of.dates(), "churn_window_days": settings.churn_window_days})
+
+
+def gate_marts(settings: Settings) -> dict[str, object]:
+    from crm.quality import QualityGate
+    from crm.warehouse import connect
+    from ml.features import ID_COLUMNS, load_features
+
+    as_of = plan(settings)
+    with connect(settings, read_only=True) as con:
+        features = load_features(con, as_of.scoring)
+    result = QualityGate(settings).validate("customer_features", features, ID_COLUMNS)
+    return {"suite": result.suite, "rows": result.rows, "warnings": len(result.warnings)}
+
+
+def train(settings: Settings) -> dict[str, object]:
+    from ml.training import train_churn
+
+    as_of = plan(settings)
+    report = train_churn(settings, as_of.train, as_of.validation)
+    return {"model": report.model_name, "version": report.version, "candidate": report.candidate,
+            "metrics": report.metrics, "decision": report.decision.describe()}
+
+
+def score(settings: Settings) -> dict[str, object]:
+    from crm.quality import QualityGate
+    from ml.scoring import score_churn
+
+    report = score_churn(settings, plan(settings).scoring, QualityGate(settings))
+    return {**asdict(report), "as_of_date": report.as_of_date.isoformat()}
+
+
+def summarize(settings: Settings) -> dict[str, object]:
+    """Row counts, registered models and where everything is; written to run_summary.json too."""
+    from crm.warehouse import connect, table_exists
+    from ml import registry
+
+    with connect(settings, read_only=True) as con:
+        counts = {table: con.execute(f"select count(*) from {table}").fetchone()[0] if table_exists(con, table)
+                  else None for table in PUBLISHED_TABLES}
+    client = registry.configure(settings)
+    summary = {
+        "as_of_date": plan(settings).scoring.isoformat(),
+        "tables": counts,
+        "models": registry.registered_models_summary(client),
+        "warehouse": str(settings.warehouse_path),
+        "mlflow_tracking_uri": settings.mlflow_tracking_uri,
+        "mlflow_artifacts": str(settings.mlflow_artifacts_dir),
+        "data_docs": str(settings.data_docs_dir / "index.html"),
+        "ui": {
+            "mlflow": f"mlflow ui --backend-store-uri {settings.mlflow_tracking_uri} --port 5000",
+            "airflow": "airflow standalone (with the AIRFLOW_HOME that make run uses)",
+        },
+    }
+    settings.run_summary_path.parent.mkdir(parents=True, exist_ok=True)
+    settings.run_summary_path.write_text(json.dumps(summary, indent=2) + "\n")
+    return summary
+
+
+def format_summary(summary: dict[str, object]) -> str:
+    lines = [f"CRM pipeline summary (as of {summary['as_of_date']})", "", "Published tables:"]
+    for table, rows in summary["tables"].items():  # type: ignore[union-attr]
+        lines.append(f"  {table:<32} {'missing' if rows is None else f'{rows:>10,} rows'}")
+    lines += ["", "Registered models:"]
+    for model in summary["models"]:  # type: ignore[union-attr]
+        aliases = ", ".join(f"{alias}=v{v}" for alias, v in model["aliases"].items()) or "no aliases"
+        lines.append(f"  {model['name']:<20} latest v{model['latest_version']}  ({aliases})")
+    lines += [
+        "",
+        f"Warehouse:        {summary['warehouse']}",
+        f"MLflow store:     {summary['mlflow_tracking_uri']} (artifacts {summary['mlflow_artifacts']})",
+        f"Data Docs:        {summary['data_docs']}",
+        f"MLflow UI:        {summary['ui']['mlflow']}",  # type: ignore[index]
+        f"Airflow UI:       {summary['ui']['airflow']}",  # type: ignore[index]
+    ]
+    return "\n".join(lines)

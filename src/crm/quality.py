@@ -1,0 +1,174 @@
+"""Great Expectations quality gates: validate a frame against a suite kept in expectations/suites.
+
+An expectation's ``severity`` decides what a failure does: ``critical`` blocks (the gate raises
+and nothing downstream runs), ``warning`` is logged and shown in Data Docs. Data Docs are rebuilt
+on every validation. Failure messages name the suite, expectation, column, unexpected count and
+sample ids; values of PII columns are never shown.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from crm.landing import PII_COLUMNS
+from crm.settings import Settings
+
+log = logging.getLogger(__name__)
+
+BLOCKING = "critical"
+SAMPLE_SIZE = 5
+
+
+@dataclass(frozen=True)
+class ExpectationFailure:
+    suite: str
+    expectation: str
+    column: str | None
+    severity: str
+    unexpected_count: int | None
+    sample_ids: list[dict[str, Any]] = field(default_factory=list)
+    sample_values: list[Any] = field(default_factory=list)
+
+    @property
+    def blocking(self) -> bool:
+        return self.severity == BLOCKING
+
+    def describe(self) -> str:
+        parts = [f"suite {self.suite}", f"expectation {self.expectation}"]
+        if self.column:
+            parts.append(f"column {self.column}")
+        if self.unexpected_count is not None:
+            parts.append(f"{self.unexpected_count} unexpected")
+        if self.sample_ids:
+            parts.append(f"sample ids {self.sample_ids}")
+        if self.sample_values:
+            parts.append(f"sample values {self.sample_values}")
+        return ", ".join(parts)
+
+
+class QualityGateFailed(RuntimeError):
+    def __init__(self, failures: list[ExpectationFailure]):
+        self.failures = failures
+        lines = "\n".join(f"  - {failure.describe()}" for failure in failures)
+        super().__init__(f"quality gate blocked the pipeline: {len(failures)} blocking expectation(s) failed:\n{lines}")
+
+
+@dataclass(frozen=True)
+class GateResult:
+    suite: str
+    rows: int
+    evaluated: int
+    failures: list[ExpectationFailure]
+
+    @property
+    def blocking(self) -> list[ExpectationFailure]:
+        return [failure for failure in self.failures if failure.blocking]
+
+    @property
+    def warnings(self) -> list[ExpectationFailure]:
+        return [failure for failure in self.failures if not failure.blocking]
+
+
+def load_suite_definition(expectations_dir: Path, suite_name: str) -> dict[str, Any]:
+    path = expectations_dir / "suites" / f"{suite_name}.json"
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise FileNotFoundError(f"expectation suite {suite_name!r} not found at {path}") from None
+
+
+class QualityGate:
+    """One Great Expectations context per process (importing GX alone costs seconds)."""
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+
+    @cached_property
+    def _context(self):
+        import great_expectations as gx
+        from great_expectations.data_context.types.base import ProgressBarsConfig
+
+        context = gx.get_context(mode="ephemeral")
+        context.variables.progress_bars = ProgressBarsConfig(globally=False)
+        self.settings.data_docs_dir.mkdir(parents=True, exist_ok=True)
+        context.add_data_docs_site(site_name="local", site_config={
+            "class_name": "SiteBuilder",
+            "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
+            "store_backend": {"class_name": "TupleFilesystemStoreBackend",
+                              "base_directory": str(self.settings.data_docs_dir)},
+        })
+        context.data_sources.add_pandas("warehouse")
+        return context
+
+    def validate(self, suite_name: str, frame: pd.DataFrame, id_columns: list[str]) -> GateResult:
+        """Validate ``frame``; raise QualityGateFailed on any blocking failure, log warnings."""
+        import great_expectations as gx
+
+        context = self._context
+        datasource = context.data_sources.get("warehouse")
+        asset = datasource.add_dataframe_asset(suite_name) if suite_name not in datasource.get_asset_names() \
+            else datasource.get_asset(suite_name)
+        batch = asset.add_batch_definition_whole_dataframe(f"{suite_name}_batch") \
+            if not asset.batch_definitions else asset.batch_definitions[0]
+        suite = context.suites.add_or_update(gx.ExpectationSuite(**load_suite_definition(
+            self.settings.expectations_dir, suite_name)))
+        definition = context.validation_definitions.add_or_update(
+            gx.ValidationDefinition(name=f"{suite_name}_validation", data=batch, suite=suite))
+        checkpoint = context.checkpoints.add_or_update(gx.Checkpoint(
+            name=f"{suite_name}_checkpoint",
+            validation_definitions=[definition],
+            actions=[gx.checkpoint.UpdateDataDocsAction(name="update_data_docs")],
+            result_format={"result_format": "COMPLETE", "unexpected_index_column_names": id_columns,
+                           "partial_unexpected_count": SAMPLE_SIZE},
+        ))
+        run = checkpoint.run(batch_parameters={"dataframe": frame})
+        results = [result for validation in run.run_results.values() for result in validation.results]
+        failures = [_failure(suite_name, result, id_columns) for result in results if not result.success]
+        gate = GateResult(suite=suite_name, rows=len(frame), evaluated=len(results), failures=failures)
+        for warning in gate.warnings:
+            log.warning("quality warning: %s", warning.describe())
+        if gate.blocking:
+            raise QualityGateFailed(gate.blocking)
+        log.info("quality gate %s passed: %d expectations on %d rows (%d warnings)",
+                 suite_name, gate.evaluated, gate.rows, len(gate.warnings))
+        return gate
+
+    @property
+    def data_docs_index(self) -> Path:
+        return self.settings.data_docs_dir / "index.html"
+
+
+def _failure(suite_name: str, result: Any, id_columns: list[str]) -> ExpectationFailure:
+    config = result.expectation_config
+    column = config.kwargs.get("column") or ",".join(config.kwargs.get("column_list", [])) or None
+    details = result.result or {}
+    error = (result.exception_info or {}).get("exception_message")
+    revealing = column is not None and not (set(column.split(",")) & PII_COLUMNS)
+    sample_ids = [{key: _plain(row.get(key)) for key in id_columns}
+                  for row in (details.get("unexpected_index_list") or [])[:SAMPLE_SIZE] if isinstance(row, dict)]
+    return ExpectationFailure(
+        suite=suite_name,
+        expectation=config.type + (f" (error: {error})" if error else ""),
+        column=column,
+        severity=str(getattr(config.severity, "value", config.severity)),
+        unexpected_count=details.get("unexpected_count"),
+        sample_ids=sample_ids,
+        sample_values=[_plain(value) for value in (details.get("partial_unexpected_list") or [])[:SAMPLE_SIZE]]
+        if revealing else [],
+    )
+
+
+def _plain(value: Any) -> Any:
+    """JSON-friendly scalars for messages (numpy and pandas scalars become Python ones)."""
+    if hasattr(value, "item"):
+        return value.item()
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    return value
