@@ -85,26 +85,35 @@ def partition_dir(landing_dir: Path, source: str, day: date) -> Path:
     return landing_dir / source / f"{PARTITION_PREFIX}{day.isoformat()}"
 
 
-def discover(landing_dir: Path) -> dict[str, list[Partition]]:
-    """Every delivered partition per source, oldest first; unknown folders and bad dates are errors."""
+def discover(landing_dir: Path) -> tuple[dict[str, list[Partition]], list[LandingError]]:
+    """Every delivered partition per source, oldest first, and the problems found on the way.
+
+    A source with a problem (a bad partition folder, a required source missing) is left out of the
+    partitions, so that only its load stops; an unknown source folder is a problem of its own.
+    """
     if not landing_dir.is_dir():
         raise LandingError(f"landing folder {landing_dir} does not exist")
     found: dict[str, list[Partition]] = {}
+    problems: list[LandingError] = []
     for source_dir in sorted(p for p in landing_dir.iterdir() if p.is_dir()):
         contract = CONTRACTS.get(source_dir.name)
         if contract is None:
-            raise LandingError(f"{source_dir}: unknown source folder {source_dir.name!r}; "
-                               f"known sources are {', '.join(sorted(CONTRACTS))}")
-        partitions = []
-        for folder in sorted(p for p in source_dir.iterdir() if p.is_dir()):
-            partitions.append(Partition(contract.name, _partition_day(folder), folder / contract.file_name))
-        found[contract.name] = partitions
+            problems.append(LandingError(f"{source_dir}: unknown source folder {source_dir.name!r}; "
+                                         f"known sources are {', '.join(sorted(CONTRACTS))}"))
+            continue
+        try:
+            found[contract.name] = [Partition(contract.name, _partition_day(folder), folder / contract.file_name)
+                                    for folder in sorted(p for p in source_dir.iterdir() if p.is_dir())]
+        except LandingError as problem:
+            problems.append(problem)
     for contract in CONTRACTS.values():
-        if contract.name not in found:
-            if contract.required:
-                raise LandingError(f"{landing_dir}: required source {contract.name!r} has no folder")
+        if contract.name in found or (landing_dir / contract.name).is_dir():
+            continue
+        if contract.required:
+            problems.append(LandingError(f"{landing_dir}: required source {contract.name!r} has no folder"))
+        else:
             log.info("source %s: not delivered, its features stay null", contract.name)
-    return found
+    return found, problems
 
 
 def _partition_day(folder: Path) -> date:
@@ -223,7 +232,18 @@ def load_source(con: duckdb.DuckDBPyConnection, contract: SourceContract, partit
 
 
 def load_landing(con: duckdb.DuckDBPyConnection, landing_dir: Path) -> dict[str, int]:
-    """Load every source's new partitions; return rows inserted per source."""
+    """Load every source's new partitions; return rows inserted per source.
+
+    A source with a bad delivery loads nothing; the others load. Then every problem is raised together.
+    """
     ensure_raw_schema(con)
-    return {source: load_source(con, CONTRACTS[source], partitions)
-            for source, partitions in discover(landing_dir).items()}
+    partitions, problems = discover(landing_dir)
+    inserted = {}
+    for source, source_partitions in partitions.items():
+        try:
+            inserted[source] = load_source(con, CONTRACTS[source], source_partitions)
+        except LandingError as problem:
+            problems.append(problem)
+    if problems:
+        raise LandingError("\n".join(str(problem) for problem in problems))
+    return inserted

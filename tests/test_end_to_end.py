@@ -1,0 +1,98 @@
+"""The thin end-to-end slice through real Airflow, dbt, DuckDB, Great Expectations and MLflow.
+
+Tests run in file order on one pipeline home: first run, a run blocked by a broken mart, a rerun.
+"""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import duckdb
+import mlflow
+import pytest
+from mlflow import MlflowClient
+
+from crm import local_airflow
+from crm.cli import PIPELINE_DAG
+from crm.settings import Settings
+from ml.features import FEATURE_COLUMNS, load_features
+
+BIN = Path(sys.executable).parent
+
+
+def _scores(settings: Settings) -> list[tuple]:
+    with duckdb.connect(str(settings.warehouse_path), read_only=True) as con:
+        return con.execute("select * from scores.churn order by customer_id").fetchall()
+
+
+def _versions(settings: Settings) -> dict[str, str]:
+    client = MlflowClient(settings.mlflow_tracking_uri, settings.mlflow_tracking_uri)
+    model = client.get_registered_model("crm_churn")
+    aliases = {alias: str(version) for alias, version in model.aliases.items()}
+    return {"count": str(len(client.search_model_versions("name = 'crm_churn'"))), **aliases}
+
+
+def test_run_succeeds_and_prints_the_summary(pipeline_run):
+    settings, completed = pipeline_run
+    assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
+    assert "CRM pipeline summary" in completed.stdout
+    summary = json.loads(settings.run_summary_path.read_text())
+    assert summary["tables"]["scores.churn"] > 0
+    assert summary["models"][0]["name"] == "crm_churn"
+    assert summary["models"][0]["aliases"] == {"challenger": "1", "champion": "1"}
+    assert (settings.data_docs_dir / "index.html").is_file()
+
+
+def test_scores_cover_every_customer_with_probabilities(pipeline_run):
+    settings, _ = pipeline_run
+    with duckdb.connect(str(settings.warehouse_path), read_only=True) as con:
+        as_of, rows, customers, low, high, versions = con.execute("""
+            select max(as_of_date), count(*), count(distinct customer_id), min(churn_probability),
+                   max(churn_probability), string_agg(distinct model_version, ',')
+            from scores.churn""").fetchone()
+        features = con.execute("select count(*) from marts.customer_features where as_of_date = ?",
+                               [as_of]).fetchone()[0]
+    assert rows == customers == features > 0
+    assert 0.0 <= low <= high <= 1.0 and low < high
+    assert versions == "1"
+
+
+def test_champion_loads_from_the_registry(pipeline_run):
+    settings, _ = pipeline_run
+    mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
+    model = mlflow.sklearn.load_model("models:/crm_churn@champion")
+    with duckdb.connect(str(settings.warehouse_path), read_only=True) as con:
+        as_of = con.execute("select max(as_of_date) from scores.churn").fetchone()[0]
+        features = load_features(con, as_of)
+    probability = model.predict_proba(features[FEATURE_COLUMNS])[:, 1]
+    assert probability.shape == (len(features),)
+
+
+def test_broken_mart_fails_the_run_before_training_and_scoring(pipeline_run):
+    settings, _ = pipeline_run
+    scores_before, versions_before = _scores(settings), _versions(settings)
+    with duckdb.connect(str(settings.warehouse_path)) as con:
+        con.execute("update marts.customer_features set monetary = -monetary - 1 where customer_id % 7 = 0")
+    # Reuse the broken mart as built: load and dbt build are marked successful without running.
+    completed = subprocess.run(
+        [str(BIN / "airflow"), "dags", "test", PIPELINE_DAG, "--mark-success-pattern", "^(load_landing|dbt_build)$"],
+        env=local_airflow.airflow_env(settings), capture_output=True, text=True, timeout=600)
+    output = completed.stdout + completed.stderr
+    assert completed.returncode != 0
+    assert "quality gate blocked the pipeline" in output
+    assert "suite customer_features" in output and "column monetary" in output
+    assert _scores(settings) == scores_before
+    assert _versions(settings) == versions_before
+
+
+def test_rerun_rebuilds_and_keeps_one_row_per_customer(pipeline_run):
+    settings, _ = pipeline_run
+    completed = subprocess.run([str(BIN / "crm"), "run"], env={**os.environ, "CRM_HOME": str(settings.home)},
+                               capture_output=True, text=True, timeout=900)
+    assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
+    scores = _scores(settings)
+    assert len(scores) == len({row[0] for row in scores})
+    # Same data, same validation score: the new version is a challenger and v1 stays champion.
+    assert _versions(settings) == {"count": "2", "challenger": "2", "champion": "1"}
