@@ -77,7 +77,7 @@ def test_broken_mart_fails_the_run_before_training_and_scoring(pipeline_run):
         con.execute("update marts.customer_features set monetary = -monetary - 1 where customer_id % 7 = 0")
     # Reuse the broken mart as built: load and dbt build are marked successful without running.
     completed = subprocess.run(
-        [str(BIN / "airflow"), "dags", "test", PIPELINE_DAG, "--mark-success-pattern", "^(load_landing|dbt_build)$"],
+        local_airflow.airflow_command("dags", "test", PIPELINE_DAG, "--mark-success-pattern", "^(load_landing|dbt_build)$"),
         env=local_airflow.airflow_env(settings), capture_output=True, text=True, timeout=600)
     output = completed.stdout + completed.stderr
     assert completed.returncode != 0

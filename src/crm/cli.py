@@ -67,7 +67,8 @@ def run_through_airflow(settings: Settings) -> int:
     if pipeline.ensure_demo_data(settings):
         print(f"generated the demo dataset into {settings.landing_dir}")
     local_airflow.migrate(settings)
-    code = local_airflow.test_dag(settings, PIPELINE_DAG)
+    log_path = settings.airflow_home / "logs" / f"{PIPELINE_DAG}-latest.log"
+    code = local_airflow.test_dag(settings, PIPELINE_DAG, log_path)
     if code != 0:
         print(f"pipeline run failed (airflow dags test {PIPELINE_DAG} exited {code})", file=sys.stderr)
         return code

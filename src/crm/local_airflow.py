@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 from crm.settings import Settings
+
+TASK_EVENT = re.compile(r"\[DAG TEST\] (start|end) task task_id=\S+")
+TAIL_LINES = 80
 
 
 def airflow_env(settings: Settings) -> dict[str, str]:
@@ -24,19 +28,39 @@ def airflow_env(settings: Settings) -> dict[str, str]:
     }
 
 
-def airflow(settings: Settings, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    executable = str(Path(sys.executable).with_name("airflow"))
-    return subprocess.run([executable, *args], env=airflow_env(settings), check=check, text=True)
+def airflow_command(*args: str) -> list[str]:
+    return [str(Path(sys.executable).with_name("airflow")), *args]
 
 
 def migrate(settings: Settings) -> None:
+    """Create or upgrade the metadata database (idempotent)."""
     settings.airflow_home.mkdir(parents=True, exist_ok=True)
-    airflow(settings, "db", "migrate")
+    completed = subprocess.run(airflow_command("db", "migrate"), env=airflow_env(settings), text=True,
+                               capture_output=True)
+    if completed.returncode != 0:
+        raise RuntimeError(f"airflow db migrate failed:\n{completed.stdout[-2000:]}{completed.stderr[-2000:]}")
 
 
-def test_dag(settings: Settings, dag_id: str, mark_success_pattern: str | None = None) -> int:
-    """Run one DAG run in-process with ``airflow dags test``; return its exit code."""
-    args = ["dags", "test", dag_id]
-    if mark_success_pattern:
-        args += ["--mark-success-pattern", mark_success_pattern]
-    return airflow(settings, *args, check=False).returncode
+def test_dag(settings: Settings, dag_id: str, log_path: Path) -> int:
+    """Run one DAG run in-process with ``airflow dags test``; return its exit code.
+
+    Airflow's full output goes to ``log_path``; the console gets one line per task and, when the
+    run fails, the end of the log.
+    """
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    tail: list[str] = []
+    with log_path.open("w") as log_file, subprocess.Popen(
+        airflow_command("dags", "test", dag_id), env=airflow_env(settings), text=True,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    ) as process:
+        assert process.stdout is not None
+        for line in process.stdout:
+            log_file.write(line)
+            tail = (tail + [line])[-TAIL_LINES:]
+            event = TASK_EVENT.search(line)
+            if event:
+                print(event.group(0), flush=True)
+    if process.returncode != 0:
+        print("".join(tail), end="", file=sys.stderr)
+    print(f"Airflow log: {log_path}")
+    return process.returncode
