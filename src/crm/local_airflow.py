@@ -10,7 +10,8 @@ from pathlib import Path
 
 from crm.settings import Settings
 
-TASK_EVENT = re.compile(r"\[DAG TEST\] (start|end) task task_id=\S+")
+TASK_STARTED = re.compile(r"\[DAG TEST\] starting task_id=(\S+)")
+TASK_STATE = re.compile(r"Task instance state updated .*new_state=(\w+)")
 TAIL_LINES = 80
 
 
@@ -44,11 +45,12 @@ def migrate(settings: Settings) -> None:
 def test_dag(settings: Settings, dag_id: str, log_path: Path) -> int:
     """Run one DAG run in-process with ``airflow dags test``; return its exit code.
 
-    Airflow's full output goes to ``log_path``; the console gets one line per task and, when the
-    run fails, the end of the log.
+    Airflow's full output goes to ``log_path``; the console gets each task's final state and, when
+    the run fails, the end of the log.
     """
     log_path.parent.mkdir(parents=True, exist_ok=True)
     tail: list[str] = []
+    task = "?"
     with log_path.open("w") as log_file, subprocess.Popen(
         airflow_command("dags", "test", dag_id), env=airflow_env(settings), text=True,
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
@@ -57,9 +59,10 @@ def test_dag(settings: Settings, dag_id: str, log_path: Path) -> int:
         for line in process.stdout:
             log_file.write(line)
             tail = (tail + [line])[-TAIL_LINES:]
-            event = TASK_EVENT.search(line)
-            if event:
-                print(event.group(0), flush=True)
+            if started := TASK_STARTED.search(line):
+                task = started.group(1)
+            elif state := TASK_STATE.search(line):
+                print(f"  {task:<24} {state.group(1)}", flush=True)
     if process.returncode != 0:
         print("".join(tail), end="", file=sys.stderr)
     print(f"Airflow log: {log_path}")
