@@ -1,0 +1,26 @@
+# One image for every Airflow service and the MLflow server, built from the committed lock file.
+FROM python:3.11-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    UV_PROJECT_ENVIRONMENT=/opt/crm/.venv \
+    UV_LINK_MODE=copy \
+    CRM_HOME=/srv/crm \
+    AIRFLOW_HOME=/srv/airflow \
+    PATH=/opt/crm/.venv/bin:$PATH
+
+WORKDIR /opt/crm
+COPY pyproject.toml uv.lock ./
+RUN pip install --no-cache-dir "uv==$(sed -n '/^name = "uv"$/{n;s/^version = "\(.*\)"$/\1/p;}' uv.lock)" \
+    && uv sync --frozen --no-dev --no-install-project
+
+COPY src ./src
+COPY ml ./ml
+COPY dags ./dags
+COPY dbt_project ./dbt_project
+COPY expectations ./expectations
+RUN uv sync --frozen --no-dev \
+    && useradd --create-home --uid 50000 crm \
+    && mkdir -p /srv/crm /srv/airflow /srv/mlflow/artifacts && chown -R crm /srv /opt/crm
+
+USER crm
