@@ -25,7 +25,7 @@ def dbt_executable() -> str:
 
 def run_dbt(settings: Settings, command: list[str], variables: dict[str, object] | None = None) -> None:
     """Run ``dbt <command>`` on the project; raise DbtError with dbt's failure lines when it fails."""
-    args = [dbt_executable(), *command, "--project-dir", str(settings.dbt_project_dir)]
+    args = [dbt_executable(), "--no-use-colors", *command, "--project-dir", str(settings.dbt_project_dir)]
     if variables:
         args += ["--vars", json.dumps(variables)]
     log.info("running %s", " ".join(args[:2]))

@@ -1,73 +1,37 @@
-"""The landing contract and the load of daily deliveries into the warehouse's raw schema.
+"""Checking and loading daily deliveries into the warehouse's raw schema.
 
-Deliveries land as ``<landing>/<source>/dt=YYYY-MM-DD/<file>``. A load takes every partition not
-loaded before, checks each file against its source's contract, and inserts the whole batch in one
-transaction: a file that breaks the contract stops that source's load before anything is written
-and names the file, the source and the problem.
+Deliveries land as ``<landing>/<source>/dt=YYYY-MM-DD/<source>.<format>`` (crm.contracts). A load
+takes every partition of a source not loaded before, checks each file against the contract, and
+inserts the whole batch in one transaction. A file that breaks the contract (missing or empty,
+unreadable, a contract column missing, a bad partition folder) stops that source's load before
+anything is written, with a message naming the file, the source and the problem; the other sources
+load. Lines that cannot be parsed (malformed CSV or JSON) are kept, with the reason, in
+``raw._rejected_rows``: nothing is dropped. Columns beyond the contract are kept as JSON in ``_extra``.
 """
 
 from __future__ import annotations
 
 import csv
+import json
 import logging
-from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date
+from itertools import islice
 from pathlib import Path
 
 import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from crm.contracts import CONTRACTS, SourceContract
+
 log = logging.getLogger(__name__)
 
 PARTITION_PREFIX = "dt="
 LOAD_LOG_TABLE = "raw._loaded_partitions"
-
-
-@dataclass(frozen=True)
-class SourceContract:
-    name: str
-    file_format: str  # csv or parquet
-    columns: tuple[str, ...]
-    key: str
-    required: bool
-    # Columns holding personal data: they never leave the restricted raw and staging schemas.
-    pii: tuple[str, ...] = ()
-
-    @property
-    def file_name(self) -> str:
-        return f"{self.name}.{self.file_format}"
-
-    @property
-    def raw_table(self) -> str:
-        return f"raw.{self.name}"
-
-
-CONTRACTS: dict[str, SourceContract] = {
-    contract.name: contract
-    for contract in (
-        SourceContract(
-            name="customers",
-            file_format="csv",
-            columns=("customer_id", "first_name", "last_name", "email", "phone", "birth_date", "gender",
-                     "city", "country", "signup_date", "acquisition_channel", "email_consent", "updated_at"),
-            key="customer_id",
-            required=True,
-            pii=("first_name", "last_name", "email", "phone", "birth_date"),
-        ),
-        SourceContract(
-            name="orders",
-            file_format="parquet",
-            columns=("order_id", "customer_id", "ordered_at", "status", "amount", "currency", "channel"),
-            key="order_id",
-            required=True,
-        ),
-    )
-}
-
-
-PII_COLUMNS = frozenset(column for contract in CONTRACTS.values() for column in contract.pii)
+REJECTED_ROWS_TABLE = "raw._rejected_rows"
+# How many lines of a JSON-lines file the contract check reads to find the keys.
+JSONL_SAMPLE_LINES = 200
 
 
 class LandingError(Exception):
@@ -112,25 +76,18 @@ def discover(landing_dir: Path) -> tuple[dict[str, list[Partition]], list[Landin
         if contract.required:
             problems.append(LandingError(f"{landing_dir}: required source {contract.name!r} has no folder"))
         else:
-            log.info("source %s: not delivered, its features stay null", contract.name)
+            log.info("source %s: not delivered; the features that depend on it stay null", contract.name)
     return found, problems
 
 
 def _partition_day(folder: Path) -> date:
-    value = folder.name.removeprefix(PARTITION_PREFIX)
     try:
         if not folder.name.startswith(PARTITION_PREFIX):
             raise ValueError
-        return date.fromisoformat(value)
+        return date.fromisoformat(folder.name.removeprefix(PARTITION_PREFIX))
     except ValueError:
         raise LandingError(f"{folder}: source {folder.parent.name!r}: partition folder must be named "
-                           f"dt=YYYY-MM-DD, got {folder.name!r}") from None
-
-
-def loaded_days(con: duckdb.DuckDBPyConnection, source: str) -> set[date]:
-    ensure_raw_schema(con)
-    rows = con.execute(f"select partition_date from {LOAD_LOG_TABLE} where source = ?", [source]).fetchall()
-    return {row[0] for row in rows}
+                           f"dt=YYYY-MM-DD with a real date, got {folder.name!r}") from None
 
 
 def ensure_raw_schema(con: duckdb.DuckDBPyConnection) -> None:
@@ -141,94 +98,202 @@ def ensure_raw_schema(con: duckdb.DuckDBPyConnection) -> None:
             partition_date date not null,
             file varchar not null,
             row_count bigint not null,
+            rejected_count bigint not null,
             loaded_at timestamp not null,
             primary key (source, partition_date)
         )""")
+    con.execute(f"""
+        create table if not exists {REJECTED_ROWS_TABLE} (
+            source varchar not null,
+            partition_date date not null,
+            source_file varchar not null,
+            line_number bigint,
+            raw_line varchar,
+            reason varchar not null,
+            loaded_at timestamp not null
+        )""")
+
+
+def loaded_days(con: duckdb.DuckDBPyConnection, source: str) -> set[date]:
+    rows = con.execute(f"select partition_date from {LOAD_LOG_TABLE} where source = ?", [source]).fetchall()
+    return {row[0] for row in rows}
 
 
 def check_file(contract: SourceContract, partition: Partition) -> list[str]:
-    """The file's columns, after checking it exists, is readable, and carries every contract column."""
+    """The file's column names, after checking it exists, is readable, and has every contract column."""
     path = partition.path
     where = f"{path}: source {contract.name!r}"
     if not path.is_file():
         others = sorted(p.name for p in path.parent.iterdir())
         raise LandingError(f"{where}: expected file {contract.file_name} is missing (found {others or 'nothing'})")
     if path.stat().st_size == 0:
-        raise LandingError(f"{where}: file is empty")
+        if contract.file_format == "jsonl":  # zero JSON lines is a day without records
+            return list(contract.column_names)
+        raise LandingError(f"{where}: file is empty (a day without records still needs the "
+                           f"{'header line' if contract.file_format == 'csv' else 'Parquet schema'})")
     try:
-        columns = _header(contract, path)
-    except (OSError, ValueError, pa.ArrowException) as error:
+        columns = _columns_of(contract, path)
+    except (OSError, ValueError, UnicodeDecodeError, pa.ArrowException) as error:
         raise LandingError(f"{where}: cannot be read as {contract.file_format}: {_first_line(error)}") from None
-    missing = [c for c in contract.columns if c not in columns]
+    missing = [name for name in contract.column_names if name not in columns]
     if missing:
-        raise LandingError(f"{where}: missing required column(s) {', '.join(missing)}")
+        hint = ""
+        if len(columns) == 1 and any(sep in columns[0] for sep in ";\t|"):
+            hint = " (the header has a single column: is the delimiter not a comma?)"
+        raise LandingError(f"{where}: missing required column(s) {', '.join(missing)}{hint}")
     return columns
 
 
-def _header(contract: SourceContract, path: Path) -> list[str]:
-    """Column names from the file's header or schema, without reading its rows."""
+def _columns_of(contract: SourceContract, path: Path) -> list[str]:
+    """Column names from the header, the Parquet schema, or the keys of the first JSON lines."""
     if contract.file_format == "parquet":
         return pq.read_schema(path).names
-    with path.open(newline="", encoding="utf-8") as handle:
-        header = next(csv.reader(handle), None)
-    if not header:
-        raise ValueError("no header line")
-    return [name.strip() for name in header]
+    with path.open(newline="", encoding="utf-8-sig") as handle:
+        if contract.file_format == "csv":
+            header = next(csv.reader(handle), None)
+            if not header:
+                raise ValueError("no header line")
+            return [name.strip() for name in header]
+        keys: dict[str, None] = {}
+        parsed = 0
+        for line in islice(handle, JSONL_SAMPLE_LINES):
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(record, dict):
+                keys.update(dict.fromkeys(record))
+                parsed += 1
+        if not parsed:
+            raise ValueError(f"none of the first {JSONL_SAMPLE_LINES} lines is a JSON object")
+        return list(keys)
 
 
-def _reader(contract: SourceContract, paths: Iterable[Path]) -> str:
-    files = "[" + ", ".join("'" + str(p).replace("'", "''") + "'" for p in paths) + "]"
-    if contract.file_format == "csv":
-        # Everything as text: typing and rejecting bad values is staging's job, so nothing is lost here.
-        return f"read_csv({files}, header = true, all_varchar = true, filename = true, union_by_name = true)"
-    return f"read_parquet({files}, filename = true, union_by_name = true)"
+def _first_line(error: BaseException) -> str:
+    return (str(error).strip().splitlines() or [type(error).__name__])[0]
 
 
-def _first_line(error: Exception) -> str:
-    return str(error).strip().splitlines()[0]
+def _quote(value: object) -> str:
+    return "'" + str(value).replace("'", "''") + "'"
+
+
+def _file_list(paths: list[Path]) -> str:
+    return "[" + ", ".join(_quote(p) for p in paths) + "]"
 
 
 def load_source(con: duckdb.DuckDBPyConnection, contract: SourceContract, partitions: list[Partition]) -> int:
-    """Load the partitions not loaded yet, in one transaction; return how many rows were inserted."""
-    new = [p for p in partitions if p.day not in loaded_days(con, contract.name)]
+    """Load the partitions not loaded yet in one transaction; return how many rows were inserted."""
+    done = loaded_days(con, contract.name)
+    new = [p for p in partitions if p.day not in done]
     if not new:
         return 0
-    for partition in new:
-        check_file(contract, partition)
-    columns = ", ".join(contract.columns)
-    reader = _reader(contract, [p.path for p in new])
-    partition_dates = ", ".join(f"('{p.path}', date '{p.day.isoformat()}')" for p in new)
+    headers = {p.path: check_file(contract, p) for p in new}
     con.execute("begin transaction")
     try:
-        con.execute(f"""
-            create table if not exists {contract.raw_table} as
-            select {columns}, cast(null as date) as _partition_date, cast(null as varchar) as _source_file,
-                   cast(null as timestamp) as _loaded_at
-            from {reader} limit 0""")
+        con.execute(f"create temp table landing_partitions as select * from (values "
+                    + ", ".join(f"({_quote(p.path)}, date {_quote(p.day.isoformat())})" for p in new)
+                    + ") as t(source_file, partition_date)")
+        # Files with the same columns are read together (CSV readers need one header per scan).
+        groups: dict[tuple[str, ...], list[Path]] = {}
+        for path, columns in headers.items():
+            groups.setdefault(tuple(columns), []).append(path)
+        for columns, paths in groups.items():
+            _insert_group(con, contract, list(columns), paths)
         inserted = con.execute(f"""
-            insert into {contract.raw_table}
-            select {columns}, partitions.partition_date, files.filename, current_timestamp::timestamp
-            from {reader} as files
-            join (values {partition_dates}) as partitions(filename, partition_date) using (filename)
-        """).fetchone()[0]
-        # Counted from what was inserted, so the log reconciles with the raw table by construction.
+            select count(*) from {contract.raw_table}
+            where _source_file in (select source_file from landing_partitions)""").fetchone()[0]
         con.execute(f"""
             insert into {LOAD_LOG_TABLE}
-            select ?, partitions.partition_date, partitions.filename, coalesce(loaded.row_count, 0),
+            select ?, p.partition_date, p.source_file,
+                   (select count(*) from {contract.raw_table} r where r._source_file = p.source_file),
+                   (select count(*) from {REJECTED_ROWS_TABLE} j where j.source_file = p.source_file),
                    current_timestamp::timestamp
-            from (values {partition_dates}) as partitions(filename, partition_date)
-            left join (
-                select _source_file as filename, count(*) as row_count from {contract.raw_table}
-                where _partition_date in (select partition_date from (values {partition_dates}) as p(f, partition_date))
-                group by all
-            ) as loaded using (filename)""", [contract.name])
+            from landing_partitions p""", [contract.name])
+        con.execute("drop table landing_partitions")
         con.execute("commit")
     except duckdb.Error as error:
         con.execute("rollback")
         raise LandingError(f"source {contract.name!r}: load of {len(new)} partition(s) failed, nothing was "
                            f"written: {_first_line(error)}") from None
-    log.info("source %s: loaded %d rows from %d new partition(s)", contract.name, inserted, len(new))
+    rejected = con.execute(f"select coalesce(sum(rejected_count), 0) from {LOAD_LOG_TABLE} where source = ? "
+                           f"and partition_date in ({', '.join(_quote(p.day) for p in new)})",
+                           [contract.name]).fetchone()[0]
+    log.info("source %s: loaded %d rows from %d new partition(s), %d unparseable line(s) kept in %s",
+             contract.name, inserted, len(new), rejected, REJECTED_ROWS_TABLE)
     return inserted
+
+
+def _create_raw_table(con: duckdb.DuckDBPyConnection, contract: SourceContract, select_sql: str) -> None:
+    con.execute(f"create table if not exists {contract.raw_table} as {select_sql} limit 0")
+
+
+def _insert_group(con: duckdb.DuckDBPyConnection, contract: SourceContract, columns: list[str],
+                  paths: list[Path]) -> None:
+    extras = [c for c in columns if c not in contract.column_names and c != "filename"]
+    extra_sql = ("to_json(struct_pack(" + ", ".join(f'"{c}" := "{c}"' for c in extras) + "))"
+                 if extras else "cast(null as varchar)")
+    wanted = ", ".join(f'"{c}"' for c in contract.column_names)
+    lineage = ("p.partition_date as _partition_date, p.source_file as _source_file, "
+               "current_timestamp::timestamp as _loaded_at")
+    if contract.file_format == "jsonl":
+        _insert_jsonl(con, contract, paths, lineage)
+        return
+    if contract.file_format == "csv":
+        reader = (f"read_csv({_file_list(paths)}, header = true, all_varchar = true, filename = true, "
+                  f"delim = ',', quote = '\"', escape = '\"', store_rejects = true, "
+                  f"rejects_table = 'landing_rejects', rejects_scan = 'landing_scans')")
+    else:
+        reader = f"read_parquet({_file_list(paths)}, filename = true, union_by_name = true)"
+    select_sql = (f"select {wanted}, {extra_sql} as _extra, {lineage} "
+                  f"from {reader} as f join landing_partitions p on p.source_file = f.filename")
+    _create_raw_table(con, contract, select_sql)
+    con.execute(f"insert into {contract.raw_table} by name {select_sql}")
+    if contract.file_format == "csv":
+        con.execute(f"""
+            insert into {REJECTED_ROWS_TABLE}
+            select ?, p.partition_date, p.source_file, r.line, r.csv_line,
+                   r.error_type || ': ' || r.error_message, current_timestamp::timestamp
+            from landing_rejects r
+            join landing_scans s using (scan_id, file_id)
+            join landing_partitions p on p.source_file = s.file_path
+            -- DuckDB reports a short line once per missing column: keep one row per line.
+            qualify row_number() over (partition by r.scan_id, r.file_id, r.line order by r.column_idx) = 1
+            """, [contract.name])
+        con.execute("drop table landing_rejects")
+        con.execute("drop table landing_scans")
+
+
+def _insert_jsonl(con: duckdb.DuckDBPyConnection, contract: SourceContract, paths: list[Path],
+                  lineage: str) -> None:
+    """JSON lines are split in SQL so that every line is kept: objects are loaded, the rest rejected."""
+    fields = ", ".join(f"json_extract_string(line, '$.\"{c}\"') as \"{c}\"" for c in contract.column_names)
+    known = "[" + ", ".join(_quote(c) for c in contract.column_names) + "]"
+    con.execute(f"""
+        create temp table landing_lines as
+        select filename, line_number, line,
+               case when json_valid(line) then json_type(line) = 'OBJECT' else false end as is_object
+        from (
+            select filename, unnest(string_split(content, chr(10))) as line,
+                   unnest(generate_series(1, len(string_split(content, chr(10))))) as line_number
+            from read_text({_file_list(paths)})
+        )
+        where trim(line) <> ''""")
+    select_sql = f"""
+        select {fields},
+               case when len(list_filter(json_keys(line), lambda k: not list_contains({known}, k))) > 0
+                    then line end as _extra,
+               {lineage}
+        from landing_lines l join landing_partitions p on p.source_file = l.filename
+        where l.is_object"""
+    _create_raw_table(con, contract, select_sql)
+    con.execute(f"insert into {contract.raw_table} by name {select_sql}")
+    con.execute(f"""
+        insert into {REJECTED_ROWS_TABLE}
+        select ?, p.partition_date, p.source_file, l.line_number, l.line, 'malformed JSON line: not a JSON object',
+               current_timestamp::timestamp
+        from landing_lines l join landing_partitions p on p.source_file = l.filename
+        where not l.is_object""", [contract.name])
+    con.execute("drop table landing_lines")
 
 
 def load_landing(con: duckdb.DuckDBPyConnection, landing_dir: Path) -> dict[str, int]:

@@ -17,7 +17,7 @@ from typing import Any
 
 import pandas as pd
 
-from crm.landing import PII_COLUMNS
+from crm.contracts import PII_COLUMNS
 from crm.settings import Settings
 
 log = logging.getLogger(__name__)

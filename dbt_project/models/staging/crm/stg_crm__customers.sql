@@ -1,30 +1,9 @@
 with
 
-source as (
+customers as (
 
-    select * from {{ source('crm', 'customers') }}
-
-),
-
-typed as (
-
-    select
-        cast(customer_id as bigint) as customer_id,
-        trim(first_name) as first_name,
-        trim(last_name) as last_name,
-        lower(trim(email)) as email,
-        trim(phone) as phone,
-        cast(birth_date as date) as birth_date,
-        lower(trim(gender)) as gender,
-        trim(city) as city,
-        upper(trim(country)) as country,
-        cast(signup_date as date) as signup_date,
-        lower(trim(acquisition_channel)) as acquisition_channel,
-        lower(trim(email_consent)) in ('true', '1', 'yes') as has_email_consent,
-        cast(updated_at as timestamp) as updated_at,
-        _partition_date as delivered_on
-
-    from source
+    select * from {{ ref('base_crm__customers') }}
+    where rejection_reason is null
 
 ),
 
@@ -36,15 +15,30 @@ ranked as (
             partition by customer_id order by updated_at desc, delivered_on desc
         ) as delivery_rank
 
-    from typed
+    from customers
 
 ),
 
 final as (
 
     select
-        customer_id, first_name, last_name, email, phone, birth_date, gender, city, country,
-        signup_date, acquisition_channel, has_email_consent, updated_at, delivered_on
+        customer_id,
+        first_name,
+        last_name,
+        case when is_email_valid then email_normalised end as email,
+        case when is_phone_valid then phone_normalised end as phone,
+        is_email_valid,
+        is_phone_valid,
+        birth_date,
+        gender,
+        city,
+        region,
+        country,
+        signup_date,
+        acquisition_channel,
+        has_email_consent,
+        updated_at,
+        delivered_on
 
     from ranked
     where delivery_rank = 1
