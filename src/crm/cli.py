@@ -6,10 +6,12 @@ import argparse
 import json
 import logging
 import sys
+from dataclasses import fields, replace
 from datetime import date
 from pathlib import Path
 
 from crm import pipeline
+from crm.generate import DefectRates
 from crm.settings import Settings
 
 PIPELINE_DAG = "crm_pipeline"
@@ -26,6 +28,13 @@ def main(argv: list[str] | None = None) -> int:
     gen.add_argument("--seed", type=int, default=7)
     gen.add_argument("--out", type=Path, default=None, help="landing folder (default: the configured one)")
     gen.add_argument("--truth", type=Path, default=None, help="ground-truth folder (default: the configured one)")
+    gen.add_argument("--defect", action="append", default=[], metavar="KIND=RATE",
+                     help="override a defect rate, e.g. invalid_email=0.02 or renamed_column_batches=1 "
+                          f"(kinds: {', '.join(f.name for f in fields(DefectRates))})")
+    gen.add_argument("--no-defects", action="store_true", help="clean data: every defect rate 0")
+
+    docs = commands.add_parser("contract-docs", help="render the landing contract into docs/sources.md")
+    docs.add_argument("--check", action="store_true", help="only check that docs/sources.md is current")
 
     for name, help_text in (("load", "load new landing partitions into the raw schema"),
                             ("build", "dbt build of the warehouse"),
@@ -45,9 +54,17 @@ def main(argv: list[str] | None = None) -> int:
 
         config = GeneratorConfig(customers=args.customers, days=args.days, seed=args.seed,
                                  churn_window_days=settings.churn_window_days,
+                                 defects=_defect_rates(parser, args.defect, args.no_defects),
                                  **({"end_date": args.end_date} if args.end_date else {}))
-        counts = generate(config, args.out or settings.landing_dir, args.truth or settings.truth_dir)
-        print(json.dumps(counts))
+        manifest = generate(config, args.out or settings.landing_dir, args.truth or settings.truth_dir)
+        print(json.dumps({"rows": manifest["rows"], "defects": manifest["defects"]}, indent=2))
+    elif args.command == "contract-docs":
+        from crm.contracts import sync_docs
+
+        current = sync_docs(settings.docs_dir / "sources.md", write=not args.check)
+        if args.check and not current:
+            print("docs/sources.md is out of date: run `crm contract-docs`", file=sys.stderr)
+            return 1
     elif args.command == "run":
         return run_through_airflow(settings)
     elif args.command == "summary":
@@ -59,6 +76,21 @@ def main(argv: list[str] | None = None) -> int:
         if result is not None:
             print(json.dumps(result, indent=2, default=str))
     return 0
+
+
+def _defect_rates(parser: argparse.ArgumentParser, overrides: list[str], none: bool) -> DefectRates:
+    rates = DefectRates.none() if none else DefectRates()
+    kinds = {f.name: f.type for f in fields(DefectRates)}
+    changes: dict[str, float] = {}
+    for item in overrides:
+        kind, _, value = item.partition("=")
+        if kind not in kinds:
+            parser.error(f"--defect {item}: unknown kind {kind!r}")
+        try:
+            changes[kind] = int(value) if kinds[kind] == "int" else float(value)
+        except ValueError:
+            parser.error(f"--defect {item}: {value!r} is not a number")
+    return replace(rates, **changes)
 
 
 def run_through_airflow(settings: Settings) -> int:

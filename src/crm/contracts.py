@@ -7,6 +7,7 @@ generator writes through it, and docs/sources.md is rendered from it (`crm contr
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 
 @dataclass(frozen=True)
@@ -176,6 +177,21 @@ CONTRACTS: dict[str, SourceContract] = {contract.name: contract for contract in 
 )}
 
 PII_COLUMNS = frozenset(name for contract in CONTRACTS.values() for name in contract.pii)
+
+
+DOCS_START = "<!-- contract:start (rendered by `crm contract-docs` from crm/contracts.py; do not edit) -->"
+DOCS_END = "<!-- contract:end -->"
+
+
+def sync_docs(path: Path, write: bool) -> bool:
+    """Render the contract between the markers of ``path``; return whether it was already current."""
+    text = path.read_text()
+    head, _, rest = text.partition(DOCS_START)
+    _, _, tail = rest.partition(DOCS_END)
+    rendered = f"{head}{DOCS_START}\n\n{render_markdown()}\n{DOCS_END}{tail}"
+    if write and rendered != text:
+        path.write_text(rendered)
+    return rendered == text
 
 
 def render_markdown() -> str:

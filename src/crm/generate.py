@@ -138,8 +138,8 @@ def _length(rows: Rows) -> int:
 class DailyWriter:
     """Buffers each source's rows by delivery day and writes a day's partitions when the day closes."""
 
-    def __init__(self, landing_dir: Path, config: GeneratorConfig):
-        self.landing_dir, self.config = landing_dir, config
+    def __init__(self, landing_dir: Path, config: GeneratorConfig, defects: dict[str, dict[str, int]]):
+        self.landing_dir, self.config, self.defects = landing_dir, config, defects
         self.pending: dict[tuple[str, int], list[Rows]] = defaultdict(list)
         self.rows: dict[str, int] = defaultdict(int)
         self.schema_drift: dict[tuple[str, int], tuple[str, str]] = {}  # (source, day) -> (kind, column)
@@ -167,7 +167,10 @@ class DailyWriter:
                 table = table.rename_columns([f"{c}_renamed" if c == drift[1] else c for c in table.column_names])
             folder = partition_dir(self.landing_dir, source, self.config.start_date + timedelta(days=day))
             folder.mkdir(parents=True, exist_ok=True)
-            _write(contract.file_format, table, folder / contract.file_name, self.malformed.get((source, day), 0))
+            broken = _write(contract.file_format, table, folder / contract.file_name,
+                            self.malformed.get((source, day), 0))
+            if broken:
+                self.defects[source]["malformed_line"] += broken
 
 
 _ARROW_TYPES = {"integer": pa.int64(), "decimal": pa.float64(), "text": pa.string(), "date": pa.string(),
@@ -187,10 +190,11 @@ def _arrow_column(column_type: str, parts: list[np.ndarray]) -> pa.Array:
     return pa.array(values, arrow_type)
 
 
-def _write(file_format: str, table: pa.Table, path: Path, malformed_lines: int) -> None:
+def _write(file_format: str, table: pa.Table, path: Path, malformed_lines: int) -> int:
+    """Write one partition file; return how many malformed lines it got (a file needs rows to cut)."""
     if file_format == "parquet":
         pq.write_table(table, path, compression="zstd")
-        return
+        return 0
     if file_format == "csv":
         sink = pa.BufferOutputStream()
         pacsv.write_csv(table, sink, pacsv.WriteOptions(quoting_style="needed"))
@@ -202,6 +206,7 @@ def _write(file_format: str, table: pa.Table, path: Path, malformed_lines: int) 
         broken = [line[: len(line) // 2] for line in text.splitlines()[:malformed_lines]]
     # Malformed lines: a truncated copy of a real line (an export cut short), counted in the manifest.
     path.write_text(text + "".join(line + "\n" for line in broken))
+    return len(broken)
 
 
 def generate(config: GeneratorConfig, landing_dir: Path, truth_dir: Path) -> dict[str, object]:
@@ -213,8 +218,8 @@ class _Simulation:
     def __init__(self, config: GeneratorConfig, landing_dir: Path, truth_dir: Path):
         self.config, self.truth_dir = config, truth_dir
         self.rng = np.random.default_rng(config.seed)
-        self.writer = DailyWriter(landing_dir, config)
         self.defects: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+        self.writer = DailyWriter(landing_dir, config, self.defects)
         self.next_id = defaultdict(lambda: 1)
 
     # -- helpers -------------------------------------------------------------------------------
@@ -392,7 +397,6 @@ class _Simulation:
         for source in ("customers", "surveys", "tickets", "marketing_events"):
             for day in np.flatnonzero(rng.random(self.config.days) < rates.malformed_line_per_file):
                 self.writer.malformed[(source, int(day))] += 1
-                self.defects[source]["malformed_line"] += 1
 
     def _daily_probabilities(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Today's chance to lapse, to churn, and to come back, per customer."""

@@ -71,6 +71,10 @@ class Settings:
         return self.warehouse_path.parent
 
     @property
+    def docs_dir(self) -> Path:
+        return self.dbt_project_dir.parent / "docs"
+
+    @property
     def airflow_home(self) -> Path:
         return self.home / ".airflow"
 
