@@ -51,7 +51,8 @@ def test_every_delivered_record_is_loaded_or_kept_as_rejected(small_landing: Set
 
 
 def test_unannounced_extra_column_is_kept_not_dropped(small_landing: Settings):
-    target = partition_dir(small_landing.landing_dir, "customers", LAST_DAY) / "customers.csv"
+    first_day = sorted((small_landing.landing_dir / "customers").iterdir())[0]  # the full initial master
+    target = first_day / "customers.csv"
     frame = pd.read_csv(target, dtype=str).head(3).assign(loyalty_tier="gold")
     frame.to_csv(target, index=False)
     con = duckdb.connect(":memory:")
