@@ -7,7 +7,7 @@ UV_VERSION := $(shell sed -n '/^name = "uv"$$/{n;s/^version = "\(.*\)"$$/\1/p;}'
 export CRM_HOME ?= $(CURDIR)
 export UV_PROJECT_ENVIRONMENT := $(CURDIR)/$(VENV)
 
-.PHONY: install run test clean
+.PHONY: install run test bench clean
 
 install: $(VENV)/.installed
 
@@ -22,6 +22,10 @@ run: install
 
 test: install
 	$(BIN)/pytest
+
+# A benchmark, not a test: measures the stages at 100k and 1M customers, reports to bench/results/.
+bench: install
+	$(BIN)/crm bench
 
 clean:
 	rm -rf data warehouse .airflow mlflow/mlflow.db mlflow/artifacts expectations/uncommitted

@@ -44,6 +44,10 @@ def main(argv: list[str] | None = None) -> int:
                             ("summary", "print and write the run summary")):
         commands.add_parser(name, help=help_text)
     commands.add_parser("run", help="the whole pipeline through Airflow (airflow dags test) on the embedded default")
+    bench = commands.add_parser("bench", help="benchmark the stages at given scales; report to bench/results/")
+    bench.add_argument("--customers", type=int, nargs="+", default=[100_000, 1_000_000])
+    bench.add_argument("--days", type=int, default=730)
+    bench.add_argument("--out", type=Path, default=None, help="report folder (default: bench/results)")
 
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -67,6 +71,11 @@ def main(argv: list[str] | None = None) -> int:
             return 1
     elif args.command == "run":
         return run_through_airflow(settings)
+    elif args.command == "bench":
+        from crm import bench as benchmark
+
+        return benchmark.main(args.customers, args.days, args.out or settings.bench_dir / "results",
+                              settings.warehouse_dir / "bench")
     elif args.command == "summary":
         print(pipeline.format_summary(pipeline.summarize(settings)))
     else:

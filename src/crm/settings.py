@@ -75,6 +75,10 @@ class Settings:
         return self.dbt_project_dir.parent / "docs"
 
     @property
+    def bench_dir(self) -> Path:
+        return self.dbt_project_dir.parent / "bench"
+
+    @property
     def airflow_home(self) -> Path:
         return self.home / ".airflow"
 
