@@ -13,20 +13,20 @@ typed as (
 
     select
         customer_id as raw_customer_id,
-        try_cast(trim(customer_id) as bigint) as customer_id,
+        {{ dbt.safe_cast("trim(customer_id)", api.Column.translate_type("bigint")) }} as customer_id,
         trim(first_name) as first_name,
         trim(last_name) as last_name,
         lower(trim(email)) as email_normalised,
-        regexp_replace(trim(phone), '[^0-9+]', '', 'g') as phone_normalised,
-        try_cast(birth_date as date) as birth_date,
+        {{ regex_remove('trim(phone)', '[^0-9+]') }} as phone_normalised,
+        {{ dbt.safe_cast("birth_date", api.Column.translate_type("date")) }} as birth_date,
         lower(trim(gender)) as gender,
         trim(city) as city,
         trim(region) as region,
         upper(trim(country)) as country,
-        try_cast(signup_date as date) as signup_date,
+        {{ dbt.safe_cast("signup_date", api.Column.translate_type("date")) }} as signup_date,
         lower(trim(acquisition_channel)) as acquisition_channel,
         lower(trim(email_consent)) in ('true', '1', 'yes') as has_email_consent,
-        try_cast(updated_at as timestamp) as updated_at,
+        {{ dbt.safe_cast("updated_at", api.Column.translate_type("timestamp")) }} as updated_at,
         _partition_date as delivered_on,
         _loaded_at as loaded_at
 
@@ -38,8 +38,8 @@ final as (
 
     select
         *,
-        regexp_full_match(email_normalised, '[a-z0-9._%+-]+@[a-z0-9.-]+\.[a-z]{2,}') as is_email_valid,
-        regexp_full_match(phone_normalised, '\+?[0-9]{7,15}') as is_phone_valid,
+        {{ regex_full_match('email_normalised', '[a-z0-9._%+-]+@[a-z0-9.-]+\.[a-z]{2,}') }} as is_email_valid,
+        {{ regex_full_match('phone_normalised', '\+?[0-9]{7,15}') }} as is_phone_valid,
         case
             when customer_id is null then 'missing or invalid customer_id'
             when signup_date is null then 'missing or invalid signup_date'

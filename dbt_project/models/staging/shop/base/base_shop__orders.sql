@@ -11,14 +11,14 @@ typed as (
 
     select
         cast(order_id as varchar) as raw_order_id,
-        try_cast(order_id as bigint) as order_id,
-        try_cast(customer_id as bigint) as customer_id,
-        try_cast(ordered_at as timestamp) as ordered_at,
+        {{ dbt.safe_cast("order_id", api.Column.translate_type("bigint")) }} as order_id,
+        {{ dbt.safe_cast("customer_id", api.Column.translate_type("bigint")) }} as customer_id,
+        {{ dbt.safe_cast("ordered_at", api.Column.translate_type("timestamp")) }} as ordered_at,
         lower(trim(status)) as status,
-        try_cast(amount as double) as amount,
+        {{ dbt.safe_cast("amount", api.Column.translate_type("double")) }} as amount,
         upper(trim(currency)) as currency,
         lower(trim(channel)) as channel,
-        try_cast(updated_at as timestamp) as updated_at,
+        {{ dbt.safe_cast("updated_at", api.Column.translate_type("timestamp")) }} as updated_at,
         _partition_date as delivered_on,
         _loaded_at as loaded_at
 
