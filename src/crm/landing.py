@@ -114,6 +114,22 @@ def ensure_raw_schema(con: duckdb.DuckDBPyConnection) -> None:
         )""")
 
 
+# Raw column types: CSV and JSON lines arrive as text (staging types them, so a bad value is
+# quarantined, not fatal); Parquet carries its own types, which the contract pins.
+_PARQUET_TYPES = {"integer": "bigint", "decimal": "double", "text": "varchar", "date": "date",
+                  "timestamp": "timestamp", "boolean": "boolean"}
+
+
+def ensure_raw_tables(con: duckdb.DuckDBPyConnection) -> None:
+    """Every contract's raw table exists, delivered or not: an absent optional source reads as empty."""
+    for contract in CONTRACTS.values():
+        columns = ", ".join(
+            f'"{c.name}" {_PARQUET_TYPES[c.type] if contract.file_format == "parquet" else "varchar"}'
+            for c in contract.columns)
+        con.execute(f"create table if not exists {contract.raw_table} ({columns}, _extra varchar, "
+                    f"_partition_date date, _source_file varchar, _loaded_at timestamp)")
+
+
 def loaded_days(con: duckdb.DuckDBPyConnection, source: str) -> set[date]:
     rows = con.execute(f"select partition_date from {LOAD_LOG_TABLE} where source = ?", [source]).fetchall()
     return {row[0] for row in rows}
@@ -223,10 +239,6 @@ def load_source(con: duckdb.DuckDBPyConnection, contract: SourceContract, partit
     return inserted
 
 
-def _create_raw_table(con: duckdb.DuckDBPyConnection, contract: SourceContract, select_sql: str) -> None:
-    con.execute(f"create table if not exists {contract.raw_table} as {select_sql} limit 0")
-
-
 def _insert_group(con: duckdb.DuckDBPyConnection, contract: SourceContract, columns: list[str],
                   paths: list[Path]) -> None:
     extras = [c for c in columns if c not in contract.column_names and c != "filename"]
@@ -246,7 +258,6 @@ def _insert_group(con: duckdb.DuckDBPyConnection, contract: SourceContract, colu
         reader = f"read_parquet({_file_list(paths)}, filename = true, union_by_name = true)"
     select_sql = (f"select {wanted}, {extra_sql} as _extra, {lineage} "
                   f"from {reader} as f join landing_partitions p on p.source_file = f.filename")
-    _create_raw_table(con, contract, select_sql)
     con.execute(f"insert into {contract.raw_table} by name {select_sql}")
     if contract.file_format == "csv":
         con.execute(f"""
@@ -285,7 +296,6 @@ def _insert_jsonl(con: duckdb.DuckDBPyConnection, contract: SourceContract, path
                {lineage}
         from landing_lines l join landing_partitions p on p.source_file = l.filename
         where l.is_object"""
-    _create_raw_table(con, contract, select_sql)
     con.execute(f"insert into {contract.raw_table} by name {select_sql}")
     con.execute(f"""
         insert into {REJECTED_ROWS_TABLE}
@@ -302,6 +312,7 @@ def load_landing(con: duckdb.DuckDBPyConnection, landing_dir: Path) -> dict[str,
     A source with a bad delivery loads nothing; the others load. Then every problem is raised together.
     """
     ensure_raw_schema(con)
+    ensure_raw_tables(con)
     partitions, problems = discover(landing_dir)
     inserted = {}
     for source, source_partitions in partitions.items():

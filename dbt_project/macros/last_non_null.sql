@@ -1,0 +1,11 @@
+{#- Survivorship: the most recent non-null value of a column within a partition. -#}
+{% macro last_non_null(column, partition_by, order_by) -%}
+    {{ return(adapter.dispatch('last_non_null', 'crm')(column, partition_by, order_by)) }}
+{%- endmacro %}
+
+{% macro default__last_non_null(column, partition_by, order_by) -%}
+    first_value({{ column }} ignore nulls) over (
+        partition by {{ partition_by }} order by {{ order_by }}
+        rows between unbounded preceding and unbounded following
+    )
+{%- endmacro %}
