@@ -13,7 +13,7 @@ import pandas as pd
 
 FEATURES_TABLE = "marts.customer_features"
 CHURN_LABELS_TABLE = "marts.customer_churn_labels"
-ID_COLUMNS = ["customer_id", "as_of_date"]
+ID_COLUMNS = ["customer_key", "as_of_date"]
 # Money features are heavy-tailed: models log-transform them.
 MONEY_FEATURES = ["monetary", "avg_order_value", "monetary_last_90d"]
 COUNT_FEATURES = ["tenure_days", "recency_days", "days_since_first_order", "frequency", "orders_last_90d",
@@ -25,7 +25,7 @@ def load_features(con: duckdb.DuckDBPyConnection, as_of_date: date) -> pd.DataFr
     """Ids and features of every customer known at ``as_of_date``, ordered by customer."""
     columns = ", ".join(ID_COLUMNS + FEATURE_COLUMNS)
     frame = con.execute(
-        f"select {columns} from {FEATURES_TABLE} where as_of_date = ? order by customer_id", [as_of_date]
+        f"select {columns} from {FEATURES_TABLE} where as_of_date = ? order by customer_key", [as_of_date]
     ).df()
     return _typed(frame)
 
@@ -36,9 +36,9 @@ def load_churn_examples(con: duckdb.DuckDBPyConnection, as_of_date: date) -> pd.
     frame = con.execute(f"""
         select {columns}, labels.is_churned
         from {FEATURES_TABLE} as features
-        inner join {CHURN_LABELS_TABLE} as labels using (customer_id, as_of_date)
+        inner join {CHURN_LABELS_TABLE} as labels using (customer_key, as_of_date)
         where features.as_of_date = ? and labels.is_label_observed
-        order by features.customer_id""", [as_of_date]).df()
+        order by features.customer_key""", [as_of_date]).df()
     frame = _typed(frame)
     frame["is_churned"] = frame["is_churned"].astype(int)
     return frame

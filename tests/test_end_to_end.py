@@ -24,7 +24,7 @@ BIN = Path(sys.executable).parent
 
 def _scores(settings: Settings) -> list[tuple]:
     with duckdb.connect(str(settings.warehouse_path), read_only=True) as con:
-        return con.execute("select * from scores.churn order by customer_id").fetchall()
+        return con.execute("select * from scores.churn order by customer_key").fetchall()
 
 
 def _versions(settings: Settings) -> dict[str, str]:
@@ -49,7 +49,7 @@ def test_scores_cover_every_customer_with_probabilities(pipeline_run):
     settings, _ = pipeline_run
     with duckdb.connect(str(settings.warehouse_path), read_only=True) as con:
         as_of, rows, customers, low, high, versions = con.execute("""
-            select max(as_of_date), count(*), count(distinct customer_id), min(churn_probability),
+            select max(as_of_date), count(*), count(distinct customer_key), min(churn_probability),
                    max(churn_probability), string_agg(distinct model_version, ',')
             from scores.churn""").fetchone()
         features = con.execute("select count(*) from marts.customer_features where as_of_date = ?",
@@ -74,7 +74,7 @@ def test_broken_mart_fails_the_run_before_training_and_scoring(pipeline_run):
     settings, _ = pipeline_run
     scores_before, versions_before = _scores(settings), _versions(settings)
     with duckdb.connect(str(settings.warehouse_path)) as con:
-        con.execute("update marts.customer_features set monetary = -monetary - 1 where customer_id % 7 = 0")
+        con.execute("update marts.customer_features set monetary = -monetary - 1 where customer_key % 7 = 0")
     # Reuse the broken mart as built: load and dbt build are marked successful without running.
     completed = subprocess.run(
         local_airflow.airflow_command("dags", "test", PIPELINE_DAG, "--mark-success-pattern", "^(load_landing|dbt_build)$"),

@@ -18,7 +18,7 @@ def _features(rows: int = 50) -> pd.DataFrame:
     rng = np.random.default_rng(0)
     frame = pd.DataFrame({column: rng.integers(0, 100, rows).astype(float) for column in FEATURE_COLUMNS})
     frame.insert(0, "as_of_date", pd.Timestamp("2026-11-23").date())
-    frame.insert(0, "customer_id", np.arange(1, rows + 1))
+    frame.insert(0, "customer_key", np.arange(1, rows + 1))
     return frame
 
 
@@ -37,13 +37,13 @@ def test_blocking_failure_names_suite_expectation_column_count_and_ids(gate: Qua
     assert "suite customer_features" in message
     assert "expectation expect_column_values_to_be_between" in message
     assert "column monetary" in message and "2 unexpected" in message
-    assert "'customer_id': 4" in message and "'customer_id': 8" in message
+    assert "'customer_key': 4" in message and "'customer_key': 8" in message
     assert [failure.column for failure in error.value.failures] == ["monetary"]
 
 
 def test_duplicate_grain_blocks(gate: QualityGate):
     frame = _features()
-    frame.loc[1, "customer_id"] = 1
+    frame.loc[1, "customer_key"] = 1
     with pytest.raises(QualityGateFailed, match="expect_compound_columns_to_be_unique"):
         gate.validate("customer_features", frame, ID_COLUMNS)
 

@@ -48,6 +48,10 @@ def replace_as_of_date(con: duckdb.DuckDBPyConnection, qualified_name: str, fram
         con.execute(f"create schema if not exists {schema}")
         con.register("incoming_rows", frame)
         con.execute(f"create table if not exists {qualified_name} as select * from incoming_rows limit 0")
+        existing = [row[0] for row in con.execute(f"describe {qualified_name}").fetchall()]
+        if existing != list(frame.columns):
+            raise ValueError(f"{qualified_name} has columns {existing}, the new rows have {list(frame.columns)}: "
+                             f"migrate or drop the table before writing rows of the new shape")
         con.execute(f"delete from {qualified_name} where as_of_date = ?", [as_of_date])
         con.execute(f"insert into {qualified_name} by name select * from incoming_rows")
         con.execute("commit")

@@ -6,13 +6,13 @@ with
 
 features as (
 
-    select customer_id, as_of_date from {{ ref('customer_features') }}
+    select customer_key, as_of_date from {{ ref('customer_features') }}
 
 ),
 
 orders as (
 
-    select * from {{ ref('stg_shop__orders') }}
+    select * from {{ ref('fct_orders') }}
 
 ),
 
@@ -25,24 +25,24 @@ horizon as (
 orders_in_window as (
 
     select
-        features.customer_id,
+        features.customer_key,
         features.as_of_date,
         count(orders.order_id) as completed_orders_in_window
 
     from features
     left join orders
-        on orders.customer_id = features.customer_id
+        on orders.customer_key = features.customer_key
         and orders.status = 'completed'
         and orders.order_date > features.as_of_date
         and orders.order_date <= {{ dbt.dateadd('day', window_days, 'features.as_of_date') }}
-    group by features.customer_id, features.as_of_date
+    group by features.customer_key, features.as_of_date
 
 ),
 
 final as (
 
     select
-        orders_in_window.customer_id,
+        orders_in_window.customer_key,
         orders_in_window.as_of_date,
         cast({{ window_days }} as integer) as churn_window_days,
         orders_in_window.completed_orders_in_window = 0 as is_churned,

@@ -10,7 +10,7 @@ customers as (
 
 orders as (
 
-    select * from {{ ref('stg_shop__orders') }}
+    select * from {{ ref('fct_orders') }}
 
 ),
 
@@ -23,7 +23,7 @@ as_of_dates as (
 customer_dates as (
 
     select
-        customers.customer_id,
+        customers.customer_key,
         customers.signup_date,
         as_of_dates.as_of_date
 
@@ -36,15 +36,15 @@ customer_dates as (
 orders_known_at_date as (
 
     select
-        customer_dates.customer_id,
+        customer_dates.customer_key,
         customer_dates.as_of_date,
         orders.status,
-        orders.amount,
+        orders.amount_eur as amount,
         {{ dbt.datediff('orders.order_date', 'customer_dates.as_of_date', 'day') }} as days_before
 
     from customer_dates
     inner join orders
-        on orders.customer_id = customer_dates.customer_id
+        on orders.customer_key = customer_dates.customer_key
         and orders.order_date <= customer_dates.as_of_date
 
 ),
@@ -52,7 +52,7 @@ orders_known_at_date as (
 order_history as (
 
     select
-        customer_id,
+        customer_key,
         as_of_date,
         min(case when status = 'completed' then days_before end) as recency_days,
         max(case when status = 'completed' then days_before end) as days_since_first_order,
@@ -66,14 +66,14 @@ order_history as (
         sum(case when status = 'returned' then 1 else 0 end) as returned_orders
 
     from orders_known_at_date
-    group by customer_id, as_of_date
+    group by customer_key, as_of_date
 
 ),
 
 final as (
 
     select
-        customer_dates.customer_id,
+        customer_dates.customer_key,
         customer_dates.as_of_date,
         cast({{ dbt.datediff('customer_dates.signup_date', 'customer_dates.as_of_date', 'day') }} as integer)
             as tenure_days,
@@ -93,7 +93,7 @@ final as (
 
     from customer_dates
     left join order_history
-        on order_history.customer_id = customer_dates.customer_id
+        on order_history.customer_key = customer_dates.customer_key
         and order_history.as_of_date = customer_dates.as_of_date
 
 )

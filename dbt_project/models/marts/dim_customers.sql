@@ -2,21 +2,23 @@ with
 
 customers as (
 
-    select * from {{ ref('stg_crm__customers') }}
+    select * from {{ ref('int_customers_resolved') }}
 
 ),
 
 final as (
 
     select
-        customer_id,
+        customer_key,
         signup_date,
         cast(extract(year from birth_date) as integer) as birth_year,
         gender,
         city,
+        region,
         country,
         acquisition_channel,
         has_email_consent,
+        cast(source_records as integer) as source_records,
         updated_at
 
     from customers
