@@ -3,7 +3,8 @@
 
 Landing files → raw schema → dbt build (staging, marts, point-in-time features) → Great
 Expectations gate on the marts → churn model trained, registered and promoted in MLflow → scores
-written to `scores.churn` (gated before they replace the published rows) → run summary.
+written to `scores.churn` (gated before they replace the published rows) → the marts that read
+the scores (`customer_360`) are rebuilt → run summary.
 
 A blocking quality failure fails its task, and nothing downstream runs.
 """
@@ -64,6 +65,12 @@ def crm_pipeline():
         return pipeline.score(_settings())
 
     @task
+    def publish_marts() -> None:
+        from crm import pipeline
+
+        pipeline.publish(_settings())
+
+    @task
     def run_summary() -> dict[str, object]:
         from crm import pipeline
 
@@ -71,7 +78,8 @@ def crm_pipeline():
         print(pipeline.format_summary(summary))
         return summary
 
-    load_landing() >> dbt_build() >> quality_gate_marts() >> train_churn() >> score_churn() >> run_summary()
+    (load_landing() >> dbt_build() >> quality_gate_marts() >> train_churn() >> score_churn() >> publish_marts()
+     >> run_summary())
 
 
 crm_pipeline()

@@ -6,6 +6,7 @@ import logging
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
 
+import duckdb
 import mlflow
 import pandas as pd
 
@@ -18,6 +19,18 @@ from ml.features import FEATURE_COLUMNS, ID_COLUMNS, load_features
 log = logging.getLogger(__name__)
 
 CHURN_SCORES_TABLE = "scores.churn"
+# Score tables exist before the first scoring run, so dbt can read them as sources (customer_360).
+SCORE_TABLES = {
+    CHURN_SCORES_TABLE: {"customer_key": "bigint", "as_of_date": "date", "churn_probability": "double",
+                         "model_name": "varchar", "model_version": "varchar", "run_id": "varchar",
+                         "scored_at": "timestamp"},
+}
+
+
+def ensure_score_tables(con: duckdb.DuckDBPyConnection) -> None:
+    con.execute("create schema if not exists scores")
+    for table, columns in SCORE_TABLES.items():
+        con.execute(f"create table if not exists {table} ({', '.join(f'{n} {t}' for n, t in columns.items())})")
 
 
 @dataclass(frozen=True)

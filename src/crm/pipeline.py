@@ -16,7 +16,8 @@ from crm.settings import Settings
 
 log = logging.getLogger(__name__)
 
-PUBLISHED_TABLES = ("marts.dim_customers", "marts.customer_features", "marts.customer_churn_labels", "scores.churn")
+PUBLISHED_TABLES = ("marts.dim_customers", "marts.fct_orders", "marts.customer_features", "marts.customer_rfm",
+                    "marts.customer_360", "scores.churn")
 
 
 @dataclass(frozen=True)
@@ -51,8 +52,10 @@ def ensure_demo_data(settings: Settings) -> bool:
 def load(settings: Settings) -> dict[str, int]:
     from crm.landing import load_landing
     from crm.warehouse import connect
+    from ml.scoring import ensure_score_tables
 
     with connect(settings) as con:
+        ensure_score_tables(con)
         return load_landing(con, settings.landing_dir)
 
 
@@ -73,8 +76,11 @@ def plan(settings: Settings) -> AsOfPlan:
 def build_warehouse(settings: Settings) -> None:
     from crm.dbt import run_dbt
 
-    as_of = plan(settings)
-    run_dbt(settings, ["build"], {"as_of_dates": as_of.dates(), "churn_window_days": settings.churn_window_days})
+    run_dbt(settings, ["build"], _dbt_vars(settings))
+
+
+def _dbt_vars(settings: Settings) -> dict[str, object]:
+    return {"as_of_dates": plan(settings).dates(), "churn_window_days": settings.churn_window_days}
 
 
 def gate_marts(settings: Settings) -> dict[str, object]:
@@ -104,6 +110,13 @@ def score(settings: Settings) -> dict[str, object]:
 
     report = score_churn(settings, plan(settings).scoring, QualityGate(settings))
     return {**asdict(report), "as_of_date": report.as_of_date.isoformat()}
+
+
+def publish(settings: Settings) -> None:
+    """Rebuild the marts that read the scores, now that this run's scores are written."""
+    from crm.dbt import run_dbt
+
+    run_dbt(settings, ["build", "--select", "source:scores+"], _dbt_vars(settings))
 
 
 def summarize(settings: Settings) -> dict[str, object]:

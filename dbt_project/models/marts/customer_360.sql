@@ -1,0 +1,68 @@
+{#- The BI view of a customer: profile, RFM and the latest churn score, with no raw PII. -#}
+with
+
+customers as (
+
+    select * from {{ ref('dim_customers') }}
+
+),
+
+rfm as (
+
+    select * from {{ ref('customer_rfm') }}
+
+),
+
+churn_scores as (
+
+    select * from {{ source('scores', 'churn') }}
+
+),
+
+latest_churn as (
+
+    select
+        customer_key,
+        churn_probability,
+        as_of_date as churn_scored_as_of,
+        model_version as churn_model_version
+
+    from churn_scores
+    where as_of_date = (select max(as_of_date) from churn_scores)
+
+),
+
+final as (
+
+    select
+        customers.customer_key,
+        customers.signup_date,
+        customers.birth_year,
+        customers.gender,
+        customers.city,
+        customers.region,
+        customers.country,
+        customers.acquisition_channel,
+        customers.has_email_consent,
+        customers.source_records,
+        rfm.recency_days,
+        coalesce(rfm.frequency, 0) as frequency,
+        coalesce(rfm.monetary, 0) as monetary,
+        rfm.rfm_code,
+        coalesce(rfm.rfm_segment, 'No purchase yet') as rfm_segment,
+        latest_churn.churn_probability,
+        case
+            when latest_churn.churn_probability >= 0.7 then 'high'
+            when latest_churn.churn_probability >= 0.4 then 'medium'
+            when latest_churn.churn_probability is not null then 'low'
+        end as churn_risk_band,
+        latest_churn.churn_scored_as_of,
+        latest_churn.churn_model_version
+
+    from customers
+    left join rfm on rfm.customer_key = customers.customer_key
+    left join latest_churn on latest_churn.customer_key = customers.customer_key
+
+)
+
+select * from final
