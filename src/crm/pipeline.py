@@ -117,6 +117,7 @@ def publish(settings: Settings) -> None:
     from crm.dbt import run_dbt
 
     run_dbt(settings, ["build", "--select", "source:scores+"], _dbt_vars(settings))
+    run_dbt(settings, ["docs", "generate"], _dbt_vars(settings))
 
 
 def summarize(settings: Settings) -> dict[str, object]:
@@ -136,6 +137,7 @@ def summarize(settings: Settings) -> dict[str, object]:
         "mlflow_tracking_uri": settings.mlflow_tracking_uri,
         "mlflow_artifacts": str(settings.mlflow_artifacts_dir),
         "data_docs": str(settings.data_docs_dir / "index.html"),
+        "dbt_docs": str(settings.dbt_artifacts_dir / "target" / "index.html"),
         "ui": {
             "mlflow": f"mlflow ui --backend-store-uri {settings.mlflow_tracking_uri} --port 5000",
             "airflow": "airflow standalone (with the AIRFLOW_HOME that make run uses)",
@@ -159,6 +161,7 @@ def format_summary(summary: dict[str, object]) -> str:
         f"Warehouse:        {summary['warehouse']}",
         f"MLflow store:     {summary['mlflow_tracking_uri']} (artifacts {summary['mlflow_artifacts']})",
         f"Data Docs:        {summary['data_docs']}",
+        f"dbt docs:         {summary['dbt_docs']} (or: dbt docs serve --project-dir dbt_project)",
         f"MLflow UI:        {summary['ui']['mlflow']}",  # type: ignore[index]
         f"Airflow UI:       {summary['ui']['airflow']}",  # type: ignore[index]
     ]

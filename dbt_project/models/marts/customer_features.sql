@@ -1,16 +1,17 @@
-{#- Point-in-time features: at each as-of date D only customers signed up by D and orders placed
-    on or before D count, so a feature never sees data from after its date. -#}
+{#- Point-in-time features: at each as-of date D only what the platform knew at D counts: customers
+    whose record was delivered by D, and of each order placed by D the latest version delivered by D.
+    A late delivery or a later status change therefore never alters the features of an earlier date. -#}
 with
 
 customers as (
 
-    select * from {{ ref('dim_customers') }}
+    select * from {{ ref('int_customers_resolved') }}
 
 ),
 
-orders as (
+order_versions as (
 
-    select * from {{ ref('fct_orders') }}
+    select * from {{ ref('int_order_versions') }}
 
 ),
 
@@ -30,22 +31,36 @@ customer_dates as (
     from customers
     cross join as_of_dates
     where customers.signup_date <= as_of_dates.as_of_date
+        and customers.first_delivered_on <= as_of_dates.as_of_date
+
+),
+
+versions_known_at_date as (
+
+    select
+        customer_dates.customer_key,
+        customer_dates.as_of_date,
+        order_versions.status,
+        order_versions.amount_eur,
+        {{ dbt.datediff('order_versions.order_date', 'customer_dates.as_of_date', 'day') }} as days_before,
+        row_number() over (
+            partition by customer_dates.as_of_date, order_versions.order_id
+            order by order_versions.updated_at desc, order_versions.delivered_on desc
+        ) as version_rank
+
+    from customer_dates
+    inner join order_versions
+        on order_versions.customer_key = customer_dates.customer_key
+        and order_versions.order_date <= customer_dates.as_of_date
+        and order_versions.delivered_on <= customer_dates.as_of_date
 
 ),
 
 orders_known_at_date as (
 
-    select
-        customer_dates.customer_key,
-        customer_dates.as_of_date,
-        orders.status,
-        orders.amount_eur as amount,
-        {{ dbt.datediff('orders.order_date', 'customer_dates.as_of_date', 'day') }} as days_before
-
-    from customer_dates
-    inner join orders
-        on orders.customer_key = customer_dates.customer_key
-        and orders.order_date <= customer_dates.as_of_date
+    select customer_key, as_of_date, status, amount_eur as amount, days_before
+    from versions_known_at_date
+    where version_rank = 1
 
 ),
 
@@ -80,14 +95,18 @@ final as (
         cast(order_history.recency_days as integer) as recency_days,
         cast(order_history.days_since_first_order as integer) as days_since_first_order,
         cast(coalesce(order_history.frequency, 0) as integer) as frequency,
-        cast(coalesce(order_history.monetary, 0) as double) as monetary,
+        -- Money is rounded to cents: float sums depend on summation order, rounded ones do not.
+        cast(round(coalesce(order_history.monetary, 0), 2) as double) as monetary,
         cast(
-            case when order_history.frequency > 0 then order_history.monetary / order_history.frequency end
+            round(
+                case when order_history.frequency > 0 then round(order_history.monetary, 2) / order_history.frequency end,
+                2
+            )
             as double
         ) as avg_order_value,
         cast(coalesce(order_history.orders_last_90d, 0) as integer) as orders_last_90d,
         cast(coalesce(order_history.orders_prev_90d, 0) as integer) as orders_prev_90d,
-        cast(coalesce(order_history.monetary_last_90d, 0) as double) as monetary_last_90d,
+        cast(round(coalesce(order_history.monetary_last_90d, 0), 2) as double) as monetary_last_90d,
         cast(coalesce(order_history.cancelled_orders, 0) as integer) as cancelled_orders,
         cast(coalesce(order_history.returned_orders, 0) as integer) as returned_orders
 

@@ -1,42 +1,31 @@
-{#- One row per order of a known customer, with the amount in EUR. Orders whose customer is not in
-    the customer master are left out here and listed in the quarantine (audit.rejected_rows). -#}
+{#- One row per order of a known customer: its latest version, with the amount in EUR. Orders whose
+    customer is not in the customer master are left out here and listed in the quarantine. -#}
 with
 
-orders as (
+order_versions as (
 
-    select * from {{ ref('stg_shop__orders') }}
-
-),
-
-identity as (
-
-    select * from {{ ref('int_customer_identity') }}
+    select * from {{ ref('int_order_versions') }}
 
 ),
 
-currency_rates as (
+ranked as (
 
-    select * from {{ ref('currency_rates') }}
+    select
+        *,
+        row_number() over (partition by order_id order by updated_at desc, delivered_on desc) as version_rank
+
+    from order_versions
 
 ),
 
 final as (
 
     select
-        orders.order_id,
-        identity.customer_key,
-        orders.customer_id,
-        orders.ordered_at,
-        orders.order_date,
-        orders.status,
-        orders.amount,
-        orders.currency,
-        cast(round(orders.amount * currency_rates.eur_per_unit, 2) as double) as amount_eur,
-        orders.channel
+        order_id, customer_key, customer_id, ordered_at, order_date, status, amount, currency, amount_eur,
+        channel
 
-    from orders
-    inner join identity on identity.customer_id = orders.customer_id
-    inner join currency_rates on currency_rates.currency = orders.currency
+    from ranked
+    where version_rank = 1
 
 )
 

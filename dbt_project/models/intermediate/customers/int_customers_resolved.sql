@@ -40,6 +40,7 @@ survived as (
             rows between unbounded preceding and unbounded following
         ) as has_email_consent,
         max(updated_at) over (partition by customer_key) as updated_at,
+        min(first_delivered_on) over (partition by customer_key) as first_delivered_on,
         count(*) over (partition by customer_key) as source_records,
         row_number() over (partition by customer_key order by updated_at desc, customer_id desc) as record_rank
 
@@ -51,7 +52,7 @@ final as (
 
     select
         customer_key, first_name, last_name, email, phone, birth_date, gender, city, region, country,
-        acquisition_channel, signup_date, has_email_consent, updated_at, source_records
+        acquisition_channel, signup_date, has_email_consent, updated_at, first_delivered_on, source_records
 
     from survived
     where record_rank = 1

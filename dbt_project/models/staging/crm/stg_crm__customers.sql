@@ -13,7 +13,8 @@ ranked as (
         *,
         row_number() over (
             partition by customer_id order by updated_at desc, delivered_on desc
-        ) as delivery_rank
+        ) as delivery_rank,
+        min(delivered_on) over (partition by customer_id) as first_delivered_on
 
     from customers
 
@@ -38,7 +39,8 @@ final as (
         acquisition_channel,
         has_email_consent,
         updated_at,
-        delivered_on
+        delivered_on,
+        first_delivered_on
 
     from ranked
     where delivery_rank = 1

@@ -1,0 +1,47 @@
+{#- Every accepted version of every order of a known customer, as delivered, with the resolved
+    customer key and the amount in EUR. Point-in-time models pick, per order, the latest version
+    delivered by their as-of date; fct_orders shows the latest version overall. -#}
+with
+
+orders as (
+
+    select * from {{ ref('base_shop__orders') }}
+    where rejection_reason is null
+
+),
+
+identity as (
+
+    select * from {{ ref('int_customer_identity') }}
+
+),
+
+currency_rates as (
+
+    select * from {{ ref('currency_rates') }}
+
+),
+
+final as (
+
+    select
+        orders.order_id,
+        identity.customer_key,
+        orders.customer_id,
+        orders.ordered_at,
+        orders.order_date,
+        orders.status,
+        orders.amount,
+        orders.currency,
+        cast(round(orders.amount * currency_rates.eur_per_unit, 2) as double) as amount_eur,
+        orders.channel,
+        orders.updated_at,
+        orders.delivered_on
+
+    from orders
+    inner join identity on identity.customer_id = orders.customer_id
+    inner join currency_rates on currency_rates.currency = orders.currency
+
+)
+
+select * from final

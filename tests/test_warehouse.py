@@ -1,0 +1,42 @@
+"""The dbt warehouse on real DuckDB: point-in-time features do not change when later data arrives."""
+
+import shutil
+from datetime import date
+from pathlib import Path
+
+import duckdb
+
+from crm import pipeline
+from crm.contracts import CONTRACTS
+from crm.generate import GeneratorConfig, generate
+from crm.settings import Settings
+
+END = date(2026, 11, 23)
+AS_OF = date(2026, 10, 1)
+
+
+def _features(settings: Settings) -> list[tuple]:
+    with duckdb.connect(str(settings.warehouse_path), read_only=True) as con:
+        return con.execute("select * from marts.customer_features where as_of_date = ? order by all",
+                           [AS_OF]).fetchall()
+
+
+def test_features_at_a_date_ignore_data_delivered_after_it(tmp_path: Path):
+    settings = Settings.from_env(home=tmp_path, as_of_date=AS_OF)
+    generate(GeneratorConfig(customers=400, days=150, end_date=END), settings.landing_dir, settings.truth_dir)
+    # Hold back every delivery after the as-of date, build, then deliver them and build again.
+    later = [folder for source in CONTRACTS for folder in (settings.landing_dir / source).iterdir()
+             if date.fromisoformat(folder.name[3:]) > AS_OF]
+    for folder in later:
+        (tmp_path / "held" / folder.parent.name).mkdir(parents=True, exist_ok=True)
+        shutil.move(folder, tmp_path / "held" / folder.parent.name / folder.name)
+    pipeline.load(settings)
+    pipeline.build_warehouse(settings)
+    before = _features(settings)
+    for folder in later:
+        shutil.move(tmp_path / "held" / folder.parent.name / folder.name, folder)
+    loaded = pipeline.load(settings)
+    pipeline.build_warehouse(settings)
+    assert loaded["orders"] > 0
+    assert len(before) > 100
+    assert _features(settings) == before
