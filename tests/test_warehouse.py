@@ -40,3 +40,30 @@ def test_features_at_a_date_ignore_data_delivered_after_it(tmp_path: Path):
     assert loaded["orders"] > 0
     assert len(before) > 100
     assert _features(settings) == before
+
+
+def _checksums(settings: Settings) -> dict[str, str]:
+    tables = ["marts.dim_customers", "marts.fct_orders", "marts.customer_features", "marts.customer_rfm",
+              "staging.int_order_versions"]
+    with duckdb.connect(str(settings.warehouse_path), read_only=True) as con:
+        return {table: con.execute(f"select md5(string_agg(t::varchar, '|' order by t::varchar)) from {table} t"
+                                   ).fetchone()[0] for table in tables}
+
+
+def test_incremental_runs_equal_a_full_refresh(tmp_path: Path):
+    settings = Settings.from_env(home=tmp_path, as_of_date=END)
+    generate(GeneratorConfig(customers=300, days=120, end_date=END), settings.landing_dir, settings.truth_dir)
+    last_days = [folder for source in CONTRACTS for folder in (settings.landing_dir / source).iterdir()
+                 if date.fromisoformat(folder.name[3:]) > date(2026, 10, 20)]
+    for folder in last_days:
+        (tmp_path / "held" / folder.parent.name).mkdir(parents=True, exist_ok=True)
+        shutil.move(folder, tmp_path / "held" / folder.parent.name / folder.name)
+    pipeline.load(settings)
+    pipeline.build_warehouse(settings)
+    for folder in last_days:
+        shutil.move(tmp_path / "held" / folder.parent.name / folder.name, folder)
+    pipeline.load(settings)
+    pipeline.build_warehouse(settings)
+    incremental = _checksums(settings)
+    pipeline.build_warehouse(Settings.from_env(home=tmp_path, as_of_date=END, full_refresh=True))
+    assert _checksums(settings) == incremental

@@ -1,21 +1,35 @@
 {#- Nothing lost: for every source, raw rows = rows accepted into staging (before re-deliveries are
     collapsed) + rows quarantined in staging. Returns the sources that do not add up. -#}
+{%- set sources = [
+    ('customers', source('crm', 'customers'), ref('base_crm__customers')),
+    ('orders', source('shop', 'orders'), ref('base_shop__orders')),
+    ('order_items', source('shop', 'order_items'), ref('base_shop__order_items')),
+    ('products', source('shop', 'products'), ref('base_shop__products')),
+    ('tickets', source('service', 'tickets'), ref('base_service__tickets')),
+    ('surveys', source('surveys', 'surveys'), ref('base_surveys__responses')),
+    ('campaigns', source('marketing', 'campaigns'), ref('base_marketing__campaigns')),
+    ('marketing_events', source('marketing', 'marketing_events'), ref('base_marketing__events')),
+    ('web_sessions', source('web', 'web_sessions'), ref('base_web__sessions')),
+] -%}
+
 with
 
 raw_counts as (
 
-    select 'customers' as source, count(*) as raw_rows from {{ source('crm', 'customers') }}
-    union all
-    select 'orders', count(*) from {{ source('shop', 'orders') }}
+    {%- for name, raw_relation, base_relation in sources %}
+    select '{{ name }}' as source, count(*) as raw_rows from {{ raw_relation }}
+    {% if not loop.last %}union all{% endif %}
+    {%- endfor %}
 
 ),
 
 accepted_counts as (
 
-    select 'customers' as source, count(*) as accepted_rows
-    from {{ ref('base_crm__customers') }} where rejection_reason is null
-    union all
-    select 'orders', count(*) from {{ ref('base_shop__orders') }} where rejection_reason is null
+    {%- for name, raw_relation, base_relation in sources %}
+    select '{{ name }}' as source, count(*) as accepted_rows
+    from {{ base_relation }} where rejection_reason is null
+    {% if not loop.last %}union all{% endif %}
+    {%- endfor %}
 
 ),
 

@@ -76,7 +76,7 @@ def plan(settings: Settings) -> AsOfPlan:
 def build_warehouse(settings: Settings) -> None:
     from crm.dbt import run_dbt
 
-    run_dbt(settings, ["build"], _dbt_vars(settings))
+    run_dbt(settings, ["build", *(["--full-refresh"] if settings.full_refresh else [])], _dbt_vars(settings))
 
 
 def _dbt_vars(settings: Settings) -> dict[str, object]:

@@ -34,6 +34,8 @@ class Settings:
     # Churn: no completed order within this many days after the as-of date.
     churn_window_days: int
     random_seed: int
+    # Rebuild every incremental model from scratch (after a logic change, or to verify a run).
+    full_refresh: bool
 
     @classmethod
     def from_env(cls, **overrides: object) -> Settings:
@@ -56,6 +58,7 @@ class Settings:
             "as_of_date": None,
             "churn_window_days": 90,
             "random_seed": 42,
+            "full_refresh": False,
         }
         values: dict[str, object] = {}
         for field in fields(cls):
@@ -98,6 +101,9 @@ class Settings:
         }
 
 
+_EXPECTED = {"as_of_date": "YYYY-MM-DD", "full_refresh": "true or false"}
+
+
 def _parse(name: str, text: str) -> object:
     variable = f"CRM_{name.upper()}"
     if name.endswith(("_dir", "_path")):
@@ -107,6 +113,10 @@ def _parse(name: str, text: str) -> object:
             return date.fromisoformat(text)
         if name in ("churn_window_days", "random_seed"):
             return int(text)
+        if name == "full_refresh":
+            if text.lower() not in ("true", "false", "1", "0", "yes", "no"):
+                raise ValueError
+            return text.lower() in ("true", "1", "yes")
     except ValueError:
-        raise ValueError(f"{variable}={text!r} is not valid: expected {'YYYY-MM-DD' if name == 'as_of_date' else 'a whole number'}") from None
+        raise ValueError(f"{variable}={text!r} is not valid: expected {_EXPECTED.get(name, 'a whole number')}") from None
     return text

@@ -1,6 +1,22 @@
 {#- Point-in-time features: at each as-of date D only what the platform knew at D counts: customers
     whose record was delivered by D, and of each order placed by D the latest version delivered by D.
-    A late delivery or a later status change therefore never alters the features of an earlier date. -#}
+    A late delivery or a later status change therefore never alters the features of an earlier date.
+    Incremental: a run computes the as-of dates not stored yet, and recomputes stored dates on or
+    after the earliest partition loaded since the last build (a late partition can belong to them);
+    earlier dates cannot change, so the result equals a full refresh. The post-hook records which
+    loads the build has seen. -#}
+{{ config(
+    materialized='incremental',
+    unique_key=['customer_key', 'as_of_date'],
+    incremental_strategy='delete+insert',
+    on_schema_change='fail',
+    post_hook=[
+        "create schema if not exists audit",
+        "create or replace table audit.customer_features_watermark as
+         select max(loaded_at) as loads_through from {{ source('shop', '_loaded_partitions') }}",
+    ]
+) }}
+
 with
 
 customers as (
@@ -18,6 +34,13 @@ order_versions as (
 as_of_dates as (
 
     select * from {{ ref('int_as_of_dates') }}
+    {% if is_incremental() %}
+    where as_of_date not in (select distinct as_of_date from {{ this }})
+        or as_of_date >= (
+            select min(partition_date) from {{ source('shop', '_loaded_partitions') }}
+            where loaded_at > (select max(loads_through) from audit.customer_features_watermark)
+        )
+    {% endif %}
 
 ),
 

@@ -1,0 +1,39 @@
+with
+
+events as (
+
+    select * from {{ ref('base_marketing__events') }}
+    where rejection_reason is null
+
+),
+
+ranked as (
+
+    select
+        *,
+        row_number() over (
+            partition by event_id order by delivered_on desc, loaded_at desc
+        ) as delivery_rank
+
+    from events
+
+),
+
+final as (
+
+    select
+        event_id,
+        campaign_id,
+        variant,
+        customer_id,
+        event_type,
+        event_at,
+        revenue,
+        delivered_on
+
+    from ranked
+    where delivery_rank = 1
+
+)
+
+select * from final

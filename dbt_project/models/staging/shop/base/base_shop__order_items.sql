@@ -1,0 +1,43 @@
+{#- Every raw order line, typed, with the reason it is rejected (null when accepted). -#}
+with
+
+source as (
+
+    select * from {{ source('shop', 'order_items') }}
+
+),
+
+typed as (
+
+    select
+        coalesce(cast(order_id as varchar), '') || '-' || coalesce(cast(line_number as varchar), '')
+            as raw_order_item_key,
+        {{ dbt.safe_cast("order_id", api.Column.translate_type("bigint")) }} as order_id,
+        {{ dbt.safe_cast("line_number", api.Column.translate_type("integer")) }} as line_number,
+        {{ dbt.safe_cast("product_id", api.Column.translate_type("bigint")) }} as product_id,
+        {{ dbt.safe_cast("quantity", api.Column.translate_type("integer")) }} as quantity,
+        {{ dbt.safe_cast("unit_price", api.Column.translate_type("double")) }} as unit_price,
+        _partition_date as delivered_on,
+        _loaded_at as loaded_at
+
+    from source
+
+),
+
+final as (
+
+    select
+        *,
+        case
+            when order_id is null then 'missing or invalid order_id'
+            when line_number is null or line_number < 1 then 'missing or invalid line_number'
+            when product_id is null then 'missing or invalid product_id'
+            when quantity is null or quantity <= 0 then 'missing, zero or negative quantity'
+            when unit_price is null or unit_price < 0 then 'missing or negative unit_price'
+        end as rejection_reason
+
+    from typed
+
+)
+
+select * from final

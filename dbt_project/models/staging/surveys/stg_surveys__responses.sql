@@ -1,0 +1,38 @@
+with
+
+responses as (
+
+    select * from {{ ref('base_surveys__responses') }}
+    where rejection_reason is null
+
+),
+
+ranked as (
+
+    select
+        *,
+        row_number() over (
+            partition by response_id order by delivered_on desc, loaded_at desc
+        ) as delivery_rank
+
+    from responses
+
+),
+
+final as (
+
+    select
+        response_id,
+        customer_id,
+        responded_at,
+        nps,
+        csat,
+        comment,
+        delivered_on
+
+    from ranked
+    where delivery_rank = 1
+
+)
+
+select * from final

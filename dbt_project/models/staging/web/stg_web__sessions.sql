@@ -1,0 +1,39 @@
+with
+
+sessions as (
+
+    select * from {{ ref('base_web__sessions') }}
+    where rejection_reason is null
+
+),
+
+ranked as (
+
+    select
+        *,
+        row_number() over (
+            partition by session_id order by delivered_on desc, loaded_at desc
+        ) as delivery_rank
+
+    from sessions
+
+),
+
+final as (
+
+    select
+        session_id,
+        customer_id,
+        started_at,
+        cast(started_at as date) as session_date,
+        duration_seconds,
+        pages_viewed,
+        device,
+        delivered_on
+
+    from ranked
+    where delivery_rank = 1
+
+)
+
+select * from final
