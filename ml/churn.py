@@ -17,7 +17,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import FunctionTransformer, StandardScaler
 
-from ml.features import COUNT_FEATURES, FEATURE_COLUMNS, MONEY_FEATURES
+from ml.features import NUMERIC_FEATURES, FEATURE_COLUMNS, MONEY_FEATURES
 from ml.metrics import classification_metrics
 
 MODEL_NAME = "crm_churn"
@@ -26,10 +26,12 @@ LABEL = "is_churned"
 
 def _preprocessor() -> ColumnTransformer:
     # Missing recency or order value means "never ordered": imputed, with an indicator column.
-    counts = make_pipeline(SimpleImputer(strategy="median", add_indicator=True), StandardScaler())
+    # keep_empty_features: a column that is all null (an optional source not delivered) stays, as 0.
+    numeric = make_pipeline(SimpleImputer(strategy="median", add_indicator=True, keep_empty_features=True),
+                           StandardScaler())
     money = make_pipeline(SimpleImputer(strategy="constant", fill_value=0.0),
                           FunctionTransformer(np.log1p, feature_names_out="one-to-one"), StandardScaler())
-    return ColumnTransformer([("counts", counts, COUNT_FEATURES), ("money", money, MONEY_FEATURES)])
+    return ColumnTransformer([("numeric", numeric, NUMERIC_FEATURES), ("money", money, MONEY_FEATURES)])
 
 
 def candidates(seed: int) -> dict[str, Pipeline]:

@@ -87,9 +87,12 @@ def test_broken_mart_fails_the_run_before_training_and_scoring(pipeline_run):
     assert _versions(settings) == versions_before
 
 
-def test_rerun_rebuilds_and_keeps_one_row_per_customer(pipeline_run):
+def test_full_refresh_rerun_repairs_the_mart_and_keeps_one_row_per_customer(pipeline_run):
+    # The features are incremental, so the tampered rows survive a plain rerun (the gate blocks it
+    # again); a full refresh rebuilds them from the raw data.
     settings, _ = pipeline_run
-    completed = subprocess.run([str(BIN / "crm"), "run"], env={**os.environ, "CRM_HOME": str(settings.home)},
+    completed = subprocess.run([str(BIN / "crm"), "run"],
+                               env={**os.environ, "CRM_HOME": str(settings.home), "CRM_FULL_REFRESH": "true"},
                                capture_output=True, text=True, timeout=900)
     assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
     scores = _scores(settings)

@@ -31,6 +31,18 @@ order_versions as (
 
 ),
 
+engagement as (
+
+    select * from {{ ref('int_customer_engagement_at_dates') }}
+
+),
+
+coverage as (
+
+    select * from {{ ref('int_source_coverage') }}
+
+),
+
 as_of_dates as (
 
     select * from {{ ref('int_as_of_dates') }}
@@ -131,12 +143,44 @@ final as (
         cast(coalesce(order_history.orders_prev_90d, 0) as integer) as orders_prev_90d,
         cast(round(coalesce(order_history.monetary_last_90d, 0), 2) as double) as monetary_last_90d,
         cast(coalesce(order_history.cancelled_orders, 0) as integer) as cancelled_orders,
-        cast(coalesce(order_history.returned_orders, 0) as integer) as returned_orders
+        cast(coalesce(order_history.returned_orders, 0) as integer) as returned_orders,
+        -- Optional sources: null when the source had delivered nothing by the date, never invented.
+        cast(case when coverage.has_tickets then coalesce(engagement.tickets_last_90d, 0) end as integer)
+            as tickets_last_90d,
+        cast(case when coverage.has_tickets then coalesce(engagement.open_tickets, 0) end as integer) as open_tickets,
+        cast(round(engagement.avg_hours_to_resolve, 2) as double) as avg_hours_to_resolve,
+        cast(case when coverage.has_tickets then coalesce(engagement.bad_ticket_experiences, 0) end as integer)
+            as bad_ticket_experiences,
+        cast(engagement.last_nps as integer) as last_nps,
+        cast(engagement.last_csat as integer) as last_csat,
+        cast(case when coverage.has_surveys then coalesce(engagement.survey_responses, 0) end as integer)
+            as survey_responses,
+        cast(case when coverage.has_marketing_events then coalesce(engagement.emails_sent_last_90d, 0) end as integer)
+            as emails_sent_last_90d,
+        cast(
+            round(cast(engagement.emails_opened_last_90d as double) / nullif(engagement.emails_sent_last_90d, 0), 4)
+            as double
+        ) as email_open_rate_last_90d,
+        cast(
+            round(cast(engagement.emails_clicked_last_90d as double) / nullif(engagement.emails_sent_last_90d, 0), 4)
+            as double
+        ) as email_click_rate_last_90d,
+        cast(case when coverage.has_marketing_events then coalesce(engagement.has_unsubscribed, 0) end as integer)
+            as has_unsubscribed,
+        cast(case when coverage.has_web_sessions then coalesce(engagement.sessions_last_30d, 0) end as integer)
+            as sessions_last_30d,
+        cast(case when coverage.has_web_sessions then coalesce(engagement.sessions_last_90d, 0) end as integer)
+            as sessions_last_90d,
+        cast(round(engagement.pages_per_session_last_90d, 2) as double) as pages_per_session_last_90d
 
     from customer_dates
     left join order_history
         on order_history.customer_key = customer_dates.customer_key
         and order_history.as_of_date = customer_dates.as_of_date
+    left join engagement
+        on engagement.customer_key = customer_dates.customer_key
+        and engagement.as_of_date = customer_dates.as_of_date
+    inner join coverage on coverage.as_of_date = customer_dates.as_of_date
 
 )
 

@@ -12,7 +12,7 @@ ranked as (
     select
         *,
         row_number() over (
-            partition by response_id order by delivered_on desc, loaded_at desc
+            partition by response_id order by delivered_on, loaded_at
         ) as delivery_rank
 
     from responses

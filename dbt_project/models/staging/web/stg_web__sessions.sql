@@ -12,7 +12,7 @@ ranked as (
     select
         *,
         row_number() over (
-            partition by session_id order by delivered_on desc, loaded_at desc
+            partition by session_id order by delivered_on, loaded_at
         ) as delivery_rank
 
     from sessions
