@@ -40,6 +40,9 @@ def test_run_succeeds_and_prints_the_summary(pipeline_run):
     assert "CRM pipeline summary" in completed.stdout
     summary = json.loads(settings.run_summary_path.read_text())
     assert summary["tables"]["scores.churn"] > 0
+    assert all(rows for rows in summary["tables"].values()), summary["tables"]
+    assert summary["identity_resolution"]["resolved_customers"] < summary["identity_resolution"]["customer_records"]
+    assert summary["quarantined_rows"]["orders"] > 0
     assert summary["models"][0]["name"] == "crm_churn"
     assert summary["models"][0]["aliases"] == {"challenger": "1", "champion": "1"}
     assert (settings.data_docs_dir / "index.html").is_file()

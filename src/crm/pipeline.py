@@ -16,8 +16,9 @@ from crm.settings import Settings
 
 log = logging.getLogger(__name__)
 
-PUBLISHED_TABLES = ("marts.dim_customers", "marts.fct_orders", "marts.customer_features", "marts.customer_rfm",
-                    "marts.customer_360", "scores.churn")
+PUBLISHED_TABLES = ("marts.dim_customers", "marts.fct_orders", "marts.fct_order_items", "marts.fct_support_tickets",
+                    "marts.fct_survey_responses", "marts.fct_marketing_events", "marts.campaign_performance",
+                    "marts.customer_features", "marts.customer_rfm", "marts.customer_360", "scores.churn")
 
 
 @dataclass(frozen=True)
@@ -128,10 +129,19 @@ def summarize(settings: Settings) -> dict[str, object]:
     with connect(settings, read_only=True) as con:
         counts = {table: con.execute(f"select count(*) from {table}").fetchone()[0] if table_exists(con, table)
                   else None for table in PUBLISHED_TABLES}
+        identity = con.execute("select customer_records, resolved_customers, consolidation_rate "
+                               "from audit.identity_resolution").fetchone() \
+            if table_exists(con, "audit.identity_resolution") else None
+        quarantined = dict(con.execute("select source, count(*) from audit.rejected_rows group by source order by source"
+                                       ).fetchall()) if table_exists(con, "audit.rejected_rows") else {}
     client = registry.configure(settings)
     summary = {
         "as_of_date": plan(settings).scoring.isoformat(),
         "tables": counts,
+        "identity_resolution": None if identity is None else {
+            "customer_records": identity[0], "resolved_customers": identity[1],
+            "consolidation_rate": round(identity[2] or 0.0, 4)},
+        "quarantined_rows": quarantined,
         "models": registry.registered_models_summary(client),
         "warehouse": str(settings.warehouse_path),
         "mlflow_tracking_uri": settings.mlflow_tracking_uri,
@@ -152,6 +162,15 @@ def format_summary(summary: dict[str, object]) -> str:
     lines = [f"CRM pipeline summary (as of {summary['as_of_date']})", "", "Published tables:"]
     for table, rows in summary["tables"].items():  # type: ignore[union-attr]
         lines.append(f"  {table:<32} {'missing' if rows is None else f'{rows:>10,} rows'}")
+    identity = summary.get("identity_resolution")
+    if identity:
+        lines += ["", f"Identity resolution: {identity['customer_records']:,} CRM records -> "
+                      f"{identity['resolved_customers']:,} customers "
+                      f"(consolidation rate {identity['consolidation_rate']:.2%})"]
+    quarantined = summary.get("quarantined_rows") or {}
+    if quarantined:
+        lines.append("Quarantined rows:    " + ", ".join(f"{source} {rows:,}" for source, rows in quarantined.items())
+                     + " (audit.rejected_rows)")
     lines += ["", "Registered models:"]
     for model in summary["models"]:  # type: ignore[union-attr]
         aliases = ", ".join(f"{alias}=v{v}" for alias, v in model["aliases"].items()) or "no aliases"

@@ -1,5 +1,7 @@
 {#- Quarantine: every raw row that did not make it into staging, with source, key, reason and load
-    date. Lines that could not even be parsed at load time are included from the load's own log.
+    date. Lines that could not even be parsed at load time are included from the load's own log,
+    and order rows accepted in staging but kept out of the marts because their customer is not in
+    the customer master are included as rejected at `marts`.
     `source` is the landing source name, as in raw.<source>. -#}
 with
 
@@ -12,6 +14,14 @@ customers as (
 orders as (
 
     select * from {{ ref('base_shop__orders') }} where rejection_reason is not null
+
+),
+
+orders_of_unknown_customers as (
+
+    select * from {{ ref('base_shop__orders') }}
+    where rejection_reason is null
+        and customer_id not in (select customer_id from {{ ref('int_customer_identity') }})
 
 ),
 
@@ -113,6 +123,11 @@ final as (
 
     select 'web_sessions', 'staging', raw_session_id, rejection_reason, delivered_on, loaded_at
     from web_sessions
+
+    union all
+
+    select 'orders', 'marts', raw_order_id, 'customer not in the customer master', delivered_on, loaded_at
+    from orders_of_unknown_customers
 
     union all
 
