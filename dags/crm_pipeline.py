@@ -6,16 +6,15 @@ Expectations gate on the marts → churn model trained, registered and promoted 
 written to `scores.churn` (gated before they replace the published rows) → the marts that read
 the scores (`customer_360`) are rebuilt → run summary.
 
-A blocking quality failure fails its task, and nothing downstream runs.
+A blocking quality failure fails its task, and nothing downstream runs. A failed training
+preflight (too few labels, too little history, a broken feature) skips training with the reasons;
+scoring then runs with the current champion.
 """
 
 from __future__ import annotations
 
 import pendulum
-from airflow.sdk import dag, task
-
-# Every task opens the one DuckDB file, which allows a single writer: one at a time.
-WAREHOUSE_POOL = "default_pool"
+from airflow.sdk import TriggerRule, dag, task
 
 
 def _settings():
@@ -54,11 +53,18 @@ def crm_pipeline():
 
     @task
     def train_churn() -> dict[str, object]:
+        from airflow.sdk.exceptions import AirflowSkipException
+
         from crm import pipeline
+        from ml.preflight import TrainingSkipped
 
-        return pipeline.train(_settings())
+        try:
+            return pipeline.train(_settings())
+        except TrainingSkipped as skipped:
+            raise AirflowSkipException(str(skipped)) from None
 
-    @task
+    # A skipped training (failed preflight) still scores with the current champion.
+    @task(trigger_rule=TriggerRule.NONE_FAILED)
     def score_churn() -> dict[str, object]:
         from crm import pipeline
 

@@ -15,6 +15,7 @@ from crm.warehouse import connect
 from ml import churn, registry
 from ml.features import FEATURE_COLUMNS, load_churn_examples
 from ml.metrics import classification_metrics
+from ml.preflight import TrainingSkipped, check_training_data
 
 log = logging.getLogger(__name__)
 
@@ -31,14 +32,18 @@ class TrainingReport:
     decision: registry.PromotionDecision
 
 
-def train_churn(settings: Settings, train_date: date, validation_date: date) -> TrainingReport:
+def train_churn(settings: Settings, train_date: date, validation_date: date, first_data_day: date) -> TrainingReport:
+    """Train, track and register; raise TrainingSkipped when the preflight finds the data insufficient."""
     with connect(settings, read_only=True) as con:
         train = load_churn_examples(con, train_date)
         validation = load_churn_examples(con, validation_date)
-    for name, frame in (("training", train), ("validation", validation)):
-        if frame[churn.LABEL].nunique() < 2:
-            raise ValueError(f"churn {name} set at {train_date if name == 'training' else validation_date} "
-                             f"has {len(frame)} rows and a single label class: not enough history to train")
+    check = check_training_data(train, validation, churn.LABEL, first_data_day, train_date,
+                                settings.churn_window_days)
+    for note in check.notes:
+        log.info("preflight: %s", note)
+    if not check.passed:
+        raise TrainingSkipped(f"{churn.MODEL_NAME} training skipped by the preflight; the current champion "
+                              f"keeps serving: " + "; ".join(check.reasons))
     client = registry.configure(settings)
     experiment_id = registry.experiment_id(settings, client, churn.MODEL_NAME)
     fitted = churn.fit_candidates(train, validation, settings.random_seed)

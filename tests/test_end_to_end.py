@@ -1,10 +1,12 @@
 """The thin end-to-end slice through real Airflow, dbt, DuckDB, Great Expectations and MLflow.
 
-Tests run in file order on one pipeline home: first run, a run blocked by a broken mart, a rerun.
+Tests run in file order on one pipeline home: first run, a run blocked by a broken mart, a
+full-refresh rerun, and a run whose training preflight fails.
 """
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -102,3 +104,20 @@ def test_full_refresh_rerun_repairs_the_mart_and_keeps_one_row_per_customer(pipe
     assert len(scores) == len({row[0] for row in scores})
     # Same data, same validation score: the new version is a challenger and v1 stays champion.
     assert _versions(settings) == {"count": "2", "challenger": "2", "champion": "1"}
+
+
+def test_failed_preflight_skips_training_and_the_champion_keeps_serving(pipeline_run):
+    # A 300-day churn window needs history from before the first delivery: the preflight fails.
+    settings, _ = pipeline_run
+    versions_before = _versions(settings)
+    completed = subprocess.run([str(BIN / "crm"), "run"],
+                               env={**os.environ, "CRM_HOME": str(settings.home), "CRM_CHURN_WINDOW_DAYS": "300"},
+                               capture_output=True, text=True, timeout=900)
+    assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
+    assert re.search(r"train_churn\s+skipped", completed.stdout)
+    assert re.search(r"score_churn\s+success", completed.stdout)
+    log = (settings.airflow_home / "logs" / "crm_pipeline-latest.log").read_text()
+    assert "training skipped by the preflight" in log and "needs data from" in log
+    assert _versions(settings) == versions_before
+    champion = versions_before["champion"]
+    assert {row[4] for row in _scores(settings)} == {champion}  # model_version

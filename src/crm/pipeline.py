@@ -97,10 +97,15 @@ def gate_marts(settings: Settings) -> dict[str, object]:
 
 
 def train(settings: Settings) -> dict[str, object]:
+    """Train the churn model; raises ml.preflight.TrainingSkipped when the data does not suffice."""
+    from crm.warehouse import connect
     from ml.training import train_churn
 
     as_of = plan(settings)
-    report = train_churn(settings, as_of.train, as_of.validation)
+    with connect(settings, read_only=True) as con:
+        first_day = con.execute(f"select min(partition_date) from {LOAD_LOG_TABLE} where source = 'orders'"
+                                ).fetchone()[0]
+    report = train_churn(settings, as_of.train, as_of.validation, first_day)
     return {"model": report.model_name, "version": report.version, "candidate": report.candidate,
             "metrics": report.metrics, "decision": report.decision.describe()}
 

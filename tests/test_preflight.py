@@ -1,0 +1,61 @@
+"""Training preflight: not enough labels, history or feature coverage skips training with reasons."""
+
+from datetime import date
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from crm import pipeline
+from crm.generate import GeneratorConfig, generate
+from crm.settings import Settings
+from ml.features import FEATURE_COLUMNS
+from ml.preflight import MIN_LABELS_PER_CLASS, TrainingSkipped, check_training_data
+
+LABEL = "is_churned"
+
+
+def _frame(positives: int, negatives: int) -> pd.DataFrame:
+    rng = np.random.default_rng(0)
+    rows = positives + negatives
+    frame = pd.DataFrame({column: rng.random(rows) for column in FEATURE_COLUMNS})
+    frame[LABEL] = [1] * positives + [0] * negatives
+    return frame
+
+
+def test_enough_data_passes():
+    result = check_training_data(_frame(150, 150), _frame(120, 130), LABEL, date(2024, 1, 1), date(2025, 1, 1), 90)
+    assert result.passed and result.reasons == []
+
+
+def test_too_few_positive_labels_fail_with_counts():
+    result = check_training_data(_frame(40, 500), _frame(120, 130), LABEL, date(2024, 1, 1), date(2025, 1, 1), 90)
+    assert result.reasons == [f"training set has 40 positive and 500 negative labels; at least "
+                              f"{MIN_LABELS_PER_CLASS} of each are needed"]
+
+
+def test_too_little_history_fails():
+    result = check_training_data(_frame(150, 150), _frame(150, 150), LABEL, date(2024, 12, 1), date(2025, 1, 1), 90)
+    assert any("history starts 2024-12-01" in reason for reason in result.reasons)
+
+
+def test_broken_feature_fails_but_an_absent_source_is_only_noted():
+    train = _frame(150, 150)
+    train.loc[1:, "frequency"] = np.nan  # one value left: broken
+    train["last_nps"] = np.nan  # surveys not delivered
+    result = check_training_data(train, _frame(150, 150), LABEL, date(2024, 1, 1), date(2025, 1, 1), 90)
+    assert [r for r in result.reasons if "frequency" in r] == [
+        "feature frequency is missing for 99.7% of training rows (threshold 99%)"]
+    assert not any("last_nps" in r for r in result.reasons)
+    assert any("last_nps" in note for note in result.notes)
+
+
+def test_small_warehouse_skips_training_with_the_reasons(tmp_path):
+    settings = Settings.from_env(home=tmp_path)
+    generate(GeneratorConfig(customers=250, days=400), settings.landing_dir, settings.truth_dir)
+    pipeline.load(settings)
+    pipeline.build_warehouse(settings)
+    with pytest.raises(TrainingSkipped, match="training skipped by the preflight.*labels") as skipped:
+        pipeline.train(settings)
+    assert "current champion keeps serving" in str(skipped.value)
+    assert not (settings.mlflow_artifacts_dir / "crm_churn").exists()
