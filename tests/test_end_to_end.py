@@ -13,7 +13,6 @@ from pathlib import Path
 
 import duckdb
 import mlflow
-import pytest
 from mlflow import MlflowClient
 
 from crm import local_airflow

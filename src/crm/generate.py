@@ -249,7 +249,7 @@ class _Simulation:
 
     # -- the run -------------------------------------------------------------------------------
     def run(self) -> dict[str, object]:
-        config, rng = self.config, self.rng
+        config = self.config
         self._customers()
         self._products()
         self._plan_defect_batches()

@@ -206,7 +206,7 @@ def load_source(con: duckdb.DuckDBPyConnection, contract: SourceContract, partit
     headers = {p.path: check_file(contract, p) for p in new}
     con.execute("begin transaction")
     try:
-        con.execute(f"create temp table landing_partitions as select * from (values "
+        con.execute("create temp table landing_partitions as select * from (values "
                     + ", ".join(f"({_quote(p.path)}, date {_quote(p.day.isoformat())})" for p in new)
                     + ") as t(source_file, partition_date)")
         # Files with the same columns are read together (CSV readers need one header per scan).
