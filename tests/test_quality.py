@@ -1,4 +1,3 @@
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -58,6 +57,6 @@ def test_warning_is_reported_without_blocking(gate: QualityGate):
     assert [(w.column, w.unexpected_count) for w in result.warnings] == [("avg_order_value", 1)]
 
 
-def test_unknown_suite_is_a_clear_error(gate: QualityGate, tmp_path: Path):
+def test_unknown_suite_is_a_clear_error(gate: QualityGate):
     with pytest.raises(FileNotFoundError, match="expectation suite 'no_such_suite' not found"):
         gate.validate("no_such_suite", _features(), ID_COLUMNS)

@@ -91,6 +91,7 @@ def _partition_day(folder: Path) -> date:
 
 
 def ensure_raw_schema(con: duckdb.DuckDBPyConnection) -> None:
+    """The raw schema: the load log, the rejected lines, and every contract's table."""
     con.execute("create schema if not exists raw")
     con.execute(f"""
         create table if not exists {LOAD_LOG_TABLE} (
@@ -112,6 +113,7 @@ def ensure_raw_schema(con: duckdb.DuckDBPyConnection) -> None:
             reason varchar not null,
             loaded_at timestamp not null
         )""")
+    _ensure_raw_tables(con)
 
 
 # Raw column types: CSV and JSON lines arrive as text (staging types them, so a bad value is
@@ -120,7 +122,7 @@ _PARQUET_TYPES = {"integer": "bigint", "decimal": "double", "text": "varchar", "
                   "timestamp": "timestamp", "boolean": "boolean"}
 
 
-def ensure_raw_tables(con: duckdb.DuckDBPyConnection) -> None:
+def _ensure_raw_tables(con: duckdb.DuckDBPyConnection) -> None:
     """Every contract's raw table exists, delivered or not: an absent optional source reads as empty."""
     for contract in CONTRACTS.values():
         columns = ", ".join(
@@ -215,25 +217,28 @@ def load_source(con: duckdb.DuckDBPyConnection, contract: SourceContract, partit
             groups.setdefault(tuple(columns), []).append(path)
         for columns, paths in groups.items():
             _insert_group(con, contract, list(columns), paths)
-        inserted = con.execute(f"""
-            select count(*) from {contract.raw_table}
-            where _source_file in (select source_file from landing_partitions)""").fetchone()[0]
-        con.execute(f"""
+        # One pass over the new rows per table: the log reconciles with raw and rejects by construction.
+        counts = con.execute(f"""
             insert into {LOAD_LOG_TABLE}
-            select ?, p.partition_date, p.source_file,
-                   (select count(*) from {contract.raw_table} r where r._source_file = p.source_file),
-                   (select count(*) from {REJECTED_ROWS_TABLE} j where j.source_file = p.source_file),
+            select ?, p.partition_date, p.source_file, coalesce(loaded.n, 0), coalesce(rejected.n, 0),
                    current_timestamp::timestamp
-            from landing_partitions p""", [contract.name])
+            from landing_partitions p
+            left join (
+                select _source_file as source_file, count(*) as n from {contract.raw_table}
+                where _source_file in (select source_file from landing_partitions) group by all
+            ) loaded using (source_file)
+            left join (
+                select source_file, count(*) as n from {REJECTED_ROWS_TABLE}
+                where source_file in (select source_file from landing_partitions) group by all
+            ) rejected using (source_file)
+            returning row_count, rejected_count""", [contract.name]).fetchall()
         con.execute("drop table landing_partitions")
         con.execute("commit")
     except duckdb.Error as error:
         con.execute("rollback")
         raise LandingError(f"source {contract.name!r}: load of {len(new)} partition(s) failed, nothing was "
                            f"written: {_first_line(error)}") from None
-    rejected = con.execute(f"select coalesce(sum(rejected_count), 0) from {LOAD_LOG_TABLE} where source = ? "
-                           f"and partition_date in ({', '.join(_quote(p.day) for p in new)})",
-                           [contract.name]).fetchone()[0]
+    inserted, rejected = sum(row[0] for row in counts), sum(row[1] for row in counts)
     log.info("source %s: loaded %d rows from %d new partition(s), %d unparseable line(s) kept in %s",
              contract.name, inserted, len(new), rejected, REJECTED_ROWS_TABLE)
     return inserted
@@ -312,7 +317,6 @@ def load_landing(con: duckdb.DuckDBPyConnection, landing_dir: Path) -> dict[str,
     A source with a bad delivery loads nothing; the others load. Then every problem is raised together.
     """
     ensure_raw_schema(con)
-    ensure_raw_tables(con)
     partitions, problems = discover(landing_dir)
     inserted = {}
     for source, source_partitions in partitions.items():

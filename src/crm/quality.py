@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import dataclass, field
-from functools import cached_property
+from functools import cache, cached_property
 from pathlib import Path
 from typing import Any
 
@@ -109,25 +109,7 @@ class QualityGate:
 
     def validate(self, suite_name: str, frame: pd.DataFrame, id_columns: list[str]) -> GateResult:
         """Validate ``frame``; raise QualityGateFailed on any blocking failure, log warnings."""
-        import great_expectations as gx
-
-        context = self._context
-        datasource = context.data_sources.get("warehouse")
-        asset = datasource.add_dataframe_asset(suite_name) if suite_name not in datasource.get_asset_names() \
-            else datasource.get_asset(suite_name)
-        batch = asset.add_batch_definition_whole_dataframe(f"{suite_name}_batch") \
-            if not asset.batch_definitions else asset.batch_definitions[0]
-        suite = context.suites.add_or_update(gx.ExpectationSuite(**load_suite_definition(
-            self.settings.expectations_dir, suite_name)))
-        definition = context.validation_definitions.add_or_update(
-            gx.ValidationDefinition(name=f"{suite_name}_validation", data=batch, suite=suite))
-        checkpoint = context.checkpoints.add_or_update(gx.Checkpoint(
-            name=f"{suite_name}_checkpoint",
-            validation_definitions=[definition],
-            actions=[gx.checkpoint.UpdateDataDocsAction(name="update_data_docs")],
-            result_format={"result_format": "COMPLETE", "unexpected_index_column_names": id_columns,
-                           "partial_unexpected_count": SAMPLE_SIZE},
-        ))
+        checkpoint = self._checkpoint(suite_name, tuple(id_columns))
         run = checkpoint.run(batch_parameters={"dataframe": frame})
         results = [result for validation in run.run_results.values() for result in validation.results]
         failures = [_failure(suite_name, result, id_columns) for result in results if not result.success]
@@ -139,6 +121,25 @@ class QualityGate:
         log.info("quality gate %s passed: %d expectations on %d rows (%d warnings)",
                  suite_name, gate.evaluated, gate.rows, len(gate.warnings))
         return gate
+
+    @cache
+    def _checkpoint(self, suite_name: str, id_columns: tuple[str, ...]):
+        """The suite's checkpoint, built once per process from its JSON definition."""
+        import great_expectations as gx
+
+        asset = self._context.data_sources.get("warehouse").add_dataframe_asset(suite_name)
+        suite = self._context.suites.add(gx.ExpectationSuite(**load_suite_definition(
+            self.settings.expectations_dir, suite_name)))
+        definition = self._context.validation_definitions.add(gx.ValidationDefinition(
+            name=f"{suite_name}_validation", data=asset.add_batch_definition_whole_dataframe(suite_name),
+            suite=suite))
+        return self._context.checkpoints.add(gx.Checkpoint(
+            name=f"{suite_name}_checkpoint",
+            validation_definitions=[definition],
+            actions=[gx.checkpoint.UpdateDataDocsAction(name="update_data_docs")],
+            result_format={"result_format": "COMPLETE", "unexpected_index_column_names": list(id_columns),
+                           "partial_unexpected_count": SAMPLE_SIZE},
+        ))
 
     @property
     def data_docs_index(self) -> Path:
