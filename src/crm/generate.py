@@ -290,9 +290,10 @@ class _Simulation:
         beta = np.array([SEGMENTS[s][3] for s in names], dtype=float)
         self.satisfaction = rng.beta(beta[self.segment, 0], beta[self.segment, 1])
         self.email_affinity = rng.beta(2, 5, n)
-        # 40% existed before the history starts (the first delivery is the full master), the rest sign up later.
+        # 40% existed before the history starts (the first delivery is the full master), the rest sign up
+        # later, evenly up to the last day: a CRM's daily sign-ups do not stop before an export.
         existing = rng.random(n) < 0.4
-        self.signup_day = np.where(existing, -rng.integers(1, 730, n), rng.integers(0, max(config.days - 30, 1), n))
+        self.signup_day = np.where(existing, -rng.integers(1, 730, n), rng.integers(0, config.days, n))
         self.state = np.where(existing, np.where(rng.random(n) < 0.85, ACTIVE, LAPSED), NOT_YET)
         self.person_id = np.arange(1, n + 1)
         self.customer_id = self.ids("customers", n)
