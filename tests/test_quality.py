@@ -20,13 +20,15 @@ def _features(rows: int = 50) -> pd.DataFrame:
     frame["email_open_rate_last_90d"] = rng.random(rows)
     frame.insert(0, "as_of_date", pd.Timestamp("2026-11-23").date())
     frame.insert(0, "customer_key", np.arange(1, rows + 1))
+    frame["_in_dim_customers"] = True
+    frame["_has_features"] = True
     return frame
 
 
 def test_clean_mart_passes_and_writes_data_docs(gate: QualityGate):
     result = gate.validate("customer_features", _features(), ID_COLUMNS)
     assert result.failures == [] and result.evaluated >= 8
-    assert gate.data_docs_index.is_file()
+    assert gate.build_data_docs() == gate.data_docs_index and gate.data_docs_index.is_file()
 
 
 def test_blocking_failure_names_suite_expectation_column_count_and_ids(gate: QualityGate):

@@ -27,6 +27,9 @@ class SourceContract:
     required: bool
     description: str
     columns: tuple[Column, ...]
+    # Daily row counts are stable enough to learn bounds from recent days (the raw quality gate);
+    # sources that arrive in bursts (campaign sends, catalog changes) are not bounded.
+    steady_volume: bool = True
 
     @property
     def file_name(self) -> str:
@@ -98,6 +101,7 @@ CONTRACTS: dict[str, SourceContract] = {contract.name: contract for contract in 
     ),
     SourceContract(
         name="products", system="E-commerce", file_format="csv", key=("product_id",), required=False,
+        steady_volume=False,
         description="The product catalog; a product is delivered again when it changes.",
         columns=_columns(
             ("product_id", "integer", "The catalog's product id."),
@@ -137,6 +141,7 @@ CONTRACTS: dict[str, SourceContract] = {contract.name: contract for contract in 
     ),
     SourceContract(
         name="campaigns", system="Marketing", file_format="csv", key=("campaign_id", "variant"), required=False,
+        steady_volume=False,
         description="One row per campaign and variant, delivered on the send day. The variant `control` is "
                     "the randomised hold-out group, which receives nothing.",
         columns=_columns(
@@ -150,6 +155,7 @@ CONTRACTS: dict[str, SourceContract] = {contract.name: contract for contract in 
     ),
     SourceContract(
         name="marketing_events", system="Marketing", file_format="jsonl", key=("event_id",), required=False,
+        steady_volume=False,
         description="One JSON object per line and event: `holdout` (assigned to the control group), `send`, "
                     "`open`, `click`, `unsubscribe`, `conversion` (an order attributed to a click, with revenue).",
         columns=_columns(
@@ -202,7 +208,9 @@ def render_markdown() -> str:
             f"## {contract.name} ({contract.system}, {'required' if contract.required else 'optional'})",
             "",
             f"`{contract.name}/dt=YYYY-MM-DD/{contract.file_name}`, key `{', '.join(contract.key)}`. "
-            f"{contract.description}",
+            f"{contract.description}"
+            + (" Each day's row count must stay within bounds learned from the previous days."
+               if contract.steady_volume else " Arrives in bursts: daily row counts are not bounded."),
             "",
             "| Column | Type | Meaning |",
             "| --- | --- | --- |",

@@ -14,6 +14,7 @@ from __future__ import annotations
 import csv
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
 from itertools import islice
@@ -36,6 +37,11 @@ JSONL_SAMPLE_LINES = 200
 
 class LandingError(Exception):
     """A delivery breaks the landing contract; the message names the file, source and problem."""
+
+
+# Called with the loading connection, the contract and the new partition days, after the batch is
+# inserted and before it commits; it raises to refuse the batch (see crm.gates.RawBatchGate).
+BatchGate = Callable[[duckdb.DuckDBPyConnection, SourceContract, list[date]], object]
 
 
 @dataclass(frozen=True)
@@ -199,8 +205,12 @@ def _file_list(paths: list[Path]) -> str:
     return "[" + ", ".join(_quote(p) for p in paths) + "]"
 
 
-def load_source(con: duckdb.DuckDBPyConnection, contract: SourceContract, partitions: list[Partition]) -> int:
-    """Load the partitions not loaded yet in one transaction; return how many rows were inserted."""
+def load_source(con: duckdb.DuckDBPyConnection, contract: SourceContract, partitions: list[Partition],
+                gate: BatchGate | None = None) -> int:
+    """Load the partitions not loaded yet in one transaction; return how many rows were inserted.
+
+    ``gate`` sees the batch before it commits; if it raises, the batch is rolled back.
+    """
     done = loaded_days(con, contract.name)
     new = [p for p in partitions if p.day not in done]
     if not new:
@@ -233,11 +243,17 @@ def load_source(con: duckdb.DuckDBPyConnection, contract: SourceContract, partit
             ) rejected using (source_file)
             returning row_count, rejected_count""", [contract.name]).fetchall()
         con.execute("drop table landing_partitions")
+        if gate is not None:
+            gate(con, contract, [p.day for p in new])
         con.execute("commit")
     except duckdb.Error as error:
         con.execute("rollback")
         raise LandingError(f"source {contract.name!r}: load of {len(new)} partition(s) failed, nothing was "
                            f"written: {_first_line(error)}") from None
+    except Exception as error:
+        con.execute("rollback")
+        raise LandingError(f"source {contract.name!r}: {len(new)} new partition(s) refused, nothing was "
+                           f"written: {error}") from error
     inserted, rejected = sum(row[0] for row in counts), sum(row[1] for row in counts)
     log.info("source %s: loaded %d rows from %d new partition(s), %d unparseable line(s) kept in %s",
              contract.name, inserted, len(new), rejected, REJECTED_ROWS_TABLE)
@@ -311,17 +327,18 @@ def _insert_jsonl(con: duckdb.DuckDBPyConnection, contract: SourceContract, path
     con.execute("drop table landing_lines")
 
 
-def load_landing(con: duckdb.DuckDBPyConnection, landing_dir: Path) -> dict[str, int]:
+def load_landing(con: duckdb.DuckDBPyConnection, landing_dir: Path, gate: BatchGate | None = None) -> dict[str, int]:
     """Load every source's new partitions; return rows inserted per source.
 
     A source with a bad delivery loads nothing; the others load. Then every problem is raised together.
+    Sources load in contract order, so the customer master is in before the activity that refers to it.
     """
     ensure_raw_schema(con)
     partitions, problems = discover(landing_dir)
     inserted = {}
-    for source, source_partitions in partitions.items():
+    for source in (name for name in CONTRACTS if name in partitions):
         try:
-            inserted[source] = load_source(con, CONTRACTS[source], source_partitions)
+            inserted[source] = load_source(con, CONTRACTS[source], partitions[source], gate)
         except LandingError as problem:
             problems.append(problem)
     if problems:

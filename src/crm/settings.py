@@ -22,6 +22,8 @@ class Settings:
     landing_dir: Path
     truth_dir: Path
     warehouse_path: Path
+    # The read-only copy BI tools query, replaced as a whole after each successful run.
+    bi_warehouse_path: Path
     dbt_project_dir: Path
     dags_dir: Path
     expectations_dir: Path
@@ -34,6 +36,9 @@ class Settings:
     # Churn: no completed order within this many days after the as-of date.
     churn_window_days: int
     random_seed: int
+    # The quality gates check the rows of the last this many days: each load's newest raw partitions
+    # and the newest orders in the marts (older rows were checked when they were new).
+    gate_recent_days: int
     # Rebuild every incremental model from scratch (after a logic change, or to verify a run).
     full_refresh: bool
 
@@ -48,6 +53,7 @@ class Settings:
             "landing_dir": home / "data" / "landing",
             "truth_dir": home / "data" / "truth",
             "warehouse_path": home / "warehouse" / "crm.duckdb",
+            "bi_warehouse_path": home / "warehouse" / "bi.duckdb",
             "dbt_project_dir": CHECKOUT / "dbt_project",
             "dags_dir": CHECKOUT / "dags",
             "expectations_dir": CHECKOUT / "expectations",
@@ -58,6 +64,7 @@ class Settings:
             "as_of_date": None,
             "churn_window_days": 90,
             "random_seed": 42,
+            "gate_recent_days": 7,
             "full_refresh": False,
         }
         values: dict[str, object] = {}
@@ -111,7 +118,7 @@ def _parse(name: str, text: str) -> object:
     try:
         if name == "as_of_date":
             return date.fromisoformat(text)
-        if name in ("churn_window_days", "random_seed"):
+        if name in ("churn_window_days", "random_seed", "gate_recent_days"):
             return int(text)
         if name == "full_refresh":
             if text.lower() not in ("true", "false", "1", "0", "yes", "no"):

@@ -1,0 +1,174 @@
+"""What each quality gate validates: the frames read for the raw batch, mart and score suites.
+
+crm.quality runs Great Expectations on a frame; this module decides which rows make the frame.
+Frames are small on purpose: the new daily batch, not the whole history. Helper columns (prefixed
+``_``) carry what one row cannot show on its own, such as whether a customer id exists in the
+customer master, so that every check stays a plain expectation in the suite's JSON.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from datetime import date, timedelta
+
+import duckdb
+import pandas as pd
+
+from crm.contracts import CONTRACTS, SourceContract
+from crm.landing import LOAD_LOG_TABLE
+from crm.quality import GateResult, QualityGate, QualityGateFailed
+
+RAW_PARTITIONS_SUITE = "raw_partitions"
+# Row-count bounds come from the previous partitions of the source: at least this many, at most
+# this many of them, widened so that ordinary day-to-day variation passes.
+BOUNDS_MIN_HISTORY = 7
+BOUNDS_HISTORY = 28
+
+
+def raw_suite_name(source: str) -> str:
+    return f"raw_{source}"
+
+
+@dataclass
+class RawBatchGate:
+    """Validates a source's new partitions inside the load's transaction, before it commits.
+
+    Every new partition's row count is checked against the source's previous days. Rows are checked
+    one daily batch at a time, so a bad day is not diluted by good ones, for the last
+    ``recent_days`` days of the load (a first load or a catch-up brings months at once; older rows
+    still pass staging's checks). Blocking failures of every day are raised together as
+    crm.quality.QualityGateFailed, and the loader rolls the whole load of the source back.
+    """
+
+    quality: QualityGate
+    recent_days: int
+    # What the gate cost so far (the benchmark reports its share of a run).
+    validations: int = 0
+    seconds: float = 0.0
+
+    def __call__(self, con: duckdb.DuckDBPyConnection, contract: SourceContract, days: list[date]) -> list[GateResult]:
+        start = time.perf_counter()
+        try:
+            results = self._validate(con, contract, days)
+        finally:
+            self.seconds += time.perf_counter() - start
+        self.validations += len(results)
+        blocking = [failure for result in results for failure in result.blocking]
+        if blocking:
+            raise QualityGateFailed(blocking)
+        return results
+
+    def _validate(self, con: duckdb.DuckDBPyConnection, contract: SourceContract, days: list[date]) -> list[GateResult]:
+        newest = max(days)
+        recent = sorted(day for day in days if (newest - day).days < self.recent_days)
+        batches = raw_batch_frame(con, contract, recent)
+        ids = [*contract.key, "_partition_date"]
+        results = [self.quality.validate(RAW_PARTITIONS_SUITE, partition_frame(con, contract, days),
+                                         ["source", "partition_date"], raise_blocking=False)]
+        by_day = dict(iter(batches.groupby(batches["_partition_date"].dt.date))) if len(batches) else {}
+        for day in recent:
+            batch = by_day.get(day, batches.iloc[0:0])
+            results.append(self.quality.validate(raw_suite_name(contract.name), batch, ids, raise_blocking=False))
+        return results
+
+
+def partition_frame(con: duckdb.DuckDBPyConnection, contract: SourceContract, days: list[date]) -> pd.DataFrame:
+    """One row per new partition: its rows, rejected lines, and the row-count bounds of recent days."""
+    bounded = "true" if contract.steady_volume else "false"
+    return con.execute(f"""
+        with history as (
+            select partition_date, row_count, rejected_count,
+                   count(*) over recent as prior_partitions,
+                   quantile_cont(row_count, 0.05) over recent as low,
+                   quantile_cont(row_count, 0.95) over recent as high
+            from {LOAD_LOG_TABLE}
+            where source = $source
+            window recent as (order by partition_date rows between {BOUNDS_HISTORY} preceding and 1 preceding)
+        )
+        select $source as source, partition_date, row_count, rejected_count,
+               rejected_count / nullif(row_count + rejected_count, 0) as rejected_share,
+               -- half the usual low and twice the usual high, widened by three Poisson standard
+               -- deviations so that small daily counts (a few sign-ups a day) do not trip them
+               case when {bounded} and prior_partitions >= {BOUNDS_MIN_HISTORY}
+                    then greatest(floor(low / 2 - 3 * sqrt(low)), 0) end as expected_min_rows,
+               case when {bounded} and prior_partitions >= {BOUNDS_MIN_HISTORY}
+                    then ceil(high * 2 + 3 * sqrt(high)) + 10 end as expected_max_rows
+        from history
+        where partition_date in (select unnest($days::date[]))
+        order by partition_date""", {"source": contract.name, "days": days}).df()
+
+
+def raw_batch_frame(con: duckdb.DuckDBPyConnection, contract: SourceContract, days: list[date]) -> pd.DataFrame:
+    """The raw rows of ``days``, with the partition's day bounds and, for customer activity, whether
+    the customer id is known to the customer master.
+
+    PII columns arrive shape-masked (letters become x, digits 9, punctuation stays): the format
+    checks judge them exactly as the originals, while Data Docs, which show unexpected values,
+    never see a real email, name or phone.
+    """
+    masked = ", ".join(f"{_shape_mask(f'batch.{name}')} as {name}" for name in contract.pii)
+    customer_check = ""
+    customer_join = ""
+    if "customer_id" in contract.column_names and contract.name != "customers":
+        customer_check = ", master.customer_id is not null as _customer_in_master"
+        customer_join = f"""
+            left join (select distinct try_cast(customer_id as bigint) as customer_id
+                       from {CONTRACTS['customers'].raw_table}) as master
+                on master.customer_id = try_cast(batch.customer_id as bigint)"""
+    return con.execute(f"""
+        select batch.*{f' replace ({masked})' if masked else ''},
+               batch._partition_date::timestamp as _partition_start,
+               (batch._partition_date + 1)::timestamp as _partition_end{customer_check}
+        from {contract.raw_table} as batch{customer_join}
+        where batch._partition_date in (select unnest($days::date[]))""", {"days": days}).df()
+
+
+def _shape_mask(column: str) -> str:
+    return f"regexp_replace(regexp_replace({column}::varchar, '\\pL', 'x', 'g'), '\\pN', '9', 'g')"
+
+
+def customers_known_at(con: duckdb.DuckDBPyConnection, as_of_date: date) -> int:
+    """How many customers have features and scores at ``as_of_date``: signed up and delivered by then."""
+    return con.execute(f"select count(*) from ({_KNOWN_CUSTOMERS_SQL})", {"as_of": as_of_date}).fetchone()[0]
+
+
+_KNOWN_CUSTOMERS_SQL = """
+    select customer_key from marts.dim_customers
+    where signup_date <= $as_of and first_delivered_on <= $as_of"""
+
+
+def mart_frames(con: duckdb.DuckDBPyConnection, scoring: date, recent_days: int) -> dict[str, tuple[pd.DataFrame, list[str]]]:
+    """Each mart suite's frame and id columns: the customer dimension whole, the orders of the last
+    ``recent_days`` days, and the features at the scoring date joined to every customer known then."""
+    from ml.features import FEATURE_COLUMNS
+
+    params = {"as_of": scoring, "since": scoring - timedelta(days=recent_days - 1)}
+    features = ", ".join(f"features.{column}" for column in FEATURE_COLUMNS)
+    return {
+        "dim_customers": (con.execute("select * from marts.dim_customers").df(), ["customer_key"]),
+        "fct_orders": (con.execute("""
+            select orders.* exclude (customer_id), customers.customer_key is not null as _customer_in_dim_customers,
+                   ($as_of + 1)::timestamp as _scoring_date_end
+            from marts.fct_orders as orders
+            left join marts.dim_customers as customers using (customer_key)
+            where orders.order_date between $since and $as_of""", params).df(), ["order_id"]),
+        "customer_features": (con.execute(f"""
+            with known as ({_KNOWN_CUSTOMERS_SQL}),
+            features as (select * from marts.customer_features where as_of_date = $as_of)
+            select coalesce(features.customer_key, known.customer_key) as customer_key, $as_of as as_of_date,
+                   {features},
+                   known.customer_key is not null as _in_dim_customers,
+                   features.customer_key is not null as _has_features
+            from features full outer join known on known.customer_key = features.customer_key
+            order by customer_key""", {"as_of": scoring}).df(), ["customer_key", "as_of_date"]),
+    }
+
+
+def gate_marts(quality: QualityGate, frames: dict[str, tuple[pd.DataFrame, list[str]]]) -> list[GateResult]:
+    """Validate every mart suite, then block once with the failures of all of them."""
+    results = [quality.validate(suite, frame, ids, raise_blocking=False) for suite, (frame, ids) in frames.items()]
+    blocking = [failure for result in results for failure in result.blocking]
+    if blocking:
+        raise QualityGateFailed(blocking)
+    return results
