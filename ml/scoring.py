@@ -10,6 +10,7 @@ import duckdb
 import mlflow
 import pandas as pd
 
+from crm.gates import customers_known_at
 from crm.quality import QualityGate
 from crm.settings import Settings
 from crm.warehouse import connect, replace_as_of_date
@@ -50,13 +51,14 @@ def score_churn(settings: Settings, as_of_date: date, gate: QualityGate) -> Scor
     model = mlflow.sklearn.load_model(registry.model_uri(churn.MODEL_NAME))
     with connect(settings, read_only=True) as con:
         features = load_features(con, as_of_date)
+        known = customers_known_at(con, as_of_date)
     scores = features[ID_COLUMNS].copy()
     scores["churn_probability"] = model.predict_proba(features[FEATURE_COLUMNS])[:, 1]
     scores["model_name"] = churn.MODEL_NAME
     scores["model_version"] = str(champion.version)
     scores["run_id"] = champion.run_id
     scores["scored_at"] = pd.Timestamp(datetime.now(timezone.utc).replace(tzinfo=None))
-    gate.validate("churn_scores", scores, ID_COLUMNS)
+    gate.validate("churn_scores", scores, ID_COLUMNS, parameters={"customers_known_at_as_of": known})
     with connect(settings) as con:
         replace_as_of_date(con, CHURN_SCORES_TABLE, scores, as_of_date)
     log.info("scored %d customers at %s with %s v%s", len(scores), as_of_date, churn.MODEL_NAME, champion.version)

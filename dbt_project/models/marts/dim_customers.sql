@@ -19,6 +19,7 @@ final as (
         acquisition_channel,
         has_email_consent,
         cast(source_records as integer) as source_records,
+        first_delivered_on,
         updated_at
 
     from customers
