@@ -1,14 +1,15 @@
 """
 ### CRM pipeline (end to end)
 
-Landing files → raw schema → dbt build (staging, marts, point-in-time features) → Great
-Expectations gate on the marts → churn model trained, registered and promoted in MLflow → scores
-written to `scores.churn` (gated before they replace the published rows) → the marts that read
-the scores (`customer_360`) are rebuilt → run summary.
+Landing files → raw schema (each source's new batch passes its Great Expectations raw suites
+before the load commits) → dbt build (staging, marts, point-in-time features) → the mart suites
+→ churn model trained, registered and promoted in MLflow → scores written to `scores.churn`
+(gated before they replace that date's rows) → the marts that read the scores (`customer_360`)
+are rebuilt and the BI copy is replaced → run summary.
 
-A blocking quality failure fails its task, and nothing downstream runs. A failed training
-preflight (too few labels, too little history, a broken feature) skips training with the reasons;
-scoring then runs with the current champion.
+A blocking quality failure fails its task, nothing downstream runs, and the BI copy keeps the
+previous run's tables. A failed training preflight (too few labels, too little history, a broken
+feature) skips training with the reasons; scoring then runs with the current champion.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ def _settings():
 )
 def crm_pipeline():
     @task
-    def load_landing() -> dict[str, int]:
+    def load_landing() -> dict[str, object]:
         from crm import pipeline
 
         return pipeline.load(_settings())
@@ -71,10 +72,10 @@ def crm_pipeline():
         return pipeline.score(_settings())
 
     @task
-    def publish_marts() -> None:
+    def publish_marts() -> dict[str, int]:
         from crm import pipeline
 
-        pipeline.publish(_settings())
+        return pipeline.publish(_settings())
 
     @task
     def run_summary() -> dict[str, object]:

@@ -17,6 +17,7 @@ from mlflow import MlflowClient
 
 from crm import local_airflow
 from crm.cli import PIPELINE_DAG
+from crm.pipeline import PUBLISHED_TABLES
 from crm.settings import Settings
 from ml.features import FEATURE_COLUMNS, load_features
 
@@ -26,6 +27,15 @@ BIN = Path(sys.executable).parent
 def _scores(settings: Settings) -> list[tuple]:
     with duckdb.connect(str(settings.warehouse_path), read_only=True) as con:
         return con.execute("select * from scores.churn order by customer_key").fetchall()
+
+
+def _published(settings: Settings) -> tuple[tuple[int, int], dict[str, tuple]]:
+    """The BI copy's file identity (a publication replaces the file) and each table's row count and checksum."""
+    stat = settings.bi_warehouse_path.stat()
+    with duckdb.connect(str(settings.bi_warehouse_path), read_only=True) as con:
+        tables = {table: con.execute(f"select count(*), sum(hash(t)) from {table} as t").fetchone()
+                  for table in PUBLISHED_TABLES}
+    return (stat.st_ino, stat.st_mtime_ns), tables
 
 
 def _versions(settings: Settings) -> dict[str, str]:
@@ -47,6 +57,8 @@ def test_run_succeeds_and_prints_the_summary(pipeline_run):
     assert summary["models"][0]["name"] == "crm_churn"
     assert summary["models"][0]["aliases"] == {"challenger": "1", "champion": "1"}
     assert (settings.data_docs_dir / "index.html").is_file()
+    _, published = _published(settings)
+    assert {table: rows for table, (rows, _) in published.items()} == summary["tables"]
 
 
 def test_scores_cover_every_customer_with_probabilities(pipeline_run):
@@ -74,9 +86,9 @@ def test_champion_loads_from_the_registry(pipeline_run):
     assert probability.shape == (len(features),)
 
 
-def test_broken_mart_fails_the_run_before_training_and_scoring(pipeline_run):
+def test_broken_mart_stops_training_scoring_and_publishing(pipeline_run):
     settings, _ = pipeline_run
-    scores_before, versions_before = _scores(settings), _versions(settings)
+    scores_before, versions_before, published_before = _scores(settings), _versions(settings), _published(settings)
     with duckdb.connect(str(settings.warehouse_path)) as con:
         con.execute("update marts.customer_features set monetary = -monetary - 1 where customer_key % 7 = 0")
     # Reuse the broken mart as built: load and dbt build are marked successful without running.
@@ -89,6 +101,7 @@ def test_broken_mart_fails_the_run_before_training_and_scoring(pipeline_run):
     assert "suite customer_features" in output and "column monetary" in output
     assert _scores(settings) == scores_before
     assert _versions(settings) == versions_before
+    assert _published(settings) == published_before  # BI still reads the last good publication
 
 
 def test_full_refresh_rerun_repairs_the_mart_and_keeps_one_row_per_customer(pipeline_run):

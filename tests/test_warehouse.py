@@ -37,7 +37,7 @@ def test_features_at_a_date_ignore_data_delivered_after_it(tmp_path: Path):
         shutil.move(tmp_path / "held" / folder.parent.name / folder.name, folder)
     loaded = pipeline.load(settings)
     pipeline.build_warehouse(settings)
-    assert loaded["orders"] > 0
+    assert loaded["rows"]["orders"] > 0 and loaded["raw_gate"]["validations"] > 0
     assert len(before) > 100
     assert _features(settings) == before
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from dataclasses import asdict, dataclass
 from datetime import date, timedelta
 
@@ -50,14 +51,29 @@ def ensure_demo_data(settings: Settings) -> bool:
     return True
 
 
-def load(settings: Settings) -> dict[str, int]:
+def load(settings: Settings) -> dict[str, object]:
+    """Load new landing partitions; each source's batch passes its raw quality suites before it commits.
+
+    Returns the rows loaded per source and what the raw quality gate cost (validations, seconds
+    including Data Docs).
+    """
+    from crm.gates import RawBatchGate
     from crm.landing import load_landing
+    from crm.quality import QualityGate
     from crm.warehouse import connect
     from ml.scoring import ensure_score_tables
 
-    with connect(settings) as con:
-        ensure_score_tables(con)
-        return load_landing(con, settings.landing_dir)
+    gate = RawBatchGate(QualityGate(settings), settings.gate_recent_days)
+    try:
+        with connect(settings) as con:
+            ensure_score_tables(con)
+            rows = load_landing(con, settings.landing_dir, gate)
+    finally:
+        start = time.perf_counter()
+        gate.quality.build_data_docs()
+        gate.seconds += time.perf_counter() - start
+    log.info("raw quality gate: %d validations in %.1f s", gate.validations, gate.seconds)
+    return {"rows": rows, "raw_gate": {"validations": gate.validations, "seconds": round(gate.seconds, 2)}}
 
 
 def plan(settings: Settings) -> AsOfPlan:
@@ -85,15 +101,19 @@ def _dbt_vars(settings: Settings) -> dict[str, object]:
 
 
 def gate_marts(settings: Settings) -> dict[str, object]:
+    """The mart suites: the customer dimension, the new orders, and the features at the scoring date."""
+    from crm import gates
     from crm.quality import QualityGate
     from crm.warehouse import connect
-    from ml.features import ID_COLUMNS, load_features
 
-    as_of = plan(settings)
     with connect(settings, read_only=True) as con:
-        features = load_features(con, as_of.scoring)
-    result = QualityGate(settings).validate("customer_features", features, ID_COLUMNS)
-    return {"suite": result.suite, "rows": result.rows, "warnings": len(result.warnings)}
+        frames = gates.mart_frames(con, plan(settings).scoring, settings.gate_recent_days)
+    quality = QualityGate(settings)
+    try:
+        results = gates.gate_marts(quality, frames)
+    finally:
+        quality.build_data_docs()
+    return {result.suite: {"rows": result.rows, "warnings": len(result.warnings)} for result in results}
 
 
 def train(settings: Settings) -> dict[str, object]:
@@ -114,16 +134,28 @@ def score(settings: Settings) -> dict[str, object]:
     from crm.quality import QualityGate
     from ml.scoring import score_churn
 
-    report = score_churn(settings, plan(settings).scoring, QualityGate(settings))
+    quality = QualityGate(settings)
+    try:
+        report = score_churn(settings, plan(settings).scoring, quality)
+    finally:
+        quality.build_data_docs()
     return {**asdict(report), "as_of_date": report.as_of_date.isoformat()}
 
 
-def publish(settings: Settings) -> None:
-    """Rebuild the marts that read the scores, now that this run's scores are written."""
+def publish(settings: Settings) -> dict[str, int]:
+    """Rebuild the marts that read the scores, then replace the BI copy with this run's tables.
+
+    Only this step touches the BI copy, and it runs only after every gate passed: a blocked run
+    leaves the previously published tables as they were.
+    """
     from crm.dbt import run_dbt
+    from crm.warehouse import publish_copy
 
     run_dbt(settings, ["build", "--select", "source:scores+"], _dbt_vars(settings))
     run_dbt(settings, ["docs", "generate"], _dbt_vars(settings))
+    rows = publish_copy(settings, PUBLISHED_TABLES)
+    log.info("published %d tables to %s", len(rows), settings.bi_warehouse_path)
+    return rows
 
 
 def summarize(settings: Settings) -> dict[str, object]:
@@ -149,6 +181,7 @@ def summarize(settings: Settings) -> dict[str, object]:
         "quarantined_rows": quarantined,
         "models": registry.registered_models_summary(client),
         "warehouse": str(settings.warehouse_path),
+        "bi_warehouse": str(settings.bi_warehouse_path),
         "mlflow_tracking_uri": settings.mlflow_tracking_uri,
         "mlflow_artifacts": str(settings.mlflow_artifacts_dir),
         "data_docs": str(settings.data_docs_dir / "index.html"),
@@ -183,6 +216,7 @@ def format_summary(summary: dict[str, object]) -> str:
     lines += [
         "",
         f"Warehouse:        {summary['warehouse']}",
+        f"BI copy:          {summary['bi_warehouse']} (read-only, replaced after each successful run)",
         f"MLflow store:     {summary['mlflow_tracking_uri']} (artifacts {summary['mlflow_artifacts']})",
         f"Data Docs:        {summary['data_docs']}",
         f"dbt docs:         {summary['dbt_docs']} (or: dbt docs serve --project-dir dbt_project)",

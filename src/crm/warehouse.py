@@ -6,13 +6,15 @@ writer opens, writes and closes; readers use ``read_only=True``.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import os
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from datetime import date
 
 import duckdb
 import pandas as pd
 
+from crm.contracts import PII_COLUMNS
 from crm.settings import Settings
 
 
@@ -61,3 +63,39 @@ def replace_as_of_date(con: duckdb.DuckDBPyConnection, qualified_name: str, fram
     finally:
         con.unregister("incoming_rows")
     return len(frame)
+
+
+def publish_copy(settings: Settings, tables: Iterable[str]) -> dict[str, int]:
+    """Copy ``tables`` into a new BI database file and move it over the previous one.
+
+    The rename is atomic: BI readers see the previous copy or the new one, never a half-written
+    one, and never the warehouse file the pipeline writes to. A column named like a raw PII column
+    refuses the publication. Returns the rows copied per table.
+    """
+    target = settings.bi_warehouse_path
+    staging = target.with_name(f".{target.name}.publishing")
+    staging.unlink(missing_ok=True)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    rows = {}
+    con = duckdb.connect()
+    try:
+        con.execute("attach ? as warehouse (read_only)", [str(settings.warehouse_path)])
+        con.execute("attach ? as bi", [str(staging)])
+        for table in tables:
+            schema, name = table.split(".")
+            columns = [row[0] for row in con.execute(f"describe warehouse.{table}").fetchall()]
+            leaking = sorted(set(columns) & PII_COLUMNS)
+            if leaking:
+                raise ValueError(f"{table} has raw PII column(s) {', '.join(leaking)}: it cannot be published to BI")
+            con.execute(f"create schema if not exists bi.{schema}")
+            con.execute(f"create table bi.{schema}.{name} as select * from warehouse.{table}")
+            rows[table] = con.execute(f"select count(*) from bi.{schema}.{name}").fetchone()[0]
+        con.execute("checkpoint bi")
+        con.execute("detach bi")
+    except BaseException:
+        staging.unlink(missing_ok=True)
+        raise
+    finally:
+        con.close()
+    os.replace(staging, target)
+    return rows
