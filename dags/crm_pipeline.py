@@ -3,8 +3,8 @@
 
 Landing files → raw schema (each source's new batch passes its Great Expectations raw suites
 before the load commits) → dbt build (staging, marts, point-in-time features) → the mart suites
-→ churn model trained, registered and promoted in MLflow → scores written to `scores.churn`
-(gated before they replace that date's rows) → the marts that read the scores (`customer_360`)
+→ churn and segmentation models trained, registered and promoted in MLflow → scores written to
+`scores.churn` and `scores.segments` (gated before they replace that date's rows) → the marts that read the scores (`customer_360`)
 are rebuilt and the BI copy is replaced → run summary.
 
 A blocking quality failure fails its task, nothing downstream runs, and the BI copy keeps the
@@ -66,10 +66,22 @@ def crm_pipeline():
 
     # A skipped training (failed preflight) still scores with the current champion.
     @task(trigger_rule=TriggerRule.NONE_FAILED)
+    def train_segmentation() -> dict[str, object]:
+        from crm import pipeline
+
+        return pipeline.train_segments(_settings())
+
+    @task(trigger_rule=TriggerRule.NONE_FAILED)
     def score_churn() -> dict[str, object]:
         from crm import pipeline
 
-        return pipeline.score(_settings())
+        return pipeline.score(_settings(), "churn")
+
+    @task
+    def score_segments() -> dict[str, object]:
+        from crm import pipeline
+
+        return pipeline.score(_settings(), "segments")
 
     @task
     def publish_marts() -> dict[str, int]:
@@ -85,8 +97,9 @@ def crm_pipeline():
         print(pipeline.format_summary(summary))
         return summary
 
-    (load_landing() >> dbt_build() >> quality_gate_marts() >> train_churn() >> score_churn() >> publish_marts()
-     >> run_summary())
+    # One task at a time: scoring writes to the DuckDB file, which allows a single writer.
+    (load_landing() >> dbt_build() >> quality_gate_marts() >> train_churn() >> train_segmentation() >> score_churn()
+     >> score_segments() >> publish_marts() >> run_summary())
 
 
 crm_pipeline()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
@@ -14,17 +15,20 @@ from crm.gates import customers_known_at
 from crm.quality import QualityGate
 from crm.settings import Settings
 from crm.warehouse import connect, replace_as_of_date
-from ml import churn, registry
+from ml import churn, registry, segmentation
 from ml.features import FEATURE_COLUMNS, ID_COLUMNS, load_features
 
 log = logging.getLogger(__name__)
 
 CHURN_SCORES_TABLE = "scores.churn"
+SEGMENT_SCORES_TABLE = "scores.segments"
+_PROVENANCE = {"model_name": "varchar", "model_version": "varchar", "run_id": "varchar", "scored_at": "timestamp"}
 # Score tables exist before the first scoring run, so dbt can read them as sources (customer_360).
 SCORE_TABLES = {
     CHURN_SCORES_TABLE: {"customer_key": "bigint", "as_of_date": "date", "churn_probability": "double",
-                         "model_name": "varchar", "model_version": "varchar", "run_id": "varchar",
-                         "scored_at": "timestamp"},
+                         **_PROVENANCE},
+    SEGMENT_SCORES_TABLE: {"customer_key": "bigint", "as_of_date": "date", "segment_id": "bigint",
+                           "segment_name": "varchar", **_PROVENANCE},
 }
 
 
@@ -44,22 +48,46 @@ class ScoringReport:
 
 def score_churn(settings: Settings, as_of_date: date, gate: QualityGate) -> ScoringReport:
     """Score at ``as_of_date`` with ``crm_churn@champion``; gate the scores, then replace that date's rows."""
+    champion, model, features, known = _champion_and_features(settings, churn.MODEL_NAME, as_of_date)
+    scores = features[ID_COLUMNS].copy()
+    scores["churn_probability"] = model.predict_proba(features[FEATURE_COLUMNS])[:, 1]
+    return _write(settings, CHURN_SCORES_TABLE, "churn_scores", scores, as_of_date, champion, gate,
+                  {"customers_known_at_as_of": known})
+
+
+def score_segments(settings: Settings, as_of_date: date, gate: QualityGate) -> ScoringReport:
+    """Assign every customer its segment with ``crm_segmentation@champion``; gate, then replace that date's rows."""
+    champion, model, features, known = _champion_and_features(settings, segmentation.MODEL_NAME, as_of_date)
+    names = {int(segment): name for segment, name in json.loads(champion.tags["segment_names"]).items()}
+    scores = features[ID_COLUMNS].copy()
+    scores["segment_id"] = model.predict(features[segmentation.SEGMENT_INPUTS])
+    scores["segment_name"] = scores["segment_id"].map(names)
+    return _write(settings, SEGMENT_SCORES_TABLE, "segment_scores", scores, as_of_date, champion, gate,
+                  {"customers_known_at_as_of": known, "segment_ids": sorted(names)})
+
+
+def _champion_and_features(settings: Settings, model_name: str, as_of_date: date):
     client = registry.configure(settings)
-    champion = registry.champion_version(client, churn.MODEL_NAME)
+    champion = registry.champion_version(client, model_name)
     if champion is None:
-        raise LookupError(f"no {churn.MODEL_NAME} champion is registered: train before scoring")
-    model = mlflow.sklearn.load_model(registry.model_uri(churn.MODEL_NAME))
+        raise LookupError(f"no {model_name} champion is registered: train before scoring")
+    model = mlflow.sklearn.load_model(registry.model_uri(model_name))
     with connect(settings, read_only=True) as con:
         features = load_features(con, as_of_date)
         known = customers_known_at(con, as_of_date)
-    scores = features[ID_COLUMNS].copy()
-    scores["churn_probability"] = model.predict_proba(features[FEATURE_COLUMNS])[:, 1]
-    scores["model_name"] = churn.MODEL_NAME
+    return champion, model, features, known
+
+
+def _write(settings: Settings, table: str, suite: str, scores: pd.DataFrame, as_of_date: date, champion,
+           gate: QualityGate, parameters: dict[str, object]) -> ScoringReport:
+    """Add provenance, gate the scores, then replace their as-of date's rows in one transaction."""
+    scores["model_name"] = champion.name
     scores["model_version"] = str(champion.version)
     scores["run_id"] = champion.run_id
     scores["scored_at"] = pd.Timestamp(datetime.now(timezone.utc).replace(tzinfo=None))
-    gate.validate("churn_scores", scores, ID_COLUMNS, parameters={"customers_known_at_as_of": known})
+    gate.validate(suite, scores, ID_COLUMNS, parameters=parameters)
     with connect(settings) as con:
-        replace_as_of_date(con, CHURN_SCORES_TABLE, scores, as_of_date)
-    log.info("scored %d customers at %s with %s v%s", len(scores), as_of_date, churn.MODEL_NAME, champion.version)
-    return ScoringReport(CHURN_SCORES_TABLE, as_of_date, len(scores), str(champion.version))
+        replace_as_of_date(con, table, scores, as_of_date)
+    log.info("scored %d customers at %s with %s v%s into %s", len(scores), as_of_date, champion.name,
+             champion.version, table)
+    return ScoringReport(table, as_of_date, len(scores), str(champion.version))

@@ -54,8 +54,8 @@ def test_run_succeeds_and_prints_the_summary(pipeline_run):
     assert all(rows for rows in summary["tables"].values()), summary["tables"]
     assert summary["identity_resolution"]["resolved_customers"] < summary["identity_resolution"]["customer_records"]
     assert summary["quarantined_rows"]["orders"] > 0
-    assert summary["models"][0]["name"] == "crm_churn"
-    assert summary["models"][0]["aliases"] == {"challenger": "1", "champion": "1"}
+    assert [(m["name"], m["aliases"]) for m in summary["models"]] == [
+        ("crm_churn", {"challenger": "1", "champion": "1"}), ("crm_segmentation", {"challenger": "1", "champion": "1"})]
     assert (settings.data_docs_dir / "index.html").is_file()
     _, published = _published(settings)
     assert {table: rows for table, (rows, _) in published.items()} == summary["tables"]
@@ -73,6 +73,31 @@ def test_scores_cover_every_customer_with_probabilities(pipeline_run):
     assert rows == customers == features > 0
     assert 0.0 <= low <= high <= 1.0 and low < high
     assert versions == "1"
+
+
+def test_every_known_customer_gets_a_segment_of_the_champion(pipeline_run):
+    settings, _ = pipeline_run
+    client = MlflowClient(settings.mlflow_tracking_uri, settings.mlflow_tracking_uri)
+    champion = client.get_model_version_by_alias("crm_segmentation", "champion")
+    names = json.loads(champion.tags["segment_names"])
+    with duckdb.connect(str(settings.warehouse_path), read_only=True) as con:
+        as_of = con.execute("select max(as_of_date) from scores.segments").fetchone()[0]
+        segments = dict(con.execute("select customer_key, segment_name from scores.segments where as_of_date = ?",
+                                    [as_of]).fetchall())
+        features = {row[0] for row in con.execute(
+            "select customer_key from marts.customer_features where as_of_date = ?", [as_of]).fetchall()}
+        in_360 = con.execute("select count(*) from marts.customer_360 where segment_name is not null").fetchone()[0]
+    assert set(segments) == features and in_360 == len(features)
+    assert set(segments.values()) <= set(names.values()) and len(set(segments.values())) >= 4
+    # Logged as the MLflow docs have it: profiles and a projection plot, an input example without PII.
+    run = client.get_run(champion.run_id)
+    assert {"silhouette", "k"} <= set(run.data.metrics)
+    artifacts = {artifact.path for artifact in client.list_artifacts(champion.run_id)}
+    assert {"segment_profiles.json", "segment_projection.png"} <= artifacts
+    mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
+    model_dir = Path(mlflow.artifacts.download_artifacts("models:/crm_segmentation@champion"))
+    example = json.loads((model_dir / "input_example.json").read_text())
+    assert set(example["columns"]) == {"frequency", "days_since_first_order", "avg_order_value"}
 
 
 def test_champion_loads_from_the_registry(pipeline_run):

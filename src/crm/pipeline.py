@@ -19,7 +19,8 @@ log = logging.getLogger(__name__)
 
 PUBLISHED_TABLES = ("marts.dim_customers", "marts.fct_orders", "marts.fct_order_items", "marts.fct_support_tickets",
                     "marts.fct_survey_responses", "marts.fct_marketing_events", "marts.campaign_performance",
-                    "marts.customer_features", "marts.customer_rfm", "marts.customer_360", "scores.churn")
+                    "marts.customer_features", "marts.customer_rfm", "marts.customer_360", "scores.churn",
+                    "scores.segments")
 
 
 @dataclass(frozen=True)
@@ -130,13 +131,23 @@ def train(settings: Settings) -> dict[str, object]:
             "metrics": report.metrics, "decision": report.decision.describe()}
 
 
-def score(settings: Settings) -> dict[str, object]:
+def train_segments(settings: Settings) -> dict[str, object]:
+    """Fit the segmentation at the validation date, register it, promote it if its silhouette is better."""
+    from ml.training import train_segmentation
+
+    report = train_segmentation(settings, plan(settings).validation)
+    return {"model": report.model_name, "version": report.version, "metrics": report.metrics,
+            "decision": report.decision.describe()}
+
+
+def score(settings: Settings, model: str = "churn") -> dict[str, object]:
+    """Score every customer known at the scoring date with the champion of ``model`` (churn or segments)."""
     from crm.quality import QualityGate
-    from ml.scoring import score_churn
+    from ml.scoring import score_churn, score_segments
 
     quality = QualityGate(settings)
     try:
-        report = score_churn(settings, plan(settings).scoring, quality)
+        report = {"churn": score_churn, "segments": score_segments}[model](settings, plan(settings).scoring, quality)
     finally:
         quality.build_data_docs()
     return {**asdict(report), "as_of_date": report.as_of_date.isoformat()}

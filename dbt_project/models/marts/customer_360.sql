@@ -1,4 +1,4 @@
-{#- The BI view of a customer: profile, RFM and the latest churn score, with no raw PII. -#}
+{#- The BI view of a customer: profile, RFM, the latest churn score and segment, with no raw PII. -#}
 with
 
 customers as (
@@ -19,6 +19,12 @@ churn_scores as (
 
 ),
 
+segment_scores as (
+
+    select * from {{ source('scores', 'segments') }}
+
+),
+
 latest_churn as (
 
     select
@@ -29,6 +35,15 @@ latest_churn as (
 
     from churn_scores
     where as_of_date = (select max(as_of_date) from churn_scores)
+
+),
+
+latest_segment as (
+
+    select customer_key, segment_name
+
+    from segment_scores
+    where as_of_date = (select max(as_of_date) from segment_scores)
 
 ),
 
@@ -57,11 +72,13 @@ final as (
             when latest_churn.churn_probability is not null then 'low'
         end as churn_risk_band,
         latest_churn.churn_scored_as_of,
-        latest_churn.churn_model_version
+        latest_churn.churn_model_version,
+        latest_segment.segment_name
 
     from customers
     left join rfm on rfm.customer_key = customers.customer_key
     left join latest_churn on latest_churn.customer_key = customers.customer_key
+    left join latest_segment on latest_segment.customer_key = customers.customer_key
 
 )
 
