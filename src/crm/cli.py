@@ -15,6 +15,7 @@ from crm.generate import DefectRates
 from crm.settings import Settings
 
 PIPELINE_DAG = "crm_pipeline"
+MODELS = ("churn", "segments")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -39,10 +40,11 @@ def main(argv: list[str] | None = None) -> int:
     for name, help_text in (("load", "load new landing partitions into the raw schema"),
                             ("build", "dbt build of the warehouse"),
                             ("gate", "quality gate on the marts"),
-                            ("train", "train, register and promote the churn model"),
-                            ("score", "score every customer with the champion"),
                             ("summary", "print and write the run summary")):
         commands.add_parser(name, help=help_text)
+    for name, help_text in (("train", "train, register and promote a model"),
+                            ("score", "score every customer with a model's champion")):
+        commands.add_parser(name, help=help_text).add_argument("--model", choices=MODELS, default="churn")
     commands.add_parser("run", help="the whole pipeline through Airflow (airflow dags test) on the embedded default")
     bench = commands.add_parser("bench", help="benchmark the stages at given scales; report to bench/results/")
     bench.add_argument("--customers", type=int, nargs="+", default=[100_000, 1_000_000])
@@ -78,9 +80,13 @@ def main(argv: list[str] | None = None) -> int:
                               settings.warehouse_dir / "bench")
     elif args.command == "summary":
         print(pipeline.format_summary(pipeline.summarize(settings)))
+    elif args.command == "train":
+        result = (pipeline.train if args.model == "churn" else pipeline.train_segments)(settings)
+        print(json.dumps(result, indent=2, default=str))
+    elif args.command == "score":
+        print(json.dumps(pipeline.score(settings, args.model), indent=2, default=str))
     else:
-        step = {"load": pipeline.load, "build": pipeline.build_warehouse, "gate": pipeline.gate_marts,
-                "train": pipeline.train, "score": pipeline.score}[args.command]
+        step = {"load": pipeline.load, "build": pipeline.build_warehouse, "gate": pipeline.gate_marts}[args.command]
         result = step(settings)
         if result is not None:
             print(json.dumps(result, indent=2, default=str))
