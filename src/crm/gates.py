@@ -153,7 +153,7 @@ def mart_frames(con: duckdb.DuckDBPyConnection, scoring: date, recent_days: int)
             from marts.fct_orders as orders
             left join marts.dim_customers as customers using (customer_key)
             where orders.order_date between $since and $as_of""", params).df(), ["order_id"]),
-        "customer_features": (con.execute(f"""
+        "customer_features": (_as_floats(con.execute(f"""
             with known as ({_KNOWN_CUSTOMERS_SQL}),
             features as (select * from marts.customer_features where as_of_date = $as_of)
             select coalesce(features.customer_key, known.customer_key) as customer_key, $as_of as as_of_date,
@@ -161,8 +161,14 @@ def mart_frames(con: duckdb.DuckDBPyConnection, scoring: date, recent_days: int)
                    known.customer_key is not null as _in_dim_customers,
                    features.customer_key is not null as _has_features
             from features full outer join known on known.customer_key = features.customer_key
-            order by customer_key""", {"as_of": scoring}).df(), ["customer_key", "as_of_date"]),
+            order by customer_key""", {"as_of": scoring}).df(), FEATURE_COLUMNS), ["customer_key", "as_of_date"]),
     }
+
+
+def _as_floats(frame: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
+    # Nullable integer columns make GX check values one by one in Python; floats are vectorised.
+    frame[columns] = frame[columns].astype("float64")
+    return frame
 
 
 def gate_marts(quality: QualityGate, frames: dict[str, tuple[pd.DataFrame, list[str]]]) -> list[GateResult]:
