@@ -3,8 +3,9 @@
 
 Landing files → raw schema (each source's new batch passes its Great Expectations raw suites
 before the load commits) → dbt build (staging, marts, point-in-time features) → the mart suites
-→ churn and segmentation models trained, registered and promoted in MLflow → scores written to
-`scores.churn` and `scores.segments` (gated before they replace that date's rows) → the marts that read the scores (`customer_360`)
+→ churn, segmentation and satisfaction models trained, registered and promoted in MLflow →
+scores written to `scores.churn`, `scores.segments` and `scores.satisfaction` (gated before they
+replace that date's rows) → the marts that read the scores (`customer_360`)
 are rebuilt and the BI copy is replaced → run summary.
 
 A blocking quality failure fails its task, nothing downstream runs, and the BI copy keeps the
@@ -15,7 +16,7 @@ feature) skips training with the reasons; scoring then runs with the current cha
 from __future__ import annotations
 
 import pendulum
-from airflow.sdk import TriggerRule, dag, task
+from airflow.sdk import TriggerRule, chain, dag, task
 
 
 def _settings():
@@ -52,38 +53,39 @@ def crm_pipeline():
 
         return pipeline.gate_marts(_settings())
 
-    @task
-    def train_churn() -> dict[str, object]:
-        from airflow.sdk.exceptions import AirflowSkipException
+    # Each model trains, then scores. A skipped training (failed preflight) still scores with the
+    # current champion; a model without any champion yet skips its scoring.
+    def train(model: str):
+        @task(task_id=f"train_{model}", trigger_rule=TriggerRule.NONE_FAILED)
+        def train_model() -> dict[str, object]:
+            from airflow.sdk.exceptions import AirflowSkipException
 
-        from crm import pipeline
-        from ml.preflight import TrainingSkipped
+            from crm import pipeline
+            from ml.preflight import TrainingSkipped
 
-        try:
-            return pipeline.train(_settings())
-        except TrainingSkipped as skipped:
-            raise AirflowSkipException(str(skipped)) from None
+            try:
+                return pipeline.train(_settings(), model)
+            except TrainingSkipped as skipped:
+                raise AirflowSkipException(str(skipped)) from None
 
-    # A skipped training (failed preflight) still scores with the current champion.
+        return train_model()
+
+    def score(model: str):
+        @task(task_id=f"score_{model}", trigger_rule=TriggerRule.NONE_FAILED)
+        def score_model() -> dict[str, object]:
+            from airflow.sdk.exceptions import AirflowSkipException
+
+            from crm import pipeline
+            from ml.scoring import NoChampion
+
+            try:
+                return pipeline.score(_settings(), model)
+            except NoChampion as missing:
+                raise AirflowSkipException(str(missing)) from None
+
+        return score_model()
+
     @task(trigger_rule=TriggerRule.NONE_FAILED)
-    def train_segmentation() -> dict[str, object]:
-        from crm import pipeline
-
-        return pipeline.train_segments(_settings())
-
-    @task(trigger_rule=TriggerRule.NONE_FAILED)
-    def score_churn() -> dict[str, object]:
-        from crm import pipeline
-
-        return pipeline.score(_settings(), "churn")
-
-    @task
-    def score_segments() -> dict[str, object]:
-        from crm import pipeline
-
-        return pipeline.score(_settings(), "segments")
-
-    @task
     def publish_marts() -> dict[str, int]:
         from crm import pipeline
 
@@ -98,8 +100,9 @@ def crm_pipeline():
         return summary
 
     # One task at a time: scoring writes to the DuckDB file, which allows a single writer.
-    (load_landing() >> dbt_build() >> quality_gate_marts() >> train_churn() >> train_segmentation() >> score_churn()
-     >> score_segments() >> publish_marts() >> run_summary())
+    models = ("churn", "segments", "satisfaction")
+    chain(load_landing(), dbt_build(), quality_gate_marts(), *(train(model) for model in models),
+          *(score(model) for model in models), publish_marts(), run_summary())
 
 
 crm_pipeline()

@@ -63,3 +63,35 @@ def fit_candidates(train: pd.DataFrame, validation: pd.DataFrame, seed: int) -> 
         probability = pipeline.predict_proba(validation[FEATURE_COLUMNS])[:, 1]
         fitted.append(FittedCandidate(name, pipeline, classification_metrics(validation[LABEL], probability)))
     return sorted(fitted, key=lambda candidate: candidate.metrics["roc_auc"], reverse=True)
+
+
+# The simple rule a CRM team would use without a model: "no purchase in the last X days".
+RULE_DAYS = (30, 45, 60, 90, 120, 180, 270, 365)
+
+
+@dataclass(frozen=True)
+class RecencyRule:
+    days: int
+
+    def predict(self, features: pd.DataFrame) -> np.ndarray:
+        """1 = churn: no completed order in the last ``days`` days (or none ever)."""
+        recency = features["recency_days"].to_numpy(dtype=float)
+        return np.where(np.isnan(recency) | (recency > self.days), 1.0, 0.0)
+
+
+def best_recency_rule(train: pd.DataFrame) -> RecencyRule:
+    """The rule's X that separates churners best on the training set (largest TPR - FPR)."""
+    def youden(rule: RecencyRule) -> float:
+        predicted, actual = rule.predict(train), train[LABEL].to_numpy()
+        return predicted[actual == 1].mean() - predicted[actual == 0].mean()
+
+    return max((RecencyRule(days) for days in RULE_DAYS), key=youden)
+
+
+# Grade by how much ranking quality the model adds over the best simple rule (ROC-AUC points).
+GRADE_THRESHOLDS = (("A", 0.05), ("B", 0.01))
+
+
+def grade(model_auc: float, rule_auc: float) -> str:
+    uplift = model_auc - rule_auc
+    return next((letter for letter, minimum in GRADE_THRESHOLDS if uplift >= minimum), "C")

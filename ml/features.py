@@ -13,6 +13,9 @@ import pandas as pd
 
 FEATURES_TABLE = "marts.customer_features"
 CHURN_LABELS_TABLE = "marts.customer_churn_labels"
+SATISFACTION_LABELS_TABLE = "marts.customer_satisfaction_labels"
+FEEDBACK_TEXT_TABLE = "marts.customer_feedback_text"
+TEXT_COLUMN = "feedback_text"
 ID_COLUMNS = ["customer_key", "as_of_date"]
 # Money features are heavy-tailed: models log-transform them.
 MONEY_FEATURES = ["monetary", "avg_order_value", "monetary_last_90d"]
@@ -45,6 +48,27 @@ def load_churn_examples(con: duckdb.DuckDBPyConnection, as_of_date: date) -> pd.
     frame = _typed(frame)
     frame["is_churned"] = frame["is_churned"].astype(int)
     return frame
+
+
+def load_features_with_text(con: duckdb.DuckDBPyConnection, as_of_date: date) -> pd.DataFrame:
+    """``load_features`` plus the customer's masked feedback text known at the date (empty if none)."""
+    frame = load_features(con, as_of_date)
+    text = con.execute(f"select customer_key, {TEXT_COLUMN} from {FEEDBACK_TEXT_TABLE} where as_of_date = ?",
+                       [as_of_date]).df()
+    frame = frame.merge(text, on="customer_key", how="left")
+    frame[TEXT_COLUMN] = frame[TEXT_COLUMN].fillna("").astype(object)
+    return frame
+
+
+def load_satisfaction_examples(con: duckdb.DuckDBPyConnection, as_of_date: date) -> pd.DataFrame:
+    """Features and text of the customers who answered a survey in the window after ``as_of_date``,
+    with whether they were satisfied (observed labels only)."""
+    labels = con.execute(f"""
+        select customer_key, is_satisfied from {SATISFACTION_LABELS_TABLE}
+        where as_of_date = ? and is_label_observed""", [as_of_date]).df()
+    frame = load_features_with_text(con, as_of_date).merge(labels, on="customer_key", how="inner")
+    frame["is_satisfied"] = frame["is_satisfied"].astype(int)
+    return frame.reset_index(drop=True)
 
 
 def _typed(frame: pd.DataFrame) -> pd.DataFrame:

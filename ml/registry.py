@@ -25,7 +25,7 @@ CHALLENGER = "challenger"
 PIP_REQUIREMENTS = [f"{name}=={version(name)}" for name in ("scikit-learn", "numpy", "pandas", "scipy")]
 
 # Models are saved with skops (no arbitrary pickle); these types occur in our fitted pipelines.
-SKOPS_TRUSTED_TYPES = ["numpy.dtype"]
+SKOPS_TRUSTED_TYPES = ["numpy.dtype", "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor"]
 
 
 def configure(settings: Settings) -> MlflowClient:

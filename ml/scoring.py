@@ -15,27 +15,38 @@ from crm.gates import customers_known_at
 from crm.quality import QualityGate
 from crm.settings import Settings
 from crm.warehouse import connect, replace_as_of_date
-from ml import churn, registry, segmentation
-from ml.features import FEATURE_COLUMNS, ID_COLUMNS, load_features
+from ml import churn, explain, registry, satisfaction, segmentation
+from ml.features import FEATURE_COLUMNS, ID_COLUMNS, load_features, load_features_with_text
 
 log = logging.getLogger(__name__)
 
 CHURN_SCORES_TABLE = "scores.churn"
 SEGMENT_SCORES_TABLE = "scores.segments"
+SATISFACTION_SCORES_TABLE = "scores.satisfaction"
 _PROVENANCE = {"model_name": "varchar", "model_version": "varchar", "run_id": "varchar", "scored_at": "timestamp"}
 # Score tables exist before the first scoring run, so dbt can read them as sources (customer_360).
 SCORE_TABLES = {
     CHURN_SCORES_TABLE: {"customer_key": "bigint", "as_of_date": "date", "churn_probability": "double",
-                         **_PROVENANCE},
+                         **_PROVENANCE, **{f"driver_{rank}": "varchar" for rank in range(1, explain.TOP_DRIVERS + 1)}},
     SEGMENT_SCORES_TABLE: {"customer_key": "bigint", "as_of_date": "date", "segment_id": "bigint",
                            "segment_name": "varchar", **_PROVENANCE},
+    SATISFACTION_SCORES_TABLE: {"customer_key": "bigint", "as_of_date": "date", "satisfied_probability": "double",
+                                **_PROVENANCE},
 }
 
 
+class NoChampion(LookupError):
+    """No version of the model has been promoted yet (its training has not succeeded once)."""
+
+
 def ensure_score_tables(con: duckdb.DuckDBPyConnection) -> None:
+    """Create the score tables, and add columns that a newer version of them has (appended, so existing
+    rows keep their values and the new columns are null for them)."""
     con.execute("create schema if not exists scores")
     for table, columns in SCORE_TABLES.items():
         con.execute(f"create table if not exists {table} ({', '.join(f'{n} {t}' for n, t in columns.items())})")
+        for name, column_type in columns.items():
+            con.execute(f"alter table {table} add column if not exists {name} {column_type}")
 
 
 @dataclass(frozen=True)
@@ -51,6 +62,10 @@ def score_churn(settings: Settings, as_of_date: date, gate: QualityGate) -> Scor
     champion, model, features, known = _champion_and_features(settings, churn.MODEL_NAME, as_of_date)
     scores = features[ID_COLUMNS].copy()
     scores["churn_probability"] = model.predict_proba(features[FEATURE_COLUMNS])[:, 1]
+    # Versions registered before explanations existed carry no driver candidates: no drivers then.
+    candidates = json.loads(champion.tags.get("driver_features", "[]"))
+    if candidates:
+        scores = scores.join(explain.top_drivers(model, features[FEATURE_COLUMNS], candidates))
     return _write(settings, CHURN_SCORES_TABLE, "churn_scores", scores, as_of_date, champion, gate,
                   {"customers_known_at_as_of": known})
 
@@ -66,14 +81,24 @@ def score_segments(settings: Settings, as_of_date: date, gate: QualityGate) -> S
                   {"customers_known_at_as_of": known, "segment_ids": sorted(names)})
 
 
-def _champion_and_features(settings: Settings, model_name: str, as_of_date: date):
+def score_satisfaction(settings: Settings, as_of_date: date, gate: QualityGate) -> ScoringReport:
+    """Score every customer's probability of being satisfied with ``crm_satisfaction@champion``."""
+    champion, model, features, known = _champion_and_features(settings, satisfaction.MODEL_NAME, as_of_date,
+                                                               with_text=True)
+    scores = features[ID_COLUMNS].copy()
+    scores["satisfied_probability"] = model.predict_proba(features[satisfaction.INPUT_COLUMNS])[:, 1]
+    return _write(settings, SATISFACTION_SCORES_TABLE, "satisfaction_scores", scores, as_of_date, champion, gate,
+                  {"customers_known_at_as_of": known})
+
+
+def _champion_and_features(settings: Settings, model_name: str, as_of_date: date, with_text: bool = False):
     client = registry.configure(settings)
     champion = registry.champion_version(client, model_name)
     if champion is None:
-        raise LookupError(f"no {model_name} champion is registered: train before scoring")
+        raise NoChampion(f"no {model_name} champion is registered yet: its training has not succeeded once")
     model = mlflow.sklearn.load_model(registry.model_uri(model_name))
     with connect(settings, read_only=True) as con:
-        features = load_features(con, as_of_date)
+        features = (load_features_with_text if with_text else load_features)(con, as_of_date)
         known = customers_known_at(con, as_of_date)
     return champion, model, features, known
 
@@ -85,6 +110,7 @@ def _write(settings: Settings, table: str, suite: str, scores: pd.DataFrame, as_
     scores["model_version"] = str(champion.version)
     scores["run_id"] = champion.run_id
     scores["scored_at"] = pd.Timestamp(datetime.now(timezone.utc).replace(tzinfo=None))
+    scores = scores.reindex(columns=list(SCORE_TABLES[table]))
     gate.validate(suite, scores, ID_COLUMNS, parameters=parameters)
     with connect(settings) as con:
         replace_as_of_date(con, table, scores, as_of_date)

@@ -14,8 +14,9 @@ from mlflow.models import infer_signature
 
 from crm.settings import Settings
 from crm.warehouse import connect
-from ml import churn, registry, segmentation
-from ml.features import FEATURE_COLUMNS, load_churn_examples, load_features
+from ml import churn, explain, plots, registry, satisfaction, segmentation
+from ml.features import (FEATURE_COLUMNS, TEXT_COLUMN, load_churn_examples, load_features,
+                         load_satisfaction_examples)
 from ml.metrics import classification_metrics
 from ml.preflight import TrainingSkipped, check_training_data
 
@@ -58,14 +59,23 @@ def train_churn(settings: Settings, train_date: date, validation_date: date, fir
         "validation_rows": len(validation),
     }
     best = fitted[0]
+    # The baseline every candidate is graded against: the best "no purchase in the last X days" rule.
+    rule = churn.best_recency_rule(train)
+    rule_prediction = rule.predict(validation)
+    baseline = {f"baseline_{name}": value for name, value in
+                classification_metrics(validation[churn.LABEL], rule_prediction).items() if name != "positive_rate"}
     run_ids = {}
     for candidate in fitted:
         with mlflow.start_run(experiment_id=experiment_id, run_name=candidate.name) as run:
-            mlflow.log_params({**params, "candidate": candidate.name})
-            mlflow.log_metrics(candidate.metrics)
-            mlflow.set_tag("selected", str(candidate is best).lower())
+            mlflow.log_params({**params, "candidate": candidate.name, "baseline_rule_days": rule.days})
+            uplift = candidate.metrics["roc_auc"] - baseline["baseline_roc_auc"]
+            mlflow.log_metrics({**candidate.metrics, **baseline, "roc_auc_uplift_over_baseline": uplift})
+            mlflow.set_tags({"selected": str(candidate is best).lower(),
+                             "grade": churn.grade(candidate.metrics["roc_auc"], baseline["baseline_roc_auc"])})
             if candidate is best:
                 _log_datasets(train, validation, train_date, validation_date)
+                importance = _log_evaluation(churn.MODEL_NAME, candidate, validation[FEATURE_COLUMNS],
+                                             validation[churn.LABEL], settings.random_seed, rule_prediction)
                 info = mlflow.sklearn.log_model(
                     candidate.pipeline,
                     name="model",
@@ -78,22 +88,44 @@ def train_churn(settings: Settings, train_date: date, validation_date: date, fir
                 )
             run_ids[candidate.name] = run.info.run_id
     new_version = str(info.registered_model_version)
-    current = registry.champion_version(client, churn.MODEL_NAME)
-    champion_score = None
-    if current is not None:
-        champion = mlflow.sklearn.load_model(registry.model_uri(churn.MODEL_NAME))
-        champion_probability = champion.predict_proba(validation[FEATURE_COLUMNS])[:, 1]
-        champion_score = classification_metrics(validation[churn.LABEL], champion_probability)[SELECTION_METRIC]
-    decision = registry.promote(
-        client, churn.MODEL_NAME, new_version, run_ids[best.name], SELECTION_METRIC,
-        best.metrics[SELECTION_METRIC], champion_score, current.version if current else None,
-    )
+    client.set_model_version_tag(churn.MODEL_NAME, new_version, "driver_features",
+                                 json.dumps(importance["feature"].head(explain.DRIVER_CANDIDATES).tolist()))
+    decision = _promote_on_validation(client, churn.MODEL_NAME, new_version, run_ids[best.name], best,
+                                      validation[FEATURE_COLUMNS], validation[churn.LABEL])
     return TrainingReport(churn.MODEL_NAME, new_version, run_ids[best.name], best.name, best.metrics, decision)
 
 
-def _log_datasets(train: pd.DataFrame, validation: pd.DataFrame, train_date: date, validation_date: date) -> None:
+def _promote_on_validation(client, model_name: str, version: str, run_id: str, best: churn.FittedCandidate,
+                           inputs: pd.DataFrame, label: pd.Series) -> registry.PromotionDecision:
+    """Score the current champion on the same validation data as the new version, then decide."""
+    current = registry.champion_version(client, model_name)
+    champion_score = None
+    if current is not None:
+        champion = mlflow.sklearn.load_model(registry.model_uri(model_name))
+        champion_score = classification_metrics(label, champion.predict_proba(inputs)[:, 1])[SELECTION_METRIC]
+    return registry.promote(client, model_name, version, run_id, SELECTION_METRIC, best.metrics[SELECTION_METRIC],
+                            champion_score, current.version if current else None)
+
+
+def _log_evaluation(model_name: str, candidate: churn.FittedCandidate, inputs: pd.DataFrame, label: pd.Series,
+                    seed: int, rule_prediction: np.ndarray | None = None) -> pd.DataFrame:
+    """Plots and permutation importance of the selected candidate on the validation set; returns the importance."""
+    y_true = label.to_numpy()
+    probability = candidate.pipeline.predict_proba(inputs)[:, 1]
+    figures = plots.classifier_plots(candidate.name, y_true, probability, rule_prediction)
+    importance = explain.global_importance(candidate.pipeline, inputs, label, seed)
+    figures["feature_importance.png"] = plots.importance_plot(importance, f"{model_name}: {candidate.name}")
+    for name, figure in figures.items():
+        mlflow.log_figure(figure, name)
+    plots.close(figures)
+    mlflow.log_table(importance, "feature_importance.json")
+    return importance
+
+
+def _log_datasets(train: pd.DataFrame, validation: pd.DataFrame, train_date: date, validation_date: date,
+                  label: str = churn.LABEL) -> None:
     for context, frame, as_of in (("training", train, train_date), ("validation", validation, validation_date)):
-        dataset = mlflow.data.from_pandas(frame, name=f"customer_features@{as_of.isoformat()}", targets=churn.LABEL)
+        dataset = mlflow.data.from_pandas(frame, name=f"customer_features@{as_of.isoformat()}", targets=label)
         mlflow.log_input(dataset, context=context)
 
 
@@ -117,7 +149,9 @@ def train_segmentation(settings: Settings, fit_date: date) -> TrainingReport:
         mlflow.log_input(mlflow.data.from_pandas(features[["as_of_date", *segmentation.SEGMENT_INPUTS]],
                                                  name=f"customer_features@{fit_date.isoformat()}"), context="training")
         mlflow.log_table(model.profiles(inputs).reset_index(), "segment_profiles.json")
-        mlflow.log_figure(_segment_plot(model, inputs), "segment_projection.png")
+        figure = _segment_plot(model, inputs)
+        mlflow.log_figure(figure, "segment_projection.png")
+        plots.close([figure])
         info = mlflow.sklearn.log_model(
             model, name="model", signature=infer_signature(inputs, model.predict(inputs)),
             input_example=inputs.head(5), registered_model_name=segmentation.MODEL_NAME,
@@ -142,9 +176,6 @@ SEGMENTATION_TRUSTED_TYPES = [f"ml.segmentation.{name}" for name in
 
 def _segment_plot(model: segmentation.CustomerSegmentation, inputs: pd.DataFrame):
     """The repeat buyers in the 2-D behaviour space the clusters live in, coloured by segment."""
-    import matplotlib
-
-    matplotlib.use("Agg")
     from matplotlib import pyplot as plt
 
     buyers = inputs[inputs["frequency"].fillna(0) >= segmentation.MIN_ORDERS_TO_CLUSTER]
@@ -160,3 +191,51 @@ def _segment_plot(model: segmentation.CustomerSegmentation, inputs: pd.DataFrame
     axes.set_title(f"{segmentation.MODEL_NAME}: k = {model.k_}")
     axes.legend(markerscale=4)
     return figure
+
+
+def train_satisfaction(settings: Settings, train_date: date, validation_date: date,
+                       first_data_day: date) -> TrainingReport:
+    """Train on the survey answers after the training date, validate on those after the validation date,
+    register the best candidate and promote it on ROC-AUC; raise TrainingSkipped when the preflight fails."""
+    with connect(settings, read_only=True) as con:
+        train = load_satisfaction_examples(con, train_date)
+        validation = load_satisfaction_examples(con, validation_date)
+    check = check_training_data(train, validation, satisfaction.LABEL, first_data_day, train_date,
+                                settings.churn_window_days)
+    if not check.passed:
+        raise TrainingSkipped(f"{satisfaction.MODEL_NAME} training skipped by the preflight; the current champion "
+                              f"keeps serving: " + "; ".join(check.reasons))
+    client = registry.configure(settings)
+    experiment_id = registry.experiment_id(settings, client, satisfaction.MODEL_NAME)
+    fitted = satisfaction.fit_candidates(train, validation, settings.random_seed)
+    params = {"features": ",".join(satisfaction.INPUT_COLUMNS), "train_as_of_date": train_date.isoformat(),
+              "validation_as_of_date": validation_date.isoformat(), "label_window_days": settings.churn_window_days,
+              "train_rows": len(train), "validation_rows": len(validation)}
+    best, run_ids = fitted[0], {}
+    inputs, label = validation[satisfaction.INPUT_COLUMNS], validation[satisfaction.LABEL]
+    for candidate in fitted:
+        with mlflow.start_run(experiment_id=experiment_id, run_name=candidate.name) as run:
+            mlflow.log_params({**params, "candidate": candidate.name})
+            mlflow.log_metrics(candidate.metrics)
+            mlflow.set_tag("selected", str(candidate is best).lower())
+            if candidate is best:
+                _log_datasets(train, validation, train_date, validation_date, satisfaction.LABEL)
+                _log_evaluation(satisfaction.MODEL_NAME, candidate, inputs, label, settings.random_seed)
+                info = mlflow.sklearn.log_model(
+                    candidate.pipeline, name="model",
+                    signature=infer_signature(inputs, candidate.pipeline.predict_proba(inputs)[:, 1]),
+                    # Free text stays out of the example: masking covers contact details, not every name.
+                    input_example=inputs.head(5).assign(**{TEXT_COLUMN: ""}),
+                    registered_model_name=satisfaction.MODEL_NAME,
+                    pip_requirements=registry.PIP_REQUIREMENTS,
+                    skops_trusted_types=registry.SKOPS_TRUSTED_TYPES + TEXT_TRUSTED_TYPES)
+            run_ids[candidate.name] = run.info.run_id
+    version = str(info.registered_model_version)
+    decision = _promote_on_validation(client, satisfaction.MODEL_NAME, version, run_ids[best.name], best, inputs,
+                                      label)
+    return TrainingReport(satisfaction.MODEL_NAME, version, run_ids[best.name], best.name, best.metrics, decision)
+
+
+# Types a fitted TF-IDF vectorizer holds, for skops to load it.
+TEXT_TRUSTED_TYPES = ["sklearn.feature_extraction.text.TfidfVectorizer",
+                      "sklearn.feature_extraction.text.TfidfTransformer", "builtins.str"]

@@ -54,8 +54,9 @@ def test_run_succeeds_and_prints_the_summary(pipeline_run):
     assert all(rows for rows in summary["tables"].values()), summary["tables"]
     assert summary["identity_resolution"]["resolved_customers"] < summary["identity_resolution"]["customer_records"]
     assert summary["quarantined_rows"]["orders"] > 0
+    first = {"challenger": "1", "champion": "1"}
     assert [(m["name"], m["aliases"]) for m in summary["models"]] == [
-        ("crm_churn", {"challenger": "1", "champion": "1"}), ("crm_segmentation", {"challenger": "1", "champion": "1"})]
+        ("crm_churn", first), ("crm_satisfaction", first), ("crm_segmentation", first)]
     assert (settings.data_docs_dir / "index.html").is_file()
     _, published = _published(settings)
     assert {table: rows for table, (rows, _) in published.items()} == summary["tables"]
@@ -98,6 +99,45 @@ def test_every_known_customer_gets_a_segment_of_the_champion(pipeline_run):
     model_dir = Path(mlflow.artifacts.download_artifacts("models:/crm_segmentation@champion"))
     example = json.loads((model_dir / "input_example.json").read_text())
     assert set(example["columns"]) == {"frequency", "days_since_first_order", "avg_order_value"}
+
+
+def test_churn_champion_is_graded_explained_and_plotted(pipeline_run):
+    settings, _ = pipeline_run
+    client = MlflowClient(settings.mlflow_tracking_uri, settings.mlflow_tracking_uri)
+    champion = client.get_model_version_by_alias("crm_churn", "champion")
+    run = client.get_run(champion.run_id)
+    assert run.data.tags["grade"] in {"A", "B", "C"}
+    assert {"roc_auc", "pr_auc", "brier", "ece", "lift_top_decile", "baseline_roc_auc",
+            "roc_auc_uplift_over_baseline"} <= set(run.data.metrics)
+    assert int(run.data.params["baseline_rule_days"]) > 0
+    artifacts = {artifact.path for artifact in client.list_artifacts(champion.run_id)}
+    assert {"roc_curve.png", "pr_curve.png", "calibration_curve.png", "confusion_matrix.png",
+            "feature_importance.png", "feature_importance.json"} <= artifacts
+    candidates = set(json.loads(champion.tags["driver_features"]))
+    with duckdb.connect(str(settings.warehouse_path), read_only=True) as con:
+        drivers = con.execute("select driver_1, driver_2, driver_3 from scores.churn").fetchall()
+        in_360 = con.execute("select count(*) from marts.customer_360 where churn_drivers is not null").fetchone()[0]
+    named = [[driver for driver in row if driver] for row in drivers]
+    assert all(set(row) <= candidates and len(set(row)) == len(row) for row in named)
+    # Customers at risk have drivers; a customer whose values all lower the risk has none.
+    assert sum(1 for row in named if row) > len(drivers) / 2
+    assert in_360 == sum(1 for row in named if row)
+
+
+def test_satisfaction_scores_every_customer_from_behaviour_and_text(pipeline_run):
+    settings, _ = pipeline_run
+    client = MlflowClient(settings.mlflow_tracking_uri, settings.mlflow_tracking_uri)
+    champion = client.get_model_version_by_alias("crm_satisfaction", "champion")
+    run = client.get_run(champion.run_id)
+    assert "feedback_text" in run.data.params["features"].split(",")
+    assert {"roc_auc", "pr_auc", "brier", "ece", "lift_top_decile"} <= set(run.data.metrics)
+    with duckdb.connect(str(settings.warehouse_path), read_only=True) as con:
+        as_of, rows, low, high = con.execute(
+            "select max(as_of_date), count(*), min(satisfied_probability), max(satisfied_probability) "
+            "from scores.satisfaction").fetchone()
+        features = con.execute("select count(*) from marts.customer_features where as_of_date = ?",
+                               [as_of]).fetchone()[0]
+    assert rows == features and 0.0 <= low < high <= 1.0
 
 
 def test_champion_loads_from_the_registry(pipeline_run):

@@ -23,3 +23,22 @@
 {% macro default__regex_remove(expression, pattern) -%}
     regexp_replace({{ expression }}, '{{ pattern }}', '')
 {%- endmacro %}
+
+{% macro regex_replace(expression, pattern, replacement) -%}
+    {{ return(adapter.dispatch('regex_replace', 'crm')(expression, pattern, replacement)) }}
+{%- endmacro %}
+
+{% macro duckdb__regex_replace(expression, pattern, replacement) -%}
+    regexp_replace({{ expression }}, '{{ pattern }}', '{{ replacement }}', 'g')
+{%- endmacro %}
+
+{% macro default__regex_replace(expression, pattern, replacement) -%}
+    regexp_replace({{ expression }}, '{{ pattern }}', '{{ replacement }}')
+{%- endmacro %}
+
+{#- Free text with email addresses and phone numbers replaced by placeholders, so that text features
+    (and the vocabulary a model stores) never hold contact details. -#}
+{% macro mask_contact_details(expression) -%}
+    {{ regex_replace(regex_replace(expression, '[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+[.][A-Za-z]+', ' email_address '),
+                     '[+]?[0-9][0-9 ()/.-]{5,}[0-9]', ' phone_number ') }}
+{%- endmacro %}

@@ -15,7 +15,7 @@ from crm.generate import DefectRates
 from crm.settings import Settings
 
 PIPELINE_DAG = "crm_pipeline"
-MODELS = ("churn", "segments")
+MODELS = ("churn", "segments", "satisfaction")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -81,8 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     elif args.command == "summary":
         print(pipeline.format_summary(pipeline.summarize(settings)))
     elif args.command == "train":
-        result = (pipeline.train if args.model == "churn" else pipeline.train_segments)(settings)
-        print(json.dumps(result, indent=2, default=str))
+        print(json.dumps(pipeline.train(settings, args.model), indent=2, default=str))
     elif args.command == "score":
         print(json.dumps(pipeline.score(settings, args.model), indent=2, default=str))
     else:

@@ -20,7 +20,7 @@ log = logging.getLogger(__name__)
 PUBLISHED_TABLES = ("marts.dim_customers", "marts.fct_orders", "marts.fct_order_items", "marts.fct_support_tickets",
                     "marts.fct_survey_responses", "marts.fct_marketing_events", "marts.campaign_performance",
                     "marts.customer_features", "marts.customer_rfm", "marts.customer_360", "scores.churn",
-                    "scores.segments")
+                    "scores.segments", "scores.satisfaction")
 
 
 @dataclass(frozen=True)
@@ -117,37 +117,41 @@ def gate_marts(settings: Settings) -> dict[str, object]:
     return {result.suite: {"rows": result.rows, "warnings": len(result.warnings)} for result in results}
 
 
-def train(settings: Settings) -> dict[str, object]:
-    """Train the churn model; raises ml.preflight.TrainingSkipped when the data does not suffice."""
+def train(settings: Settings, model: str = "churn") -> dict[str, object]:
+    """Train, register and promote ``model`` (churn, segments or satisfaction).
+
+    Churn and satisfaction train at the training date and validate at the validation date, and raise
+    ml.preflight.TrainingSkipped when the data does not suffice; the segmentation fits at the
+    validation date.
+    """
     from crm.warehouse import connect
-    from ml.training import train_churn
+    from ml.training import train_churn, train_satisfaction, train_segmentation
 
     as_of = plan(settings)
-    with connect(settings, read_only=True) as con:
-        first_day = con.execute(f"select min(partition_date) from {LOAD_LOG_TABLE} where source = 'orders'"
-                                ).fetchone()[0]
-    report = train_churn(settings, as_of.train, as_of.validation, first_day)
+    if model == "segments":
+        report = train_segmentation(settings, as_of.validation)
+    else:
+        with connect(settings, read_only=True) as con:
+            first_day = con.execute(f"select min(partition_date) from {LOAD_LOG_TABLE} where source = 'orders'"
+                                    ).fetchone()[0]
+        trainer = {"churn": train_churn, "satisfaction": train_satisfaction}[model]
+        report = trainer(settings, as_of.train, as_of.validation, first_day)
     return {"model": report.model_name, "version": report.version, "candidate": report.candidate,
             "metrics": report.metrics, "decision": report.decision.describe()}
 
 
-def train_segments(settings: Settings) -> dict[str, object]:
-    """Fit the segmentation at the validation date, register it, promote it if its silhouette is better."""
-    from ml.training import train_segmentation
-
-    report = train_segmentation(settings, plan(settings).validation)
-    return {"model": report.model_name, "version": report.version, "metrics": report.metrics,
-            "decision": report.decision.describe()}
-
-
 def score(settings: Settings, model: str = "churn") -> dict[str, object]:
-    """Score every customer known at the scoring date with the champion of ``model`` (churn or segments)."""
+    """Score every customer known at the scoring date with the champion of ``model``.
+
+    ``model`` is churn, segments or satisfaction; raises ml.scoring.NoChampion when none is registered yet.
+    """
     from crm.quality import QualityGate
-    from ml.scoring import score_churn, score_segments
+    from ml.scoring import score_churn, score_satisfaction, score_segments
 
     quality = QualityGate(settings)
+    scorers = {"churn": score_churn, "segments": score_segments, "satisfaction": score_satisfaction}
     try:
-        report = {"churn": score_churn, "segments": score_segments}[model](settings, plan(settings).scoring, quality)
+        report = scorers[model](settings, plan(settings).scoring, quality)
     finally:
         quality.build_data_docs()
     return {**asdict(report), "as_of_date": report.as_of_date.isoformat()}

@@ -1,4 +1,4 @@
-{#- The BI view of a customer: profile, RFM, the latest churn score and segment, with no raw PII. -#}
+{#- The BI view of a customer: profile, RFM, the latest churn score, segment and satisfaction, with no raw PII. -#}
 with
 
 customers as (
@@ -25,13 +25,20 @@ segment_scores as (
 
 ),
 
+satisfaction_scores as (
+
+    select * from {{ source('scores', 'satisfaction') }}
+
+),
+
 latest_churn as (
 
     select
         customer_key,
         churn_probability,
         as_of_date as churn_scored_as_of,
-        model_version as churn_model_version
+        model_version as churn_model_version,
+        concat_ws(', ', driver_1, driver_2, driver_3) as churn_drivers
 
     from churn_scores
     where as_of_date = (select max(as_of_date) from churn_scores)
@@ -44,6 +51,15 @@ latest_segment as (
 
     from segment_scores
     where as_of_date = (select max(as_of_date) from segment_scores)
+
+),
+
+latest_satisfaction as (
+
+    select customer_key, satisfied_probability
+
+    from satisfaction_scores
+    where as_of_date = (select max(as_of_date) from satisfaction_scores)
 
 ),
 
@@ -73,12 +89,15 @@ final as (
         end as churn_risk_band,
         latest_churn.churn_scored_as_of,
         latest_churn.churn_model_version,
-        latest_segment.segment_name
+        nullif(latest_churn.churn_drivers, '') as churn_drivers,
+        latest_segment.segment_name,
+        latest_satisfaction.satisfied_probability
 
     from customers
     left join rfm on rfm.customer_key = customers.customer_key
     left join latest_churn on latest_churn.customer_key = customers.customer_key
     left join latest_segment on latest_segment.customer_key = customers.customer_key
+    left join latest_satisfaction on latest_satisfaction.customer_key = customers.customer_key
 
 )
 

@@ -1,0 +1,80 @@
+{#- The customer's own words known at each as-of date D: support-ticket descriptions and survey
+    comments delivered by D, oldest first, with contact details masked. Feeds the satisfaction
+    model's text features; not published to BI. -#}
+with
+
+customer_dates as (
+
+    select customer_key, as_of_date from {{ ref('customer_features') }}
+
+),
+
+tickets as (
+
+    select * from {{ ref('stg_service__tickets') }}
+
+),
+
+responses as (
+
+    select * from {{ ref('stg_surveys__responses') }}
+
+),
+
+identity as (
+
+    select * from {{ ref('int_customer_identity') }}
+
+),
+
+texts as (
+
+    select identity.customer_key, tickets.created_at as written_at, tickets.delivered_on,
+        tickets.description as text
+    from tickets
+    inner join identity on identity.customer_id = tickets.customer_id
+    where tickets.description is not null and trim(tickets.description) <> ''
+
+    union all
+
+    select identity.customer_key, responses.responded_at as written_at, responses.delivered_on,
+        responses.comment as text
+    from responses
+    inner join identity on identity.customer_id = responses.customer_id
+    where responses.comment is not null and trim(responses.comment) <> ''
+
+),
+
+known_at_date as (
+
+    select
+        customer_dates.customer_key,
+        customer_dates.as_of_date,
+        string_agg({{ mask_contact_details('texts.text') }}, ' ' order by texts.written_at) as feedback_text,
+        count(texts.text) as texts_written
+
+    from customer_dates
+    inner join texts
+        on texts.customer_key = customer_dates.customer_key
+        and texts.written_at < {{ dbt.dateadd('day', 1, 'customer_dates.as_of_date') }}
+        and texts.delivered_on <= customer_dates.as_of_date
+    group by customer_dates.customer_key, customer_dates.as_of_date
+
+),
+
+final as (
+
+    select
+        customer_dates.customer_key,
+        customer_dates.as_of_date,
+        coalesce(known_at_date.feedback_text, '') as feedback_text,
+        coalesce(known_at_date.texts_written, 0) as texts_written
+
+    from customer_dates
+    left join known_at_date
+        on known_at_date.customer_key = customer_dates.customer_key
+        and known_at_date.as_of_date = customer_dates.as_of_date
+
+)
+
+select * from final
