@@ -5,12 +5,13 @@ Landing files → raw schema (each source's new batch passes its Great Expectati
 before the load commits) → dbt build (staging, marts, point-in-time features) → the mart suites
 → churn, segmentation and satisfaction models trained, registered and promoted in MLflow →
 scores written to `scores.churn`, `scores.segments` and `scores.satisfaction` (gated before they
-replace that date's rows) → the marts that read the scores (`customer_360`)
-are rebuilt and the BI copy is replaced → run summary.
+replace that date's rows) → the marts that read the scores (`customer_360`) are rebuilt and the
+BI copy is replaced → run summary.
 
 A blocking quality failure fails its task, nothing downstream runs, and the BI copy keeps the
 previous run's tables. A failed training preflight (too few labels, too little history, a broken
-feature) skips training with the reasons; scoring then runs with the current champion.
+feature) skips training with the reasons; scoring then runs with the current champion, and a
+model that has no champion yet skips its scoring.
 """
 
 from __future__ import annotations
