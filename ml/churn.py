@@ -56,12 +56,17 @@ class FittedCandidate:
 
 
 def fit_candidates(train: pd.DataFrame, validation: pd.DataFrame, seed: int) -> list[FittedCandidate]:
+    return rank_candidates(candidates(seed), train, validation, FEATURE_COLUMNS, LABEL)
+
+
+def rank_candidates(pipelines: dict[str, Pipeline], train: pd.DataFrame, validation: pd.DataFrame,
+                    inputs: list[str], label: str) -> list[FittedCandidate]:
     """Fit every candidate on ``train``; return them best first by validation ROC-AUC."""
     fitted = []
-    for name, pipeline in candidates(seed).items():
-        pipeline.fit(train[FEATURE_COLUMNS], train[LABEL])
-        probability = pipeline.predict_proba(validation[FEATURE_COLUMNS])[:, 1]
-        fitted.append(FittedCandidate(name, pipeline, classification_metrics(validation[LABEL], probability)))
+    for name, pipeline in pipelines.items():
+        pipeline.fit(train[inputs], train[label])
+        probability = pipeline.predict_proba(validation[inputs])[:, 1]
+        fitted.append(FittedCandidate(name, pipeline, classification_metrics(validation[label], probability)))
     return sorted(fitted, key=lambda candidate: candidate.metrics["roc_auc"], reverse=True)
 
 

@@ -18,9 +18,8 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import FunctionTransformer, StandardScaler
 
-from ml.churn import FittedCandidate
+from ml.churn import FittedCandidate, rank_candidates
 from ml.features import FEATURE_COLUMNS, MONEY_FEATURES, NUMERIC_FEATURES, TEXT_COLUMN
-from ml.metrics import classification_metrics
 
 MODEL_NAME = "crm_satisfaction"
 LABEL = "is_satisfied"
@@ -52,10 +51,4 @@ def candidates(seed: int) -> dict[str, Pipeline]:
 
 
 def fit_candidates(train: pd.DataFrame, validation: pd.DataFrame, seed: int) -> list[FittedCandidate]:
-    """Fit every candidate on ``train``; return them best first by validation ROC-AUC."""
-    fitted = []
-    for name, pipeline in candidates(seed).items():
-        pipeline.fit(train[INPUT_COLUMNS], train[LABEL])
-        probability = pipeline.predict_proba(validation[INPUT_COLUMNS])[:, 1]
-        fitted.append(FittedCandidate(name, pipeline, classification_metrics(validation[LABEL], probability)))
-    return sorted(fitted, key=lambda candidate: candidate.metrics["roc_auc"], reverse=True)
+    return rank_candidates(candidates(seed), train, validation, INPUT_COLUMNS, LABEL)

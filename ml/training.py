@@ -40,13 +40,8 @@ def train_churn(settings: Settings, train_date: date, validation_date: date, fir
     with connect(settings, read_only=True) as con:
         train = load_churn_examples(con, train_date)
         validation = load_churn_examples(con, validation_date)
-    check = check_training_data(train, validation, churn.LABEL, first_data_day, train_date,
-                                settings.churn_window_days)
-    for note in check.notes:
-        log.info("preflight: %s", note)
-    if not check.passed:
-        raise TrainingSkipped(f"{churn.MODEL_NAME} training skipped by the preflight; the current champion "
-                              f"keeps serving: " + "; ".join(check.reasons))
+    _preflight(churn.MODEL_NAME, train, validation, churn.LABEL, first_data_day, train_date,
+               settings.churn_window_days)
     client = registry.configure(settings)
     experiment_id = registry.experiment_id(settings, client, churn.MODEL_NAME)
     fitted = churn.fit_candidates(train, validation, settings.random_seed)
@@ -95,6 +90,17 @@ def train_churn(settings: Settings, train_date: date, validation_date: date, fir
     return TrainingReport(churn.MODEL_NAME, new_version, run_ids[best.name], best.name, best.metrics, decision)
 
 
+def _preflight(model_name: str, train: pd.DataFrame, validation: pd.DataFrame, label: str, first_data_day: date,
+               train_date: date, window_days: int) -> None:
+    """Raise TrainingSkipped with the reasons when the data does not suffice; log the notes."""
+    check = check_training_data(train, validation, label, first_data_day, train_date, window_days)
+    for note in check.notes:
+        log.info("preflight %s: %s", model_name, note)
+    if not check.passed:
+        raise TrainingSkipped(f"{model_name} training skipped by the preflight; the current champion "
+                              f"keeps serving: " + "; ".join(check.reasons))
+
+
 def _promote_on_validation(client, model_name: str, version: str, run_id: str, best: churn.FittedCandidate,
                            inputs: pd.DataFrame, label: pd.Series) -> registry.PromotionDecision:
     """Score the current champion on the same validation data as the new version, then decide."""
@@ -137,7 +143,8 @@ def train_segmentation(settings: Settings, fit_date: date) -> TrainingReport:
     inputs = features[segmentation.SEGMENT_INPUTS]
     model = segmentation.CustomerSegmentation(random_state=settings.random_seed).fit(inputs)
     metrics = {"silhouette": model.silhouettes_[model.k_], "k": float(model.k_),
-               "repeat_buyer_share": float((inputs["frequency"].fillna(0) >= segmentation.MIN_ORDERS_TO_CLUSTER).mean()),
+               "repeat_buyer_share": float(
+                   (inputs["frequency"].fillna(0) >= segmentation.MIN_ORDERS_TO_CLUSTER).mean()),
                **{f"silhouette_k{k}": score for k, score in model.silhouettes_.items()}}
     client = registry.configure(settings)
     experiment_id = registry.experiment_id(settings, client, segmentation.MODEL_NAME)
@@ -200,11 +207,8 @@ def train_satisfaction(settings: Settings, train_date: date, validation_date: da
     with connect(settings, read_only=True) as con:
         train = load_satisfaction_examples(con, train_date)
         validation = load_satisfaction_examples(con, validation_date)
-    check = check_training_data(train, validation, satisfaction.LABEL, first_data_day, train_date,
-                                settings.churn_window_days)
-    if not check.passed:
-        raise TrainingSkipped(f"{satisfaction.MODEL_NAME} training skipped by the preflight; the current champion "
-                              f"keeps serving: " + "; ".join(check.reasons))
+    _preflight(satisfaction.MODEL_NAME, train, validation, satisfaction.LABEL, first_data_day, train_date,
+               settings.churn_window_days)
     client = registry.configure(settings)
     experiment_id = registry.experiment_id(settings, client, satisfaction.MODEL_NAME)
     fitted = satisfaction.fit_candidates(train, validation, settings.random_seed)

@@ -14,7 +14,8 @@ def _customers(seed: int = 0) -> pd.DataFrame:
         frequency = np.maximum(2, np.round(rate * rng.lognormal(0, 0.15, 400) * span / 30))
         parts.append(pd.DataFrame({"frequency": frequency, "days_since_first_order": span,
                                    "avg_order_value": value * rng.lognormal(0, 0.1, 400)}))
-    parts.append(pd.DataFrame({"frequency": [0.0] * 50 + [1.0] * 50, "days_since_first_order": [np.nan] * 50 + [10.0] * 50,
+    parts.append(pd.DataFrame({"frequency": [0.0] * 50 + [1.0] * 50,
+                               "days_since_first_order": [np.nan] * 50 + [10.0] * 50,
                                "avg_order_value": [np.nan] * 50 + [40.0] * 50}))
     return pd.concat(parts, ignore_index=True)
 

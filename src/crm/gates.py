@@ -138,7 +138,8 @@ _KNOWN_CUSTOMERS_SQL = """
     where signup_date <= $as_of and first_delivered_on <= $as_of"""
 
 
-def mart_frames(con: duckdb.DuckDBPyConnection, scoring: date, recent_days: int) -> dict[str, tuple[pd.DataFrame, list[str]]]:
+def mart_frames(con: duckdb.DuckDBPyConnection, scoring: date,
+                recent_days: int) -> dict[str, tuple[pd.DataFrame, list[str]]]:
     """Each mart suite's frame and id columns: the customer dimension whole, the orders of the last
     ``recent_days`` days, and the features at the scoring date joined to every customer known then."""
     from ml.features import FEATURE_COLUMNS

@@ -214,7 +214,8 @@ def _failure(suite_name: str, result: Any, id_columns: list[str]) -> Expectation
     error = (result.exception_info or {}).get("exception_message")
     revealing = column is not None and not (set(column.split(",")) & PII_COLUMNS)
     sample_ids = [{key: _plain(row.get(key)) for key in id_columns}
-                  for row in (details.get("partial_unexpected_index_list") or [])[:SAMPLE_SIZE] if isinstance(row, dict)]
+                  for row in (details.get("partial_unexpected_index_list") or [])[:SAMPLE_SIZE]
+                  if isinstance(row, dict)]
     return ExpectationFailure(
         suite=suite_name,
         expectation=config.type + (f" (error: {error})" if error else ""),
