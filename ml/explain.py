@@ -34,10 +34,11 @@ def top_drivers(pipeline: Pipeline, features: pd.DataFrame, candidates: list[str
     """
     base = pipeline.predict_proba(features)[:, 1]
     contributions = np.empty((len(features), len(candidates)))
+    neutralised = features.copy()  # one working copy: each column is set to its median, then restored
     for index, column in enumerate(candidates):
-        typical = features.copy()
-        typical[column] = features[column].median()
-        contributions[:, index] = base - pipeline.predict_proba(typical)[:, 1]
+        neutralised[column] = features[column].median()
+        contributions[:, index] = base - pipeline.predict_proba(neutralised)[:, 1]
+        neutralised[column] = features[column]
     ranked = np.argsort(-contributions, axis=1, kind="stable")[:, :TOP_DRIVERS]
     names = np.asarray(candidates, dtype=object)[ranked]
     names[np.take_along_axis(contributions, ranked, axis=1) <= 0] = None

@@ -50,3 +50,16 @@ def importance_plot(importance: pd.DataFrame, title: str) -> Figure:
 def close(figures: dict[str, Figure] | list[Figure]) -> None:
     for figure in (figures.values() if isinstance(figures, dict) else figures):
         plt.close(figure)
+
+
+def segment_plot(points: np.ndarray, segments: np.ndarray, names: dict[int, str], title: str) -> Figure:
+    """Customers in the 2-D behaviour space the segmentation clusters in, coloured by segment."""
+    figure, axes = plt.subplots(figsize=(7, 5))
+    for segment in np.unique(segments):
+        chosen = segments == segment
+        axes.scatter(points[chosen, 0], points[chosen, 1], s=4, alpha=0.5, label=names[int(segment)])
+    axes.set_xlabel("orders per 30 days (log, standardised)")
+    axes.set_ylabel("average order value (log, standardised)")
+    axes.set_title(title)
+    axes.legend(markerscale=4)
+    return figure

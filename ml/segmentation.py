@@ -64,7 +64,7 @@ class CustomerSegmentation(ClusterMixin, BaseEstimator):
         self.random_state = random_state
 
     def fit(self, X: pd.DataFrame, y: object = None) -> CustomerSegmentation:
-        buyers = X[_repeat_buyers(X)]
+        buyers = X[repeat_buyers(X)]
         transformed = behaviour_features().fit_transform(buyers)
         sample = np.random.default_rng(self.random_state).choice(
             len(buyers), min(SILHOUETTE_SAMPLE, len(buyers)), replace=False)
@@ -90,23 +90,28 @@ class CustomerSegmentation(ClusterMixin, BaseEstimator):
     def silhouette(self, X: pd.DataFrame) -> float:
         """Silhouette of the repeat buyers' clusters in this model's feature space (comparable across versions
         on the same customers)."""
-        buyers = X[_repeat_buyers(X)]
-        transformed = self.pipeline_.named_steps["features"].transform(buyers)
+        buyers = X[repeat_buyers(X)]
+        transformed = self.behaviour(buyers)
         labels = self.pipeline_.named_steps["model"].predict(transformed)
         sample = np.random.default_rng(self.random_state).choice(
             len(buyers), min(SILHOUETTE_SAMPLE, len(buyers)), replace=False)
         return float(silhouette_score(transformed[sample], labels[sample]))
 
+    def behaviour(self, X: pd.DataFrame) -> np.ndarray:
+        """The standardised 2-D behaviour space the clusters live in (for plots)."""
+        return self.pipeline_.named_steps["features"].transform(X)
+
     def predict(self, X: pd.DataFrame) -> np.ndarray:
         frequency = X["frequency"].fillna(0).to_numpy()
         segments = np.where(frequency >= 1, ONE_TIME_BUYERS, NOT_YET_PURCHASED).astype(np.int64)
-        buyers = _repeat_buyers(X)
+        buyers = repeat_buyers(X)
         if buyers.any():
             segments[buyers] = self.pipeline_.predict(X[buyers])
         return segments
 
 
-def _repeat_buyers(X: pd.DataFrame) -> np.ndarray:
+def repeat_buyers(X: pd.DataFrame) -> np.ndarray:
+    """Which customers have enough orders to be clustered."""
     return (X["frequency"].fillna(0) >= MIN_ORDERS_TO_CLUSTER).to_numpy()
 
 

@@ -142,9 +142,9 @@ def train_segmentation(settings: Settings, fit_date: date) -> TrainingReport:
         features = load_features(con, fit_date)
     inputs = features[segmentation.SEGMENT_INPUTS]
     model = segmentation.CustomerSegmentation(random_state=settings.random_seed).fit(inputs)
+    repeat = segmentation.repeat_buyers(inputs)
     metrics = {"silhouette": model.silhouettes_[model.k_], "k": float(model.k_),
-               "repeat_buyer_share": float(
-                   (inputs["frequency"].fillna(0) >= segmentation.MIN_ORDERS_TO_CLUSTER).mean()),
+               "repeat_buyer_share": float(repeat.mean()),
                **{f"silhouette_k{k}": score for k, score in model.silhouettes_.items()}}
     client = registry.configure(settings)
     experiment_id = registry.experiment_id(settings, client, segmentation.MODEL_NAME)
@@ -156,7 +156,9 @@ def train_segmentation(settings: Settings, fit_date: date) -> TrainingReport:
         mlflow.log_input(mlflow.data.from_pandas(features[["as_of_date", *segmentation.SEGMENT_INPUTS]],
                                                  name=f"customer_features@{fit_date.isoformat()}"), context="training")
         mlflow.log_table(model.profiles(inputs).reset_index(), "segment_profiles.json")
-        figure = _segment_plot(model, inputs)
+        buyers = inputs[repeat].sample(min(int(repeat.sum()), 5_000), random_state=0)
+        figure = plots.segment_plot(model.behaviour(buyers), model.predict(buyers), model.segment_names_,
+                                    f"{segmentation.MODEL_NAME}: k = {model.k_}")
         mlflow.log_figure(figure, "segment_projection.png")
         plots.close([figure])
         info = mlflow.sklearn.log_model(
@@ -179,25 +181,6 @@ def train_segmentation(settings: Settings, fit_date: date) -> TrainingReport:
 # The segmentation estimator and its feature functions, for skops to load them.
 SEGMENTATION_TRUSTED_TYPES = [f"ml.segmentation.{name}" for name in
                               ("CustomerSegmentation", "_log_order_rate", "_order_rate_name")]
-
-
-def _segment_plot(model: segmentation.CustomerSegmentation, inputs: pd.DataFrame):
-    """The repeat buyers in the 2-D behaviour space the clusters live in, coloured by segment."""
-    from matplotlib import pyplot as plt
-
-    buyers = inputs[inputs["frequency"].fillna(0) >= segmentation.MIN_ORDERS_TO_CLUSTER]
-    buyers = buyers.sample(min(len(buyers), 5_000), random_state=0)
-    points = model.pipeline_.named_steps["features"].transform(buyers)
-    labels = model.predict(buyers)
-    figure, axes = plt.subplots(figsize=(7, 5))
-    for segment in np.unique(labels):
-        chosen = labels == segment
-        axes.scatter(points[chosen, 0], points[chosen, 1], s=4, alpha=0.5, label=model.segment_names_[int(segment)])
-    axes.set_xlabel("orders per 30 days (log, standardised)")
-    axes.set_ylabel("average order value (log, standardised)")
-    axes.set_title(f"{segmentation.MODEL_NAME}: k = {model.k_}")
-    axes.legend(markerscale=4)
-    return figure
 
 
 def train_satisfaction(settings: Settings, train_date: date, validation_date: date,
