@@ -20,10 +20,11 @@ ID_COLUMNS = ["customer_key", "as_of_date"]
 # Money features are heavy-tailed: models log-transform them.
 MONEY_FEATURES = ["monetary", "avg_order_value", "monetary_last_90d"]
 NUMERIC_FEATURES = ["tenure_days", "recency_days", "days_since_first_order", "frequency", "orders_last_90d",
-                  "orders_prev_90d", "cancelled_orders", "returned_orders", "tickets_last_90d", "open_tickets",
-                  "avg_hours_to_resolve", "bad_ticket_experiences", "last_nps", "last_csat", "survey_responses",
-                  "emails_sent_last_90d", "email_open_rate_last_90d", "email_click_rate_last_90d",
-                  "has_unsubscribed", "sessions_last_30d", "sessions_last_90d", "pages_per_session_last_90d"]
+                    "orders_prev_90d", "cancelled_orders", "returned_orders", "tickets_last_90d", "open_tickets",
+                    "avg_hours_to_resolve", "bad_ticket_experiences", "avg_ticket_csat", "last_nps", "last_csat",
+                    "survey_responses", "avg_nps", "avg_csat", "emails_sent_last_90d", "email_open_rate_last_90d",
+                    "email_click_rate_last_90d", "has_unsubscribed", "sessions_last_30d", "sessions_last_90d",
+                    "pages_per_session_last_90d"]
 FEATURE_COLUMNS = NUMERIC_FEATURES + MONEY_FEATURES
 
 

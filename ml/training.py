@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
 
 import mlflow
 import numpy as np
@@ -33,6 +33,7 @@ class TrainingReport:
     candidate: str
     metrics: dict[str, float]
     decision: registry.PromotionDecision
+    rows: int  # training plus validation examples
 
 
 def train_churn(settings: Settings, train_date: date, validation_date: date, first_data_day: date) -> TrainingReport:
@@ -50,6 +51,7 @@ def train_churn(settings: Settings, train_date: date, validation_date: date, fir
         "train_as_of_date": train_date.isoformat(),
         "validation_as_of_date": validation_date.isoformat(),
         "churn_window_days": settings.churn_window_days,
+        **_data_window(first_data_day, validation_date, settings.churn_window_days),
         "train_rows": len(train),
         "validation_rows": len(validation),
     }
@@ -87,7 +89,15 @@ def train_churn(settings: Settings, train_date: date, validation_date: date, fir
                                  json.dumps(importance["feature"].head(explain.DRIVER_CANDIDATES).tolist()))
     decision = _promote_on_validation(client, churn.MODEL_NAME, new_version, run_ids[best.name], best,
                                       validation[FEATURE_COLUMNS], validation[churn.LABEL])
-    return TrainingReport(churn.MODEL_NAME, new_version, run_ids[best.name], best.name, best.metrics, decision)
+    return TrainingReport(churn.MODEL_NAME, new_version, run_ids[best.name], best.name, best.metrics, decision,
+                          len(train) + len(validation))
+
+
+def _data_window(first_data_day: date, validation_date: date, window_days: int) -> dict[str, str]:
+    """The delivered days a run learned from: history from the first day, labels up to the end of the
+    validation window."""
+    return {"data_window_start": first_data_day.isoformat(),
+            "data_window_end": (validation_date + timedelta(days=window_days)).isoformat()}
 
 
 def _preflight(model_name: str, train: pd.DataFrame, validation: pd.DataFrame, label: str, first_data_day: date,
@@ -175,7 +185,7 @@ def train_segmentation(settings: Settings, fit_date: date) -> TrainingReport:
         champion_score = mlflow.sklearn.load_model(registry.model_uri(segmentation.MODEL_NAME)).silhouette(inputs)
     decision = registry.promote(client, segmentation.MODEL_NAME, version, run.info.run_id, "silhouette",
                                 model.silhouette(inputs), champion_score, current.version if current else None)
-    return TrainingReport(segmentation.MODEL_NAME, version, run.info.run_id, "kmeans", metrics, decision)
+    return TrainingReport(segmentation.MODEL_NAME, version, run.info.run_id, "kmeans", metrics, decision, len(inputs))
 
 
 # The segmentation estimator and its feature functions, for skops to load them.
@@ -197,6 +207,7 @@ def train_satisfaction(settings: Settings, train_date: date, validation_date: da
     fitted = satisfaction.fit_candidates(train, validation, settings.random_seed)
     params = {"features": ",".join(satisfaction.INPUT_COLUMNS), "train_as_of_date": train_date.isoformat(),
               "validation_as_of_date": validation_date.isoformat(), "label_window_days": settings.churn_window_days,
+              **_data_window(first_data_day, validation_date, settings.churn_window_days),
               "train_rows": len(train), "validation_rows": len(validation)}
     best, run_ids = fitted[0], {}
     inputs, label = validation[satisfaction.INPUT_COLUMNS], validation[satisfaction.LABEL]
@@ -220,7 +231,8 @@ def train_satisfaction(settings: Settings, train_date: date, validation_date: da
     version = str(info.registered_model_version)
     decision = _promote_on_validation(client, satisfaction.MODEL_NAME, version, run_ids[best.name], best, inputs,
                                       label)
-    return TrainingReport(satisfaction.MODEL_NAME, version, run_ids[best.name], best.name, best.metrics, decision)
+    return TrainingReport(satisfaction.MODEL_NAME, version, run_ids[best.name], best.name, best.metrics, decision,
+                          len(train) + len(validation))
 
 
 # Types a fitted TF-IDF vectorizer holds, for skops to load it.

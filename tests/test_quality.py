@@ -17,6 +17,8 @@ def _features(rows: int = 50) -> pd.DataFrame:
     rng = np.random.default_rng(0)
     frame = pd.DataFrame({column: rng.integers(0, 100, rows).astype(float) for column in FEATURE_COLUMNS})
     frame["last_nps"] = rng.integers(0, 11, rows).astype(float)
+    frame["avg_nps"] = rng.uniform(0, 10, rows).round(2)
+    frame["avg_csat"] = frame["avg_ticket_csat"] = rng.uniform(1, 5, rows).round(2)
     frame["email_open_rate_last_90d"] = rng.random(rows)
     frame.insert(0, "as_of_date", pd.Timestamp("2026-11-23").date())
     frame.insert(0, "customer_key", np.arange(1, rows + 1))

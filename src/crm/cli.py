@@ -15,7 +15,6 @@ from crm.generate import DefectRates
 from crm.settings import Settings
 
 PIPELINE_DAG = "crm_pipeline"
-MODELS = ("churn", "segments", "satisfaction")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -40,11 +39,13 @@ def main(argv: list[str] | None = None) -> int:
     for name, help_text in (("load", "load new landing partitions into the raw schema"),
                             ("build", "dbt build of the warehouse"),
                             ("gate", "quality gate on the marts"),
-                            ("summary", "print and write the run summary")):
+                            ("publish", "rebuild the marts that read the scores and replace the BI copy"),
+                            ("summary", "print and write the run summary"),
+                            ("evaluate", "compare the latest scores with the generator's ground truth")):
         commands.add_parser(name, help=help_text)
     for name, help_text in (("train", "train, register and promote a model"),
                             ("score", "score every customer with a model's champion")):
-        commands.add_parser(name, help=help_text).add_argument("--model", choices=MODELS, default="churn")
+        commands.add_parser(name, help=help_text).add_argument("--model", choices=pipeline.MODELS, default="churn")
     commands.add_parser("run", help="the whole pipeline through Airflow (airflow dags test) on the embedded default")
     bench = commands.add_parser("bench", help="benchmark the stages at given scales; report to bench/results/")
     bench.add_argument("--customers", type=int, nargs="+", default=[100_000, 1_000_000])
@@ -85,7 +86,8 @@ def main(argv: list[str] | None = None) -> int:
     elif args.command == "score":
         print(json.dumps(pipeline.score(settings, args.model), indent=2, default=str))
     else:
-        step = {"load": pipeline.load, "build": pipeline.build_warehouse, "gate": pipeline.gate_marts}[args.command]
+        step = {"load": pipeline.load, "build": pipeline.build_warehouse, "gate": pipeline.gate_marts,
+                "evaluate": pipeline.evaluate_against_truth, "publish": pipeline.publish}[args.command]
         result = step(settings)
         if result is not None:
             print(json.dumps(result, indent=2, default=str))

@@ -17,6 +17,7 @@ from crm.settings import Settings
 
 log = logging.getLogger(__name__)
 
+MODELS = ("churn", "segments", "satisfaction")
 PUBLISHED_TABLES = ("marts.dim_customers", "marts.fct_orders", "marts.fct_order_items", "marts.fct_support_tickets",
                     "marts.fct_survey_responses", "marts.fct_marketing_events", "marts.campaign_performance",
                     "marts.customer_features", "marts.customer_rfm", "marts.customer_360", "scores.churn",
@@ -137,7 +138,7 @@ def train(settings: Settings, model: str = "churn") -> dict[str, object]:
         trainer = {"churn": train_churn, "satisfaction": train_satisfaction}[model]
         report = trainer(settings, as_of.train, as_of.validation, first_day)
     return {"model": report.model_name, "version": report.version, "candidate": report.candidate,
-            "metrics": report.metrics, "decision": report.decision.describe()}
+            "rows": report.rows, "metrics": report.metrics, "decision": report.decision.describe()}
 
 
 def score(settings: Settings, model: str = "churn") -> dict[str, object]:
@@ -155,6 +156,15 @@ def score(settings: Settings, model: str = "churn") -> dict[str, object]:
     finally:
         quality.build_data_docs()
     return {**asdict(report), "as_of_date": report.as_of_date.isoformat()}
+
+
+def evaluate_against_truth(settings: Settings) -> dict[str, object]:
+    """Model quality against the generator's ground truth (only for generated data; see ml.ground_truth)."""
+    from crm.warehouse import connect
+    from ml.ground_truth import evaluate
+
+    with connect(settings, read_only=True) as con:
+        return evaluate(con, settings.truth_dir)
 
 
 def publish(settings: Settings) -> dict[str, int]:

@@ -71,7 +71,8 @@ ticket_features as (
         sum(case when resolved_at is null then 1 else 0 end) as open_tickets,
         avg({{ dbt.datediff('created_at', 'resolved_at', 'hour') }}) as avg_hours_to_resolve,
         sum(case when csat <= 2 or {{ dbt.datediff('created_at', 'resolved_at', 'hour') }} > 72 then 1 else 0 end)
-            as bad_ticket_experiences
+            as bad_ticket_experiences,
+        avg(csat) as avg_ticket_csat
 
     from tickets_known
     where version_rank = 1
@@ -90,7 +91,10 @@ surveys_known as (
             partition by identity.customer_key, as_of_dates.as_of_date
             order by survey_responses.responded_at desc, survey_responses.response_id desc
         ) as recency_rank,
-        count(*) over (partition by identity.customer_key, as_of_dates.as_of_date) as survey_responses
+        count(*) over (partition by identity.customer_key, as_of_dates.as_of_date) as survey_responses,
+        -- Each answer is a noisy reading of satisfaction: the mean of all answers reads it best.
+        avg(survey_responses.nps) over (partition by identity.customer_key, as_of_dates.as_of_date) as avg_nps,
+        avg(survey_responses.csat) over (partition by identity.customer_key, as_of_dates.as_of_date) as avg_csat
 
     from survey_responses
     inner join identity on identity.customer_id = survey_responses.customer_id
@@ -102,7 +106,7 @@ surveys_known as (
 
 survey_features as (
 
-    select customer_key, as_of_date, nps as last_nps, csat as last_csat, survey_responses
+    select customer_key, as_of_date, nps as last_nps, csat as last_csat, survey_responses, avg_nps, avg_csat
     from surveys_known
     where recency_rank = 1
 
@@ -169,9 +173,12 @@ final as (
         ticket_features.open_tickets,
         ticket_features.avg_hours_to_resolve,
         ticket_features.bad_ticket_experiences,
+        ticket_features.avg_ticket_csat,
         survey_features.last_nps,
         survey_features.last_csat,
         survey_features.survey_responses,
+        survey_features.avg_nps,
+        survey_features.avg_csat,
         email_features.emails_sent_last_90d,
         email_features.emails_opened_last_90d,
         email_features.emails_clicked_last_90d,

@@ -151,10 +151,13 @@ final as (
         cast(round(engagement.avg_hours_to_resolve, 2) as double) as avg_hours_to_resolve,
         cast(case when coverage.has_tickets then coalesce(engagement.bad_ticket_experiences, 0) end as integer)
             as bad_ticket_experiences,
+        cast(round(engagement.avg_ticket_csat, 2) as double) as avg_ticket_csat,
         cast(engagement.last_nps as integer) as last_nps,
         cast(engagement.last_csat as integer) as last_csat,
         cast(case when coverage.has_surveys then coalesce(engagement.survey_responses, 0) end as integer)
             as survey_responses,
+        cast(round(engagement.avg_nps, 2) as double) as avg_nps,
+        cast(round(engagement.avg_csat, 2) as double) as avg_csat,
         cast(case when coverage.has_marketing_events then coalesce(engagement.emails_sent_last_90d, 0) end as integer)
             as emails_sent_last_90d,
         cast(

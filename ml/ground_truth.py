@@ -1,0 +1,147 @@
+"""Model quality against the generator's ground truth, which the pipeline itself never reads.
+
+The generator writes, per simulated customer, the latent segment, the exact probability of
+churning in the window after the last delivered day with the realised outcome, and the true
+probability of being satisfied on a survey answer. Scores at that last day are compared with it:
+
+- churn: ROC-AUC on the realised outcomes against the Bayes-optimal ROC-AUC that the true
+  probabilities reach on the same outcomes, and the expected calibration error;
+- satisfaction: there is no realised answer for every customer, so the ROC-AUC is taken in
+  expectation over the answer each customer would give (each customer counts as satisfied with
+  weight p and as not satisfied with weight 1 - p, p the true probability); the oracle is the
+  true probability itself. A reference shows what the data allow: the posterior mean of each
+  customer's satisfaction from all their survey answers, with the prior of their *true* latent
+  segment (which no model sees); customers who never answered keep that prior;
+- segmentation: the adjusted Rand index against the latent segments, over every scored customer
+  and over the repeat buyers that the clustering sees.
+
+Truth rows reach scores through the warehouse's identity resolution (customer_id → customer_key).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import pandas as pd
+from sklearn.metrics import adjusted_rand_score, roc_auc_score
+
+from crm.generate import CSAT_NOISE, NPS_NOISE
+from ml.metrics import expected_calibration_error
+
+# The targets of the models issue: ratios to the best achievable ROC-AUC, calibration, agreement.
+TARGETS = {"churn_auc_ratio_min": 0.97, "churn_ece_max": 0.03, "satisfaction_auc_ratio_min": 0.95,
+           "segmentation_ari_min": 0.6}
+TRUTH_FILE = "customers.parquet"
+IDENTITY_VIEW = "staging.int_customer_identity"
+
+
+class TruthMismatch(ValueError):
+    """The scores and the ground truth do not describe the same day or customers."""
+
+
+def evaluate(con: duckdb.DuckDBPyConnection, truth_dir: Path) -> dict[str, object]:
+    """Every figure of the module docstring, with the targets and whether each is met."""
+    truth = _truth_by_customer_key(con, truth_dir)
+    scores = {
+        "churn": _latest(con, "scores.churn", ["churn_probability"]),
+        "satisfaction": _latest(con, "scores.satisfaction", ["satisfied_probability"]),
+        "segments": _latest(con, "scores.segments", ["segment_id"]),
+    }
+    end_date = pd.read_json(truth_dir / "manifest.json", typ="series")["config"]["end_date"]
+    for table, frame in scores.items():
+        as_of = pd.Timestamp(frame["as_of_date"].iloc[0]).date().isoformat() if len(frame) else None
+        if as_of != end_date:
+            raise TruthMismatch(f"scores.{table}: latest as-of date is {as_of}, the ground truth describes "
+                                f"{end_date} (the generator's last day); score that day to compare")
+    report = {"customers": len(truth), "ambiguous_keys": int(truth.attrs["ambiguous_keys"]),
+              "churn": churn_quality(truth.join(scores["churn"].set_index("customer_key"), how="inner")),
+              "satisfaction": satisfaction_quality(truth.join(scores["satisfaction"].set_index("customer_key"),
+                                                              how="inner"), _survey_answers(con, end_date)),
+              "segmentation": segmentation_quality(truth.join(scores["segments"].set_index("customer_key"),
+                                                              how="inner")),
+              "targets": TARGETS}
+    report["targets_met"] = {
+        "churn_auc_ratio": report["churn"]["auc_ratio"] >= TARGETS["churn_auc_ratio_min"],
+        "churn_ece": report["churn"]["ece"] <= TARGETS["churn_ece_max"],
+        "satisfaction_auc_ratio": report["satisfaction"]["auc_ratio"] >= TARGETS["satisfaction_auc_ratio_min"],
+        "segmentation_ari": report["segmentation"]["ari"] >= TARGETS["segmentation_ari_min"],
+    }
+    return report
+
+
+def churn_quality(frame: pd.DataFrame) -> dict[str, float]:
+    outcome = frame["churned"].astype(int).to_numpy()
+    model = float(roc_auc_score(outcome, frame["churn_probability"]))
+    bayes = float(roc_auc_score(outcome, frame["true_churn_probability"]))
+    return {"customers": len(frame), "churn_rate": round(float(outcome.mean()), 4),
+            "roc_auc": round(model, 4), "bayes_roc_auc": round(bayes, 4), "auc_ratio": round(model / bayes, 4),
+            "ece": round(expected_calibration_error(outcome, frame["churn_probability"].to_numpy()), 4),
+            "bayes_ece": round(expected_calibration_error(outcome, frame["true_churn_probability"].to_numpy()), 4)}
+
+
+def expected_auc(true_probability: np.ndarray, score: np.ndarray) -> float:
+    """ROC-AUC of ``score`` in expectation over outcomes drawn with ``true_probability``."""
+    p, s = np.asarray(true_probability, dtype=float), np.asarray(score, dtype=float)
+    labels = np.concatenate([np.ones(len(p)), np.zeros(len(p))])
+    return float(roc_auc_score(labels, np.concatenate([s, s]), sample_weight=np.concatenate([p, 1 - p])))
+
+
+def satisfaction_quality(frame: pd.DataFrame, answers: pd.DataFrame) -> dict[str, float]:
+    truth = frame["true_satisfied_probability"].to_numpy()
+    model = expected_auc(truth, frame["satisfied_probability"].to_numpy())
+    oracle = expected_auc(truth, truth)
+    reference = expected_auc(truth, survey_posterior(frame, answers).to_numpy())
+    return {"customers": len(frame), "satisfied_share": round(float(truth.mean()), 4),
+            "answered_share": round(float(frame.index.isin(answers.index).mean()), 4),
+            "roc_auc": round(model, 4), "oracle_roc_auc": round(oracle, 4), "auc_ratio": round(model / oracle, 4),
+            "survey_reference_auc_ratio": round(reference / oracle, 4)}
+
+
+def survey_posterior(frame: pd.DataFrame, answers: pd.DataFrame) -> pd.Series:
+    """Posterior mean satisfaction from the survey answers (normal approximation of the generator's
+    survey model), starting from the mean and variance of the customer's true segment."""
+    by_segment = frame.groupby("segment")["satisfaction"]
+    prior_mean, prior_precision = by_segment.transform("mean"), 1 / by_segment.transform("var")
+    # Each answer reads satisfaction twice: NPS = 10 s + noise, CSAT = 1 + 4 s + noise.
+    nps_precision, csat_precision = (10 / NPS_NOISE) ** 2, (4 / CSAT_NOISE) ** 2
+    reading = (nps_precision * answers["nps"] / 10 + csat_precision * (answers["csat"] - 1) / 4) \
+        / (nps_precision + csat_precision)
+    per_customer = reading.groupby(level=0).agg(["sum", "count"]).reindex(frame.index, fill_value=0)
+    answer_precision = (nps_precision + csat_precision) * per_customer["count"]
+    return (prior_mean * prior_precision + (nps_precision + csat_precision) * per_customer["sum"]) \
+        / (prior_precision + answer_precision)
+
+
+def segmentation_quality(frame: pd.DataFrame) -> dict[str, object]:
+    repeat = frame["segment_id"] >= 0  # negative ids are the fixed segments of customers with < 2 orders
+    return {"customers": len(frame), "repeat_buyers": int(repeat.sum()),
+            "ari": round(float(adjusted_rand_score(frame["segment"], frame["segment_id"])), 4),
+            "ari_repeat_buyers": round(float(adjusted_rand_score(frame.loc[repeat, "segment"],
+                                                                 frame.loc[repeat, "segment_id"])), 4),
+            "segments": int(frame["segment_id"].nunique())}
+
+
+def _truth_by_customer_key(con: duckdb.DuckDBPyConnection, truth_dir: Path) -> pd.DataFrame:
+    """One truth row per resolved customer; keys that merged several simulated people are left out."""
+    truth = pd.read_parquet(truth_dir / TRUTH_FILE)
+    identity = con.execute(f"select customer_id, customer_key from {IDENTITY_VIEW}").df()
+    truth = truth.merge(identity, on="customer_id", how="inner")
+    people = truth.groupby("customer_key")["person_id"].transform("nunique")
+    ambiguous = truth.loc[people > 1, "customer_key"].nunique()
+    truth = truth[people == 1].drop_duplicates("customer_key").set_index("customer_key")
+    truth.attrs["ambiguous_keys"] = ambiguous
+    return truth
+
+
+def _survey_answers(con: duckdb.DuckDBPyConnection, as_of: str) -> pd.DataFrame:
+    return con.execute("""
+        select customer_key, nps, csat from marts.fct_survey_responses
+        where cast(responded_at as date) <= cast(? as date)""", [as_of]).df().set_index("customer_key")
+
+
+def _latest(con: duckdb.DuckDBPyConnection, table: str, columns: list[str]) -> pd.DataFrame:
+    return con.execute(f"""
+        select customer_key, as_of_date, {', '.join(columns)} from {table}
+        where as_of_date = (select max(as_of_date) from {table})""").df()
