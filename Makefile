@@ -7,7 +7,7 @@ UV_VERSION := $(shell sed -n '/^name = "uv"$$/{n;s/^version = "\(.*\)"$$/\1/p;}'
 export CRM_HOME ?= $(CURDIR)
 export UV_PROJECT_ENVIRONMENT := $(CURDIR)/$(VENV)
 
-.PHONY: install run test bench clean
+.PHONY: install browser run ui stop test bench clean
 
 install: $(VENV)/.installed
 
@@ -20,7 +20,19 @@ $(VENV)/.installed: pyproject.toml uv.lock
 run: install
 	$(BIN)/crm run
 
-test: install
+# Airflow (api-server, scheduler, dag-processor, triggerer) and MLflow on loopback; Ctrl-C or `make stop` ends them.
+ui: install
+	$(BIN)/crm ui
+
+stop: install
+	$(BIN)/crm stop
+
+# Debian's Chromium and ChromeDriver for the UI screenshot tests (installed only where missing and run as root).
+browser:
+	@command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1 || [ "$$(id -u)" != 0 ] || \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null)
+
+test: install browser
 	$(BIN)/pytest
 
 # A benchmark, not a test: measures the stages at 100k and 1M customers, reports to bench/results/.

@@ -18,7 +18,7 @@ from ml import churn, explain, plots, registry, satisfaction, segmentation
 from ml.features import (FEATURE_COLUMNS, TEXT_COLUMN, load_churn_examples, load_features,
                          load_satisfaction_examples)
 from ml.metrics import classification_metrics
-from ml.preflight import TrainingSkipped, check_training_data
+from ml.preflight import PreflightResult, TrainingSkipped, check_training_data
 
 log = logging.getLogger(__name__)
 
@@ -38,9 +38,7 @@ class TrainingReport:
 
 def train_churn(settings: Settings, train_date: date, validation_date: date, first_data_day: date) -> TrainingReport:
     """Train, track and register; raise TrainingSkipped when the preflight finds the data insufficient."""
-    with connect(settings, read_only=True) as con:
-        train = load_churn_examples(con, train_date)
-        validation = load_churn_examples(con, validation_date)
+    train, validation = _examples("churn", settings, train_date, validation_date)
     _preflight(churn.MODEL_NAME, train, validation, churn.LABEL, first_data_day, train_date,
                settings.churn_window_days)
     client = registry.configure(settings)
@@ -98,6 +96,22 @@ def _data_window(first_data_day: date, validation_date: date, window_days: int) 
     validation window."""
     return {"data_window_start": first_data_day.isoformat(),
             "data_window_end": (validation_date + timedelta(days=window_days)).isoformat()}
+
+
+def _examples(model: str, settings: Settings, train_date: date, validation_date: date
+              ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Labelled training and validation examples of a supervised model (churn or satisfaction)."""
+    loader = {"churn": load_churn_examples, "satisfaction": load_satisfaction_examples}[model]
+    with connect(settings, read_only=True) as con:
+        return loader(con, train_date), loader(con, validation_date)
+
+
+def preflight_check(settings: Settings, model: str, train_date: date, validation_date: date,
+                    first_data_day: date) -> PreflightResult:
+    """The training preflight of ``model`` (churn or satisfaction) on the data it would train on."""
+    label = {"churn": churn.LABEL, "satisfaction": satisfaction.LABEL}[model]
+    train, validation = _examples(model, settings, train_date, validation_date)
+    return check_training_data(train, validation, label, first_data_day, train_date, settings.churn_window_days)
 
 
 def _preflight(model_name: str, train: pd.DataFrame, validation: pd.DataFrame, label: str, first_data_day: date,
@@ -197,9 +211,7 @@ def train_satisfaction(settings: Settings, train_date: date, validation_date: da
                        first_data_day: date) -> TrainingReport:
     """Train on the survey answers after the training date, validate on those after the validation date,
     register the best candidate and promote it on ROC-AUC; raise TrainingSkipped when the preflight fails."""
-    with connect(settings, read_only=True) as con:
-        train = load_satisfaction_examples(con, train_date)
-        validation = load_satisfaction_examples(con, validation_date)
+    train, validation = _examples("satisfaction", settings, train_date, validation_date)
     _preflight(satisfaction.MODEL_NAME, train, validation, satisfaction.LABEL, first_data_day, train_date,
                settings.churn_window_days)
     client = registry.configure(settings)

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -9,7 +10,6 @@ import pytest
 
 from crm.generate import GeneratorConfig, generate
 from crm.settings import Settings
-
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -36,3 +36,14 @@ def pipeline_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Settings, su
     completed = subprocess.run([str(Path(sys.executable).with_name("crm")), "run"], env={**os.environ, "CRM_HOME": str(home)},
                                capture_output=True, text=True, timeout=900)
     return settings_for(home), completed
+
+
+@pytest.fixture(scope="session")
+def free_port():
+    """A function that returns a loopback port nobody listens on right now."""
+    def pick() -> int:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            return sock.getsockname()[1]
+
+    return pick

@@ -47,6 +47,8 @@ def main(argv: list[str] | None = None) -> int:
                             ("score", "score every customer with a model's champion")):
         commands.add_parser(name, help=help_text).add_argument("--model", choices=pipeline.MODELS, default="churn")
     commands.add_parser("run", help="the whole pipeline through Airflow (airflow dags test) on the embedded default")
+    commands.add_parser("ui", help="start the Airflow and MLflow UIs on loopback; Ctrl-C stops them")
+    commands.add_parser("stop", help="stop the services that `crm ui` started")
     bench = commands.add_parser("bench", help="benchmark the stages at given scales; report to bench/results/")
     bench.add_argument("--customers", type=int, nargs="+", default=[100_000, 1_000_000])
     bench.add_argument("--days", type=int, default=730)
@@ -74,6 +76,15 @@ def main(argv: list[str] | None = None) -> int:
             return 1
     elif args.command == "run":
         return run_through_airflow(settings)
+    elif args.command == "ui":
+        from crm import services
+
+        return services.serve(settings)
+    elif args.command == "stop":
+        from crm import services
+
+        stopped = services.stop(settings)
+        print(f"stopped: {', '.join(stopped)}" if stopped else "no services were running")
     elif args.command == "bench":
         from crm import bench as benchmark
 

@@ -327,18 +327,24 @@ def _insert_jsonl(con: duckdb.DuckDBPyConnection, contract: SourceContract, path
     con.execute("drop table landing_lines")
 
 
-def load_landing(con: duckdb.DuckDBPyConnection, landing_dir: Path, gate: BatchGate | None = None) -> dict[str, int]:
-    """Load every source's new partitions; return rows inserted per source.
+def load_landing(con: duckdb.DuckDBPyConnection, landing_dir: Path, gate: BatchGate | None = None,
+                 up_to: date | None = None) -> dict[str, int]:
+    """Load every source's new partitions (those of days up to ``up_to`` when given); return rows
+    inserted per source.
 
     A source with a bad delivery loads nothing; the others load. Then every problem is raised together.
     Sources load in contract order, so the customer master is in before the activity that refers to it.
+    A daily run for day D loads up to D only, so a backfill of past days sees what each day saw.
     """
     ensure_raw_schema(con)
     partitions, problems = discover(landing_dir)
     inserted = {}
     for source in (name for name in CONTRACTS if name in partitions):
+        days = [partition for partition in partitions[source] if up_to is None or partition.day <= up_to]
+        if not days:
+            continue
         try:
-            inserted[source] = load_source(con, CONTRACTS[source], partitions[source], gate)
+            inserted[source] = load_source(con, CONTRACTS[source], days, gate)
         except LandingError as problem:
             problems.append(problem)
     if problems:

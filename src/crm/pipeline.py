@@ -69,7 +69,7 @@ def load(settings: Settings) -> dict[str, object]:
     try:
         with connect(settings) as con:
             ensure_score_tables(con)
-            rows = load_landing(con, settings.landing_dir, gate)
+            rows = load_landing(con, settings.landing_dir, gate, up_to=settings.as_of_date)
     finally:
         start = time.perf_counter()
         gate.quality.build_data_docs()
@@ -125,20 +125,37 @@ def train(settings: Settings, model: str = "churn") -> dict[str, object]:
     ml.preflight.TrainingSkipped when the data does not suffice; the segmentation fits at the
     validation date.
     """
-    from crm.warehouse import connect
     from ml.training import train_churn, train_satisfaction, train_segmentation
 
     as_of = plan(settings)
     if model == "segments":
         report = train_segmentation(settings, as_of.validation)
     else:
-        with connect(settings, read_only=True) as con:
-            first_day = con.execute(f"select min(partition_date) from {LOAD_LOG_TABLE} where source = 'orders'"
-                                    ).fetchone()[0]
         trainer = {"churn": train_churn, "satisfaction": train_satisfaction}[model]
-        report = trainer(settings, as_of.train, as_of.validation, first_day)
+        report = trainer(settings, as_of.train, as_of.validation, _first_order_day(settings))
     return {"model": report.model_name, "version": report.version, "candidate": report.candidate,
             "rows": report.rows, "metrics": report.metrics, "decision": report.decision.describe()}
+
+
+def preflight(settings: Settings) -> dict[str, dict[str, object]]:
+    """The training preflight of the supervised models (churn, satisfaction) without training:
+    per model whether it passes, the reasons when not, and notes. The segmentation needs no labels."""
+    from ml.training import preflight_check
+
+    as_of = plan(settings)
+    first_day = _first_order_day(settings)
+    results = {}
+    for model in ("churn", "satisfaction"):
+        check = preflight_check(settings, model, as_of.train, as_of.validation, first_day)
+        results[model] = {"passed": check.passed, "reasons": check.reasons, "notes": check.notes}
+    return results
+
+
+def _first_order_day(settings: Settings) -> date:
+    from crm.warehouse import connect
+
+    with connect(settings, read_only=True) as con:
+        return con.execute(f"select min(partition_date) from {LOAD_LOG_TABLE} where source = 'orders'").fetchone()[0]
 
 
 def score(settings: Settings, model: str = "churn") -> dict[str, object]:

@@ -41,6 +41,13 @@ class Settings:
     gate_recent_days: int
     # Rebuild every incremental model from scratch (after a logic change, or to verify a run).
     full_refresh: bool
+    # Airflow's metadata database: SQLite under the home by default, PostgreSQL in production.
+    airflow_database_url: str
+    # When crm_daily runs on its own: a cron preset or expression, or "none" for triggered runs only.
+    daily_schedule: str
+    # Loopback ports of the local UIs (`make ui`).
+    airflow_ui_port: int
+    mlflow_ui_port: int
 
     @classmethod
     def from_env(cls, **overrides: object) -> Settings:
@@ -66,9 +73,16 @@ class Settings:
             "random_seed": 42,
             "gate_recent_days": 7,
             "full_refresh": False,
+            "airflow_database_url": f"sqlite:///{home / '.airflow' / 'airflow.db'}",
+            "daily_schedule": "@daily",
+            "airflow_ui_port": 8080,
+            "mlflow_ui_port": 5000,
         }
         values: dict[str, object] = {}
         for field in fields(cls):
+            if field.name == "home":
+                values["home"] = home
+                continue
             if field.name in overrides:
                 values[field.name] = overrides[field.name]
                 continue
@@ -118,7 +132,7 @@ def _parse(name: str, text: str) -> object:
     try:
         if name == "as_of_date":
             return date.fromisoformat(text)
-        if name in ("churn_window_days", "random_seed", "gate_recent_days"):
+        if name in ("churn_window_days", "random_seed", "gate_recent_days", "airflow_ui_port", "mlflow_ui_port"):
             return int(text)
         if name == "full_refresh":
             if text.lower() not in ("true", "false", "1", "0", "yes", "no"):

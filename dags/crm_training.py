@@ -1,0 +1,45 @@
+"""
+### CRM training
+
+Weekly (Monday 04:00 UTC), and whenever `crm_daily` announces new gated features (the
+`crm_customer_features` asset): the training preflight checks the labels and history of the
+supervised models → churn, segmentation and satisfaction train with a time-based split, each run
+logged to its MLflow experiment → the new version is registered with alias `challenger` → it
+becomes `champion` only if it beats the current champion on the same validation data (the
+decision and both scores are logged). A model that fails its preflight skips training with the
+reasons, and its champion keeps serving.
+"""
+
+from __future__ import annotations
+
+import pendulum
+from airflow.sdk import dag
+from airflow.timetables.assets import AssetOrTimeSchedule
+from airflow.timetables.trigger import CronTriggerTimetable
+
+from crm import orchestration as steps
+from crm.pipeline import MODELS
+
+
+@dag(
+    dag_id="crm_training",
+    schedule=AssetOrTimeSchedule(timetable=CronTriggerTimetable("0 4 * * 1", timezone="UTC"),
+                                 assets=[steps.CUSTOMER_FEATURES]),
+    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+    catchup=False,
+    max_active_runs=1,
+    default_args=steps.DEFAULT_ARGS,
+    params=steps.PARAMS,
+    tags=["crm"],
+    doc_md=__doc__,
+)
+def crm_training():
+    preflight = steps.training_preflight()
+    previous = preflight
+    for model in MODELS:  # one after another: each opens the DuckDB file
+        trained = steps.train(model)
+        previous >> trained
+        previous = trained
+
+
+crm_training()

@@ -1,0 +1,155 @@
+"""Airflow building blocks the DAG files share: the tasks (each a thin call into crm.pipeline),
+run parameters, the warehouse pool, retries and failure summaries.
+
+Only DAG files import this module. Nothing here opens the warehouse at import time: every task
+imports and reads what it needs when it runs.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import date, timedelta
+
+from airflow.sdk import Asset, Param, TriggerRule, get_current_context, task
+
+from crm.settings import Settings
+
+log = logging.getLogger(__name__)
+
+# DuckDB allows one writer or many readers per file, never both at once: every task that opens
+# the warehouse (readers too) takes the single slot of this pool.
+WAREHOUSE_POOL = "crm_warehouse"
+# Emitted when the mart gate has passed: new point-in-time features are ready to train on.
+CUSTOMER_FEATURES = Asset(name="crm_customer_features", uri="crm://warehouse/marts/customer_features")
+
+PARAMS = {
+    "as_of_date": Param(None, type=["null", "string"], format="date",
+                        description="Day to process (YYYY-MM-DD). Empty: a scheduled run processes the day "
+                                    "before its logical date, a manual run the last delivered day."),
+    "churn_window_days": Param(90, type="integer", minimum=7, maximum=365,
+                               description="Churn window in days: labels, the time-based split, features."),
+    "full_refresh": Param(False, type="boolean", description="Rebuild incremental dbt models from scratch."),
+}
+
+
+def log_failure_summary(context) -> None:
+    """One line a person can act on: which task of which run failed, on which try, and why."""
+    ti, run = context["ti"], context.get("dag_run")
+    error = context.get("exception")
+    reason = f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}" if error else "unknown"
+    log.error("CRM task failed: %s.%s run %s (as-of %s), try %s of %s: %s", ti.dag_id, ti.task_id,
+              getattr(run, "run_id", "?"), (context.get("params") or {}).get("as_of_date") or "latest",
+              ti.try_number, (ti.max_tries or 0) + 1, reason)
+
+
+DEFAULT_ARGS = {
+    "pool": WAREHOUSE_POOL,
+    "retries": 2,
+    "retry_delay": timedelta(seconds=30),
+    "retry_exponential_backoff": True,
+    "max_retry_delay": timedelta(minutes=10),
+    "on_failure_callback": log_failure_summary,
+}
+
+
+def run_as_of_date(params: dict, run_type: str | None, logical_date) -> date | None:
+    """The run's day: the as_of_date param; else the day before a scheduled or backfill run's logical
+    date (its data is complete by then); else None, meaning the last delivered day."""
+    if params.get("as_of_date"):
+        return date.fromisoformat(params["as_of_date"])
+    if run_type in ("scheduled", "backfill") and logical_date is not None:
+        return logical_date.date() - timedelta(days=1)
+    return None
+
+
+def settings_for_run() -> Settings:
+    """The settings from the environment, overridden by the running DAG run's params."""
+    context = get_current_context()
+    params, run = context["params"], context.get("dag_run")
+    run_type = getattr(run, "run_type", None)
+    as_of = run_as_of_date(params, getattr(run_type, "value", run_type), context.get("logical_date"))
+    return Settings.from_env(as_of_date=as_of, churn_window_days=int(params["churn_window_days"]),
+                             full_refresh=bool(params["full_refresh"]))
+
+
+@task
+def load_landing() -> dict[str, object]:
+    """New landing partitions into the raw schema; each source's batch passes its raw suites first."""
+    from crm import pipeline
+
+    return pipeline.load(settings_for_run())
+
+
+@task
+def dbt_build() -> None:
+    from crm import pipeline
+
+    pipeline.build_warehouse(settings_for_run())
+
+
+@task(outlets=[CUSTOMER_FEATURES])
+def quality_gate_marts() -> dict[str, object]:
+    from crm import pipeline
+
+    return pipeline.gate_marts(settings_for_run())
+
+
+@task
+def training_preflight() -> dict[str, dict[str, object]]:
+    """Whether the data suffices to train churn and satisfaction; a failing model skips its training."""
+    from crm import pipeline
+
+    return pipeline.preflight(settings_for_run())
+
+
+@task(trigger_rule=TriggerRule.NONE_FAILED)
+def train_model(model: str) -> dict[str, object]:
+    """Train, register (alias challenger) and promote to champion only if it beats the champion."""
+    from airflow.sdk.exceptions import AirflowSkipException
+
+    from crm import pipeline
+    from ml.preflight import TrainingSkipped
+
+    try:
+        return pipeline.train(settings_for_run(), model)
+    except TrainingSkipped as skipped:
+        raise AirflowSkipException(str(skipped)) from None
+
+
+@task(trigger_rule=TriggerRule.NONE_FAILED)
+def score_model(model: str) -> dict[str, object]:
+    """Score every customer with the champion; the score suite gates before the date's rows are replaced."""
+    from airflow.sdk.exceptions import AirflowSkipException
+
+    from crm import pipeline
+    from ml.scoring import NoChampion
+
+    try:
+        return pipeline.score(settings_for_run(), model)
+    except NoChampion as missing:
+        raise AirflowSkipException(str(missing)) from None
+
+
+@task(trigger_rule=TriggerRule.NONE_FAILED)
+def publish_marts() -> dict[str, int]:
+    """Rebuild the marts that read the scores, then replace the BI copy atomically."""
+    from crm import pipeline
+
+    return pipeline.publish(settings_for_run())
+
+
+@task
+def run_summary() -> dict[str, object]:
+    from crm import pipeline
+
+    summary = pipeline.summarize(settings_for_run())
+    print(pipeline.format_summary(summary))
+    return summary
+
+
+def train(model: str):
+    return train_model.override(task_id=f"train_{model}")(model)
+
+
+def score(model: str):
+    return score_model.override(task_id=f"score_{model}")(model)

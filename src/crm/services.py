@@ -1,0 +1,274 @@
+"""The local UIs: Airflow (api-server, scheduler, dag-processor, triggerer) and an MLflow tracking
+server on loopback, against the same stores as `make run`.
+
+Each service starts in its own session (process group), so stopping it reaches every child: the
+scheduler's LocalExecutor workers, the api-server's workers. The process groups are recorded in a
+file under the Airflow home, so `crm stop` (`make stop`) from another shell stops them too.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+from crm.local_airflow import airflow_command, airflow_env, migrate
+from crm.settings import Settings
+
+ADMIN_USER = "admin"
+STARTUP_TIMEOUT_S = 180
+STOP_GRACE_S = 20
+
+
+@dataclass(frozen=True)
+class Endpoints:
+    airflow_url: str
+    mlflow_url: str
+    user: str
+    password: str
+
+
+class AirflowApi:
+    """A small client of Airflow's REST API (v2) with the local admin's token."""
+
+    def __init__(self, endpoints: Endpoints):
+        self.base = f"{endpoints.airflow_url}/api/v2"
+        self.token = request_json(f"{endpoints.airflow_url}/auth/token", method="POST",
+                                  body={"username": endpoints.user, "password": endpoints.password})["access_token"]
+
+    def call(self, path: str, method: str = "GET", body: dict | None = None) -> dict:
+        return request_json(f"{self.base}/{path}", method, body, {"Authorization": f"Bearer {self.token}"})
+
+    def dag_ids(self, expected: set[str], timeout_s: float = 120) -> set[str]:
+        """The serialized DAGs, once ``expected`` are among them (the dag-processor needs a moment)."""
+        deadline, found = time.monotonic() + timeout_s, set()
+        while time.monotonic() < deadline and not expected <= found:
+            found = {dag["dag_id"] for dag in self.call("dags")["dags"]}
+            time.sleep(2)
+        return found
+
+    def trigger(self, dag_id: str, conf: dict | None = None) -> str:
+        """Unpause the DAG and trigger a manual run; return its run id."""
+        self.call(f"dags/{dag_id}", "PATCH", {"is_paused": False})
+        return self.call(f"dags/{dag_id}/dagRuns", "POST", {"logical_date": None, "conf": conf or {}})["dag_run_id"]
+
+    def wait_for_run(self, dag_id: str, run_id: str, timeout_s: float = 600) -> tuple[str, dict[str, str]]:
+        """Poll until the run ends; return its state and each task's state."""
+        run = f"dags/{dag_id}/dagRuns/{urllib.parse.quote(run_id)}"
+        deadline, state = time.monotonic() + timeout_s, "queued"
+        while time.monotonic() < deadline:
+            state = self.call(run)["state"]
+            if state in ("success", "failed"):
+                break
+            time.sleep(3)
+        return state, {ti["task_id"]: ti["state"] for ti in self.call(f"{run}/taskInstances")["task_instances"]}
+
+
+def request_json(url: str, method: str = "GET", body: dict | None = None, headers: dict | None = None) -> dict:
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(url, data, {"Content-Type": "application/json", **(headers or {})},
+                                     method=method)
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return json.loads(response.read() or b"{}")
+
+
+def pid_file(settings: Settings) -> Path:
+    return settings.airflow_home / "services.json"
+
+
+def _secret(path: Path, make) -> str:
+    """A per-home secret, created once, readable only by the owner (never committed: under the home)."""
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(make())
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+def service_env(settings: Settings) -> dict[str, str]:
+    """Airflow with LocalExecutor and the simple auth manager's one admin, on loopback."""
+    home = settings.airflow_home
+    passwords = home / "simple_auth_manager_passwords.json"
+    _secret(passwords, lambda: json.dumps({ADMIN_USER: secrets.token_urlsafe(12)}))
+    api = f"http://127.0.0.1:{settings.airflow_ui_port}"
+    return {
+        **airflow_env(settings),
+        "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+        "AIRFLOW__CORE__PARALLELISM": "4",  # 32 idle workers by default: about 1 GB more
+        "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True",
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{ADMIN_USER}:admin",
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(passwords),
+        "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{api}/execution/",
+        "AIRFLOW__API__BASE_URL": api,
+        "AIRFLOW__API__HOST": "127.0.0.1",
+        "AIRFLOW__API__PORT": str(settings.airflow_ui_port),
+        "AIRFLOW__API__WORKERS": "1",
+        # Every process must sign and check the same tokens (tasks talk to the execution API).
+        "AIRFLOW__API_AUTH__JWT_SECRET": _secret(home / "jwt_secret", lambda: secrets.token_urlsafe(32)),
+        "AIRFLOW__API__SECRET_KEY": _secret(home / "api_secret_key", lambda: secrets.token_urlsafe(32)),
+        # The DAG files and tasks build their settings from the environment: hand them these.
+        "CRM_MLFLOW_TRACKING_URI": settings.mlflow_tracking_uri,
+        "CRM_AIRFLOW_DATABASE_URL": settings.airflow_database_url,
+        "CRM_DAILY_SCHEDULE": settings.daily_schedule,
+        "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
+    }
+
+
+def login(settings: Settings) -> tuple[str, str]:
+    passwords = json.loads((settings.airflow_home / "simple_auth_manager_passwords.json").read_text())
+    return ADMIN_USER, passwords[ADMIN_USER]
+
+
+def commands(settings: Settings) -> dict[str, list[str]]:
+    mlflow = str(Path(sys.executable).with_name("mlflow"))
+    return {
+        "airflow-api-server": airflow_command("api-server", "--host", "127.0.0.1", "--port",
+                                              str(settings.airflow_ui_port)),
+        "airflow-scheduler": airflow_command("scheduler"),
+        "airflow-dag-processor": airflow_command("dag-processor"),
+        "airflow-triggerer": airflow_command("triggerer"),
+        "mlflow-server": [mlflow, "server", "--backend-store-uri", settings.mlflow_tracking_uri,
+                          "--host", "127.0.0.1", "--port", str(settings.mlflow_ui_port), "--workers", "1"],
+    }
+
+
+def start(settings: Settings) -> Endpoints:
+    """Start every service in the background, wait until both UIs answer, and return where they are."""
+    if running(settings):
+        raise RuntimeError(f"the local services already run (see {pid_file(settings)}): `crm stop` first")
+    migrate(settings)
+    env = service_env(settings)
+    create_pool(env)
+    logs = settings.airflow_home / "logs" / "services"
+    logs.mkdir(parents=True, exist_ok=True)
+    groups: dict[str, int] = {}
+    try:
+        for name, command in commands(settings).items():
+            with (logs / f"{name}.log").open("ab") as log:
+                process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                           stdin=subprocess.DEVNULL, start_new_session=True)
+            groups[name] = process.pid  # the session leader: its pid is the process group id
+        pid_file(settings).write_text(json.dumps(groups, indent=2))
+        endpoints = Endpoints(f"http://127.0.0.1:{settings.airflow_ui_port}",
+                              f"http://127.0.0.1:{settings.mlflow_ui_port}", *login(settings))
+        _wait_healthy(f"{endpoints.airflow_url}/api/v2/monitor/health", groups, logs)
+        _wait_healthy(f"{endpoints.mlflow_url}/health", groups, logs)
+        return endpoints
+    except BaseException:
+        stop(settings)
+        raise
+
+
+def create_pool(env: dict[str, str]) -> None:
+    """The one-slot pool every warehouse task takes (crm.orchestration.WAREHOUSE_POOL)."""
+    from crm.orchestration import WAREHOUSE_POOL
+
+    completed = subprocess.run(airflow_command("pools", "set", WAREHOUSE_POOL, "1",
+                                               "DuckDB allows one writer at a time: one warehouse task at once"),
+                               env=env, capture_output=True, text=True)
+    if completed.returncode != 0:
+        raise RuntimeError(f"airflow pools set failed:\n{completed.stdout[-2000:]}{completed.stderr[-2000:]}")
+
+
+def _wait_healthy(url: str, groups: dict[str, int], logs: Path) -> None:
+    deadline = time.monotonic() + STARTUP_TIMEOUT_S
+    while time.monotonic() < deadline:
+        for name, pid in groups.items():
+            if not _alive(pid):
+                tail = (logs / f"{name}.log").read_text(errors="replace")[-3000:]
+                raise RuntimeError(f"{name} exited during start-up; end of its log:\n{tail}")
+        try:
+            with urllib.request.urlopen(url, timeout=5) as response:
+                if response.status == 200:
+                    return
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            pass
+        time.sleep(1)
+    raise TimeoutError(f"{url} did not answer within {STARTUP_TIMEOUT_S} s (logs in {logs})")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def running(settings: Settings) -> bool:
+    path = pid_file(settings)
+    return path.exists() and any(group_alive(pgid) for pgid in json.loads(path.read_text()).values())
+
+
+def group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except (ProcessLookupError, PermissionError):
+        return False
+    return True
+
+
+def stop(settings: Settings) -> list[str]:
+    """SIGTERM every service's process group, SIGKILL what is left after a grace period; return the names."""
+    path = pid_file(settings)
+    if not path.exists():
+        return []
+    groups: dict[str, int] = json.loads(path.read_text())
+    for pgid in groups.values():
+        _signal_group(pgid, signal.SIGTERM)
+    deadline = time.monotonic() + STOP_GRACE_S
+    while time.monotonic() < deadline and any(_reaped_or_alive(pgid) for pgid in groups.values()):
+        time.sleep(0.5)
+    for pgid in groups.values():
+        _signal_group(pgid, signal.SIGKILL)
+    while time.monotonic() < deadline + 5 and any(_reaped_or_alive(pgid) for pgid in groups.values()):
+        time.sleep(0.2)
+    path.unlink(missing_ok=True)
+    return list(groups)
+
+
+def _reaped_or_alive(pgid: int) -> bool:
+    """Whether the group still has a live process. A leader that exited stays a zombie, still in its
+    group, until its parent reaps it: when that parent is this process (`crm ui`), reap it here."""
+    try:
+        os.waitpid(pgid, os.WNOHANG)
+    except ChildProcessError:
+        pass  # not our child: its parent or init reaps it
+    return group_alive(pgid)
+
+
+def _signal_group(pgid: int, sig: int) -> None:
+    try:
+        os.killpg(pgid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def serve(settings: Settings) -> int:
+    """`crm ui`: start, print where everything is, and stop everything on Ctrl-C or SIGTERM."""
+    endpoints = start(settings)
+    print(f"Airflow UI:  {endpoints.airflow_url}  (login {endpoints.user} / {endpoints.password})\n"
+          f"MLflow UI:   {endpoints.mlflow_url}\n"
+          f"Logs:        {settings.airflow_home / 'logs' / 'services'}\n"
+          "Ctrl-C or `make stop` stops every service.", flush=True)
+
+    def _stop(signum, frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, _stop)
+    try:
+        while running(settings):
+            time.sleep(2)
+        print("the services were stopped")
+    except KeyboardInterrupt:
+        print(f"stopped: {', '.join(stop(settings))}")
+    return 0

@@ -1,0 +1,108 @@
+"""`crm ui` on the end-to-end run's home: real Airflow (api-server, scheduler, dag-processor,
+triggerer; LocalExecutor) and a real MLflow server, driven through their REST APIs and a browser."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+
+from crm import services
+from crm.settings import Settings
+
+
+@pytest.fixture(scope="module")
+def ui(pipeline_run, free_port):
+    """The services on the home of the end-to-end run (it has data, a warehouse and champions)."""
+    settings = Settings.from_env(home=pipeline_run[0].home, airflow_ui_port=free_port(),
+                                 mlflow_ui_port=free_port(), daily_schedule="none")
+    endpoints = services.start(settings)
+    groups = json.loads(services.pid_file(settings).read_text())
+    yield settings, endpoints, groups
+    services.stop(settings)
+
+
+def test_airflow_api_lists_the_dags_and_a_triggered_daily_run_succeeds(ui):
+    settings, endpoints, _ = ui
+    api = services.AirflowApi(endpoints)
+    dags = {"crm_daily", "crm_training", "crm_pipeline"}
+    assert dags <= api.dag_ids(dags)
+    state, tasks = api.wait_for_run("crm_daily", api.trigger("crm_daily"))
+    logs = settings.airflow_home / "logs"
+    assert state == "success", f"crm_daily ended {state}: {tasks} (logs under {logs})"
+    assert tasks["score_churn"] == tasks["publish_marts"] == "success", tasks
+
+
+def test_mlflow_api_lists_the_three_models_with_their_champion(ui):
+    _, endpoints, _ = ui
+    models = services.request_json(f"{endpoints.mlflow_url}/api/2.0/mlflow/registered-models/search")["registered_models"]
+    aliases = {model["name"]: {alias["alias"] for alias in model.get("aliases", [])} for model in models}
+    assert set(aliases) == {"crm_churn", "crm_segmentation", "crm_satisfaction"}
+    assert all("champion" in names for names in aliases.values()), aliases
+
+
+def _browser():
+    if not (shutil.which("chromium") and shutil.which("chromedriver")):
+        if os.environ.get("CI") == "true":
+            pytest.fail("Chromium and ChromeDriver are missing: `make browser` installs them")
+        pytest.skip("Chromium and ChromeDriver are not installed (`make browser` installs them, as root)")
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    for argument in ("--headless=new", "--no-sandbox", "--disable-gpu", "--window-size=1400,900"):
+        options.add_argument(argument)
+    options.binary_location = shutil.which("chromium")
+    return webdriver.Chrome(service=Service(shutil.which("chromedriver")), options=options)
+
+
+def _wait_for_text(driver, text: str, timeout_s: float = 60) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if text in driver.page_source:
+            return True
+        time.sleep(1)
+    return False
+
+
+def test_screenshots_show_the_dag_graph_and_the_registered_models(ui, tmp_path: Path):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+
+    _, endpoints, _ = ui
+    driver = _browser()
+    try:
+        # The UI keeps its login in the `_token` cookie; a token from the REST API logs the browser in.
+        driver.get(f"{endpoints.airflow_url}/api/v2/monitor/health")
+        driver.add_cookie({"name": "_token", "value": services.AirflowApi(endpoints).token, "path": "/"})
+        driver.get(f"{endpoints.airflow_url}/dags/crm_daily")
+        assert _wait_for_text(driver, "quality_gate_marts"), "the crm_daily page did not render its tasks"
+        graph = driver.find_elements(By.CSS_SELECTOR, "[aria-label*='raph' i]")
+        if graph:
+            graph[0].click()
+        assert _wait_for_text(driver, "publish_marts")
+        time.sleep(2)  # the graph lays out after its nodes render
+        airflow_png = tmp_path / "airflow_crm_daily.png"
+        driver.save_screenshot(str(airflow_png))
+
+        driver.get(f"{endpoints.mlflow_url}/#/models")
+        assert _wait_for_text(driver, "crm_segmentation"), "the MLflow models page did not list the models"
+        driver.find_element(By.TAG_NAME, "body").send_keys(Keys.ESCAPE)  # a "what's new" dialog may cover it
+        mlflow_png = tmp_path / "mlflow_models.png"
+        driver.save_screenshot(str(mlflow_png))
+    finally:
+        driver.quit()
+    for png in (airflow_png, mlflow_png):
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 20_000
+
+
+def test_stop_ends_every_service_process(ui):
+    settings, _, groups = ui
+    assert services.running(settings)
+    assert set(services.stop(settings)) == set(groups)
+    assert not any(services.group_alive(pgid) for pgid in groups.values())
+    assert not services.pid_file(settings).exists()
