@@ -19,6 +19,7 @@ from sklearn.preprocessing import FunctionTransformer, StandardScaler
 
 from ml.features import NUMERIC_FEATURES, FEATURE_COLUMNS, MONEY_FEATURES
 from ml.metrics import classification_metrics
+from crm.progress import progress
 
 MODEL_NAME = "crm_churn"
 LABEL = "is_churned"
@@ -63,7 +64,7 @@ def rank_candidates(pipelines: dict[str, Pipeline], train: pd.DataFrame, validat
                     inputs: list[str], label: str) -> list[FittedCandidate]:
     """Fit every candidate on ``train``; return them best first by validation ROC-AUC."""
     fitted = []
-    for name, pipeline in pipelines.items():
+    for name, pipeline in progress(pipelines.items(), f"training {label} candidates", len(pipelines), "model"):
         pipeline.fit(train[inputs], train[label])
         probability = pipeline.predict_proba(validation[inputs])[:, 1]
         fitted.append(FittedCandidate(name, pipeline, classification_metrics(validation[label], probability)))

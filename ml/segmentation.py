@@ -24,6 +24,8 @@ from sklearn.metrics import silhouette_score
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import FunctionTransformer, StandardScaler
 
+from crm.progress import progress
+
 MODEL_NAME = "crm_segmentation"
 # The columns of marts.customer_features the model reads.
 SEGMENT_INPUTS = ["frequency", "days_since_first_order", "avg_order_value"]
@@ -69,7 +71,7 @@ class CustomerSegmentation(ClusterMixin, BaseEstimator):
         sample = np.random.default_rng(self.random_state).choice(
             len(buyers), min(SILHOUETTE_SAMPLE, len(buyers)), replace=False)
         self.silhouettes_ = {}
-        for k in self.k_range:
+        for k in progress(self.k_range, "K-means over k", unit="k"):
             labels = KMeans(n_clusters=k, n_init=10, random_state=self.random_state).fit_predict(transformed)
             self.silhouettes_[k] = float(silhouette_score(transformed[sample], labels[sample]))
         self.k_ = max(self.silhouettes_, key=self.silhouettes_.get)

@@ -9,10 +9,14 @@ import os
 import re
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import duckdb
 import mlflow
+import pytest
+import sqlalchemy
 from mlflow import MlflowClient
 
 from crm import local_airflow
@@ -189,7 +193,42 @@ def test_broken_mart_stops_training_scoring_and_publishing(pipeline_run):
     assert _published(settings) == published_before  # BI still reads the last good publication
 
 
-def test_full_refresh_rerun_repairs_the_mart_and_keeps_one_row_per_customer(pipeline_run):
+class BiReader(threading.Thread):
+    """A BI-style client: SQLAlchemy with duckdb-engine, as Superset connects, querying the BI copy in
+    a loop with a fresh read-only connection per query (as a dashboard refresh does)."""
+
+    def __init__(self, path: Path):
+        super().__init__(daemon=True)
+        self.engine = sqlalchemy.create_engine(f"duckdb:///{path}", connect_args={"read_only": True},
+                                               poolclass=sqlalchemy.pool.NullPool)
+        self.finished = threading.Event()
+        self.reads: list[tuple[int, int, int]] = []
+        self.errors: list[str] = []
+
+    def run(self) -> None:
+        while not self.finished.is_set():
+            try:
+                with self.engine.connect() as connection:
+                    rows, customers = connection.execute(sqlalchemy.text(
+                        "select count(*), count(distinct customer_key) from marts.customer_360")).one()
+                    dimension = connection.execute(sqlalchemy.text("select count(*) from marts.dim_customers")).scalar()
+                self.reads.append((rows, customers, dimension))
+            except Exception as error:  # every failure counts: BI must never see one
+                self.errors.append(repr(error))
+            time.sleep(0.05)
+
+
+@pytest.fixture(scope="module")
+def bi_reader(pipeline_run):
+    """Started by the first of the two runs below and checked after the second."""
+    reader = BiReader(pipeline_run[0].bi_warehouse_path)
+    reader.start()
+    yield reader
+    reader.finished.set()
+    reader.join(timeout=30)
+
+
+def test_full_refresh_rerun_repairs_the_mart_and_keeps_one_row_per_customer(pipeline_run, bi_reader):
     # The features are incremental, so the tampered rows survive a plain rerun (the gate blocks it
     # again); a full refresh rebuilds them from the raw data.
     settings, _ = pipeline_run
@@ -203,7 +242,7 @@ def test_full_refresh_rerun_repairs_the_mart_and_keeps_one_row_per_customer(pipe
     assert _versions(settings) == {"count": "2", "challenger": "2", "champion": "1"}
 
 
-def test_failed_preflight_skips_training_and_the_champion_keeps_serving(pipeline_run):
+def test_failed_preflight_skips_training_and_the_champion_keeps_serving(pipeline_run, bi_reader):
     # A 300-day churn window needs history from before the first delivery: the preflight fails.
     settings, _ = pipeline_run
     versions_before = _versions(settings)
@@ -218,3 +257,15 @@ def test_failed_preflight_skips_training_and_the_champion_keeps_serving(pipeline
     assert _versions(settings) == versions_before
     champion = versions_before["champion"]
     assert {row[4] for row in _scores(settings)} == {champion}  # model_version
+
+
+def test_a_bi_client_reading_during_two_full_runs_saw_no_error_and_only_complete_snapshots(bi_reader, pipeline_run):
+    settings, _ = pipeline_run
+    bi_reader.finished.set()
+    bi_reader.join(timeout=30)
+    assert bi_reader.errors == []
+    assert len(bi_reader.reads) > 100
+    # Each read sees one whole publication: one row per customer, the same customers as the dimension.
+    assert all(rows == customers == dimension > 0 for rows, customers, dimension in bi_reader.reads)
+    published = json.loads(settings.run_summary_path.read_text())["tables"]["marts.customer_360"]
+    assert {rows for rows, _, _ in bi_reader.reads} == {published}

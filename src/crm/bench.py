@@ -132,6 +132,26 @@ def write_report(results: list[dict[str, object]], out_dir: Path) -> Path:
         gate = scale["quality_gates"]
         lines.append(f"| {scale['customers']:,} | {gate['raw_validations']} | {gate['raw_gate_s']} | "  # type: ignore[index]
                      f"{gate['mart_gate_s']} | {gate['pipeline_s']} | {gate['share_of_run']:.1%} |")  # type: ignore[index]
+    lines += ["", "Model quality against the generator's ground truth at the last delivered day (`crm evaluate`; "
+                  "target met ✓ or missed ✗):", "",
+              "| customers | churn ROC-AUC / Bayes | churn ECE | satisfaction ROC-AUC / oracle "
+              "(survey reference) | segmentation ARI: all (repeat buyers) |",
+              "| ---: | ---: | ---: | ---: | ---: |"]
+    for scale in results:
+        quality = scale["model_quality"]
+        met = {name: "✓" if ok else "✗" for name, ok in quality["targets_met"].items()}  # type: ignore[index]
+        churn, satisfaction, segments = quality["churn"], quality["satisfaction"], quality["segmentation"]  # type: ignore[index]
+        lines.append(f"| {scale['customers']:,} | {churn['auc_ratio']:.3f} {met['churn_auc_ratio']} | "
+                     f"{churn['ece']:.3f} {met['churn_ece']} | {satisfaction['auc_ratio']:.3f} "
+                     f"{met['satisfaction_auc_ratio']} ({satisfaction['survey_reference_auc_ratio']:.3f}) | "
+                     f"{segments['ari']:.3f} {met['segmentation_ari']} ({segments['ari_repeat_buyers']:.3f}) |")
+    quality_targets = results[0]["model_quality"]["targets"] if results else {}  # type: ignore[index]
+    if quality_targets:
+        lines += ["", f"Model targets: churn ROC-AUC at least {quality_targets['churn_auc_ratio_min']} of the "
+                      f"Bayes-optimal and ECE at most {quality_targets['churn_ece_max']}; satisfaction ROC-AUC at least "
+                      f"{quality_targets['satisfaction_auc_ratio_min']} of the oracle; segmentation ARI at least "
+                      f"{quality_targets['segmentation_ari_min']}. The survey reference is what all survey answers "
+                      "give with each customer's true segment known (see ml/ground_truth.py)."]
     target, gates = TARGETS["generate"], TARGETS["quality_gates"]
     lines += ["", f"Targets at {target['customers']:,} customers with two years of history: generate in at most "
                   f"{target['wall_s']} s and {target['peak_rss_mb']} MB peak RSS; the quality gates at most "

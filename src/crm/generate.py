@@ -35,6 +35,7 @@ from scipy.stats import norm
 
 from crm.contracts import CONTRACTS
 from crm.landing import partition_dir
+from crm.progress import progress
 
 ACTIVE, LAPSED, CHURNED, NOT_YET = 0, 1, 2, 3
 
@@ -254,7 +255,7 @@ class _Simulation:
         self._products()
         self._plan_defect_batches()
         horizon = config.days + config.churn_window_days
-        for day in range(horizon):
+        for day in progress(range(horizon), "simulating days", unit="day"):
             delivered = day < config.days
             if day == config.days:
                 # From here on nothing observable happens, so the daily chances are frozen: that

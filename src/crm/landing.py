@@ -25,6 +25,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from crm.contracts import CONTRACTS, SourceContract
+from crm.progress import progress
 
 log = logging.getLogger(__name__)
 
@@ -339,7 +340,7 @@ def load_landing(con: duckdb.DuckDBPyConnection, landing_dir: Path, gate: BatchG
     ensure_raw_schema(con)
     partitions, problems = discover(landing_dir)
     inserted = {}
-    for source in (name for name in CONTRACTS if name in partitions):
+    for source in progress([name for name in CONTRACTS if name in partitions], "loading sources", unit="source"):
         days = [partition for partition in partitions[source] if up_to is None or partition.day <= up_to]
         if not days:
             continue

@@ -8,6 +8,7 @@ imports and reads what it needs when it runs.
 from __future__ import annotations
 
 import logging
+from contextlib import contextmanager
 from datetime import date, timedelta
 
 from airflow.sdk import Asset, Param, TriggerRule, get_current_context, task
@@ -26,9 +27,12 @@ PARAMS = {
     "as_of_date": Param(None, type=["null", "string"], format="date",
                         description="Day to process (YYYY-MM-DD). Empty: a scheduled run processes the day "
                                     "before its logical date, a manual run the last delivered day."),
-    "churn_window_days": Param(90, type="integer", minimum=7, maximum=365,
-                               description="Churn window in days: labels, the time-based split, features."),
-    "full_refresh": Param(False, type="boolean", description="Rebuild incremental dbt models from scratch."),
+    "churn_window_days": Param(None, type=["null", "integer"], minimum=7, maximum=365,
+                               description="Churn window in days (labels, time-based split, features). "
+                                           "Empty: the configured one (CRM_CHURN_WINDOW_DAYS, default 90)."),
+    "full_refresh": Param(None, type=["null", "boolean"],
+                          description="Rebuild incremental dbt models from scratch. Empty: the configured "
+                                      "CRM_FULL_REFRESH (default false)."),
 }
 
 
@@ -63,13 +67,29 @@ def run_as_of_date(params: dict, run_type: str | None, logical_date) -> date | N
 
 
 def settings_for_run() -> Settings:
-    """The settings from the environment, overridden by the running DAG run's params."""
+    """The settings from the environment, overridden by the running DAG run's params where they are set."""
     context = get_current_context()
     params, run = context["params"], context.get("dag_run")
     run_type = getattr(run, "run_type", None)
-    as_of = run_as_of_date(params, getattr(run_type, "value", run_type), context.get("logical_date"))
-    return Settings.from_env(as_of_date=as_of, churn_window_days=int(params["churn_window_days"]),
-                             full_refresh=bool(params["full_refresh"]))
+    overrides = {"as_of_date": run_as_of_date(params, getattr(run_type, "value", run_type), context.get("logical_date")),
+                 "churn_window_days": params.get("churn_window_days"), "full_refresh": params.get("full_refresh")}
+    # An empty param leaves the configured value (environment, then default) in place.
+    return Settings.from_env(**{name: value for name, value in overrides.items() if value is not None})
+
+
+@contextmanager
+def data_errors_fail_at_once():
+    """A refused delivery or a blocking quality gate fails the task without retries: the data, not the
+    machine, is wrong, and a retry would only repeat the verdict. Other errors (a lock, a crash) retry."""
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from crm.landing import LandingError
+    from crm.quality import QualityGateFailed
+
+    try:
+        yield
+    except (LandingError, QualityGateFailed) as error:
+        raise AirflowFailException(str(error)) from error
 
 
 @task
@@ -77,7 +97,8 @@ def load_landing() -> dict[str, object]:
     """New landing partitions into the raw schema; each source's batch passes its raw suites first."""
     from crm import pipeline
 
-    return pipeline.load(settings_for_run())
+    with data_errors_fail_at_once():
+        return pipeline.load(settings_for_run())
 
 
 @task
@@ -91,7 +112,8 @@ def dbt_build() -> None:
 def quality_gate_marts() -> dict[str, object]:
     from crm import pipeline
 
-    return pipeline.gate_marts(settings_for_run())
+    with data_errors_fail_at_once():
+        return pipeline.gate_marts(settings_for_run())
 
 
 @task
@@ -125,7 +147,8 @@ def score_model(model: str) -> dict[str, object]:
     from ml.scoring import NoChampion
 
     try:
-        return pipeline.score(settings_for_run(), model)
+        with data_errors_fail_at_once():
+            return pipeline.score(settings_for_run(), model)
     except NoChampion as missing:
         raise AirflowSkipException(str(missing)) from None
 

@@ -95,10 +95,11 @@ def plan(settings: Settings) -> AsOfPlan:
 def build_warehouse(settings: Settings) -> None:
     from crm.dbt import run_dbt
 
-    run_dbt(settings, ["build", *(["--full-refresh"] if settings.full_refresh else [])], _dbt_vars(settings))
+    run_dbt(settings, ["build", *(["--full-refresh"] if settings.full_refresh else [])], dbt_vars(settings))
 
 
-def _dbt_vars(settings: Settings) -> dict[str, object]:
+def dbt_vars(settings: Settings) -> dict[str, object]:
+    """The dbt vars of a build: the as-of dates to compute (training, validation, scoring) and the window."""
     return {"as_of_dates": plan(settings).dates(), "churn_window_days": settings.churn_window_days}
 
 
@@ -193,8 +194,8 @@ def publish(settings: Settings) -> dict[str, int]:
     from crm.dbt import run_dbt
     from crm.warehouse import publish_copy
 
-    run_dbt(settings, ["build", "--select", "source:scores+"], _dbt_vars(settings))
-    run_dbt(settings, ["docs", "generate"], _dbt_vars(settings))
+    run_dbt(settings, ["build", "--select", "source:scores+"], dbt_vars(settings))
+    run_dbt(settings, ["docs", "generate"], dbt_vars(settings))
     rows = publish_copy(settings, PUBLISHED_TABLES)
     log.info("published %d tables to %s", len(rows), settings.bi_warehouse_path)
     return rows

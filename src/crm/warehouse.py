@@ -80,7 +80,8 @@ def publish_copy(settings: Settings, tables: Iterable[str]) -> dict[str, int]:
     con = duckdb.connect()
     try:
         con.execute("attach ? as warehouse (read_only)", [str(settings.warehouse_path)])
-        con.execute("attach ? as bi", [str(staging)])
+        # Written in the storage format of DuckDB 1.5, so BI tools bundling an older DuckDB read it too.
+        con.execute("attach ? as bi (storage_version 'v1.5.0')", [str(staging)])
         for table in tables:
             schema, name = table.split(".")
             columns = [row[0] for row in con.execute(f"describe warehouse.{table}").fetchall()]
