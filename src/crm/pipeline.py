@@ -230,8 +230,8 @@ def summarize(settings: Settings) -> dict[str, object]:
         "data_docs": str(settings.data_docs_dir / "index.html"),
         "dbt_docs": str(settings.dbt_artifacts_dir / "target" / "index.html"),
         "ui": {
-            "mlflow": f"mlflow ui --backend-store-uri {settings.mlflow_tracking_uri} --port 5000",
-            "airflow": "airflow standalone (with the AIRFLOW_HOME that make run uses)",
+            "mlflow": f"make ui, then http://127.0.0.1:{settings.mlflow_ui_port}",
+            "airflow": f"make ui, then http://127.0.0.1:{settings.airflow_ui_port} (it prints the login)",
         },
     }
     settings.run_summary_path.parent.mkdir(parents=True, exist_ok=True)

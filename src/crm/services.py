@@ -89,8 +89,8 @@ def _secret(path: Path, make) -> str:
     """A per-home secret, created once, readable only by the owner (never committed: under the home)."""
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(make())
-        path.chmod(0o600)
+        with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as file:
+            file.write(make())
     return path.read_text().strip()
 
 
@@ -150,18 +150,18 @@ def start(settings: Settings) -> Endpoints:
     create_pool(env)
     logs = settings.airflow_home / "logs" / "services"
     logs.mkdir(parents=True, exist_ok=True)
-    groups: dict[str, int] = {}
+    processes: dict[str, subprocess.Popen] = {}
     try:
         for name, command in commands(settings).items():
             with (logs / f"{name}.log").open("ab") as log:
-                process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT,
-                                           stdin=subprocess.DEVNULL, start_new_session=True)
-            groups[name] = process.pid  # the session leader: its pid is the process group id
-        pid_file(settings).write_text(json.dumps(groups, indent=2))
+                processes[name] = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                                   stdin=subprocess.DEVNULL, start_new_session=True)
+        # Each service leads its own session: its pid is the process group id.
+        pid_file(settings).write_text(json.dumps({name: p.pid for name, p in processes.items()}, indent=2))
         endpoints = Endpoints(f"http://127.0.0.1:{settings.airflow_ui_port}",
                               f"http://127.0.0.1:{settings.mlflow_ui_port}", *login(settings))
-        _wait_healthy(f"{endpoints.airflow_url}/api/v2/monitor/health", groups, logs)
-        _wait_healthy(f"{endpoints.mlflow_url}/health", groups, logs)
+        _wait_healthy(f"{endpoints.airflow_url}/api/v2/monitor/health", processes, logs)
+        _wait_healthy(f"{endpoints.mlflow_url}/health", processes, logs)
         return endpoints
     except BaseException:
         stop(settings)
@@ -179,11 +179,11 @@ def create_pool(env: dict[str, str]) -> None:
         raise RuntimeError(f"airflow pools set failed:\n{completed.stdout[-2000:]}{completed.stderr[-2000:]}")
 
 
-def _wait_healthy(url: str, groups: dict[str, int], logs: Path) -> None:
+def _wait_healthy(url: str, processes: dict[str, subprocess.Popen], logs: Path) -> None:
     deadline = time.monotonic() + STARTUP_TIMEOUT_S
     while time.monotonic() < deadline:
-        for name, pid in groups.items():
-            if not _alive(pid):
+        for name, process in processes.items():
+            if process.poll() is not None:
                 tail = (logs / f"{name}.log").read_text(errors="replace")[-3000:]
                 raise RuntimeError(f"{name} exited during start-up; end of its log:\n{tail}")
         try:
@@ -194,14 +194,6 @@ def _wait_healthy(url: str, groups: dict[str, int], logs: Path) -> None:
             pass
         time.sleep(1)
     raise TimeoutError(f"{url} did not answer within {STARTUP_TIMEOUT_S} s (logs in {logs})")
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
 
 
 def running(settings: Settings) -> bool:
