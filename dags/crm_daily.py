@@ -18,7 +18,6 @@ allows one writer at a time.
 
 from __future__ import annotations
 
-import pendulum
 from airflow.sdk import chain, dag
 
 from crm import orchestration as steps
@@ -32,13 +31,8 @@ SCHEDULE = Settings.from_env().daily_schedule
 @dag(
     dag_id="crm_daily",
     schedule=None if SCHEDULE.lower() == "none" else SCHEDULE,
-    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
-    catchup=False,
-    max_active_runs=1,
-    default_args=steps.DEFAULT_ARGS,
-    params=steps.PARAMS,
-    tags=["crm"],
     doc_md=__doc__,
+    **steps.DAG_ARGS,
 )
 def crm_daily():
     chain(steps.load_landing(), steps.dbt_build(), steps.quality_gate_marts(), *(steps.score(m) for m in MODELS),

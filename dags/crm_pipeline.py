@@ -17,7 +17,6 @@ split this into the daily and the weekly part.
 
 from __future__ import annotations
 
-import pendulum
 from airflow.sdk import chain, dag
 
 from crm import orchestration as steps
@@ -27,13 +26,8 @@ from crm.pipeline import MODELS
 @dag(
     dag_id="crm_pipeline",
     schedule=None,
-    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
-    catchup=False,
-    max_active_runs=1,
-    default_args=steps.DEFAULT_ARGS,
-    params=steps.PARAMS,
-    tags=["crm"],
     doc_md=__doc__,
+    **steps.DAG_ARGS,
 )
 def crm_pipeline():
     # One task at a time: the tasks share one DuckDB file, which allows a single writer.

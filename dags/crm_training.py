@@ -12,7 +12,6 @@ reasons, and its champion keeps serving.
 
 from __future__ import annotations
 
-import pendulum
 from airflow.sdk import dag
 from airflow.timetables.assets import AssetOrTimeSchedule
 from airflow.timetables.trigger import CronTriggerTimetable
@@ -25,13 +24,8 @@ from crm.pipeline import MODELS
     dag_id="crm_training",
     schedule=AssetOrTimeSchedule(timetable=CronTriggerTimetable("0 4 * * 1", timezone="UTC"),
                                  assets=[steps.CUSTOMER_FEATURES]),
-    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
-    catchup=False,
-    max_active_runs=1,
-    default_args=steps.DEFAULT_ARGS,
-    params=steps.PARAMS,
-    tags=["crm"],
     doc_md=__doc__,
+    **steps.DAG_ARGS,
 )
 def crm_training():
     preflight = steps.training_preflight()

@@ -11,6 +11,7 @@ import logging
 from contextlib import contextmanager
 from datetime import date, timedelta
 
+import pendulum
 from airflow.sdk import Asset, Param, TriggerRule, get_current_context, task
 
 from crm.settings import Settings
@@ -53,6 +54,18 @@ DEFAULT_ARGS = {
     "retry_exponential_backoff": True,
     "max_retry_delay": timedelta(minutes=10),
     "on_failure_callback": log_failure_summary,
+}
+
+
+# What every CRM DAG shares: one run at a time (one DuckDB writer), no catch-up unless asked,
+# the task defaults above and the run params.
+DAG_ARGS = {
+    "start_date": pendulum.datetime(2026, 1, 1, tz="UTC"),
+    "catchup": False,
+    "max_active_runs": 1,
+    "default_args": DEFAULT_ARGS,
+    "params": PARAMS,
+    "tags": ["crm"],
 }
 
 
