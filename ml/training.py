@@ -38,21 +38,10 @@ class TrainingReport:
 
 def train_churn(settings: Settings, train_date: date, validation_date: date, first_data_day: date) -> TrainingReport:
     """Train, track and register; raise TrainingSkipped when the preflight finds the data insufficient."""
-    train, validation = _examples("churn", settings, train_date, validation_date)
-    _preflight(churn.MODEL_NAME, train, validation, churn.LABEL, first_data_day, train_date,
-               settings.churn_window_days)
+    train, validation, params = _prepare_supervised("churn", settings, train_date, validation_date, first_data_day)
     client = registry.configure(settings)
     experiment_id = registry.experiment_id(settings, client, churn.MODEL_NAME)
     fitted = churn.fit_candidates(train, validation, settings.random_seed)
-    params = {
-        "features": ",".join(FEATURE_COLUMNS),
-        "train_as_of_date": train_date.isoformat(),
-        "validation_as_of_date": validation_date.isoformat(),
-        "churn_window_days": settings.churn_window_days,
-        **_data_window(first_data_day, validation_date, settings.churn_window_days),
-        "train_rows": len(train),
-        "validation_rows": len(validation),
-    }
     best = fitted[0]
     # The baseline every candidate is graded against: the best "no purchase in the last X days" rule.
     rule = churn.best_recency_rule(train)
@@ -91,11 +80,36 @@ def train_churn(settings: Settings, train_date: date, validation_date: date, fir
                           len(train) + len(validation))
 
 
-def _data_window(first_data_day: date, validation_date: date, window_days: int) -> dict[str, str]:
-    """The delivered days a run learned from: history from the first day, labels up to the end of the
-    validation window."""
-    return {"data_window_start": first_data_day.isoformat(),
-            "data_window_end": (validation_date + timedelta(days=window_days)).isoformat()}
+# Per supervised model: registered name, label, input columns, and the name its runs give the label
+# window (kept as first logged, so runs in each experiment stay comparable).
+SUPERVISED = {
+    "churn": (churn.MODEL_NAME, churn.LABEL, FEATURE_COLUMNS, "churn_window_days"),
+    "satisfaction": (satisfaction.MODEL_NAME, satisfaction.LABEL, satisfaction.INPUT_COLUMNS, "label_window_days"),
+}
+
+
+def _prepare_supervised(model: str, settings: Settings, train_date: date, validation_date: date,
+                        first_data_day: date) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, object]]:
+    """Training and validation examples that passed the preflight, and the params every run of the model logs.
+
+    Raises TrainingSkipped with the reasons when the preflight fails.
+    """
+    name, label, inputs, window_param = SUPERVISED[model]
+    train, validation = _examples(model, settings, train_date, validation_date)
+    _preflight(name, train, validation, label, first_data_day, train_date, settings.churn_window_days)
+    params = {
+        "features": ",".join(inputs),
+        "train_as_of_date": train_date.isoformat(),
+        "validation_as_of_date": validation_date.isoformat(),
+        window_param: settings.churn_window_days,
+        # The delivered days a run learned from: history from the first day, labels to the end of the
+        # validation window.
+        "data_window_start": first_data_day.isoformat(),
+        "data_window_end": (validation_date + timedelta(days=settings.churn_window_days)).isoformat(),
+        "train_rows": len(train),
+        "validation_rows": len(validation),
+    }
+    return train, validation, params
 
 
 def _examples(model: str, settings: Settings, train_date: date, validation_date: date
@@ -109,9 +123,9 @@ def _examples(model: str, settings: Settings, train_date: date, validation_date:
 def preflight_check(settings: Settings, model: str, train_date: date, validation_date: date,
                     first_data_day: date) -> PreflightResult:
     """The training preflight of ``model`` (churn or satisfaction) on the data it would train on."""
-    label = {"churn": churn.LABEL, "satisfaction": satisfaction.LABEL}[model]
     train, validation = _examples(model, settings, train_date, validation_date)
-    return check_training_data(train, validation, label, first_data_day, train_date, settings.churn_window_days)
+    return check_training_data(train, validation, SUPERVISED[model][1], first_data_day, train_date,
+                               settings.churn_window_days)
 
 
 def _preflight(model_name: str, train: pd.DataFrame, validation: pd.DataFrame, label: str, first_data_day: date,
@@ -211,16 +225,11 @@ def train_satisfaction(settings: Settings, train_date: date, validation_date: da
                        first_data_day: date) -> TrainingReport:
     """Train on the survey answers after the training date, validate on those after the validation date,
     register the best candidate and promote it on ROC-AUC; raise TrainingSkipped when the preflight fails."""
-    train, validation = _examples("satisfaction", settings, train_date, validation_date)
-    _preflight(satisfaction.MODEL_NAME, train, validation, satisfaction.LABEL, first_data_day, train_date,
-               settings.churn_window_days)
+    train, validation, params = _prepare_supervised("satisfaction", settings, train_date, validation_date,
+                                                    first_data_day)
     client = registry.configure(settings)
     experiment_id = registry.experiment_id(settings, client, satisfaction.MODEL_NAME)
     fitted = satisfaction.fit_candidates(train, validation, settings.random_seed)
-    params = {"features": ",".join(satisfaction.INPUT_COLUMNS), "train_as_of_date": train_date.isoformat(),
-              "validation_as_of_date": validation_date.isoformat(), "label_window_days": settings.churn_window_days,
-              **_data_window(first_data_day, validation_date, settings.churn_window_days),
-              "train_rows": len(train), "validation_rows": len(validation)}
     best, run_ids = fitted[0], {}
     inputs, label = validation[satisfaction.INPUT_COLUMNS], validation[satisfaction.LABEL]
     for candidate in fitted:
