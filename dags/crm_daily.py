@@ -3,7 +3,8 @@
 
 For one day's deliveries: the landing partitions up to that day load into the raw schema (each
 source's batch passes its raw Great Expectations suites inside the load transaction) → dbt
-builds the warehouse → the mart suites gate it (and announce the `crm_customer_features` asset,
+builds the warehouse, one task per seed, snapshot, model and cross-model test in the group `dbt`
+(`CRM_DAILY_DBT_TASKS=build`: one `dbt_build` task) → the mart suites gate it (and announce the `crm_customer_features` asset,
 which triggers `crm_training`) → every model's champion scores every customer, each score table
 gated before it replaces the day's rows → the BI copy is replaced → summary.
 
@@ -24,18 +25,21 @@ from crm import orchestration as steps
 from crm.pipeline import MODELS
 from crm.settings import Settings
 
-# From the environment only (CRM_DAILY_SCHEDULE): parsing never opens the warehouse.
-SCHEDULE = Settings.from_env().daily_schedule
+# From the environment only (CRM_DAILY_SCHEDULE, CRM_DAILY_DBT_TASKS): parsing never opens the warehouse.
+SETTINGS = Settings.from_env()
+SCHEDULE = SETTINGS.daily_schedule
 
 
 @dag(
     dag_id="crm_daily",
     schedule=None if SCHEDULE.lower() == "none" else SCHEDULE,
     doc_md=__doc__,
+    render_template_as_native_obj=True,
     **steps.DAG_ARGS,
 )
 def crm_daily():
-    chain(steps.load_landing(), steps.dbt_build(), steps.quality_gate_marts(), *(steps.score(m) for m in MODELS),
+    build = [steps.dbt_build()] if SETTINGS.daily_dbt_tasks == "build" else [steps.plan_dbt_build(), steps.dbt_models()]
+    chain(steps.load_landing(), *build, steps.quality_gate_marts(), *(steps.score(m) for m in MODELS),
           steps.publish_marts(), steps.run_summary())
 
 

@@ -15,6 +15,10 @@ from crm.settings import Settings
 def pytest_configure(config: pytest.Config) -> None:
     # Airflow creates its home on import; keep it out of the user's ~/airflow.
     os.environ.setdefault("AIRFLOW_HOME", str(Path(config.rootpath) / ".airflow" / "pytest"))
+    # DAGs parsed in this process (a plain DagBag) have no metadata database for cosmos's dbt ls
+    # cache, which lives in an Airflow Variable; the Airflow processes the tests start do cache.
+    os.environ.setdefault("AIRFLOW__COSMOS__ENABLE_CACHE_DBT_LS", "False")
+    os.environ.setdefault("AIRFLOW__COSMOS__ENABLE_TELEMETRY", "False")
 
 
 def settings_for(home: Path) -> Settings:

@@ -1,14 +1,24 @@
+import functools
+import logging
 from datetime import date
+from types import SimpleNamespace
 
 import pendulum
 from airflow.dag_processing.dagbag import DagBag
 
-from crm.orchestration import CUSTOMER_FEATURES, WAREHOUSE_POOL, run_as_of_date
+from crm.landing import LandingError
+from crm.orchestration import (
+    CUSTOMER_FEATURES,
+    WAREHOUSE_POOL,
+    log_failure_summary,
+    run_as_of_date,
+)
 from crm.settings import Settings
 
 DAGS = ("crm_pipeline", "crm_daily", "crm_training")
 
 
+@functools.cache
 def _bag() -> DagBag:
     return DagBag(dag_folder=str(Settings.from_env().dags_dir))
 
@@ -32,7 +42,7 @@ def test_every_task_takes_the_warehouse_pool_retries_and_reports_failures():
         dag = bag.dags[dag_id]
         assert dag.max_active_runs == 1 and dag.doc_md
         assert set(dag.params) == {"as_of_date", "churn_window_days", "full_refresh"}
-        for task in dag.tasks:
+        for task in dag.tasks:  # the per-model dbt tasks of crm_daily included
             assert task.pool == WAREHOUSE_POOL, (dag_id, task.task_id)
             assert task.retries == 2 and task.retry_exponential_backoff, (dag_id, task.task_id)
             assert task.on_failure_callback, (dag_id, task.task_id)
@@ -45,7 +55,36 @@ def test_daily_dag_gates_scores_and_publishes_and_announces_new_features():
     assert CUSTOMER_FEATURES in gate.outlets
     downstream = gate.get_flat_relative_ids(upstream=False)
     assert {"score_churn", "score_segments", "score_satisfaction", "publish_marts"} <= downstream
-    assert "dbt_build" in gate.get_flat_relative_ids(upstream=True)
+    upstream = gate.get_flat_relative_ids(upstream=True)
+    assert {"load_landing", "dbt.customer_features_model_build"} <= upstream
+
+
+def test_daily_dag_shows_every_dbt_model_seed_and_snapshot_as_its_own_task():
+    dag = _bag().dags["crm_daily"]
+    project = Settings.from_env().dbt_project_dir
+    expected = ({f"dbt.{path.stem}_model_build" for path in (project / "models").rglob("*.sql")}
+                | {f"dbt.{path.stem}_seed_build" for path in (project / "seeds").glob("*.csv")}
+                | {"dbt.customers_snapshot_snapshot_build"})
+    dbt_tasks = {task.task_id for task in dag.tasks if task.task_id.startswith("dbt.")}
+    assert expected <= dbt_tasks
+    # Tests that read two models run once both are built, in a task of their own.
+    cross_model_tests = dbt_tasks - expected
+    assert "dbt.assert_raw_rows_reconcile_test" in cross_model_tests
+    assert all(task_id.endswith("_test") for task_id in cross_model_tests), cross_model_tests
+    reconcile = dag.get_task("dbt.assert_raw_rows_reconcile_test")
+    assert {"dbt.base_shop__orders_model_build", "dbt.base_crm__customers_model_build"} <= reconcile.upstream_task_ids
+    # Each model waits for the models it reads; the run's vars come from plan_dbt_build.
+    features = dag.get_task("dbt.customer_features_model_build")
+    assert "dbt.int_customer_engagement_at_dates_model_build" in features.upstream_task_ids
+    assert "plan_dbt_build" in features.get_flat_relative_ids(upstream=True)
+    assert dag.render_template_as_native_obj and "plan_dbt_build" in str(features.vars)
+
+
+def test_daily_dag_can_build_in_one_task(monkeypatch):
+    monkeypatch.setenv("CRM_DAILY_DBT_TASKS", "build")
+    dag = DagBag(dag_folder=str(Settings.from_env().dags_dir / "crm_daily.py")).dags["crm_daily"]
+    assert not any(task.task_id.startswith("dbt.") for task in dag.tasks)
+    assert "dbt_build" in dag.get_task("quality_gate_marts").upstream_task_ids
 
 
 def test_training_dag_runs_weekly_and_when_new_features_land():
@@ -62,3 +101,15 @@ def test_a_run_processes_its_param_date_else_the_day_before_a_scheduled_run():
     assert run_as_of_date({"as_of_date": None}, "scheduled", midnight) == date(2026, 11, 23)
     assert run_as_of_date({"as_of_date": None}, "backfill", midnight) == date(2026, 11, 23)
     assert run_as_of_date({"as_of_date": None}, "manual", midnight) is None  # the last delivered day
+
+
+def test_a_failure_is_logged_as_one_line_naming_the_task_run_try_and_reason(caplog):
+    ti = SimpleNamespace(dag_id="crm_daily", task_id="load_landing", try_number=3, max_tries=2)
+    context = {"ti": ti, "dag_run": SimpleNamespace(run_id="scheduled__2026-11-24"),
+               "params": {"as_of_date": "2026-11-23"},
+               "exception": LandingError("orders/2026-11-23/orders.csv: column 'amount' is missing\nmore detail")}
+    with caplog.at_level(logging.ERROR, logger="crm.orchestration"):
+        log_failure_summary(context)
+    expected = ("CRM task failed: crm_daily.load_landing run scheduled__2026-11-24 (as-of 2026-11-23), "
+                "try 3 of 3: LandingError: orders/2026-11-23/orders.csv: column 'amount' is missing")
+    assert caplog.messages == [expected]

@@ -1,5 +1,6 @@
 """The production configuration without Docker: Airflow metadata and the MLflow backend store on
-the local PostgreSQL server, LocalExecutor, and one crm_daily run through the real scheduler.
+the local PostgreSQL server, LocalExecutor, and crm_daily runs through the real scheduler: the
+scheduled day, then a backfill that catches up the day before and reruns that day.
 
 Each test run creates its own two databases and drops them afterwards.
 """
@@ -8,13 +9,16 @@ from __future__ import annotations
 
 import os
 import uuid
+from datetime import UTC, datetime, timedelta
 
 import psycopg2
 import pytest
 
 from crm import services
 from crm.generate import GeneratorConfig, generate
+from crm.landing import LOAD_LOG_TABLE
 from crm.settings import Settings
+from crm.warehouse import connect
 
 SERVER = {"host": "127.0.0.1", "port": 5432, "user": "postgres", "dbname": "postgres"}
 
@@ -49,27 +53,48 @@ def _url(driver: str, database: str) -> str:
     return f"{driver}://{SERVER['user']}@{SERVER['host']}:{SERVER['port']}/{database}"
 
 
-def test_a_daily_run_succeeds_with_airflow_and_mlflow_on_postgresql(databases, tmp_path, free_port):
+def test_scheduled_and_backfilled_daily_runs_succeed_with_airflow_and_mlflow_on_postgresql(databases, tmp_path,
+                                                                                         free_port):
+    # Deliveries up to yesterday, as in production: the scheduled run processes the last day.
+    yesterday = datetime.now(UTC).date() - timedelta(days=1)
     settings = Settings.from_env(
-        home=tmp_path, daily_schedule="none", airflow_ui_port=free_port(), mlflow_ui_port=free_port(),
+        # One dbt task per run keeps the three runs short; the per-model tasks run in test_local_ui.
+        home=tmp_path, daily_schedule="@daily", daily_dbt_tasks="build", airflow_ui_port=free_port(),
+        mlflow_ui_port=free_port(),
         airflow_database_url=_url("postgresql+psycopg2", databases["airflow"]),
         mlflow_tracking_uri=_url("postgresql+psycopg2", databases["mlflow"]))
-    generate(GeneratorConfig(customers=500, days=120), settings.landing_dir, settings.truth_dir)
+    generate(GeneratorConfig(customers=500, days=120, end_date=yesterday), settings.landing_dir, settings.truth_dir)
     endpoints = services.start(settings)
     try:
         api = services.AirflowApi(endpoints)
         assert "crm_daily" in api.dag_ids({"crm_daily"})
-        state, tasks = api.wait_for_run("crm_daily", api.trigger("crm_daily"))
+        api.unpause("crm_daily")  # no catch-up: the scheduler creates the latest day's run
+        scheduled = api.wait_for_runs("crm_daily", lambda run: run["run_type"] == "scheduled", count=1)
+        assert [run["state"] for run in scheduled] == ["success"], scheduled
+        # A backfill over the day before and that same day again: one catch-up, one rerun (Airflow
+        # reprocesses the scheduled run in place, which makes it a backfill run).
+        latest = datetime.fromisoformat(scheduled[0]["logical_date"])
+        api.backfill("crm_daily", (latest - timedelta(days=1)).isoformat(), latest.isoformat())
+        backfilled = api.wait_for_runs("crm_daily", lambda run: run["run_type"] == "backfill", count=2)
+        tasks = api.wait_for_run("crm_daily", backfilled[-1]["dag_run_id"])[1]
         assert services.request_json(f"{endpoints.mlflow_url}/api/2.0/mlflow/experiments/search?max_results=10")
     finally:
         services.stop(settings)
-    assert state == "success", f"crm_daily ended {state}: {tasks} (logs under {settings.airflow_home / 'logs'})"
+    logs = settings.airflow_home / "logs"
+    assert [run["state"] for run in backfilled] == ["success", "success"], f"{backfilled} (logs under {logs})"
     # No model is registered in this fresh MLflow store: scoring skips, everything else ran.
     assert tasks["publish_marts"] == "success" and tasks["score_churn"] == "skipped", tasks
+    assert tasks["dbt_build"] == "success", tasks
+    with connect(settings, read_only=True) as con:
+        # Every delivered partition loaded exactly once, however often its days ran.
+        loads = con.execute(f"select count(*), count(distinct (source, partition_date)) from {LOAD_LOG_TABLE}").fetchone()
+        assert loads[0] == loads[1] > 0, loads
     with psycopg2.connect(dbname=databases["airflow"], **{k: v for k, v in SERVER.items() if k != "dbname"}) as conn:
         with conn.cursor() as cursor:
-            cursor.execute("select count(*) from dag_run where dag_id = 'crm_daily' and state = 'success'")
-            assert cursor.fetchone()[0] == 1
+            # The rerun reprocessed the scheduled run in place (it became part of the backfill).
+            cursor.execute("select run_type, count(*) from dag_run where dag_id = 'crm_daily' and state = 'success' "
+                           "group by run_type")
+            assert dict(cursor.fetchall()) == {"backfill": 2}
     with psycopg2.connect(dbname=databases["mlflow"], **{k: v for k, v in SERVER.items() if k != "dbname"}) as conn:
         with conn.cursor() as cursor:
             cursor.execute("select count(*) from information_schema.tables where table_name = 'registered_models'")

@@ -24,6 +24,9 @@ def airflow_env(settings: Settings) -> dict[str, str]:
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": settings.airflow_database_url,
         "AIRFLOW__CORE__PARALLELISM": "4",
+        # astronomer-cosmos (crm_daily's per-model tasks): offline, and its dbt ls cache in the home.
+        "AIRFLOW__COSMOS__ENABLE_TELEMETRY": "False",
+        "AIRFLOW__COSMOS__CACHE_DIR": str(home / "cosmos"),
         # Tasks build their settings from the environment: point them at the same home.
         "CRM_HOME": str(settings.home),
     }

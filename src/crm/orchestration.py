@@ -121,6 +121,66 @@ def dbt_build() -> None:
     pipeline.build_warehouse(settings_for_run())
 
 
+@task
+def plan_dbt_build() -> dict[str, object]:
+    """The run's dbt vars and full-refresh flag, for the per-model dbt task group to template in."""
+    from crm import pipeline
+
+    settings = settings_for_run()
+    return {"vars": pipeline.dbt_vars(settings), "full_refresh": settings.full_refresh}
+
+
+def _no_task(**_node) -> None:
+    return None
+
+
+def dbt_models(group_id: str = "dbt"):
+    """The dbt build as a task group with one task per seed, snapshot and model (astronomer-cosmos).
+
+    Each task runs ``dbt build`` on its node (the node and its tests); a test that reads several
+    models gets a task of its own after them. Every task takes the warehouse pool and retries like
+    the rest, so a failed model can be retried or cleared on its own. dbt runs inside the task's
+    process (cosmos's dbt runner): under the scheduler every task is a process of its own, so the
+    warehouse lock dbt-duckdb keeps ends with the task.
+    """
+    from cosmos import (
+        DbtTaskGroup,
+        ExecutionConfig,
+        ProfileConfig,
+        ProjectConfig,
+        RenderConfig,
+    )
+    from cosmos.constants import (
+        DbtResourceType,
+        ExecutionMode,
+        InvocationMode,
+        LoadMode,
+        TestBehavior,
+    )
+
+    from crm.dbt import dbt_executable
+
+    settings = Settings.from_env()
+    plan = f"ti.xcom_pull(task_ids='{plan_dbt_build.__name__}')"
+    return DbtTaskGroup(
+        group_id=group_id,
+        project_config=ProjectConfig(settings.dbt_project_dir, env_vars=settings.dbt_env()),
+        profile_config=ProfileConfig(profile_name="crm", target_name="local",
+                                     profiles_yml_filepath=settings.dbt_project_dir / "profiles.yml"),
+        execution_config=ExecutionConfig(execution_mode=ExecutionMode.LOCAL, invocation_mode=InvocationMode.DBT_RUNNER),
+        # Parsing lists the project with `dbt ls` in a subprocess (cached by cosmos); unit tests run
+        # inside their model's build and exposures are documentation: neither gets a task.
+        render_config=RenderConfig(load_method=LoadMode.DBT_LS, test_behavior=TestBehavior.BUILD,
+                                   should_detach_multiple_parents_tests=True,
+                                   invocation_mode=InvocationMode.SUBPROCESS, dbt_executable_path=dbt_executable(),
+                                   node_converters={DbtResourceType("unit_test"): _no_task,
+                                                    DbtResourceType.EXPOSURE: _no_task}),
+        # The run's vars and full-refresh flag, rendered from plan_dbt_build's result (the DAG renders
+        # templates as native objects).
+        operator_args={"vars": f"{{{{ {plan}['vars'] }}}}", "full_refresh": f"{{{{ {plan}['full_refresh'] }}}}"},
+    )
+
+
 @task(outlets=[CUSTOMER_FEATURES])
 def quality_gate_marts() -> dict[str, object]:
     from crm import pipeline

@@ -56,10 +56,33 @@ class AirflowApi:
             time.sleep(2)
         return found
 
+    def unpause(self, dag_id: str) -> None:
+        self.call(f"dags/{dag_id}", "PATCH", {"is_paused": False})
+
     def trigger(self, dag_id: str, conf: dict | None = None) -> str:
         """Unpause the DAG and trigger a manual run; return its run id."""
-        self.call(f"dags/{dag_id}", "PATCH", {"is_paused": False})
+        self.unpause(dag_id)
         return self.call(f"dags/{dag_id}/dagRuns", "POST", {"logical_date": None, "conf": conf or {}})["dag_run_id"]
+
+    def backfill(self, dag_id: str, from_date: str, to_date: str, reprocess: str = "completed") -> int:
+        """A backfill over logical dates [from_date, to_date], one run at a time; ``reprocess``
+        "completed" reruns days already done. Returns the backfill id."""
+        body = {"dag_id": dag_id, "from_date": from_date, "to_date": to_date, "reprocess_behavior": reprocess,
+                "max_active_runs": 1}
+        return self.call("backfills", "POST", body)["id"]
+
+    def runs(self, dag_id: str) -> list[dict]:
+        return self.call(f"dags/{dag_id}/dagRuns?limit=1000&order_by=logical_date")["dag_runs"]
+
+    def wait_for_runs(self, dag_id: str, select, count: int, timeout_s: float = 900) -> list[dict]:
+        """Poll until ``count`` runs that ``select`` accepts exist and have all ended; return them."""
+        deadline, chosen = time.monotonic() + timeout_s, []
+        while time.monotonic() < deadline:
+            chosen = [run for run in self.runs(dag_id) if select(run)]
+            if len(chosen) >= count and all(run["state"] in ("success", "failed") for run in chosen):
+                break
+            time.sleep(5)
+        return chosen
 
     def wait_for_run(self, dag_id: str, run_id: str, timeout_s: float = 600) -> tuple[str, dict[str, str]]:
         """Poll until the run ends; return its state and each task's state."""
@@ -70,7 +93,8 @@ class AirflowApi:
             if state in ("success", "failed"):
                 break
             time.sleep(3)
-        return state, {ti["task_id"]: ti["state"] for ti in self.call(f"{run}/taskInstances")["task_instances"]}
+        instances = self.call(f"{run}/taskInstances?limit=1000")["task_instances"]
+        return state, {ti["task_id"]: ti["state"] for ti in instances}
 
 
 def request_json(url: str, method: str = "GET", body: dict | None = None, headers: dict | None = None) -> dict:
@@ -119,6 +143,7 @@ def service_env(settings: Settings) -> dict[str, str]:
         "CRM_MLFLOW_TRACKING_URI": settings.mlflow_tracking_uri,
         "CRM_AIRFLOW_DATABASE_URL": settings.airflow_database_url,
         "CRM_DAILY_SCHEDULE": settings.daily_schedule,
+        "CRM_DAILY_DBT_TASKS": settings.daily_dbt_tasks,
         "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
     }
 

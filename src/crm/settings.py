@@ -45,6 +45,9 @@ class Settings:
     airflow_database_url: str
     # When crm_daily runs on its own: a cron preset or expression, or "none" for triggered runs only.
     daily_schedule: str
+    # How crm_daily shows the dbt build: "model" (a task per seed, snapshot and model, about 4 s of
+    # overhead each) or "build" (one task, the fastest daily run).
+    daily_dbt_tasks: str
     # Loopback ports of the local UIs (`make ui`).
     airflow_ui_port: int
     mlflow_ui_port: int
@@ -75,6 +78,7 @@ class Settings:
             "full_refresh": False,
             "airflow_database_url": f"sqlite:///{home / '.airflow' / 'airflow.db'}",
             "daily_schedule": "@daily",
+            "daily_dbt_tasks": "model",
             "airflow_ui_port": 8080,
             "mlflow_ui_port": 5000,
         }
@@ -122,7 +126,7 @@ class Settings:
         }
 
 
-_EXPECTED = {"as_of_date": "YYYY-MM-DD", "full_refresh": "true or false"}
+_EXPECTED = {"as_of_date": "YYYY-MM-DD", "full_refresh": "true or false", "daily_dbt_tasks": "model or build"}
 
 
 def _parse(name: str, text: str) -> object:
@@ -138,6 +142,8 @@ def _parse(name: str, text: str) -> object:
             if text.lower() not in ("true", "false", "1", "0", "yes", "no"):
                 raise ValueError
             return text.lower() in ("true", "1", "yes")
+        if name == "daily_dbt_tasks" and text not in ("model", "build"):
+            raise ValueError
     except ValueError:
         raise ValueError(f"{variable}={text!r} is not valid: expected {_EXPECTED.get(name, 'a whole number')}") from None
     return text
