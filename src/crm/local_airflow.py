@@ -27,6 +27,8 @@ def airflow_env(settings: Settings) -> dict[str, str]:
         # astronomer-cosmos (crm_daily's per-model tasks): offline, and its dbt ls cache in the home.
         "AIRFLOW__COSMOS__ENABLE_TELEMETRY": "False",
         "AIRFLOW__COSMOS__CACHE_DIR": str(home / "cosmos"),
+        # Cached `dbt ls` (keyed by the project's files): otherwise every task lists the project again.
+        "AIRFLOW__COSMOS__ENABLE_CACHE_DBT_LS": "True",
         # Tasks build their settings from the environment: point them at the same home.
         "CRM_HOME": str(settings.home),
     }
