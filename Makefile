@@ -35,7 +35,7 @@ browser:
 test: install browser
 	$(BIN)/pytest
 
-# A benchmark, not a test: measures the stages at 100k and 1M customers, reports to bench/results/.
+# A benchmark, not a test: measures the stages at 100k, 300k and 1M customers, reports to bench/results/
 bench: install
 	$(BIN)/crm bench
 

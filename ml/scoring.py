@@ -4,19 +4,25 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
 
 import duckdb
-import mlflow
 import pandas as pd
 
+import mlflow
 from crm.gates import customers_known_at
 from crm.quality import QualityGate
 from crm.settings import Settings
 from crm.warehouse import connect, replace_as_of_date
 from ml import churn, explain, registry, satisfaction, segmentation
-from ml.features import FEATURE_COLUMNS, ID_COLUMNS, load_features, load_features_with_text
+from ml.features import (
+    FEATURE_COLUMNS,
+    ID_COLUMNS,
+    load_features,
+    load_features_with_text,
+)
 
 log = logging.getLogger(__name__)
 
@@ -55,11 +61,15 @@ class ScoringReport:
     as_of_date: date
     rows: int
     model_version: str
+    # Seconds to compute the scores from the loaded model and features (the throughput measure;
+    # loading the model and features, the gate and the write are not in it).
+    predict_s: float
 
 
 def score_churn(settings: Settings, as_of_date: date, gate: QualityGate) -> ScoringReport:
     """Score at ``as_of_date`` with ``crm_churn@champion``; gate the scores, then replace that date's rows."""
     champion, model, features, known = _champion_and_features(settings, churn.MODEL_NAME, as_of_date)
+    started = time.perf_counter()
     scores = features[ID_COLUMNS].copy()
     scores["churn_probability"] = model.predict_proba(features[FEATURE_COLUMNS])[:, 1]
     # Versions registered before explanations existed carry no driver candidates: no drivers then.
@@ -67,28 +77,30 @@ def score_churn(settings: Settings, as_of_date: date, gate: QualityGate) -> Scor
     if candidates:
         scores = scores.join(explain.top_drivers(model, features[FEATURE_COLUMNS], candidates))
     return _write(settings, CHURN_SCORES_TABLE, "churn_scores", scores, as_of_date, champion, gate,
-                  {"customers_known_at_as_of": known})
+                  {"customers_known_at_as_of": known}, started)
 
 
 def score_segments(settings: Settings, as_of_date: date, gate: QualityGate) -> ScoringReport:
     """Assign every customer its segment with ``crm_segmentation@champion``; gate, then replace that date's rows."""
     champion, model, features, known = _champion_and_features(settings, segmentation.MODEL_NAME, as_of_date)
     names = {int(segment): name for segment, name in json.loads(champion.tags["segment_names"]).items()}
+    started = time.perf_counter()
     scores = features[ID_COLUMNS].copy()
     scores["segment_id"] = model.predict(features[segmentation.SEGMENT_INPUTS])
     scores["segment_name"] = scores["segment_id"].map(names)
     return _write(settings, SEGMENT_SCORES_TABLE, "segment_scores", scores, as_of_date, champion, gate,
-                  {"customers_known_at_as_of": known, "segment_ids": sorted(names)})
+                  {"customers_known_at_as_of": known, "segment_ids": sorted(names)}, started)
 
 
 def score_satisfaction(settings: Settings, as_of_date: date, gate: QualityGate) -> ScoringReport:
     """Score every customer's probability of being satisfied with ``crm_satisfaction@champion``."""
     champion, model, features, known = _champion_and_features(settings, satisfaction.MODEL_NAME, as_of_date,
                                                                with_text=True)
+    started = time.perf_counter()
     scores = features[ID_COLUMNS].copy()
     scores["satisfied_probability"] = model.predict_proba(features[satisfaction.INPUT_COLUMNS])[:, 1]
     return _write(settings, SATISFACTION_SCORES_TABLE, "satisfaction_scores", scores, as_of_date, champion, gate,
-                  {"customers_known_at_as_of": known})
+                  {"customers_known_at_as_of": known}, started)
 
 
 def _champion_and_features(settings: Settings, model_name: str, as_of_date: date, with_text: bool = False):
@@ -104,8 +116,10 @@ def _champion_and_features(settings: Settings, model_name: str, as_of_date: date
 
 
 def _write(settings: Settings, table: str, suite: str, scores: pd.DataFrame, as_of_date: date, champion,
-           gate: QualityGate, parameters: dict[str, object]) -> ScoringReport:
-    """Add provenance, gate the scores, then replace their as-of date's rows in one transaction."""
+           gate: QualityGate, parameters: dict[str, object], started: float) -> ScoringReport:
+    """Add provenance, gate the scores, then replace their as-of date's rows in one transaction.
+    ``started`` is when computing the scores began."""
+    predict_s = time.perf_counter() - started
     scores["model_name"] = champion.name
     scores["model_version"] = str(champion.version)
     scores["run_id"] = champion.run_id
@@ -116,4 +130,4 @@ def _write(settings: Settings, table: str, suite: str, scores: pd.DataFrame, as_
         replace_as_of_date(con, table, scores, as_of_date)
     log.info("scored %d customers at %s with %s v%s into %s", len(scores), as_of_date, champion.name,
              champion.version, table)
-    return ScoringReport(table, as_of_date, len(scores), str(champion.version))
+    return ScoringReport(table, as_of_date, len(scores), str(champion.version), round(predict_s, 3))

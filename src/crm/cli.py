@@ -50,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     commands.add_parser("ui", help="start the Airflow and MLflow UIs on loopback; Ctrl-C stops them")
     commands.add_parser("stop", help="stop the services that `crm ui` started")
     bench = commands.add_parser("bench", help="benchmark the stages at given scales; report to bench/results/")
-    bench.add_argument("--customers", type=int, nargs="+", default=[100_000, 1_000_000])
+    bench.add_argument("--customers", type=int, nargs="+", default=[100_000, 300_000, 1_000_000])
     bench.add_argument("--days", type=int, default=730)
     bench.add_argument("--out", type=Path, default=None, help="report folder (default: bench/results)")
 
