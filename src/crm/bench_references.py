@@ -103,14 +103,22 @@ def _parses(line: str) -> bool:
     return True
 
 
-def _read(landing: Path, pattern: str) -> pd.DataFrame:
-    files = sorted(landing.glob(pattern))
-    if pattern.endswith(".parquet"):
-        return pd.concat((pd.read_parquet(f) for f in files), ignore_index=True)
-    if pattern.endswith(".jsonl"):
-        return pd.concat((pd.read_json(io.StringIO("".join(line for line in f.open() if _parses(line))), lines=True)
-                          for f in files), ignore_index=True)
-    return pd.concat((pd.read_csv(f, on_bad_lines="skip") for f in files), ignore_index=True)
+def _read_file(path: Path) -> pd.DataFrame:
+    if path.suffix == ".parquet":
+        return pd.read_parquet(path)
+    if path.suffix == ".jsonl":
+        return pd.read_json(io.StringIO("".join(line for line in path.open() if _parses(line))), lines=True)
+    return pd.read_csv(path, on_bad_lines="skip")
+
+
+def _read(landing: Path, pattern: str, columns: list[str], keep=None) -> pd.DataFrame:
+    """Every file of a source, only ``columns``, and only the rows ``keep`` accepts, file by file
+    (as a careful notebook would, to fit in memory)."""
+    frames = []
+    for path in sorted(landing.glob(pattern)):
+        frame = _read_file(path).reindex(columns=columns)
+        frames.append(frame[keep(frame)] if keep is not None else frame)
+    return pd.concat(frames, ignore_index=True)
 
 
 def pandas_reference(landing: Path, as_of: date) -> int:
@@ -118,8 +126,8 @@ def pandas_reference(landing: Path, as_of: date) -> int:
     end = pd.Timestamp(as_of + timedelta(days=1))
     d90, d180, d30 = end - pd.Timedelta(days=90), end - pd.Timedelta(days=180), end - pd.Timedelta(days=30)
 
-    orders = _read(landing, ORDERS)
-    orders = orders[(orders.updated_at < end) & (orders.ordered_at < end)]
+    orders = _read(landing, ORDERS, ["customer_id", "order_id", "status", "amount", "ordered_at", "updated_at"],
+                   lambda f: (f.updated_at < end) & (f.ordered_at < end))
     latest = orders.sort_values("updated_at").groupby(["customer_id", "order_id"], as_index=False).last()
     by_customer = latest.groupby("customer_id")
     order_features = pd.DataFrame({
@@ -133,7 +141,7 @@ def pandas_reference(landing: Path, as_of: date) -> int:
         "days_since_first_order": (end - by_customer.ordered_at.min()).dt.days,
     })
 
-    tickets = _read(landing, TICKETS)
+    tickets = _read(landing, TICKETS, ["customer_id", "created_at", "resolved_at", "csat"])
     tickets["created_at"] = pd.to_datetime(tickets.created_at, errors="coerce")
     tickets["resolved_at"] = pd.to_datetime(tickets.resolved_at, errors="coerce")
     tickets = tickets[tickets.created_at < end]
@@ -146,7 +154,7 @@ def pandas_reference(landing: Path, as_of: date) -> int:
         "avg_ticket_csat": tickets.groupby("customer_id").csat.mean(),
     })
 
-    surveys = _read(landing, SURVEYS)
+    surveys = _read(landing, SURVEYS, ["customer_id", "responded_at", "nps", "csat"])
     surveys["responded_at"] = pd.to_datetime(surveys.responded_at, errors="coerce")
     surveys["nps"], surveys["csat"] = pd.to_numeric(surveys.nps, errors="coerce"), pd.to_numeric(surveys.csat, errors="coerce")
     surveys = surveys[surveys.responded_at < end].sort_values("responded_at")
@@ -156,9 +164,11 @@ def pandas_reference(landing: Path, as_of: date) -> int:
         "avg_csat": by_respondent.csat.mean(), "last_nps": by_respondent.nps.last(), "last_csat": by_respondent.csat.last(),
     })
 
-    events = _read(landing, EVENTS)
-    events["event_at"] = pd.to_datetime(events.event_at, errors="coerce")
-    events = events[(events.event_at < end) & ((events.event_at >= d90) | (events.event_type == "unsubscribe"))]
+    def recent_or_unsubscribe(frame: pd.DataFrame) -> pd.Series:
+        at = pd.to_datetime(frame.event_at, errors="coerce")
+        return (at < end) & ((at >= d90) | (frame.event_type == "unsubscribe"))
+
+    events = _read(landing, EVENTS, ["customer_id", "event_type", "event_at"], recent_or_unsubscribe)
     counts = pd.crosstab(events.customer_id, events.event_type)
     email_features = pd.DataFrame({
         f"emails_{name}_last_90d": counts[kind] if kind in counts else 0
@@ -166,8 +176,8 @@ def pandas_reference(landing: Path, as_of: date) -> int:
     })
     email_features["has_unsubscribed"] = (counts["unsubscribe"] > 0) if "unsubscribe" in counts else False
 
-    sessions = _read(landing, SESSIONS)
-    sessions = sessions[(sessions.started_at < end) & (sessions.started_at >= d90)]
+    sessions = _read(landing, SESSIONS, ["customer_id", "started_at", "pages_viewed"],
+                     lambda f: (f.started_at < end) & (f.started_at >= d90))
     session_features = pd.DataFrame({
         "sessions_last_30d": sessions[sessions.started_at >= d30].groupby("customer_id").size(),
         "sessions_last_90d": sessions.groupby("customer_id").size(),
