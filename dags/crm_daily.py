@@ -4,9 +4,10 @@
 For one day's deliveries: the landing partitions up to that day load into the raw schema (each
 source's batch passes its raw Great Expectations suites inside the load transaction) → dbt
 builds the warehouse, one task per seed, snapshot, model and cross-model test in the group `dbt`
-(`CRM_DAILY_DBT_TASKS=build`: one `dbt_build` task) → the mart suites gate it (and announce the `crm_customer_features` asset,
-which triggers `crm_training`) → every model's champion scores every customer, each score table
-gated before it replaces the day's rows → the BI copy is replaced → summary.
+(`CRM_DAILY_DBT_TASKS=build`: one `dbt_build` task) → the mart suites gate it (and announce the
+`crm_customer_features` asset, which triggers `crm_training`) → every model's champion scores every
+customer, each score table gated before it replaces the day's rows → the BI copy is replaced →
+summary.
 
 **Params:** `as_of_date` (empty: a scheduled run processes the day before its logical date, a
 manual run the last delivered day), `churn_window_days`, `full_refresh`.

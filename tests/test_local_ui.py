@@ -31,7 +31,8 @@ def test_airflow_api_lists_the_dags_and_a_triggered_daily_run_succeeds(ui):
     api = services.AirflowApi(endpoints)
     dags = {"crm_daily", "crm_training", "crm_pipeline"}
     assert dags <= api.dag_ids(dags)
-    state, tasks = api.wait_for_run("crm_daily", api.trigger("crm_daily"))
+    # About 60 tasks, one per dbt node: several minutes on two cores.
+    state, tasks = api.wait_for_run("crm_daily", api.trigger("crm_daily"), timeout_s=1200)
     logs = settings.airflow_home / "logs"
     assert state == "success", f"crm_daily ended {state}: {tasks} (logs under {logs})"
     assert tasks["score_churn"] == tasks["publish_marts"] == "success", tasks
