@@ -48,6 +48,9 @@ class Settings:
     # How crm_daily shows the dbt build: "model" (a task per seed, snapshot and model, about 4 s of
     # overhead each) or "build" (one task, the fastest daily run).
     daily_dbt_tasks: str
+    # DuckDB's memory limit in the dbt build (beyond it DuckDB spills to disk): at 1M customers
+    # "4GB" measured 4.4 GB peak RSS and 198 s, against 9.3 GB and 178 s with DuckDB's default.
+    duckdb_memory_limit: str
     # Loopback ports of the local UIs (`make ui`).
     airflow_ui_port: int
     mlflow_ui_port: int
@@ -79,6 +82,7 @@ class Settings:
             "airflow_database_url": f"sqlite:///{home / '.airflow' / 'airflow.db'}",
             "daily_schedule": "@daily",
             "daily_dbt_tasks": "model",
+            "duckdb_memory_limit": "4GB",
             "airflow_ui_port": 8080,
             "mlflow_ui_port": 5000,
         }
@@ -116,9 +120,10 @@ class Settings:
         return self.warehouse_dir / "dbt"
 
     def dbt_env(self) -> dict[str, str]:
-        """Environment variables for a dbt invocation (dbt_project/profiles.yml reads the first)."""
+        """Environment variables for a dbt invocation (dbt_project/profiles.yml reads the first two)."""
         return {
             "CRM_WAREHOUSE_PATH": str(self.warehouse_path),
+            "CRM_DUCKDB_MEMORY_LIMIT": self.duckdb_memory_limit,
             "DBT_PROFILES_DIR": str(self.dbt_project_dir),
             "DBT_TARGET_PATH": str(self.dbt_artifacts_dir / "target"),
             "DBT_LOG_PATH": str(self.dbt_artifacts_dir / "logs"),
