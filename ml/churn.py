@@ -54,6 +54,8 @@ class FittedCandidate:
     name: str
     pipeline: Pipeline
     metrics: dict[str, float]
+    # Its predicted probabilities on the validation set, computed once: plots and the signature reuse them.
+    validation_probability: np.ndarray
 
 
 def fit_candidates(train: pd.DataFrame, validation: pd.DataFrame, seed: int) -> list[FittedCandidate]:
@@ -67,7 +69,8 @@ def rank_candidates(pipelines: dict[str, Pipeline], train: pd.DataFrame, validat
     for name, pipeline in progress(pipelines.items(), f"training {label} candidates", len(pipelines), "model"):
         pipeline.fit(train[inputs], train[label])
         probability = pipeline.predict_proba(validation[inputs])[:, 1]
-        fitted.append(FittedCandidate(name, pipeline, classification_metrics(validation[label], probability)))
+        fitted.append(FittedCandidate(name, pipeline, classification_metrics(validation[label], probability),
+                                      probability))
     return sorted(fitted, key=lambda candidate: candidate.metrics["roc_auc"], reverse=True)
 
 

@@ -1,4 +1,4 @@
-"""Explanations: global permutation importance per model, and each customer's top churn drivers.
+"""Explanations: global permutation importance per model, and the top churn drivers of customers at risk.
 
 A driver is a feature whose value, for this customer, raises the predicted churn probability the
 most compared with a typical customer: the probability drops by that much when the feature alone
@@ -15,6 +15,9 @@ from sklearn.pipeline import Pipeline
 IMPORTANCE_SAMPLE = 5_000
 DRIVER_CANDIDATES = 8  # the most important features are the candidates for a customer's drivers
 TOP_DRIVERS = 3
+# Drivers are explained where a retention team acts: customer_360's medium and high churn risk bands.
+# Below it every candidate would be predicted again for customers nobody contacts (most of the cost).
+DRIVERS_FROM_PROBABILITY = 0.4
 
 
 def global_importance(pipeline: Pipeline, features: pd.DataFrame, label: pd.Series, seed: int) -> pd.DataFrame:
@@ -27,19 +30,54 @@ def global_importance(pipeline: Pipeline, features: pd.DataFrame, label: pd.Seri
             .sort_values("importance", ascending=False, ignore_index=True))
 
 
-def top_drivers(pipeline: Pipeline, features: pd.DataFrame, candidates: list[str]) -> pd.DataFrame:
-    """Columns driver_1..driver_3: per customer, the candidate features that raise its churn probability most.
+def churn_probability_and_drivers(pipeline: Pipeline, features: pd.DataFrame, candidates: list[str],
+                                  from_probability: float = DRIVERS_FROM_PROBABILITY) -> pd.DataFrame:
+    """Columns churn_probability and driver_1..driver_3; drivers only where the probability is at least
+    ``from_probability``.
 
-    Only features that do raise it count: a customer whose values all lower the risk has no drivers (null).
+    A customer's drivers are the candidate features that raise its churn probability most. Only features
+    that do raise it count: a customer whose values all lower the risk has no drivers (null). The features
+    are transformed once and the model predicts them once for the probability; for each candidate only
+    the explained customers whose value differs from the median are predicted again, with the candidate's
+    transformed columns set to the median's. That equals predicting the neutralised input, because the
+    pipeline's transformers work column by column.
     """
-    base = pipeline.predict_proba(features)[:, 1]
-    contributions = np.empty((len(features), len(candidates)))
-    neutralised = features.copy()  # one working copy: each column is set to its median, then restored
+    preprocess, model = pipeline[:-1], pipeline[-1]
+    transformed = np.asarray(preprocess.transform(features), dtype=float)
+    base = model.predict_proba(transformed)[:, 1]
+    explained = np.flatnonzero(base >= from_probability)
+    contributions = np.zeros((len(features), len(candidates)))
     for index, column in enumerate(candidates):
-        neutralised[column] = features[column].median()
-        contributions[:, index] = base - pipeline.predict_proba(neutralised)[:, 1]
-        neutralised[column] = features[column]
-    ranked = np.argsort(-contributions, axis=1, kind="stable")[:, :TOP_DRIVERS]
-    names = np.asarray(candidates, dtype=object)[ranked]
-    names[np.take_along_axis(contributions, ranked, axis=1) <= 0] = None
-    return pd.DataFrame(names, columns=[f"driver_{rank + 1}" for rank in range(TOP_DRIVERS)], index=features.index)
+        outputs, neutral = _neutral_outputs(preprocess, features, column)
+        rows = explained[~_same(transformed[np.ix_(explained, outputs)], neutral).all(axis=1)]
+        if rows.size:
+            neutralised = transformed[rows]
+            neutralised[:, outputs] = neutral
+            contributions[rows, index] = base[rows] - model.predict_proba(neutralised)[:, 1]
+    names = np.full((len(features), TOP_DRIVERS), None, dtype=object)
+    if candidates:
+        ranked = np.argsort(-contributions, axis=1, kind="stable")[:, :TOP_DRIVERS]
+        names[:, :ranked.shape[1]] = np.asarray(candidates, dtype=object)[ranked]
+        names[:, :ranked.shape[1]][np.take_along_axis(contributions, ranked, axis=1) <= 0] = None
+    result = pd.DataFrame(names, columns=[f"driver_{rank + 1}" for rank in range(TOP_DRIVERS)], index=features.index)
+    result.insert(0, "churn_probability", base)
+    return result
+
+
+def _neutral_outputs(preprocess: Pipeline, features: pd.DataFrame, column: str) -> tuple[np.ndarray, np.ndarray]:
+    """The transformed columns that depend on ``column`` and their values when it is set to its median.
+
+    Found by transforming one customer's row three times with only ``column`` changed (its median,
+    missing, and another value): the outputs that differ between the probes are the dependent ones.
+    """
+    median = features[column].median()
+    probes = features.iloc[[0, 0, 0]].copy()
+    probes[column] = [median, np.nan, (0.0 if pd.isna(median) else median) + 1.0]
+    transformed = np.asarray(preprocess.transform(probes), dtype=float)
+    outputs = np.flatnonzero(~_same(transformed, transformed[0]).all(axis=0))
+    return outputs, transformed[0, outputs]
+
+
+def _same(values: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    """Element-wise equality that counts two missing values as equal."""
+    return (values == reference) | (np.isnan(values) & np.isnan(reference))

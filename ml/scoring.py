@@ -70,12 +70,10 @@ def score_churn(settings: Settings, as_of_date: date, gate: QualityGate) -> Scor
     """Score at ``as_of_date`` with ``crm_churn@champion``; gate the scores, then replace that date's rows."""
     champion, model, features, known = _champion_and_features(settings, churn.MODEL_NAME, as_of_date)
     started = time.perf_counter()
-    scores = features[ID_COLUMNS].copy()
-    scores["churn_probability"] = model.predict_proba(features[FEATURE_COLUMNS])[:, 1]
     # Versions registered before explanations existed carry no driver candidates: no drivers then.
     candidates = json.loads(champion.tags.get("driver_features", "[]"))
-    if candidates:
-        scores = scores.join(explain.top_drivers(model, features[FEATURE_COLUMNS], candidates))
+    scores = features[ID_COLUMNS].join(
+        explain.churn_probability_and_drivers(model, features[FEATURE_COLUMNS], candidates))
     return _write(settings, CHURN_SCORES_TABLE, "churn_scores", scores, as_of_date, champion, gate,
                   {"customers_known_at_as_of": known}, started)
 

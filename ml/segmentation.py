@@ -67,18 +67,17 @@ class CustomerSegmentation(ClusterMixin, BaseEstimator):
 
     def fit(self, X: pd.DataFrame, y: object = None) -> CustomerSegmentation:
         buyers = X[repeat_buyers(X)]
-        transformed = behaviour_features().fit_transform(buyers)
+        features = behaviour_features()
+        transformed = features.fit_transform(buyers)
         sample = np.random.default_rng(self.random_state).choice(
             len(buyers), min(SILHOUETTE_SAMPLE, len(buyers)), replace=False)
-        self.silhouettes_ = {}
+        self.silhouettes_, fitted = {}, {}
         for k in progress(self.k_range, "K-means over k", unit="k"):
-            labels = KMeans(n_clusters=k, n_init=10, random_state=self.random_state).fit_predict(transformed)
-            self.silhouettes_[k] = float(silhouette_score(transformed[sample], labels[sample]))
+            fitted[k] = KMeans(n_clusters=k, n_init=10, random_state=self.random_state).fit(transformed)
+            self.silhouettes_[k] = float(silhouette_score(transformed[sample], fitted[k].labels_[sample]))
         self.k_ = max(self.silhouettes_, key=self.silhouettes_.get)
-        self.pipeline_ = Pipeline([
-            ("features", behaviour_features()),
-            ("model", KMeans(n_clusters=self.k_, n_init=10, random_state=self.random_state)),
-        ]).fit(buyers)
+        # The chosen k's K-means is already fitted on these features: kept, not fitted again.
+        self.pipeline_ = Pipeline([("features", features), ("model", fitted[self.k_])])
         clusters = profile(X, self.predict(X)).drop(index=list(FIXED_SEGMENTS), errors="ignore")
         self.segment_names_ = {**FIXED_SEGMENTS, **name_clusters(clusters)}
         return self

@@ -63,8 +63,7 @@ def train_churn(settings: Settings, train_date: date, validation_date: date, fir
                 info = mlflow.sklearn.log_model(
                     candidate.pipeline,
                     name="model",
-                    signature=infer_signature(validation[FEATURE_COLUMNS],
-                                              candidate.pipeline.predict_proba(validation[FEATURE_COLUMNS])[:, 1]),
+                    signature=infer_signature(validation[FEATURE_COLUMNS], candidate.validation_probability),
                     input_example=validation[FEATURE_COLUMNS].head(5),
                     registered_model_name=churn.MODEL_NAME,
                     pip_requirements=registry.PIP_REQUIREMENTS,
@@ -97,6 +96,8 @@ def _prepare_supervised(model: str, settings: Settings, train_date: date, valida
     name, label, inputs, window_param = SUPERVISED[model]
     train, validation = _examples(model, settings, train_date, validation_date)
     _preflight(name, train, validation, label, first_data_day, train_date, settings.churn_window_days)
+    available = len(train)
+    train = training_sample(train, settings.training_max_rows, settings.random_seed)
     params = {
         "features": ",".join(inputs),
         "train_as_of_date": train_date.isoformat(),
@@ -107,9 +108,17 @@ def _prepare_supervised(model: str, settings: Settings, train_date: date, valida
         "data_window_start": first_data_day.isoformat(),
         "data_window_end": (validation_date + timedelta(days=settings.churn_window_days)).isoformat(),
         "train_rows": len(train),
+        "train_rows_available": available,
         "validation_rows": len(validation),
     }
     return train, validation, params
+
+
+def training_sample(examples: pd.DataFrame, max_rows: int, seed: int) -> pd.DataFrame:
+    """At most ``max_rows`` examples drawn at random (reproducibly), in their original order."""
+    if len(examples) <= max_rows:
+        return examples
+    return examples.sample(n=max_rows, random_state=seed).sort_index()
 
 
 def _examples(model: str, settings: Settings, train_date: date, validation_date: date
@@ -154,9 +163,8 @@ def _promote_on_validation(client, model_name: str, version: str, run_id: str, b
 def _log_evaluation(model_name: str, candidate: churn.FittedCandidate, inputs: pd.DataFrame, label: pd.Series,
                     seed: int, rule_prediction: np.ndarray | None = None) -> pd.DataFrame:
     """Plots and permutation importance of the selected candidate on the validation set; returns the importance."""
-    y_true = label.to_numpy()
-    probability = candidate.pipeline.predict_proba(inputs)[:, 1]
-    figures = plots.classifier_plots(candidate.name, y_true, probability, rule_prediction)
+    figures = plots.classifier_plots(candidate.name, label.to_numpy(), candidate.validation_probability,
+                                     rule_prediction)
     importance = explain.global_importance(candidate.pipeline, inputs, label, seed)
     figures["feature_importance.png"] = plots.importance_plot(importance, f"{model_name}: {candidate.name}")
     for name, figure in figures.items():
@@ -242,7 +250,7 @@ def train_satisfaction(settings: Settings, train_date: date, validation_date: da
                 _log_evaluation(satisfaction.MODEL_NAME, candidate, inputs, label, settings.random_seed)
                 info = mlflow.sklearn.log_model(
                     candidate.pipeline, name="model",
-                    signature=infer_signature(inputs, candidate.pipeline.predict_proba(inputs)[:, 1]),
+                    signature=infer_signature(inputs, candidate.validation_probability),
                     # Free text stays out of the example: masking covers contact details, not every name.
                     input_example=inputs.head(5).assign(**{TEXT_COLUMN: ""}),
                     registered_model_name=satisfaction.MODEL_NAME,

@@ -1,13 +1,17 @@
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import subprocess
 import sys
+from dataclasses import dataclass, field
+from datetime import date
 from pathlib import Path
 
 import pytest
 
+from crm import pipeline
 from crm.generate import GeneratorConfig, generate
 from crm.settings import Settings
 
@@ -51,3 +55,83 @@ def free_port():
             return sock.getsockname()[1]
 
     return pick
+
+
+# Daily runs for the reliability tests (idempotency, crash safety): a small dataset, a 30-day churn
+# window so a champion can be trained on 120 days, and the raw gate on each load's newest day only.
+DAILY_RUN_DAYS = (date(2026, 11, 22), date(2026, 11, 23))
+
+
+@dataclass
+class DailyRuns:
+    """Homes that run the daily steps (load, dbt build, score with every champion, publish) in-process,
+    sharing one MLflow store (one champion, trained once) and one PII hash key."""
+
+    root: Path
+    days: tuple[date, ...] = DAILY_RUN_DAYS
+    reference: Path = field(init=False)
+    # The reference home copied right after the first day's run, and its published checksums per day.
+    after_first_day: Path = field(init=False)
+    checksums: dict[date, dict[str, str]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.reference = self.root / "reference"
+        self.after_first_day = self.root / "reference_after_first_day"
+
+    def settings(self, home: Path, day: date, **overrides: object) -> Settings:
+        mlflow_dir = self.root / "mlflow"
+        return Settings.from_env(home=home, as_of_date=day, churn_window_days=30, gate_recent_days=1,
+                                 mlflow_tracking_uri=f"sqlite:///{mlflow_dir / 'mlflow.db'}",
+                                 mlflow_artifacts_dir=mlflow_dir / "artifacts", **overrides)
+
+    def env(self, settings: Settings) -> dict[str, str]:
+        """The environment that gives a `crm` subprocess these settings."""
+        return {**os.environ, "CRM_HOME": str(settings.home), "CRM_AS_OF_DATE": settings.as_of_date.isoformat(),
+                "CRM_CHURN_WINDOW_DAYS": str(settings.churn_window_days),
+                "CRM_GATE_RECENT_DAYS": str(settings.gate_recent_days),
+                "CRM_MLFLOW_TRACKING_URI": settings.mlflow_tracking_uri,
+                "CRM_MLFLOW_ARTIFACTS_DIR": str(settings.mlflow_artifacts_dir)}
+
+    def new_home(self, name: str) -> Path:
+        """A home with the reference's landing data and PII hash key (one deployment, another warehouse)."""
+        home = self.root / name
+        shutil.copytree(self.reference / "data", home / "data")
+        shutil.copytree(self.reference / ".crm", home / ".crm")
+        return home
+
+    @staticmethod
+    def run_day(settings: Settings) -> None:
+        """What crm_daily does for one day, minus the read-only mart gate; models without a champion skip."""
+        from ml.scoring import NoChampion
+
+        pipeline.load(settings)
+        pipeline.build_warehouse(settings)
+        for model in pipeline.MODELS:
+            try:
+                pipeline.score(settings, model)
+            except NoChampion:
+                pass
+        pipeline.publish(settings)
+
+
+@pytest.fixture(scope="session")
+def daily_runs(tmp_path_factory: pytest.TempPathFactory) -> DailyRuns:
+    """The reference: the days of DAILY_RUN_DAYS run in order, without interruption, in one home; the
+    champions are trained once, after the first day's build."""
+    runs = DailyRuns(tmp_path_factory.mktemp("daily_runs"))
+    first = runs.settings(runs.reference, DAILY_RUN_DAYS[0])
+    generate(GeneratorConfig(customers=500, days=120, end_date=DAILY_RUN_DAYS[-1]), first.landing_dir,
+             first.truth_dir)
+    first.pii_hash_key()  # created once, copied into every other home
+    for day in DAILY_RUN_DAYS:
+        settings = runs.settings(runs.reference, day)
+        if day == DAILY_RUN_DAYS[0]:
+            pipeline.load(settings)
+            pipeline.build_warehouse(settings)
+            for model in ("churn", "segments"):
+                pipeline.train(settings, model)
+        runs.run_day(settings)
+        runs.checksums[day] = pipeline.published_checksums(settings)
+        if day == DAILY_RUN_DAYS[0]:
+            shutil.copytree(runs.reference, runs.after_first_day)
+    return runs

@@ -7,7 +7,7 @@ from sklearn.impute import SimpleImputer
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 
-from ml import churn, explain
+from ml import churn, explain, training
 from ml.metrics import expected_calibration_error
 
 
@@ -36,7 +36,7 @@ def test_grades_follow_the_uplift_over_the_rule():
     assert churn.grade(0.785, 0.78) == "C"
 
 
-def test_top_drivers_name_the_features_that_raise_the_risk():
+def test_drivers_name_the_features_that_raise_the_risk():
     rng = np.random.default_rng(2)
     features = pd.DataFrame({"recency_days": rng.integers(0, 300, 3_000).astype(float),
                              "open_tickets": rng.integers(0, 4, 3_000).astype(float),
@@ -48,8 +48,55 @@ def test_top_drivers_name_the_features_that_raise_the_risk():
     importance = explain.global_importance(model, features, pd.Series(label, index=features.index), seed=0)
     assert importance["feature"].tolist()[:2] == ["recency_days", "open_tickets"]
     customers = pd.DataFrame({"recency_days": [280.0, 10.0], "open_tickets": [0.0, 3.0], "noise": [0.5, 0.5]})
-    drivers = explain.top_drivers(model, customers, ["recency_days", "open_tickets", "noise"])
+    drivers = explain.churn_probability_and_drivers(model, customers, ["recency_days", "open_tickets", "noise"],
+                                                    from_probability=0.0)
     assert drivers.loc[0, "driver_1"] == "recency_days" and drivers.loc[1, "driver_1"] == "open_tickets"
-    assert list(drivers.columns) == ["driver_1", "driver_2", "driver_3"]
+    assert list(drivers.columns) == ["churn_probability", "driver_1", "driver_2", "driver_3"]
     # The other feature lowers each customer's risk and noise is typical: no further drivers.
     assert drivers[["driver_2", "driver_3"]].isna().all().all()
+
+
+def test_drivers_equal_predicting_each_neutralised_feature_for_customers_at_risk():
+    """The transformed-space shortcut gives the drivers of neutralising the raw input, with the churn
+    model's own preprocessing (median imputation with indicators, log of money) and trees."""
+    rng = np.random.default_rng(3)
+    rows = 4_000
+    features = pd.DataFrame({column: rng.gamma(2.0, 20.0, rows).round() for column in churn.FEATURE_COLUMNS})
+    features.loc[rng.random(rows) < 0.2, "recency_days"] = np.nan
+    risk = 0.02 * features["recency_days"].fillna(400) - 0.05 * features[churn.FEATURE_COLUMNS[-1]] - 1
+    label = (rng.random(rows) < 1 / (1 + np.exp(-risk))).astype(int)
+    model = churn.candidates(seed=0)["gradient_boosting"].fit(features, label)
+    candidates = ["recency_days", *churn.FEATURE_COLUMNS[-3:]]
+    fast = explain.churn_probability_and_drivers(model, features, candidates)
+
+    base = model.predict_proba(features)[:, 1]
+    contributions = np.column_stack([
+        base - model.predict_proba(features.assign(**{column: features[column].median()}))[:, 1]
+        for column in candidates])
+    ranked = np.argsort(-contributions, axis=1, kind="stable")[:, :explain.TOP_DRIVERS]
+    expected = np.asarray(candidates, dtype=object)[ranked]
+    expected[np.take_along_axis(contributions, ranked, axis=1) <= 0] = None
+    # Only customers at or above the medium risk band are explained; the probability is everyone's.
+    expected[base < explain.DRIVERS_FROM_PROBABILITY] = None
+    assert 0 < (base >= explain.DRIVERS_FROM_PROBABILITY).sum() < rows
+    np.testing.assert_allclose(fast["churn_probability"], base)
+    drivers = fast.drop(columns="churn_probability")
+    pd.testing.assert_frame_equal(drivers, pd.DataFrame(expected, columns=drivers.columns, index=features.index))
+    assert fast["driver_1"].notna().any()
+
+
+def test_a_model_without_driver_candidates_scores_without_drivers():
+    features = pd.DataFrame({"recency_days": [1.0, 200.0, 30.0, 400.0]})
+    model = Pipeline([("features", ColumnTransformer([("all", SimpleImputer(), ["recency_days"])])),
+                      ("model", LogisticRegression())]).fit(features, [0, 1, 0, 1])
+    scored = explain.churn_probability_and_drivers(model, features, [])
+    np.testing.assert_allclose(scored["churn_probability"], model.predict_proba(features)[:, 1])
+    assert scored[["driver_1", "driver_2", "driver_3"]].isna().all().all()
+
+
+def test_training_sample_is_capped_reproducible_and_keeps_the_order():
+    examples = pd.DataFrame({"customer_key": range(1_000), "is_churned": [0, 1] * 500})
+    sample = training.training_sample(examples, 300, seed=7)
+    assert len(sample) == 300 and sample.index.is_monotonic_increasing
+    pd.testing.assert_frame_equal(sample, training.training_sample(examples, 300, seed=7))
+    assert training.training_sample(examples, 1_000, seed=7) is examples

@@ -23,6 +23,7 @@ from crm import local_airflow
 from crm.cli import PIPELINE_DAG
 from crm.pipeline import PUBLISHED_TABLES, evaluate_against_truth
 from crm.settings import Settings
+from ml import explain
 from ml.features import FEATURE_COLUMNS, load_features
 
 BIN = Path(sys.executable).parent
@@ -119,12 +120,15 @@ def test_churn_champion_is_graded_explained_and_plotted(pipeline_run):
             "feature_importance.png", "feature_importance.json"} <= artifacts
     candidates = set(json.loads(champion.tags["driver_features"]))
     with duckdb.connect(str(settings.warehouse_path), read_only=True) as con:
-        drivers = con.execute("select driver_1, driver_2, driver_3 from scores.churn").fetchall()
+        scored = con.execute("select churn_probability, driver_1, driver_2, driver_3 from scores.churn").fetchall()
         in_360 = con.execute("select count(*) from marts.customer_360 where churn_drivers is not null").fetchone()[0]
-    named = [[driver for driver in row if driver] for row in drivers]
+    named = [[driver for driver in row[1:] if driver] for row in scored]
     assert all(set(row) <= candidates and len(set(row)) == len(row) for row in named)
-    # Customers at risk have drivers; a customer whose values all lower the risk has none.
-    assert sum(1 for row in named if row) > len(drivers) / 2
+    # Customers in the medium and high risk bands have drivers (unless all their values lower the
+    # risk); the low band is not explained.
+    at_risk = [probability >= explain.DRIVERS_FROM_PROBABILITY for probability, *_ in scored]
+    assert not any(row for row, risky in zip(named, at_risk, strict=True) if not risky)
+    assert 0 < sum(1 for row in named if row) and sum(1 for row in named if row) > sum(at_risk) / 2
     assert in_360 == sum(1 for row in named if row)
 
 

@@ -1,5 +1,6 @@
 {#- Nothing lost: for every source, raw rows = rows accepted into staging (before re-deliveries are
-    collapsed) + rows quarantined in staging. Returns the sources that do not add up. -#}
+    collapsed) + rows quarantined in staging + rows of erased customers suppressed in staging.
+    Returns the sources that do not add up. -#}
 {%- set sources = [
     ('customers', source('crm', 'customers'), ref('base_crm__customers')),
     ('orders', source('shop', 'orders'), ref('base_shop__orders')),
@@ -42,19 +43,29 @@ rejected_counts as (
 
 ),
 
+suppressed_counts as (
+
+    select source, sum(suppressed_rows) as suppressed_rows
+    from {{ ref('suppressed_rows') }}
+    group by source
+
+),
+
 final as (
 
     select
         raw_counts.source,
         raw_counts.raw_rows,
         accepted_counts.accepted_rows,
-        coalesce(rejected_counts.rejected_rows, 0) as rejected_rows
+        coalesce(rejected_counts.rejected_rows, 0) as rejected_rows,
+        coalesce(suppressed_counts.suppressed_rows, 0) as suppressed_rows
 
     from raw_counts
     inner join accepted_counts on accepted_counts.source = raw_counts.source
     left join rejected_counts on rejected_counts.source = raw_counts.source
+    left join suppressed_counts on suppressed_counts.source = raw_counts.source
 
 )
 
 select * from final
-where raw_rows <> accepted_rows + rejected_rows
+where raw_rows <> accepted_rows + rejected_rows + suppressed_rows

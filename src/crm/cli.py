@@ -46,6 +46,11 @@ def main(argv: list[str] | None = None) -> int:
     for name, help_text in (("train", "train, register and promote a model"),
                             ("score", "score every customer with a model's champion")):
         commands.add_parser(name, help=help_text).add_argument("--model", choices=pipeline.MODELS, default="churn")
+    erase = commands.add_parser("erase", help="right to be forgotten: remove customers' data everywhere")
+    erase.add_argument("--customer-ids", type=Path, required=True, metavar="FILE",
+                       help="one CRM customer_id per line (as the customer master delivers it)")
+    erase.add_argument("--no-rebuild", action="store_true",
+                       help="skip the dbt build and publish that refresh the aggregates afterwards")
     commands.add_parser("run", help="the whole pipeline through Airflow (airflow dags test) on the embedded default")
     commands.add_parser("ui", help="start the Airflow and MLflow UIs on loopback; Ctrl-C stops them")
     commands.add_parser("stop", help="stop the services that `crm ui` started")
@@ -90,6 +95,15 @@ def main(argv: list[str] | None = None) -> int:
 
         return benchmark.main(args.customers, args.days, args.out or settings.bench_dir / "results",
                               settings.warehouse_dir / "bench")
+    elif args.command == "erase":
+        from crm.erasure import ErasureError, erase as erase_customers
+
+        try:
+            result = erase_customers(settings, args.customer_ids, rebuild=not args.no_rebuild)
+        except ErasureError as error:
+            print(f"crm erase: {error}", file=sys.stderr)
+            return 2
+        print(json.dumps({key: result[key] for key in ("customers", "suppressed", "removed", "audit_log")}, indent=2))
     elif args.command == "summary":
         print(pipeline.format_summary(pipeline.summarize(settings)))
     elif args.command == "train":

@@ -5,8 +5,12 @@ takes every partition of a source not loaded before, checks each file against th
 inserts the whole batch in one transaction. A file that breaks the contract (missing or empty,
 unreadable, a contract column missing, a bad partition folder) stops that source's load before
 anything is written, with a message naming the file, the source and the problem; the other sources
-load. Lines that cannot be parsed (malformed CSV or JSON) are kept, with the reason, in
-``raw._rejected_rows``: nothing is dropped. Columns beyond the contract are kept as JSON in ``_extra``.
+load. Text files must be UTF-8 (a byte order mark is allowed) with lines of at most
+``MAX_CSV_LINE_BYTES`` in CSV, and Parquet columns must have a type of the contract column's kind;
+otherwise the file is refused the same way. Lines that cannot be parsed (malformed CSV or JSON), a
+header line repeated inside a CSV and Parquet values beyond the raw column's range are kept, with the
+reason, in ``raw._rejected_rows``: nothing is dropped. Columns beyond the contract are kept as JSON in
+``_extra``. What happens to each kind of hostile input is tabled in expectations/README.md.
 """
 
 from __future__ import annotations
@@ -32,8 +36,14 @@ log = logging.getLogger(__name__)
 PARTITION_PREFIX = "dt="
 LOAD_LOG_TABLE = "raw._loaded_partitions"
 REJECTED_ROWS_TABLE = "raw._rejected_rows"
+# The right-to-be-forgotten suppression list (crm.erasure): keyed hashes only, read by dbt staging.
+ERASED_IDS_TABLE = "raw._erased_ids"
 # How many lines of a JSON-lines file the contract check reads to find the keys.
 JSONL_SAMPLE_LINES = 200
+# The longest CSV line DuckDB is asked to read (its default is 2 MB); a longer line refuses the file,
+# since the CSV reader cannot skip it and keep it as rejected. JSON lines have no limit.
+MAX_CSV_LINE_BYTES = 8 * 1024 * 1024
+REPEATED_HEADER_REASON = "repeated header line (files concatenated?)"
 
 
 class LandingError(Exception):
@@ -43,6 +53,14 @@ class LandingError(Exception):
 # Called with the loading connection, the contract and the new partition days, after the batch is
 # inserted and before it commits; it raises to refuse the batch (see crm.gates.RawBatchGate).
 BatchGate = Callable[[duckdb.DuckDBPyConnection, SourceContract, list[date]], object]
+
+
+@dataclass(frozen=True)
+class CheckedFile:
+    """What the contract check learned about a file: its columns and, for CSV, the header's repeats."""
+    columns: list[str]
+    repeated_header_lines: list[tuple[int, str]]  # (1-based line number, line text)
+    parquet_out_of_range: list[str]  # integer columns whose Parquet type can exceed bigint
 
 
 @dataclass(frozen=True)
@@ -120,6 +138,14 @@ def ensure_raw_schema(con: duckdb.DuckDBPyConnection) -> None:
             reason varchar not null,
             loaded_at timestamp not null
         )""")
+    con.execute(f"""
+        create table if not exists {ERASED_IDS_TABLE} (
+            id_kind varchar not null,
+            id_hash varchar not null,
+            erased_at timestamp not null,
+            request_hash varchar not null,
+            primary key (id_kind, id_hash)
+        )""")
     _ensure_raw_tables(con)
 
 
@@ -144,8 +170,9 @@ def loaded_days(con: duckdb.DuckDBPyConnection, source: str) -> set[date]:
     return {row[0] for row in rows}
 
 
-def check_file(contract: SourceContract, partition: Partition) -> list[str]:
-    """The file's column names, after checking it exists, is readable, and has every contract column."""
+def check_file(contract: SourceContract, partition: Partition) -> CheckedFile:
+    """Check the file exists, is readable as its format, and has every contract column (of the
+    contract's kind of type, for Parquet); return its columns and what the load must divert."""
     path = partition.path
     where = f"{path}: source {contract.name!r}"
     if not path.is_file():
@@ -153,9 +180,11 @@ def check_file(contract: SourceContract, partition: Partition) -> list[str]:
         raise LandingError(f"{where}: expected file {contract.file_name} is missing (found {others or 'nothing'})")
     if path.stat().st_size == 0:
         if contract.file_format == "jsonl":  # zero JSON lines is a day without records
-            return list(contract.column_names)
+            return CheckedFile(list(contract.column_names), [], [])
         raise LandingError(f"{where}: file is empty (a day without records still needs the "
                            f"{'header line' if contract.file_format == 'csv' else 'Parquet schema'})")
+    if contract.file_format != "parquet":
+        _check_text(contract, path, where)
     try:
         columns = _columns_of(contract, path)
     except (OSError, ValueError, UnicodeDecodeError, pa.ArrowException) as error:
@@ -166,7 +195,77 @@ def check_file(contract: SourceContract, partition: Partition) -> list[str]:
         if len(columns) == 1 and any(sep in columns[0] for sep in ";\t|"):
             hint = " (the header has a single column: is the delimiter not a comma?)"
         raise LandingError(f"{where}: missing required column(s) {', '.join(missing)}{hint}")
-    return columns
+    if contract.file_format == "parquet":
+        return CheckedFile(columns, [], _check_parquet_types(contract, path, where))
+    repeats = _repeated_header_lines(path, columns) if contract.file_format == "csv" else []
+    return CheckedFile(columns, repeats, [])
+
+
+def _check_text(contract: SourceContract, path: Path, where: str) -> None:
+    """Refuse a text file that is not UTF-8, or a CSV with a line DuckDB cannot read, naming the line."""
+    with path.open("rb") as handle:
+        for number, line in enumerate(handle, 1):
+            if contract.file_format == "csv" and len(line) > MAX_CSV_LINE_BYTES:
+                raise LandingError(f"{where}: line {number} is {len(line):,} bytes long, above the limit of "
+                                   f"{MAX_CSV_LINE_BYTES:,} bytes per CSV line")
+            try:
+                line.decode("utf-8")
+            except UnicodeDecodeError as error:
+                bad = line[error.start:error.end].hex(" ")
+                raise LandingError(f"{where}: line {number} is not valid UTF-8 (byte {bad} at byte "
+                                   f"{error.start + 1} of the line); the contract requires UTF-8: was the "
+                                   f"file exported as latin-1 or Windows-1252?") from None
+
+
+def _repeated_header_lines(path: Path, columns: list[str]) -> list[tuple[int, str]]:
+    """Lines after the first that repeat the header (as when two exports are concatenated)."""
+    first = columns[0]
+    repeats = []
+    with path.open(encoding="utf-8-sig", newline="") as handle:
+        next(handle, None)
+        for number, line in enumerate(handle, 2):
+            # Cheap test first: a repeated header starts with the first column name, maybe quoted.
+            if not line.lstrip(' "').startswith(first):
+                continue
+            try:
+                fields = next(csv.reader([line]), [])
+            except csv.Error:  # e.g. a field above the csv module's size limit: not a header
+                continue
+            if [field.strip() for field in fields] == columns:
+                repeats.append((number, line.rstrip("\r\n")))
+    return repeats
+
+
+_PARQUET_KINDS = {"integer": "an integer type", "decimal": "a number type (integer, floating point or decimal)",
+                  "text": "a UTF-8 string type", "date": "a date or timestamp type",
+                  "timestamp": "a timestamp or date type", "boolean": "boolean"}
+
+
+# The Parquet types each contract type accepts (the raw column's type can hold them).
+def _parquet_type_fits(contract_type: str, arrow_type: pa.DataType) -> bool:
+    if pa.types.is_dictionary(arrow_type):
+        arrow_type = arrow_type.value_type
+    if pa.types.is_null(arrow_type):
+        return True
+    return {
+        "integer": pa.types.is_integer,
+        "decimal": lambda t: pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_decimal(t),
+        "text": lambda t: pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_string_view(t),
+        "date": lambda t: pa.types.is_date(t) or pa.types.is_timestamp(t),
+        "timestamp": lambda t: pa.types.is_date(t) or pa.types.is_timestamp(t),
+        "boolean": pa.types.is_boolean,
+    }[contract_type](arrow_type)
+
+
+def _check_parquet_types(contract: SourceContract, path: Path, where: str) -> list[str]:
+    """Refuse contract columns of the wrong kind of type; return the integer columns that may overflow."""
+    schema = pq.read_schema(path)
+    wrong = [f"{column.name} is {schema.field(column.name).type}, the contract wants {_PARQUET_KINDS[column.type]}"
+             for column in contract.columns if not _parquet_type_fits(column.type, schema.field(column.name).type)]
+    if wrong:
+        raise LandingError(f"{where}: column type(s) break the contract: {'; '.join(wrong)}")
+    return [column.name for column in contract.columns
+            if column.type == "integer" and schema.field(column.name).type == pa.uint64()]
 
 
 def _columns_of(contract: SourceContract, path: Path) -> list[str]:
@@ -202,6 +301,11 @@ def _quote(value: object) -> str:
     return "'" + str(value).replace("'", "''") + "'"
 
 
+def _ident(name: str) -> str:
+    """A column name from a delivered file as a SQL identifier: file headers are untrusted text."""
+    return '"' + name.replace('"', '""') + '"'
+
+
 def _file_list(paths: list[Path]) -> str:
     return "[" + ", ".join(_quote(p) for p in paths) + "]"
 
@@ -223,11 +327,11 @@ def load_source(con: duckdb.DuckDBPyConnection, contract: SourceContract, partit
                     + ", ".join(f"({_quote(p.path)}, date {_quote(p.day.isoformat())})" for p in new)
                     + ") as t(source_file, partition_date)")
         # Files with the same columns are read together (CSV readers need one header per scan).
-        groups: dict[tuple[str, ...], list[Path]] = {}
-        for path, columns in headers.items():
-            groups.setdefault(tuple(columns), []).append(path)
-        for columns, paths in groups.items():
-            _insert_group(con, contract, list(columns), paths)
+        groups: dict[tuple[str, ...], dict[Path, CheckedFile]] = {}
+        for path, checked in headers.items():
+            groups.setdefault(tuple(checked.columns), {})[path] = checked
+        for columns, files in groups.items():
+            _insert_group(con, contract, list(columns), files)
         # One pass over the new rows per table: the log reconciles with raw and rejects by construction.
         counts = con.execute(f"""
             insert into {LOAD_LOG_TABLE}
@@ -262,11 +366,12 @@ def load_source(con: duckdb.DuckDBPyConnection, contract: SourceContract, partit
 
 
 def _insert_group(con: duckdb.DuckDBPyConnection, contract: SourceContract, columns: list[str],
-                  paths: list[Path]) -> None:
+                  files: dict[Path, CheckedFile]) -> None:
+    paths = list(files)
     extras = [c for c in columns if c not in contract.column_names and c != "filename"]
-    extra_sql = ("to_json(struct_pack(" + ", ".join(f'"{c}" := "{c}"' for c in extras) + "))"
+    extra_sql = ("to_json(struct_pack(" + ", ".join(f"{_ident(c)} := {_ident(c)}" for c in extras) + "))"
                  if extras else "cast(null as varchar)")
-    wanted = ", ".join(f'"{c}"' for c in contract.column_names)
+    wanted = ", ".join(_ident(c) for c in contract.column_names)
     lineage = ("p.partition_date as _partition_date, p.source_file as _source_file, "
                "current_timestamp::timestamp as _loaded_at")
     if contract.file_format == "jsonl":
@@ -274,13 +379,23 @@ def _insert_group(con: duckdb.DuckDBPyConnection, contract: SourceContract, colu
         return
     if contract.file_format == "csv":
         reader = (f"read_csv({_file_list(paths)}, header = true, all_varchar = true, filename = true, "
-                  f"delim = ',', quote = '\"', escape = '\"', store_rejects = true, "
-                  f"rejects_table = 'landing_rejects', rejects_scan = 'landing_scans')")
+                  f"delim = ',', quote = '\"', escape = '\"', max_line_size = {MAX_CSV_LINE_BYTES}, "
+                  f"store_rejects = true, rejects_table = 'landing_rejects', rejects_scan = 'landing_scans')")
+        diverted = _divert_repeated_headers(con, contract, files, columns, reader) if any(
+            checked.repeated_header_lines for checked in files.values()) else None
     else:
-        reader = f"read_parquet({_file_list(paths)}, filename = true, union_by_name = true)"
+        reader = (f"read_parquet({_file_list(paths)}, filename = true, union_by_name = true, "
+                  f"file_row_number = true)")
+        overflowing = sorted({c for checked in files.values() for c in checked.parquet_out_of_range})
+        diverted = _divert_out_of_range(con, contract, overflowing, reader, wanted) if overflowing else None
+    source_sql = reader if diverted is None else diverted
     select_sql = (f"select {wanted}, {extra_sql} as _extra, {lineage} "
-                  f"from {reader} as f join landing_partitions p on p.source_file = f.filename")
+                  f"from {source_sql} as f join landing_partitions p on p.source_file = f.filename")
+    if diverted is not None:
+        select_sql += " where not f._diverted"
     con.execute(f"insert into {contract.raw_table} by name {select_sql}")
+    if diverted is not None:
+        con.execute(f"drop table {diverted}")
     if contract.file_format == "csv":
         con.execute(f"""
             insert into {REJECTED_ROWS_TABLE}
@@ -296,10 +411,53 @@ def _insert_group(con: duckdb.DuckDBPyConnection, contract: SourceContract, colu
         con.execute("drop table landing_scans")
 
 
+def _divert_repeated_headers(con: duckdb.DuckDBPyConnection, contract: SourceContract,
+                             files: dict[Path, CheckedFile], columns: list[str], reader: str) -> str:
+    """Read the CSVs into a temp table whose ``_diverted`` marks rows repeating the header; keep those
+    lines, with their line numbers from the contract check, as rejected. Return the table's name."""
+    is_header = " and ".join(f"coalesce(trim({_ident(c)}) = {_quote(c)}, false)"
+                             for c in columns if c != "filename")
+    con.execute(f"create temp table landing_csv as select *, {is_header} as _diverted from {reader}")
+    found = dict(con.execute("select filename, count(*) from landing_csv where _diverted group by all").fetchall())
+    for path, checked in files.items():
+        if found.get(str(path), 0) != len(checked.repeated_header_lines):
+            raise LandingError(f"{path}: the header is repeated on line(s) "
+                               f"{', '.join(str(n) for n, _ in checked.repeated_header_lines) or 'none'} but "
+                               f"{found.get(str(path), 0)} row(s) read as a header: check the quoting")
+        if checked.repeated_header_lines:
+            con.executemany(
+                f"insert into {REJECTED_ROWS_TABLE} select ?, partition_date, source_file, ?, ?, ?, "
+                f"current_timestamp::timestamp from landing_partitions where source_file = ?",
+                [[contract.name, number, line, REPEATED_HEADER_REASON, str(path)]
+                 for number, line in checked.repeated_header_lines])
+    return "landing_csv"
+
+
+def _divert_out_of_range(con: duckdb.DuckDBPyConnection, contract: SourceContract, overflowing: list[str],
+                         reader: str, wanted: str) -> str:
+    """Read the Parquet files into a temp table whose ``_diverted`` marks rows with an integer beyond
+    the raw column's bigint; keep those rows, as JSON with the reason, as rejected."""
+    reasons = ", ".join(
+        f"case when {_ident(c)} is not null and try_cast({_ident(c)} as bigint) is null then "
+        f"'column {c}: ' || cast({_ident(c)} as varchar) || ' is beyond the bigint range' end"
+        for c in overflowing)
+    con.execute(f"create temp table landing_parquet as select *, _reason is not null as _diverted "
+                f"from (select *, nullif(concat_ws('; ', {reasons}), '') as _reason from {reader})")
+    con.execute(f"""
+        insert into {REJECTED_ROWS_TABLE}
+        select ?, p.partition_date, p.source_file, f.file_row_number + 1,
+               to_json(struct_pack({", ".join(f"{_ident(c)} := cast({_ident(c)} as varchar)"
+                                              for c in contract.column_names)})),
+               'value out of range: ' || f._reason, current_timestamp::timestamp
+        from landing_parquet f join landing_partitions p on p.source_file = f.filename
+        where f._diverted""", [contract.name])
+    return "landing_parquet"
+
+
 def _insert_jsonl(con: duckdb.DuckDBPyConnection, contract: SourceContract, paths: list[Path],
                   lineage: str) -> None:
     """JSON lines are split in SQL so that every line is kept: objects are loaded, the rest rejected."""
-    fields = ", ".join(f"json_extract_string(line, '$.\"{c}\"') as \"{c}\"" for c in contract.column_names)
+    fields = ", ".join(f"json_extract_string(line, '$.\"{c}\"') as {_ident(c)}" for c in contract.column_names)
     known = "[" + ", ".join(_quote(c) for c in contract.column_names) + "]"
     con.execute(f"""
         create temp table landing_lines as
@@ -308,7 +466,8 @@ def _insert_jsonl(con: duckdb.DuckDBPyConnection, contract: SourceContract, path
         from (
             select filename, unnest(string_split(content, chr(10))) as line,
                    unnest(generate_series(1, len(string_split(content, chr(10))))) as line_number
-            from read_text({_file_list(paths)})
+            -- A byte order mark (some exporters write one) is not part of the first JSON object.
+            from (select filename, ltrim(content, chr(65279)) as content from read_text({_file_list(paths)}))
         )
         where trim(line) <> ''""")
     select_sql = f"""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -47,8 +48,8 @@ def migrate(settings: Settings) -> None:
         raise RuntimeError(f"airflow db migrate failed:\n{completed.stdout[-2000:]}{completed.stderr[-2000:]}")
 
 
-def test_dag(settings: Settings, dag_id: str, log_path: Path) -> int:
-    """Run one DAG run in-process with ``airflow dags test``; return its exit code.
+def test_dag(settings: Settings, dag_id: str, log_path: Path, params: dict[str, object] | None = None) -> int:
+    """Run one DAG run in-process with ``airflow dags test`` (``params`` as the run's conf); return its exit code.
 
     Airflow's full output goes to ``log_path``; the console gets each task's final state and, when
     the run fails, the end of the log.
@@ -57,7 +58,8 @@ def test_dag(settings: Settings, dag_id: str, log_path: Path) -> int:
     tail: list[str] = []
     task = "?"
     with log_path.open("w") as log_file, subprocess.Popen(
-        airflow_command("dags", "test", dag_id), env=airflow_env(settings), text=True,
+        airflow_command("dags", "test", dag_id, *(["--conf", json.dumps(params)] if params else [])),
+        env=airflow_env(settings), text=True,
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
     ) as process:
         assert process.stdout is not None

@@ -164,7 +164,9 @@ def dbt_models(group_id: str = "dbt"):
     plan = f"ti.xcom_pull(task_ids='{plan_dbt_build.__name__}')"
     return DbtTaskGroup(
         group_id=group_id,
-        project_config=ProjectConfig(settings.dbt_project_dir, env_vars=settings.dbt_env()),
+        # Secrets stay out: cosmos stores env_vars with the DAG and shows them as rendered fields.
+        project_config=ProjectConfig(settings.dbt_project_dir, env_vars={
+            name: value for name, value in settings.dbt_env().items() if not name.startswith("DBT_ENV_SECRET_")}),
         profile_config=ProfileConfig(profile_name="crm", target_name="local",
                                      profiles_yml_filepath=settings.dbt_project_dir / "profiles.yml"),
         execution_config=ExecutionConfig(execution_mode=ExecutionMode.LOCAL, invocation_mode=InvocationMode.DBT_RUNNER),

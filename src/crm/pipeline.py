@@ -20,8 +20,19 @@ log = logging.getLogger(__name__)
 MODELS = ("churn", "segments", "satisfaction")
 PUBLISHED_TABLES = ("marts.dim_customers", "marts.fct_orders", "marts.fct_order_items", "marts.fct_support_tickets",
                     "marts.fct_survey_responses", "marts.fct_marketing_events", "marts.campaign_performance",
-                    "marts.customer_features", "marts.customer_rfm", "marts.customer_360", "scores.churn",
+                    "marts.customer_features", "marts.customer_rfm", "marts.customer_360",
+                    "marts.campaign_audiences", "scores.churn",
                     "scores.segments", "scores.satisfaction")
+# Columns that record when a run happened, not what it computed: two runs of the same day differ in
+# them by design, so the published checksums leave them out. They stay wall-clock on purpose:
+# scored_at tells when a score was really (re)computed, and loaded_at is the incremental watermark
+# of fct_orders (a late partition of an earlier day must still count as new).
+RUN_PROVENANCE_COLUMNS = {
+    "marts.fct_orders": ("loaded_at",),
+    "scores.churn": ("scored_at",),
+    "scores.segments": ("scored_at",),
+    "scores.satisfaction": ("scored_at",),
+}
 
 
 @dataclass(frozen=True)
@@ -99,8 +110,28 @@ def build_warehouse(settings: Settings) -> None:
 
 
 def dbt_vars(settings: Settings) -> dict[str, object]:
-    """The dbt vars of a build: the as-of dates to compute (training, validation, scoring) and the window."""
-    return {"as_of_dates": plan(settings).dates(), "churn_window_days": settings.churn_window_days}
+    """The dbt vars of a build: the as-of dates to compute (training, validation, scoring) and the window.
+
+    A full refresh also recomputes every as-of date the warehouse holds features for: otherwise it
+    would keep only this run's dates and drop the other days' features (and with them what
+    customer_rfm reads), so it would not equal the incremental runs it replays. Features are point
+    in time, so each stored date comes out as it was.
+    """
+    dates = plan(settings).dates()
+    if settings.full_refresh:
+        dates = sorted(set(dates) | {day.isoformat() for day in _stored_feature_dates(settings)})
+    return {"as_of_dates": dates, "churn_window_days": settings.churn_window_days}
+
+
+def _stored_feature_dates(settings: Settings) -> set[date]:
+    from crm.warehouse import connect, table_exists
+
+    if not settings.warehouse_path.exists():
+        return set()
+    with connect(settings, read_only=True) as con:
+        if not table_exists(con, "marts.customer_features"):
+            return set()
+        return {row[0] for row in con.execute("select distinct as_of_date from marts.customer_features").fetchall()}
 
 
 def gate_marts(settings: Settings) -> dict[str, object]:
@@ -199,6 +230,14 @@ def publish(settings: Settings) -> dict[str, int]:
     rows = publish_copy(settings, PUBLISHED_TABLES)
     log.info("published %d tables to %s", len(rows), settings.bi_warehouse_path)
     return rows
+
+
+def published_checksums(settings: Settings) -> dict[str, str]:
+    """A checksum of every table of the BI copy (sorted rows, run provenance columns left out): equal
+    checksums mean a rerun or a backfill published exactly what the reference run did."""
+    from crm.warehouse import table_checksums
+
+    return table_checksums(settings.bi_warehouse_path, PUBLISHED_TABLES, RUN_PROVENANCE_COLUMNS)
 
 
 def summarize(settings: Settings) -> dict[str, object]:

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from crm.local_airflow import airflow_command, airflow_env, migrate
-from crm.settings import Settings
+from crm.settings import Settings, home_secret
 
 ADMIN_USER = "admin"
 STARTUP_TIMEOUT_S = 180
@@ -109,20 +109,11 @@ def pid_file(settings: Settings) -> Path:
     return settings.airflow_home / "services.json"
 
 
-def _secret(path: Path, make) -> str:
-    """A per-home secret, created once, readable only by the owner (never committed: under the home)."""
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as file:
-            file.write(make())
-    return path.read_text().strip()
-
-
 def service_env(settings: Settings) -> dict[str, str]:
     """Airflow with LocalExecutor and the simple auth manager's one admin, on loopback."""
     home = settings.airflow_home
     passwords = home / "simple_auth_manager_passwords.json"
-    _secret(passwords, lambda: json.dumps({ADMIN_USER: secrets.token_urlsafe(12)}))
+    home_secret(passwords, lambda: json.dumps({ADMIN_USER: secrets.token_urlsafe(12)}))
     api = f"http://127.0.0.1:{settings.airflow_ui_port}"
     return {
         **airflow_env(settings),
@@ -137,8 +128,8 @@ def service_env(settings: Settings) -> dict[str, str]:
         "AIRFLOW__API__PORT": str(settings.airflow_ui_port),
         "AIRFLOW__API__WORKERS": "1",
         # Every process must sign and check the same tokens (tasks talk to the execution API).
-        "AIRFLOW__API_AUTH__JWT_SECRET": _secret(home / "jwt_secret", lambda: secrets.token_urlsafe(32)),
-        "AIRFLOW__API__SECRET_KEY": _secret(home / "api_secret_key", lambda: secrets.token_urlsafe(32)),
+        "AIRFLOW__API_AUTH__JWT_SECRET": home_secret(home / "jwt_secret", lambda: secrets.token_urlsafe(32)),
+        "AIRFLOW__API__SECRET_KEY": home_secret(home / "api_secret_key", lambda: secrets.token_urlsafe(32)),
         # The DAG files and tasks build their settings from the environment: hand them these.
         "CRM_MLFLOW_TRACKING_URI": settings.mlflow_tracking_uri,
         "CRM_AIRFLOW_DATABASE_URL": settings.airflow_database_url,

@@ -7,7 +7,11 @@ checkout, which is also the default home, so a clone runs with no configuration 
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import os
+import secrets
+from collections.abc import Callable
 from dataclasses import dataclass, fields
 from datetime import date
 from pathlib import Path
@@ -36,6 +40,9 @@ class Settings:
     # Churn: no completed order within this many days after the as-of date.
     churn_window_days: int
     random_seed: int
+    # Supervised models fit on a random sample of at most this many training examples (validation and
+    # scoring use every customer): beyond a few hundred thousand rows more data hardly changes them.
+    training_max_rows: int
     # The quality gates check the rows of the last this many days: each load's newest raw partitions
     # and the newest orders in the marts (older rows were checked when they were new).
     gate_recent_days: int
@@ -77,6 +84,7 @@ class Settings:
             "as_of_date": None,
             "churn_window_days": 90,
             "random_seed": 42,
+            "training_max_rows": 300_000,
             "gate_recent_days": 7,
             "full_refresh": False,
             "airflow_database_url": f"sqlite:///{home / '.airflow' / 'airflow.db'}",
@@ -111,6 +119,11 @@ class Settings:
         return self.dbt_project_dir.parent / "bench"
 
     @property
+    def erasure_audit_path(self) -> Path:
+        """The erasure audit log (crm.erasure): one JSON line per erasure, hashed ids only."""
+        return self.warehouse_dir / "erasure_audit.jsonl"
+
+    @property
     def airflow_home(self) -> Path:
         return self.home / ".airflow"
 
@@ -119,16 +132,44 @@ class Settings:
         """dbt's target and log folders: per home, so separate homes never share them."""
         return self.warehouse_dir / "dbt"
 
+    def pii_hash_key(self) -> str:
+        """The secret that keys the hashes standing in for PII outside the restricted schemas.
+
+        ``CRM_PII_HASH_KEY`` in production (a secret store fills it); otherwise one generated per home
+        and kept under it, readable only by the owner. Not a field, so it never shows in a repr or log.
+        """
+        return os.environ.get(PII_HASH_KEY_VARIABLE) or home_secret(self.home / ".crm" / "pii_hash_key",
+                                                                    lambda: secrets.token_hex(32))
+
+    def hash_pii(self, value: str) -> str:
+        """The keyed hash (HMAC-SHA256, hex) of one identifier, as audit logs store it."""
+        return hmac.new(self.pii_hash_key().encode(), value.encode(), hashlib.sha256).hexdigest()
+
     def dbt_env(self) -> dict[str, str]:
-        """Environment variables for a dbt invocation (dbt_project/profiles.yml reads the first two)."""
+        """Environment variables for a dbt invocation (dbt_project/profiles.yml reads the first two).
+
+        The hash key goes by dbt's DBT_ENV_SECRET_ prefix, which dbt scrubs from its logs."""
         return {
             "CRM_WAREHOUSE_PATH": str(self.warehouse_path),
+            "DBT_ENV_SECRET_PII_HASH_KEY": self.pii_hash_key(),
             "CRM_DUCKDB_MEMORY_LIMIT": self.duckdb_memory_limit,
             "DBT_PROFILES_DIR": str(self.dbt_project_dir),
             "DBT_TARGET_PATH": str(self.dbt_artifacts_dir / "target"),
             "DBT_LOG_PATH": str(self.dbt_artifacts_dir / "logs"),
             "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
         }
+
+
+PII_HASH_KEY_VARIABLE = "CRM_PII_HASH_KEY"
+
+
+def home_secret(path: Path, make: Callable[[], str]) -> str:
+    """A per-home secret, created once, readable only by the owner (never committed: under the home)."""
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as file:
+            file.write(make())
+    return path.read_text().strip()
 
 
 _EXPECTED = {"as_of_date": "YYYY-MM-DD", "full_refresh": "true or false", "daily_dbt_tasks": "model or build"}
@@ -141,7 +182,8 @@ def _parse(name: str, text: str) -> object:
     try:
         if name == "as_of_date":
             return date.fromisoformat(text)
-        if name in ("churn_window_days", "random_seed", "gate_recent_days", "airflow_ui_port", "mlflow_ui_port"):
+        if name in ("churn_window_days", "random_seed", "training_max_rows", "gate_recent_days", "airflow_ui_port",
+                    "mlflow_ui_port"):
             return int(text)
         if name == "full_refresh":
             if text.lower() not in ("true", "false", "1", "0", "yes", "no"):

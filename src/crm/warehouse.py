@@ -7,9 +7,10 @@ writer opens, writes and closes; readers use ``read_only=True``.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import date
+from pathlib import Path
 
 import duckdb
 import pandas as pd
@@ -65,12 +66,49 @@ def replace_as_of_date(con: duckdb.DuckDBPyConnection, qualified_name: str, fram
     return len(frame)
 
 
+class PublicationRefused(ValueError):
+    """A table would carry raw PII into the BI copy; nothing is published."""
+
+
+# What raw contact details look like inside any text: an email address anywhere in a value; a phone
+# number as a run of at least 7 digits with the usual separators, not glued to letters or digits
+# (a hex hash holds digit runs too, always next to letters), and not an ISO date.
+EMAIL_PATTERN = r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}"
+PHONE_PATTERN = r"(^|[^0-9A-Za-z])(\+?[0-9][0-9 ()/.-]{5,}[0-9])($|[^0-9A-Za-z])"
+DATE_PATTERN = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}"
+
+
+def contact_details_in_text(con: duckdb.DuckDBPyConnection, table: str) -> dict[str, dict[str, int]]:
+    """Per text column of ``table``: how many distinct values look like an email or a phone number.
+
+    Only counts: the guard never prints the values it found. Columns without findings are left out.
+    """
+    text_columns = [row[0] for row in con.execute(f"describe {table}").fetchall() if row[1] == "VARCHAR"]
+    findings: dict[str, dict[str, int]] = {}
+    for column in text_columns:
+        emails, phones = con.execute(f"""
+            with distinct_values as (select distinct "{column}" as value from {table} where "{column}" is not null)
+            select
+                count(*) filter (where contains(value, '@') and regexp_matches(value, $email)),
+                count(*) filter (where len(list_filter(
+                    regexp_extract_all(value, $phone, 2),
+                    lambda number: length(regexp_replace(number, '[^0-9]', '', 'g')) >= 7
+                              and not regexp_matches(number, $date))) > 0)
+            from distinct_values""", {"email": EMAIL_PATTERN, "phone": PHONE_PATTERN, "date": DATE_PATTERN}
+        ).fetchone()
+        found = {kind: count for kind, count in (("an email address", emails), ("a phone number", phones)) if count}
+        if found:
+            findings[column] = found
+    return findings
+
+
 def publish_copy(settings: Settings, tables: Iterable[str]) -> dict[str, int]:
     """Copy ``tables`` into a new BI database file and move it over the previous one.
 
     The rename is atomic: BI readers see the previous copy or the new one, never a half-written
-    one, and never the warehouse file the pipeline writes to. A column named like a raw PII column
-    refuses the publication. Returns the rows copied per table.
+    one, and never the warehouse file the pipeline writes to. A column named like a raw PII column,
+    or a text column with a value that looks like an email address or a phone number, refuses the
+    whole publication (PublicationRefused; the previous copy stays). Returns the rows copied per table.
     """
     target = settings.bi_warehouse_path
     staging = target.with_name(f".{target.name}.publishing")
@@ -87,7 +125,16 @@ def publish_copy(settings: Settings, tables: Iterable[str]) -> dict[str, int]:
             columns = [row[0] for row in con.execute(f"describe warehouse.{table}").fetchall()]
             leaking = sorted(set(columns) & PII_COLUMNS)
             if leaking:
-                raise ValueError(f"{table} has raw PII column(s) {', '.join(leaking)}: it cannot be published to BI")
+                raise PublicationRefused(f"{table} has raw PII column(s) {', '.join(leaking)}: it cannot be "
+                                         f"published to BI; the previous BI copy stays")
+            findings = contact_details_in_text(con, f"warehouse.{table}")
+            if findings:
+                described = "; ".join(f"column {column}: " + ", ".join(f"{count} distinct value(s) with {kind}"
+                                                                        for kind, count in found.items())
+                                      for column, found in findings.items())
+                raise PublicationRefused(f"{table} looks like it holds raw contact details ({described}): it "
+                                         f"cannot be published to BI; hash or mask them in the mart "
+                                         f"(macros hash_pii, mask_email, mask_phone); the previous BI copy stays")
             con.execute(f"create schema if not exists bi.{schema}")
             con.execute(f"create table bi.{schema}.{name} as select * from warehouse.{table}")
             rows[table] = con.execute(f"select count(*) from bi.{schema}.{name}").fetchone()[0]
@@ -100,3 +147,32 @@ def publish_copy(settings: Settings, tables: Iterable[str]) -> dict[str, int]:
         con.close()
     os.replace(staging, target)
     return rows
+
+
+FLOATING_TYPES = {"DOUBLE", "FLOAT", "REAL"}
+
+
+def table_checksums(database: Path, tables: Iterable[str],
+                    ignored_columns: Mapping[str, Iterable[str]] | None = None) -> dict[str, str]:
+    """An md5 per table of its rows in sorted order, over every column except ``ignored_columns[table]``
+    (floating-point values to 12 significant digits).
+
+    Two databases with the same rows in any physical order give the same checksums, so a rerun or a
+    backfill in another order can be compared table by table with the run it should reproduce.
+    """
+    ignored_columns = ignored_columns or {}
+    checksums = {}
+    with duckdb.connect(str(database), read_only=True) as con:
+        for table in tables:
+            ignored = set(ignored_columns.get(table, ()))
+            selected = ", ".join(
+                # Sums and means of doubles differ in the last bits with the order DuckDB's threads
+                # add them up in: compared to 12 significant digits, well beyond any published figure.
+                f"format('{{:.12g}}', \"{name}\") as \"{name}\"" if column_type in FLOATING_TYPES else f'"{name}"'
+                for name, column_type, *_ in con.execute(f"describe {table}").fetchall() if name not in ignored)
+            # A row's text is its struct literal (column names and values, nulls spelled out).
+            checksums[table] = con.execute(
+                f"select md5(coalesce(string_agg(row_text, chr(10) order by row_text), '')) "
+                f"from (select cast(r as varchar) as row_text from (select {selected} from {table}) r)"
+            ).fetchone()[0]
+    return checksums

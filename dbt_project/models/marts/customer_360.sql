@@ -1,4 +1,6 @@
-{#- The BI view of a customer: profile, RFM, the latest churn score, segment and satisfaction, with no raw PII. -#}
+{#- The BI view of a customer: profile, RFM, the latest churn score, segment and satisfaction, with no raw PII.
+    A customer may be emailed only with a consent on record, a valid email, and no unsubscribe in
+    the email tool after the CRM record last changed (the CRM may not know of it yet). -#}
 with
 
 customers as (
@@ -28,6 +30,12 @@ segment_scores as (
 satisfaction_scores as (
 
     select * from {{ source('scores', 'satisfaction') }}
+
+),
+
+marketing_events as (
+
+    select * from {{ ref('fct_marketing_events') }}
 
 ),
 
@@ -63,6 +71,16 @@ latest_satisfaction as (
 
 ),
 
+last_unsubscribes as (
+
+    select customer_key, max(event_at) as last_unsubscribed_at
+
+    from marketing_events
+    where event_type = 'unsubscribe'
+    group by customer_key
+
+),
+
 final as (
 
     select
@@ -74,7 +92,12 @@ final as (
         customers.region,
         customers.country,
         customers.acquisition_channel,
-        customers.has_email_consent,
+        coalesce(customers.has_email_consent, false) as has_email_consent,
+        coalesce(last_unsubscribes.last_unsubscribed_at > customers.updated_at, false) as has_unsubscribed_since,
+        coalesce(customers.has_email_consent, false)
+            and customers.email_hash is not null
+            and not coalesce(last_unsubscribes.last_unsubscribed_at > customers.updated_at, false)
+            as is_email_marketable,
         customers.source_records,
         rfm.recency_days,
         coalesce(rfm.frequency, 0) as frequency,
@@ -98,6 +121,7 @@ final as (
     left join latest_churn on latest_churn.customer_key = customers.customer_key
     left join latest_segment on latest_segment.customer_key = customers.customer_key
     left join latest_satisfaction on latest_satisfaction.customer_key = customers.customer_key
+    left join last_unsubscribes on last_unsubscribes.customer_key = customers.customer_key
 
 )
 

@@ -70,32 +70,46 @@ customer_dates as (
 
 ),
 
-versions_known_at_date as (
+order_version_validity as (
 
+    -- Of an order's versions, the one known at a date is the highest ranked (latest update, then
+    -- latest delivery) delivered by then; a version stops being known once one ranked above it has
+    -- been delivered. One pass over the versions instead of ranking them again at every as-of date.
     select
-        customer_dates.customer_key,
-        customer_dates.as_of_date,
-        order_versions.status,
-        order_versions.amount_eur,
-        {{ dbt.datediff('order_versions.order_date', 'customer_dates.as_of_date', 'day') }} as days_before,
-        row_number() over (
-            partition by customer_dates.as_of_date, order_versions.order_id
-            order by order_versions.updated_at desc, order_versions.delivered_on desc
-        ) as version_rank
+        customer_key,
+        order_id,
+        order_date,
+        status,
+        amount_eur,
+        delivered_on,
+        min(delivered_on) over (
+            partition by order_id
+            order by updated_at desc, delivered_on desc
+            rows between unbounded preceding and 1 preceding
+        ) as superseded_on
 
-    from customer_dates
-    inner join order_versions
-        on order_versions.customer_key = customer_dates.customer_key
-        and order_versions.order_date <= customer_dates.as_of_date
-        and order_versions.delivered_on <= customer_dates.as_of_date
+    from order_versions
 
 ),
 
 orders_known_at_date as (
 
-    select customer_key, as_of_date, status, amount_eur as amount, days_before
-    from versions_known_at_date
-    where version_rank = 1
+    select
+        customer_dates.customer_key,
+        customer_dates.as_of_date,
+        order_version_validity.status,
+        order_version_validity.amount_eur as amount,
+        {{ dbt.datediff('order_version_validity.order_date', 'customer_dates.as_of_date', 'day') }} as days_before
+
+    from customer_dates
+    inner join order_version_validity
+        on order_version_validity.customer_key = customer_dates.customer_key
+        and order_version_validity.order_date <= customer_dates.as_of_date
+        and order_version_validity.delivered_on <= customer_dates.as_of_date
+        and (
+            order_version_validity.superseded_on is null
+            or order_version_validity.superseded_on > customer_dates.as_of_date
+        )
 
 ),
 

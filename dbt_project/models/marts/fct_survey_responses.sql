@@ -1,5 +1,7 @@
 {#- One row per survey response of a known customer. NPS categories follow the standard bands:
-    promoter 9-10, passive 7-8, detractor 0-6. -#}
+    promoter 9-10, passive 7-8, detractor 0-6. The comment's text stays in staging: free text can
+    name a person or give contact details, and masking cannot find every name, so BI sees only
+    whether there is a comment (the models read it masked, in marts/ml). -#}
 with
 
 responses as (
@@ -28,7 +30,7 @@ final as (
             else 'detractor'
         end as nps_category,
         coalesce(responses.nps >= 9 or responses.csat >= 4, false) as is_satisfied,
-        responses.comment
+        responses.comment is not null as has_comment
 
     from responses
     inner join identity on identity.customer_id = responses.customer_id

@@ -1,11 +1,14 @@
 {#- Every raw customer row, typed, with the reason it is rejected (null when accepted). Values that
     cannot be typed become null rather than failing the build; a record without a usable key or
-    signup date is rejected, an unusable email or phone is only blanked and flagged. -#}
+    signup date, or with a birth date that is not a date, is rejected; an unusable email or phone is
+    only blanked and flagged. -#}
 with
 
 source as (
 
     select * from {{ source('crm', 'customers') }}
+    -- Rows of erased customers stay out (macros/erasure.sql); audit.suppressed_rows counts them.
+    where not {{ is_suppressed('customers') }}
 
 ),
 
@@ -18,7 +21,8 @@ typed as (
         trim(last_name) as last_name,
         lower(trim(email)) as email_normalised,
         {{ regex_remove('trim(phone)', '[^0-9+]') }} as phone_normalised,
-        {{ dbt.safe_cast("birth_date", api.Column.translate_type("date")) }} as birth_date,
+        nullif(trim(birth_date), '') as raw_birth_date,
+        {{ dbt.safe_cast("nullif(trim(birth_date), '')", api.Column.translate_type("date")) }} as birth_date,
         lower(trim(gender)) as gender,
         trim(city) as city,
         trim(region) as region,
@@ -44,6 +48,8 @@ final as (
             when customer_id is null then 'missing or invalid customer_id'
             when signup_date is null then 'missing or invalid signup_date'
             when updated_at is null then 'missing or invalid updated_at'
+            -- Optional, but a date that cannot be read is a delivery error, not a missing value.
+            when raw_birth_date is not null and birth_date is null then 'invalid birth_date'
         end as rejection_reason
 
     from typed

@@ -5,6 +5,8 @@ with
 source as (
 
     select * from {{ source('marketing', 'marketing_events') }}
+    -- Rows of erased customers stay out (macros/erasure.sql); audit.suppressed_rows counts them.
+    where not {{ is_suppressed('marketing_events') }}
 
 ),
 
@@ -44,6 +46,7 @@ final as (
             when (event_type = 'holdout') <> (variant = 'control') then 'event_type does not match variant'
             when event_at is null then 'missing or invalid event_at'
             when raw_revenue is not null and revenue is null then 'invalid revenue'
+            when revenue is not null and not {{ is_finite_number('revenue') }} then 'revenue not a finite number'
             when revenue < 0 then 'negative revenue'
             -- An event cannot happen after the day it was delivered (one day of clock skew allowed).
             when event_at > {{ dbt.dateadd('day', 2, 'delivered_on') }} then 'event_at in the future'

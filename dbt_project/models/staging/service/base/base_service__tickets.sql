@@ -5,6 +5,8 @@ with
 source as (
 
     select * from {{ source('service', 'tickets') }}
+    -- Rows of erased customers stay out (macros/erasure.sql); audit.suppressed_rows counts them.
+    where not {{ is_suppressed('tickets') }}
 
 ),
 

@@ -4,6 +4,8 @@ with
 source as (
 
     select * from {{ source('shop', 'order_items') }}
+    -- Rows of erased customers stay out (macros/erasure.sql); audit.suppressed_rows counts them.
+    where not {{ is_suppressed('order_items') }}
 
 ),
 
@@ -33,6 +35,7 @@ final as (
             when line_number is null or line_number < 1 then 'missing or invalid line_number'
             when product_id is null then 'missing or invalid product_id'
             when quantity is null or quantity <= 0 then 'missing, zero or negative quantity'
+            when unit_price is not null and not {{ is_finite_number('unit_price') }} then 'unit_price not a finite number'
             when unit_price is null or unit_price < 0 then 'missing or negative unit_price'
         end as rejection_reason
 

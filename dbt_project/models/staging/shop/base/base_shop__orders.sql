@@ -4,6 +4,8 @@ with
 source as (
 
     select * from {{ source('shop', 'orders') }}
+    -- Rows of erased customers stay out (macros/erasure.sql); audit.suppressed_rows counts them.
+    where not {{ is_suppressed('orders') }}
 
 ),
 
@@ -36,6 +38,7 @@ final as (
             when customer_id is null then 'missing or invalid customer_id'
             when ordered_at is null then 'missing or invalid ordered_at'
             when status not in ('completed', 'cancelled', 'returned') or status is null then 'unknown status'
+            when amount is not null and not {{ is_finite_number('amount') }} then 'amount not a finite number'
             when amount is null or amount <= 0 then 'missing, zero or negative amount'
             when currency not in ('EUR', 'CHF', 'GBP') or currency is null then 'unknown currency'
             -- An order cannot be placed after the day it was delivered (one day of clock skew allowed).

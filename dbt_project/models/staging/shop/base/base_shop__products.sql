@@ -30,6 +30,7 @@ final as (
         case
             when product_id is null then 'missing or invalid product_id'
             when updated_at is null then 'missing or invalid updated_at'
+            when list_price is not null and not {{ is_finite_number('list_price') }} then 'list_price not a finite number'
             when list_price is null or list_price < 0 then 'missing, invalid or negative list_price'
         end as rejection_reason
 

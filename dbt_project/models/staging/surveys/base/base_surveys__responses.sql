@@ -4,6 +4,8 @@ with
 source as (
 
     select * from {{ source('surveys', 'surveys') }}
+    -- Rows of erased customers stay out (macros/erasure.sql); audit.suppressed_rows counts them.
+    where not {{ is_suppressed('surveys') }}
 
 ),
 

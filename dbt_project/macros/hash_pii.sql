@@ -1,0 +1,33 @@
+{#- The keyed hash that stands in for an email, phone or other identifier outside the restricted
+    schemas: HMAC-SHA256 (RFC 2104) in hex, from DuckDB's built-in sha256 and the pads of the secret
+    key that the crm.dbt_pii plugin sets on every connection (profiles.yml; the key itself never
+    enters SQL). Equals crm.settings.Settings.hash_pii of the same text; null stays null. Without the
+    plugin the build fails here rather than publish unkeyed hashes. -#}
+{% macro hash_pii(expression) -%}
+    {{ return(adapter.dispatch('hash_pii', 'crm')(expression)) }}
+{%- endmacro %}
+
+{% macro duckdb__hash_pii(expression) -%}
+    case
+        when getvariable('pii_hmac_inner') is null or getvariable('pii_hmac_outer') is null
+            then error('hash_pii: no PII hash key on this connection (profiles.yml plugin crm.dbt_pii)')
+        when ({{ expression }}) is not null
+            then sha256(
+                getvariable('pii_hmac_outer')
+                || unhex(sha256(getvariable('pii_hmac_inner') || encode(cast({{ expression }} as varchar))))
+            )
+    end
+{%- endmacro %}
+
+{#- Masked forms a person can recognise without learning the value: the first character of an
+    email's local part and its domain (a***@example.com), the last two digits of a phone. -#}
+{% macro mask_email(expression) -%}
+    case when ({{ expression }}) like '%_@_%'
+        then left({{ expression }}, 1) || '***' || substr({{ expression }}, strpos({{ expression }}, '@'))
+    end
+{%- endmacro %}
+
+{% macro mask_phone(expression) -%}
+    {%- set digits = regex_remove(expression, '[^0-9]') -%}
+    case when length({{ digits }}) >= 2 then '***' || right({{ digits }}, 2) end
+{%- endmacro %}

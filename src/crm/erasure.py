@@ -1,0 +1,603 @@
+"""Right to be forgotten: remove customers' data everywhere the platform keeps it.
+
+``crm erase --customer-ids FILE`` (and the ``crm_erasure`` DAG) run these steps; each is idempotent,
+so a crashed erasure converges when it is run again:
+
+1. ``record_suppression``: resolve each requested CRM customer id to its customer (identity
+   resolution links several customer ids to one person) and write the keyed hashes
+   (``Settings.hash_pii``) of all those ids, their order ids and their email addresses and phone
+   numbers to the suppression list ``raw._erased_ids``. From here on the steps find the records to
+   remove by hashing what they read and looking it up in that list, so a rerun after a crash still
+   finds everything, even once the records that linked the ids are gone.
+2. ``erase_landing``: every landing partition that holds such records is rewritten without them
+   (write a new file, then rename it over the old one: never a half-written delivery).
+3. ``erase_warehouse``: in one transaction, the rows in raw (with the load log's counts updated),
+   the quarantine, staging tables, the SCD2 snapshot, the marts and the score tables.
+4. ``republish_bi``: the BI copy is replaced by one without them.
+5. ``write_audit``: one JSON line in the erasure audit log with hashed ids, the time and the counts
+   per place; never a raw id.
+
+Later deliveries of an erased customer are suppressed in dbt staging (macros/erasure.sql), which
+reads the same list; ``audit.suppressed_rows`` counts them.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+import os
+import re
+import sys
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from crm.contracts import CONTRACTS, SourceContract
+from crm.landing import ERASED_IDS_TABLE, LOAD_LOG_TABLE, PARTITION_PREFIX, REJECTED_ROWS_TABLE
+from crm.settings import Settings
+
+log = logging.getLogger(__name__)
+
+CUSTOMER_ID, ORDER_ID, EMAIL, PHONE = "customer_id", "order_id", "email", "phone"
+# The sources whose records belong to a customer: directly by customer_id, or (order lines) by order_id.
+CUSTOMER_SOURCES = tuple(name for name, c in CONTRACTS.items() if CUSTOMER_ID in c.column_names)
+ORDER_SOURCES = tuple(name for name, c in CONTRACTS.items()
+                      if ORDER_ID in c.column_names and CUSTOMER_ID not in c.column_names)
+ERASING_SUFFIX = ".erasing"
+# The identity resolution view of the dbt project (staging schema).
+IDENTITY_VIEW = "staging.int_customer_identity"
+
+_INTEGER = re.compile(r"[+-]?\d+")
+_EMAIL = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}")
+_PHONE = re.compile(r"\+?\d[\d ()./-]{5,}\d")
+_JSON_CUSTOMER_ID = re.compile(r'"customer_id"\s*:\s*"?\s*([+-]?\d+)')
+
+
+class ErasureError(ValueError):
+    """The erasure request cannot be carried out; the message names the file or place and the problem."""
+
+
+def read_customer_ids(path: Path) -> list[int]:
+    """The CRM customer ids of an erasure request: one per line; blank lines and # comments are skipped.
+
+    A bad line is reported by its number only: a mistaken line may hold personal data (an email
+    pasted instead of an id), which must not reach a log.
+    """
+    if not path.is_file():
+        raise ErasureError(f"{path}: customer id file does not exist")
+    try:
+        text = path.read_bytes().decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise ErasureError(f"{path}: customer id file is not UTF-8 text") from None
+    ids: dict[int, None] = {}
+    for number, line in enumerate(text.splitlines(), start=1):
+        value = line.strip()
+        if not value or value.startswith("#"):
+            continue
+        if not value.isdigit():
+            raise ErasureError(f"{path}, line {number}: not a customer id (expected the CRM's customer_id, "
+                               f"digits only, one per line)")
+        ids[int(value)] = None
+    if not ids:
+        raise ErasureError(f"{path}: customer id file is empty (expected one customer_id per line)")
+    return list(ids)
+
+
+def canonical_id(value: object) -> str | None:
+    """An id in the one text form that is hashed, in Python and in dbt (macros/erasure.sql: the
+    integer as text): ' 0042 ' and 42 are the same id. None when the value is not an integer."""
+    if value is None or isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        return str(int(value)) if value.is_integer() else None
+    text = str(value).strip()
+    return str(int(text)) if _INTEGER.fullmatch(text) else None
+
+
+def normalise_email(value: str) -> str:
+    return value.strip().lower()
+
+
+def normalise_phone(value: str) -> str:
+    return re.sub(r"[^0-9+]", "", value)
+
+
+@dataclass
+class Suppression:
+    """The suppression list in memory: which ids and contact details are erased, found by their hash."""
+
+    settings: Settings
+    hashes: dict[str, set[str]] = field(default_factory=lambda: {CUSTOMER_ID: set(), ORDER_ID: set(),
+                                                                 EMAIL: set(), PHONE: set()})
+    _seen: dict[tuple[str, str], bool] = field(default_factory=dict)
+
+    @classmethod
+    def read(cls, settings: Settings, con: duckdb.DuckDBPyConnection) -> Suppression:
+        suppression = cls(settings)
+        for kind, id_hash in con.execute(f"select id_kind, id_hash from {ERASED_IDS_TABLE}").fetchall():
+            suppression.hashes.setdefault(kind, set()).add(id_hash)
+        return suppression
+
+    def __bool__(self) -> bool:
+        return any(self.hashes.values())
+
+    def _is(self, kind: str, text: str | None) -> bool:
+        if not text or not self.hashes[kind]:
+            return False
+        key = (kind, text)
+        if key not in self._seen:
+            self._seen[key] = self.settings.hash_pii(text) in self.hashes[kind]
+        return self._seen[key]
+
+    def customer(self, value: object) -> bool:
+        return self._is(CUSTOMER_ID, canonical_id(value))
+
+    def order(self, value: object) -> bool:
+        return self._is(ORDER_ID, canonical_id(value))
+
+    def mentions_contact(self, text: str) -> bool:
+        """Whether free text holds an erased email address or phone number."""
+        if "@" in text and any(self._is(EMAIL, normalise_email(m)) for m in _EMAIL.findall(text)):
+            return True
+        return any(self._is(PHONE, normalise_phone(m)) for m in _PHONE.findall(text))
+
+    def record(self, source: str, values: dict[str, object]) -> bool:
+        """Whether a parsed record of ``source`` belongs to an erased customer."""
+        if CUSTOMER_ID in values and self.customer(values[CUSTOMER_ID]):
+            return True
+        if source in ("orders", *ORDER_SOURCES) and ORDER_ID in values and self.order(values[ORDER_ID]):
+            return True
+        return any(isinstance(v, str) and self.mentions_contact(v) for v in values.values())
+
+    def line(self, contract: SourceContract, text: str) -> bool:
+        """Whether an unparseable line of ``contract``'s source belongs to an erased customer."""
+        if self.mentions_contact(text):
+            return True
+        if contract.file_format == "jsonl":
+            return any(self.customer(m) for m in _JSON_CUSTOMER_ID.findall(text))
+        if contract.file_format == "csv" and CUSTOMER_ID in contract.column_names:
+            fields = next(csv.reader([text]), [])
+            position = contract.column_names.index(CUSTOMER_ID)
+            return len(fields) > position and self.customer(fields[position])
+        return False
+
+
+def hash_key_connection(settings: Settings, con: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyConnection:
+    """Give a connection the PII hash key (as HMAC pads, like dbt's connections), so that it can read
+    the staging views, which hash ids to suppress erased customers."""
+    from crm.dbt_pii import INNER_PAD_VARIABLE, OUTER_PAD_VARIABLE, hmac_pads
+
+    inner, outer = hmac_pads(settings.pii_hash_key())
+    con.execute(f"set variable {INNER_PAD_VARIABLE} = ?", [inner])
+    con.execute(f"set variable {OUTER_PAD_VARIABLE} = ?", [outer])
+    return con
+
+
+def _table_exists(con: duckdb.DuckDBPyConnection, qualified_name: str) -> bool:
+    schema, name = qualified_name.split(".")
+    return bool(con.execute("select count(*) from information_schema.tables where table_schema = ? "
+                            "and table_name = ?", [schema, name]).fetchone()[0])
+
+
+# 1. The suppression list -------------------------------------------------------------------------
+
+def record_suppression(settings: Settings, customer_ids: Iterable[int]) -> dict[str, object]:
+    """Resolve the requested customers and add the hashes of everything that identifies them to the
+    suppression list. Returns the hashed requested and linked ids and how many ids of each kind."""
+    from crm.landing import ensure_raw_schema
+    from crm.warehouse import connect
+
+    requested = {str(int(customer_id)) for customer_id in customer_ids}
+    with connect(settings) as con:
+        ensure_raw_schema(con)
+        hash_key_connection(settings, con)
+        customers = requested | _linked_customer_ids(con, requested)
+        ids = pa.array(sorted(int(c) for c in customers), type=pa.int64())
+        con.register("requested_customers", pa.table({"customer_id": ids}))
+        emails, phones = set(), set()
+        for email, phone in con.execute("""
+                select email, phone from raw.customers
+                where try_cast(trim(customer_id) as bigint) in (select customer_id from requested_customers)
+                """).fetchall():
+            if email and _EMAIL.fullmatch(normalise_email(email)):
+                emails.add(normalise_email(email))
+            if phone and len(normalise_phone(phone)) >= 7:
+                phones.add(normalise_phone(phone))
+        orders = {canonical_id(row[0]) for row in con.execute(
+            "select order_id from raw.orders where customer_id in (select customer_id from requested_customers)"
+        ).fetchall()} | _landing_order_ids(settings, customers)
+        con.unregister("requested_customers")
+        # Each entry remembers (as a hash) which requested id it was found for: a rerun after a crash
+        # gets back what an earlier attempt resolved, even once staging hides the records that linked it.
+        anchor = {c: c if c in requested else _request_of(c, requested, con) for c in customers}
+        entries = [(CUSTOMER_ID, value, anchor[value]) for value in sorted(customers)]
+        first_request = sorted(requested)[0]
+        entries += [(kind, value, first_request) for kind, values in
+                    ((ORDER_ID, {o for o in orders if o}), (EMAIL, emails), (PHONE, phones)) for value in sorted(values)]
+        rows = [(kind, settings.hash_pii(value), settings.hash_pii(request)) for kind, value, request in entries]
+        request_hashes = sorted(settings.hash_pii(c) for c in requested)
+        con.execute("begin transaction")
+        try:
+            con.executemany(f"insert into {ERASED_IDS_TABLE} values (?, ?, current_timestamp::timestamp, ?) "
+                            f"on conflict do nothing", rows)
+            recorded = con.execute(f"select id_kind, id_hash from {ERASED_IDS_TABLE} where list_contains(?, request_hash)",
+                                   [request_hashes]).fetchall()
+            con.execute("commit")
+        except BaseException:
+            con.execute("rollback")
+            raise
+    hashes: dict[str, set[str]] = {}
+    for kind, id_hash in [(kind, id_hash) for kind, id_hash, _ in rows] + recorded:
+        hashes.setdefault(kind, set()).add(id_hash)
+    counts = {kind: len(hashes.get(kind, ())) for kind in (CUSTOMER_ID, ORDER_ID, EMAIL, PHONE)}
+    log.info("erasure: %d requested customer id(s) resolve to %d customer id(s); suppressed %s",
+             len(requested), counts[CUSTOMER_ID], counts)
+    return {"requested": request_hashes,
+            "linked": sorted(hashes.get(CUSTOMER_ID, set()) - set(request_hashes)),
+            "suppressed": counts}
+
+
+def _request_of(customer_id: str, requested: set[str], con: duckdb.DuckDBPyConnection) -> str:
+    """The requested id that identity resolution links ``customer_id`` to."""
+    row = con.execute(f"""
+        select min(cast(requested.customer_id as varchar)) from {IDENTITY_VIEW} linked
+        join {IDENTITY_VIEW} requested using (customer_key)
+        where linked.customer_id = ? and list_contains(?, requested.customer_id)""",
+                      [int(customer_id), sorted(int(c) for c in requested)]).fetchone()
+    return row[0] if row and row[0] else sorted(requested)[0]
+
+
+def _linked_customer_ids(con: duckdb.DuckDBPyConnection, requested: set[str]) -> set[str]:
+    """The other CRM ids of the same persons, by the warehouse's identity resolution (when built)."""
+    if not _table_exists(con, IDENTITY_VIEW):
+        return set()
+    rows = con.execute(f"""
+        select cast(customer_id as varchar) from {IDENTITY_VIEW}
+        where customer_key in (
+            select customer_key from {IDENTITY_VIEW} where list_contains(?, customer_id)
+        )""", [sorted(int(c) for c in requested)]).fetchall()
+    return {row[0] for row in rows}
+
+
+def _landing_order_ids(settings: Settings, customers: set[str]) -> set[str]:
+    """Order ids of these customers in every delivered orders file (also the ones not loaded yet)."""
+    contract = CONTRACTS["orders"]
+    wanted = pa.array(sorted(int(c) for c in customers), type=pa.int64())
+    found: set[str] = set()
+    for path in _partition_files(settings, contract):
+        try:
+            table = pq.read_table(path, columns=[ORDER_ID, CUSTOMER_ID])
+        except (OSError, pa.ArrowException, KeyError) as error:
+            raise ErasureError(f"{path}: source 'orders': cannot be read to find the erased customers' "
+                               f"orders: {error}") from None
+        customer_ids = pc.cast(table[CUSTOMER_ID], pa.int64(), safe=False)
+        matches = table.filter(pc.is_in(customer_ids, value_set=wanted))
+        found |= {canonical_id(v) for v in matches[ORDER_ID].to_pylist() if canonical_id(v)}
+    return found
+
+
+# 2. Landing files --------------------------------------------------------------------------------
+
+def _partition_files(settings: Settings, contract: SourceContract) -> list[Path]:
+    source_dir = settings.landing_dir / contract.name
+    if not source_dir.is_dir():
+        return []
+    return [folder / contract.file_name for folder in sorted(source_dir.iterdir())
+            if folder.is_dir() and folder.name.startswith(PARTITION_PREFIX) and (folder / contract.file_name).is_file()]
+
+
+def erase_landing(settings: Settings) -> dict[str, int]:
+    """Rewrite every landing partition that holds records of erased customers without them.
+
+    Returns the records removed per source. A file is replaced by rename, so a reader or a crash
+    sees the old file or the new one, never a mix; a leftover temporary file of a crash is removed.
+    """
+    from crm.warehouse import connect
+
+    with connect(settings, read_only=True) as con:
+        suppression = Suppression.read(settings, con)
+    removed: dict[str, int] = {}
+    if not suppression:
+        return removed
+    rewriters: dict[str, Callable[[SourceContract, Path, Suppression], tuple[int, bytes] | None]] = {
+        "csv": _rewrite_csv, "jsonl": _rewrite_jsonl, "parquet": _rewrite_parquet}
+    for name in (*CUSTOMER_SOURCES, *ORDER_SOURCES):
+        contract = CONTRACTS[name]
+        total = 0
+        for path in _partition_files(settings, contract):
+            path.with_name(path.name + ERASING_SUFFIX).unlink(missing_ok=True)
+            result = rewriters[contract.file_format](contract, path, suppression)
+            if result is not None:
+                count, content = result
+                _replace_atomically(path, content)
+                total += count
+        removed[name] = total
+    log.info("erasure: landing records removed per source: %s", removed)
+    return removed
+
+
+def _replace_atomically(path: Path, content: bytes) -> None:
+    temporary = path.with_name(path.name + ERASING_SUFFIX)
+    with temporary.open("wb") as handle:
+        handle.write(content)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(temporary, path)
+    directory = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(directory)
+    finally:
+        os.close(directory)
+
+
+class _TrackedLines:
+    """Lines handed to csv.reader, remembered, so a kept record is written back byte for byte."""
+
+    def __init__(self, text: str) -> None:
+        self._lines = io.StringIO(text, newline="")
+        self.taken: list[str] = []
+
+    def __iter__(self) -> _TrackedLines:
+        return self
+
+    def __next__(self) -> str:
+        line = self._lines.readline()
+        if not line:
+            raise StopIteration
+        self.taken.append(line)
+        return line
+
+    def rest(self) -> str:
+        return self._lines.read()
+
+    def pop(self) -> str:
+        text, self.taken = "".join(self.taken), []
+        return text
+
+
+def _rewrite_csv(contract: SourceContract, path: Path, suppression: Suppression) -> tuple[int, bytes] | None:
+    raw = path.read_bytes()
+    bom = b"\xef\xbb\xbf" if raw.startswith(b"\xef\xbb\xbf") else b""
+    # surrogateescape: bytes that are not UTF-8 go back out unchanged (the load quarantines them).
+    text = raw[len(bom):].decode("utf-8", errors="surrogateescape")
+    lines = _TrackedLines(text)
+    reader = csv.reader(lines)
+    kept, removed = [], 0
+    csv.field_size_limit(sys.maxsize)
+    try:
+        header = next(reader, None)
+        if header is None:
+            return None
+        kept.append(lines.pop())
+        names = [name.strip().lstrip("\ufeff") for name in header]
+        for record in reader:
+            chunk = lines.pop()
+            values = dict(zip(names, record, strict=False))
+            if len(record) != len(names):  # a malformed line is judged as the load quarantines it
+                erased = suppression.line(contract, chunk)
+            else:
+                erased = suppression.record(contract.name, values)
+            if erased:
+                removed += 1
+            else:
+                kept.append(chunk)
+    except csv.Error:
+        # From what csv cannot parse on (the load quarantines it), judge the rest line by line.
+        for line in io.StringIO(lines.pop() + lines.rest(), newline=""):
+            if suppression.line(contract, line):
+                removed += 1
+            else:
+                kept.append(line)
+    if not removed:
+        return None
+    return removed, bom + "".join(kept).encode("utf-8", errors="surrogateescape")
+
+
+def _rewrite_jsonl(contract: SourceContract, path: Path, suppression: Suppression) -> tuple[int, bytes] | None:
+    kept, removed = [], 0
+    for line in path.read_bytes().splitlines(keepends=True):
+        text = line.decode("utf-8", errors="surrogateescape")
+        try:
+            record = json.loads(text)
+        except ValueError:
+            record = None
+        erased = (suppression.record(contract.name, record) if isinstance(record, dict)
+                  else bool(text.strip()) and suppression.line(contract, text))
+        if erased:
+            removed += 1
+        else:
+            kept.append(line)
+    return (removed, b"".join(kept)) if removed else None
+
+
+def _rewrite_parquet(contract: SourceContract, path: Path, suppression: Suppression) -> tuple[int, bytes] | None:
+    table = pq.read_table(path)
+    keep = None
+    for column, matches in ((CUSTOMER_ID, suppression.customer), (ORDER_ID, suppression.order)):
+        if column not in table.column_names or (column == ORDER_ID and contract.name not in ("orders", *ORDER_SOURCES)):
+            continue
+        distinct = pc.unique(table[column]).to_pylist()
+        erased = [value for value in distinct if value is not None and matches(value)]
+        if erased:
+            hit = pc.fill_null(pc.is_in(table[column], value_set=pa.array(erased, type=table[column].type)), False)
+            keep = pc.invert(hit) if keep is None else pc.and_(keep, pc.invert(hit))
+    if keep is None:
+        return None
+    filtered = table.filter(keep)
+    sink = pa.BufferOutputStream()
+    pq.write_table(filtered, sink)
+    return table.num_rows - filtered.num_rows, sink.getvalue().to_pybytes()
+
+
+# 3. The warehouse --------------------------------------------------------------------------------
+
+def erase_warehouse(settings: Settings) -> dict[str, int]:
+    """Delete the erased customers' rows from every table of the warehouse in one transaction.
+
+    raw tables (and the quarantined lines, with the load log's counts brought in line), staging
+    tables, the snapshot, the marts, the audit tables and the score tables: every table with a
+    customer_id, customer_key or order_id column. Views need nothing: they read these tables.
+    Returns the rows deleted per table (tables without any are left out).
+    """
+    from crm.warehouse import connect
+
+    if not settings.warehouse_path.exists():
+        return {}
+    deleted: dict[str, int] = {}
+    with connect(settings) as con:
+        suppression = Suppression.read(settings, con)
+        if not suppression:
+            return deleted
+        tables = _id_tables(con)
+        customers, orders = _erased_ids_in(con, tables, suppression)
+        con.register("erased_customers", pa.table({"id": pa.array(sorted(customers), type=pa.int64())}))
+        con.register("erased_orders", pa.table({"id": pa.array(sorted(orders), type=pa.int64())}))
+        con.execute("begin transaction")
+        try:
+            for table, columns in tables.items():
+                conditions = [f"{_canonical_sql(c)} in (select id from erased_customers)"
+                              for c in columns if c in (CUSTOMER_ID, "customer_key")]
+                conditions += [f"{_canonical_sql(c)} in (select id from erased_orders)" for c in columns if c == ORDER_ID]
+                if table == "audit.rejected_rows":
+                    conditions += _rejected_rows_conditions()
+                count = con.execute(f"delete from {table} where {' or '.join(conditions)}").fetchone()[0]
+                if count:
+                    deleted[table] = count
+            count = _erase_rejected_lines(con, suppression)
+            if count:
+                deleted[REJECTED_ROWS_TABLE] = count
+            _recount_load_log(con)
+            con.execute("commit")
+        except BaseException:
+            con.execute("rollback")
+            raise
+        finally:
+            con.unregister("erased_customers")
+            con.unregister("erased_orders")
+    log.info("erasure: warehouse rows deleted per table: %s", deleted)
+    return deleted
+
+
+def _canonical_sql(column: str) -> str:
+    return f'try_cast(trim(cast("{column}" as varchar)) as bigint)'
+
+
+def _rejected_rows_conditions() -> list[str]:
+    # The quarantine's record_key is the raw key: the customer id itself, or the order id.
+    return ["(source = 'customers' and try_cast(trim(record_key) as bigint) in (select id from erased_customers))",
+            "(source = 'orders' and try_cast(trim(record_key) as bigint) in (select id from erased_orders))",
+            "(source = 'order_items' and try_cast(split_part(record_key, '-', 1) as bigint) "
+            "in (select id from erased_orders))"]
+
+
+def _id_tables(con: duckdb.DuckDBPyConnection) -> dict[str, list[str]]:
+    """Every base table with a column that refers to a customer or an order, and those columns."""
+    rows = con.execute("""
+        select c.table_schema || '.' || c.table_name, list(c.column_name order by c.ordinal_position)
+        from information_schema.columns c
+        join information_schema.tables t using (table_catalog, table_schema, table_name)
+        where t.table_type = 'BASE TABLE' and c.column_name in ('customer_id', 'customer_key', 'order_id')
+        group by all order by 1""").fetchall()
+    tables = {name: columns for name, columns in rows}
+    if _table_exists(con, "audit.rejected_rows"):
+        tables.setdefault("audit.rejected_rows", [])
+    return tables
+
+
+def _erased_ids_in(con: duckdb.DuckDBPyConnection, tables: dict[str, list[str]],
+                   suppression: Suppression) -> tuple[set[int], set[int]]:
+    """The customer and order ids present in the warehouse whose hashes are on the suppression list,
+    plus the orders of those customers."""
+    customers: set[int] = set()
+    orders: set[int] = set()
+    for table, columns in tables.items():
+        for column in columns:
+            values = con.execute(f"select distinct {_canonical_sql(column)} from {table}").fetchall()
+            matches = suppression.order if column == ORDER_ID else suppression.customer
+            found = {value for (value,) in values if value is not None and matches(value)}
+            (orders if column == ORDER_ID else customers).update(found)
+    if customers:
+        con.register("found_customers", pa.table({"id": pa.array(sorted(customers), type=pa.int64())}))
+        orders |= {row[0] for row in con.execute(
+            "select distinct order_id from raw.orders where customer_id in (select id from found_customers)"
+        ).fetchall() if row[0] is not None}
+        con.unregister("found_customers")
+    return customers, orders
+
+
+def _erase_rejected_lines(con: duckdb.DuckDBPyConnection, suppression: Suppression) -> int:
+    rows = con.execute(f"select rowid, source, raw_line from {REJECTED_ROWS_TABLE} where raw_line is not null").fetchall()
+    doomed = [rowid for rowid, source, line in rows
+              if source in CONTRACTS and suppression.line(CONTRACTS[source], line)]
+    if doomed:
+        con.register("doomed_lines", pa.table({"id": pa.array(doomed, type=pa.int64())}))
+        con.execute(f"delete from {REJECTED_ROWS_TABLE} where rowid in (select id from doomed_lines)")
+        con.unregister("doomed_lines")
+    return len(doomed)
+
+
+def _recount_load_log(con: duckdb.DuckDBPyConnection) -> None:
+    """The load log's counts per partition equal the rows raw and the quarantine hold for its file."""
+    for name in (*CUSTOMER_SOURCES, *ORDER_SOURCES):
+        contract = CONTRACTS[name]
+        con.execute(f"""
+            update {LOAD_LOG_TABLE} as loads set
+                row_count = (select count(*) from {contract.raw_table} r where r._source_file = loads.file),
+                rejected_count = (select count(*) from {REJECTED_ROWS_TABLE} q where q.source_file = loads.file)
+            where loads.source = ?""", [name])
+
+
+# 4. The BI copy, 5. the audit log ----------------------------------------------------------------
+
+def republish_bi(settings: Settings) -> dict[str, int]:
+    """Replace the BI copy (when one exists) with the published tables as they are now."""
+    from crm.pipeline import PUBLISHED_TABLES
+    from crm.warehouse import publish_copy
+
+    if not settings.bi_warehouse_path.exists():
+        return {}
+    return publish_copy(settings, PUBLISHED_TABLES)
+
+
+def write_audit(settings: Settings, suppression: dict[str, object], removed: dict[str, dict[str, int]]) -> Path:
+    """Append one erasure to the audit log: hashed ids, time and counts per place; never a raw id."""
+    entry = {"erased_at": datetime.now(UTC).isoformat(timespec="seconds"),
+             "requested_customer_id_hashes": suppression["requested"],
+             "linked_customer_id_hashes": suppression["linked"],
+             "suppressed_ids": suppression["suppressed"],
+             "removed": removed}
+    path = settings.erasure_audit_path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as handle:
+        handle.write(json.dumps(entry, sort_keys=True) + "\n")
+        handle.flush()
+        os.fsync(handle.fileno())
+    return path
+
+
+def erase(settings: Settings, customer_ids_file: Path, rebuild: bool = True) -> dict[str, object]:
+    """The whole erasure (``crm erase``); with ``rebuild``, then a dbt build and publish, so that the
+    aggregates (campaign results, RFM bounds, consolidation rates) no longer count the erased."""
+    ids = read_customer_ids(customer_ids_file)
+    suppression = record_suppression(settings, ids)
+    removed = {"landing": erase_landing(settings), "warehouse": erase_warehouse(settings)}
+    removed["bi"] = {"tables_republished": len(republish_bi(settings))}
+    audit = write_audit(settings, suppression, removed)
+    result = {"customers": len(ids), "audit_log": str(audit), **suppression, "removed": removed}
+    if rebuild and settings.warehouse_path.exists():
+        from crm import pipeline
+
+        pipeline.build_warehouse(settings)
+        if settings.bi_warehouse_path.exists():
+            pipeline.publish(settings)
+    return result
