@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import csv
+import io
 import os
 import shutil
 import socket
@@ -9,9 +11,11 @@ from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 
+import pyarrow.parquet as pq
 import pytest
 
 from crm import pipeline
+from crm.contracts import CONTRACTS
 from crm.generate import GeneratorConfig, generate
 from crm.settings import Settings
 
@@ -27,6 +31,28 @@ def pytest_configure(config: pytest.Config) -> None:
 
 def settings_for(home: Path) -> Settings:
     return Settings.from_env(home=home)
+
+
+def _delivered_records(landing: Path, source: str) -> int:
+    """Records as delivered: CSV records after the header (quoted newlines included), non-blank JSON
+    lines, Parquet rows."""
+    contract = CONTRACTS[source]
+    total = 0
+    for path in (landing / source).glob(f"dt=*/{contract.file_name}"):
+        if contract.file_format == "parquet":
+            total += pq.read_metadata(path).num_rows
+        elif contract.file_format == "csv":
+            rows = csv.reader(io.StringIO(path.read_text(encoding="utf-8-sig"), newline=""))
+            total += sum(1 for row in list(rows)[1:] if row)
+        else:
+            total += sum(1 for line in path.read_text(encoding="utf-8-sig").splitlines() if line.strip())
+    return total
+
+
+@pytest.fixture
+def delivered_records():
+    """``delivered_records(landing_dir, source)``: how many records a source's landing files hold."""
+    return _delivered_records
 
 
 @pytest.fixture

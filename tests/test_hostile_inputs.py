@@ -227,20 +227,6 @@ ROW_LEVEL_CASES: dict[str, Callable[[Path], list[Expect]]] = {
 }
 
 
-def _delivered_records(landing: Path, source: str) -> int:
-    """Records as delivered: CSV records after the header (quoted newlines included), JSON lines, Parquet rows."""
-    contract = CONTRACTS[source]
-    total = 0
-    for path in (landing / source).glob(f"dt=*/{contract.file_name}"):
-        if contract.file_format == "parquet":
-            total += pq.read_metadata(path).num_rows
-        elif contract.file_format == "csv":
-            total += sum(1 for row in _read_csv(path)[1:] if row)
-        else:
-            total += sum(1 for line in path.read_text(encoding="utf-8-sig").splitlines() if line.strip())
-    return total
-
-
 @pytest.fixture(scope="module")
 def hostile_build(generated: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Settings, dict[str, list[Expect]]]:
     """Every row-level hostile case in one delivery, loaded (raw gate included) and built with dbt."""
@@ -277,14 +263,14 @@ def test_hostile_record_is_loaded_or_quarantined_with_a_reason(hostile_build, ca
             assert extra == [('{"x\\"); drop table raw.customers; --":"v"}',)]
 
 
-def test_nothing_delivered_is_dropped(hostile_build):
+def test_nothing_delivered_is_dropped(hostile_build, delivered_records):
     """Per source: delivered records = raw rows + lines kept at load; raw rows = accepted + quarantined."""
     settings, _ = hostile_build
     with duckdb.connect(str(settings.warehouse_path), read_only=True) as con:
         for source in CONTRACTS:
             raw = con.execute(f"select count(*) from raw.{source}").fetchone()[0]
             at_load = con.execute(f"select count(*) from {REJECTED_ROWS_TABLE} where source = ?", [source]).fetchone()[0]
-            assert raw + at_load == _delivered_records(settings.landing_dir, source), source
+            assert raw + at_load == delivered_records(settings.landing_dir, source), source
             logged = con.execute(f"select sum(row_count), sum(rejected_count) from {LOAD_LOG_TABLE} where source = ?",
                                  [source]).fetchone()
             assert logged == (raw, at_load), source

@@ -19,20 +19,7 @@ from crm.settings import Settings
 LAST_DAY = date(2026, 11, 23)
 
 
-def _delivered_records(landing: Path, source: str) -> int:
-    """Records as delivered: CSV lines after the header, JSON lines, Parquet rows."""
-    contract = CONTRACTS[source]
-    total = 0
-    for path in (landing / source).glob(f"dt=*/{contract.file_name}"):
-        if contract.file_format == "parquet":
-            total += pq.read_metadata(path).num_rows
-        else:
-            lines = [line for line in path.read_text().splitlines() if line.strip()]
-            total += len(lines) - (contract.file_format == "csv")
-    return total
-
-
-def test_every_delivered_record_is_loaded_or_kept_as_rejected(small_landing: Settings):
+def test_every_delivered_record_is_loaded_or_kept_as_rejected(small_landing: Settings, delivered_records):
     con = duckdb.connect(":memory:")
     loaded = load_landing(con, small_landing.landing_dir)
     assert set(loaded) == set(CONTRACTS)
@@ -41,7 +28,7 @@ def test_every_delivered_record_is_loaded_or_kept_as_rejected(small_landing: Set
         rejected = con.execute(f"select count(*) from {REJECTED_ROWS_TABLE} where source = ?", [source]).fetchone()[0]
         logged = con.execute(f"select sum(row_count), sum(rejected_count) from {LOAD_LOG_TABLE} where source = ?",
                              [source]).fetchone()
-        assert raw + rejected == _delivered_records(small_landing.landing_dir, source), source
+        assert raw + rejected == delivered_records(small_landing.landing_dir, source), source
         assert logged == (raw, rejected)
     manifest = pd.read_json(small_landing.truth_dir / "manifest.json", typ="series")
     malformed = {s: kinds.get("malformed_line", 0) for s, kinds in manifest["defects"].items()}

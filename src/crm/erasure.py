@@ -43,6 +43,7 @@ import pyarrow.parquet as pq
 from crm.contracts import CONTRACTS, SourceContract
 from crm.landing import ERASED_IDS_TABLE, LOAD_LOG_TABLE, PARTITION_PREFIX, REJECTED_ROWS_TABLE
 from crm.settings import Settings
+from crm.warehouse import connect, table_exists, transaction
 
 log = logging.getLogger(__name__)
 
@@ -183,19 +184,12 @@ def hash_key_connection(settings: Settings, con: duckdb.DuckDBPyConnection) -> d
     return con
 
 
-def _table_exists(con: duckdb.DuckDBPyConnection, qualified_name: str) -> bool:
-    schema, name = qualified_name.split(".")
-    return bool(con.execute("select count(*) from information_schema.tables where table_schema = ? "
-                            "and table_name = ?", [schema, name]).fetchone()[0])
-
-
 # 1. The suppression list -------------------------------------------------------------------------
 
 def record_suppression(settings: Settings, customer_ids: Iterable[int]) -> dict[str, object]:
     """Resolve the requested customers and add the hashes of everything that identifies them to the
     suppression list. Returns the hashed requested and linked ids and how many ids of each kind."""
     from crm.landing import ensure_raw_schema
-    from crm.warehouse import connect
 
     requested = {str(int(customer_id)) for customer_id in customer_ids}
     with connect(settings) as con:
@@ -226,16 +220,11 @@ def record_suppression(settings: Settings, customer_ids: Iterable[int]) -> dict[
                     ((ORDER_ID, {o for o in orders if o}), (EMAIL, emails), (PHONE, phones)) for value in sorted(values)]
         rows = [(kind, settings.hash_pii(value), settings.hash_pii(request)) for kind, value, request in entries]
         request_hashes = sorted(settings.hash_pii(c) for c in requested)
-        con.execute("begin transaction")
-        try:
+        with transaction(con):
             con.executemany(f"insert into {ERASED_IDS_TABLE} values (?, ?, current_timestamp::timestamp, ?) "
                             f"on conflict do nothing", rows)
             recorded = con.execute(f"select id_kind, id_hash from {ERASED_IDS_TABLE} where list_contains(?, request_hash)",
                                    [request_hashes]).fetchall()
-            con.execute("commit")
-        except BaseException:
-            con.execute("rollback")
-            raise
     hashes: dict[str, set[str]] = {}
     for kind, id_hash in [(kind, id_hash) for kind, id_hash, _ in rows] + recorded:
         hashes.setdefault(kind, set()).add(id_hash)
@@ -259,7 +248,7 @@ def _request_of(customer_id: str, requested: set[str], con: duckdb.DuckDBPyConne
 
 def _linked_customer_ids(con: duckdb.DuckDBPyConnection, requested: set[str]) -> set[str]:
     """The other CRM ids of the same persons, by the warehouse's identity resolution (when built)."""
-    if not _table_exists(con, IDENTITY_VIEW):
+    if not table_exists(con, IDENTITY_VIEW):
         return set()
     rows = con.execute(f"""
         select cast(customer_id as varchar) from {IDENTITY_VIEW}
@@ -302,8 +291,6 @@ def erase_landing(settings: Settings) -> dict[str, int]:
     Returns the records removed per source. A file is replaced by rename, so a reader or a crash
     sees the old file or the new one, never a mix; a leftover temporary file of a crash is removed.
     """
-    from crm.warehouse import connect
-
     with connect(settings, read_only=True) as con:
         suppression = Suppression.read(settings, con)
     removed: dict[str, int] = {}
@@ -449,8 +436,6 @@ def erase_warehouse(settings: Settings) -> dict[str, int]:
     customer_id, customer_key or order_id column. Views need nothing: they read these tables.
     Returns the rows deleted per table (tables without any are left out).
     """
-    from crm.warehouse import connect
-
     if not settings.warehouse_path.exists():
         return {}
     deleted: dict[str, int] = {}
@@ -462,25 +447,21 @@ def erase_warehouse(settings: Settings) -> dict[str, int]:
         customers, orders = _erased_ids_in(con, tables, suppression)
         con.register("erased_customers", pa.table({"id": pa.array(sorted(customers), type=pa.int64())}))
         con.register("erased_orders", pa.table({"id": pa.array(sorted(orders), type=pa.int64())}))
-        con.execute("begin transaction")
         try:
-            for table, columns in tables.items():
-                conditions = [f"{_canonical_sql(c)} in (select id from erased_customers)"
-                              for c in columns if c in (CUSTOMER_ID, "customer_key")]
-                conditions += [f"{_canonical_sql(c)} in (select id from erased_orders)" for c in columns if c == ORDER_ID]
-                if table == "audit.rejected_rows":
-                    conditions += _rejected_rows_conditions()
-                count = con.execute(f"delete from {table} where {' or '.join(conditions)}").fetchone()[0]
+            with transaction(con):
+                for table, columns in tables.items():
+                    conditions = [f"{_canonical_sql(c)} in (select id from erased_customers)"
+                                  for c in columns if c in (CUSTOMER_ID, "customer_key")]
+                    conditions += [f"{_canonical_sql(c)} in (select id from erased_orders)" for c in columns if c == ORDER_ID]
+                    if table == "audit.rejected_rows":
+                        conditions += _rejected_rows_conditions()
+                    count = con.execute(f"delete from {table} where {' or '.join(conditions)}").fetchone()[0]
+                    if count:
+                        deleted[table] = count
+                count = _erase_rejected_lines(con, suppression)
                 if count:
-                    deleted[table] = count
-            count = _erase_rejected_lines(con, suppression)
-            if count:
-                deleted[REJECTED_ROWS_TABLE] = count
-            _recount_load_log(con)
-            con.execute("commit")
-        except BaseException:
-            con.execute("rollback")
-            raise
+                    deleted[REJECTED_ROWS_TABLE] = count
+                _recount_load_log(con)
         finally:
             con.unregister("erased_customers")
             con.unregister("erased_orders")
@@ -509,7 +490,7 @@ def _id_tables(con: duckdb.DuckDBPyConnection) -> dict[str, list[str]]:
         where t.table_type = 'BASE TABLE' and c.column_name in ('customer_id', 'customer_key', 'order_id')
         group by all order by 1""").fetchall()
     tables = {name: columns for name, columns in rows}
-    if _table_exists(con, "audit.rejected_rows"):
+    if table_exists(con, "audit.rejected_rows"):
         tables.setdefault("audit.rejected_rows", [])
     return tables
 

@@ -30,6 +30,7 @@ import pyarrow.parquet as pq
 
 from crm.contracts import CONTRACTS, SourceContract
 from crm.progress import progress
+from crm.warehouse import transaction
 
 log = logging.getLogger(__name__)
 
@@ -321,42 +322,39 @@ def load_source(con: duckdb.DuckDBPyConnection, contract: SourceContract, partit
     if not new:
         return 0
     headers = {p.path: check_file(contract, p) for p in new}
-    con.execute("begin transaction")
     try:
-        con.execute("create temp table landing_partitions as select * from (values "
-                    + ", ".join(f"({_quote(p.path)}, date {_quote(p.day.isoformat())})" for p in new)
-                    + ") as t(source_file, partition_date)")
-        # Files with the same columns are read together (CSV readers need one header per scan).
-        groups: dict[tuple[str, ...], dict[Path, CheckedFile]] = {}
-        for path, checked in headers.items():
-            groups.setdefault(tuple(checked.columns), {})[path] = checked
-        for columns, files in groups.items():
-            _insert_group(con, contract, list(columns), files)
-        # One pass over the new rows per table: the log reconciles with raw and rejects by construction.
-        counts = con.execute(f"""
-            insert into {LOAD_LOG_TABLE}
-            select ?, p.partition_date, p.source_file, coalesce(loaded.n, 0), coalesce(rejected.n, 0),
-                   current_timestamp::timestamp
-            from landing_partitions p
-            left join (
-                select _source_file as source_file, count(*) as n from {contract.raw_table}
-                where _source_file in (select source_file from landing_partitions) group by all
-            ) loaded using (source_file)
-            left join (
-                select source_file, count(*) as n from {REJECTED_ROWS_TABLE}
-                where source_file in (select source_file from landing_partitions) group by all
-            ) rejected using (source_file)
-            returning row_count, rejected_count""", [contract.name]).fetchall()
-        con.execute("drop table landing_partitions")
-        if gate is not None:
-            gate(con, contract, [p.day for p in new])
-        con.execute("commit")
+        with transaction(con):
+            con.execute("create temp table landing_partitions as select * from (values "
+                        + ", ".join(f"({_quote(p.path)}, date {_quote(p.day.isoformat())})" for p in new)
+                        + ") as t(source_file, partition_date)")
+            # Files with the same columns are read together (CSV readers need one header per scan).
+            groups: dict[tuple[str, ...], dict[Path, CheckedFile]] = {}
+            for path, checked in headers.items():
+                groups.setdefault(tuple(checked.columns), {})[path] = checked
+            for columns, files in groups.items():
+                _insert_group(con, contract, list(columns), files)
+            # One pass over the new rows per table: the log reconciles with raw and rejects by construction.
+            counts = con.execute(f"""
+                insert into {LOAD_LOG_TABLE}
+                select ?, p.partition_date, p.source_file, coalesce(loaded.n, 0), coalesce(rejected.n, 0),
+                       current_timestamp::timestamp
+                from landing_partitions p
+                left join (
+                    select _source_file as source_file, count(*) as n from {contract.raw_table}
+                    where _source_file in (select source_file from landing_partitions) group by all
+                ) loaded using (source_file)
+                left join (
+                    select source_file, count(*) as n from {REJECTED_ROWS_TABLE}
+                    where source_file in (select source_file from landing_partitions) group by all
+                ) rejected using (source_file)
+                returning row_count, rejected_count""", [contract.name]).fetchall()
+            con.execute("drop table landing_partitions")
+            if gate is not None:
+                gate(con, contract, [p.day for p in new])
     except duckdb.Error as error:
-        con.execute("rollback")
         raise LandingError(f"source {contract.name!r}: load of {len(new)} partition(s) failed, nothing was "
                            f"written: {_first_line(error)}") from None
     except Exception as error:
-        con.execute("rollback")
         raise LandingError(f"source {contract.name!r}: {len(new)} new partition(s) refused, nothing was "
                            f"written: {error}") from error
     inserted, rejected = sum(row[0] for row in counts), sum(row[1] for row in counts)

@@ -32,6 +32,19 @@ def connect(settings: Settings, read_only: bool = False) -> Iterator[duckdb.Duck
         con.close()
 
 
+@contextmanager
+def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConnection]:
+    """One transaction around the block: committed when it ends, rolled back when it raises, so
+    that readers and a crash see all of its writes or none."""
+    con.execute("begin transaction")
+    try:
+        yield con
+        con.execute("commit")
+    except BaseException:
+        con.execute("rollback")
+        raise
+
+
 def table_exists(con: duckdb.DuckDBPyConnection, qualified_name: str) -> bool:
     schema, name = qualified_name.split(".")
     return bool(con.execute(
@@ -46,21 +59,17 @@ def replace_as_of_date(con: duckdb.DuckDBPyConnection, qualified_name: str, fram
     Readers see the old rows or the new ones, never a mix; rerunning a date never duplicates it.
     """
     schema = qualified_name.split(".")[0]
-    con.execute("begin transaction")
     try:
-        con.execute(f"create schema if not exists {schema}")
-        con.register("incoming_rows", frame)
-        con.execute(f"create table if not exists {qualified_name} as select * from incoming_rows limit 0")
-        existing = [row[0] for row in con.execute(f"describe {qualified_name}").fetchall()]
-        if existing != list(frame.columns):
-            raise ValueError(f"{qualified_name} has columns {existing}, the new rows have {list(frame.columns)}: "
-                             f"migrate or drop the table before writing rows of the new shape")
-        con.execute(f"delete from {qualified_name} where as_of_date = ?", [as_of_date])
-        con.execute(f"insert into {qualified_name} by name select * from incoming_rows")
-        con.execute("commit")
-    except Exception:
-        con.execute("rollback")
-        raise
+        with transaction(con):
+            con.execute(f"create schema if not exists {schema}")
+            con.register("incoming_rows", frame)
+            con.execute(f"create table if not exists {qualified_name} as select * from incoming_rows limit 0")
+            existing = [row[0] for row in con.execute(f"describe {qualified_name}").fetchall()]
+            if existing != list(frame.columns):
+                raise ValueError(f"{qualified_name} has columns {existing}, the new rows have {list(frame.columns)}: "
+                                 f"migrate or drop the table before writing rows of the new shape")
+            con.execute(f"delete from {qualified_name} where as_of_date = ?", [as_of_date])
+            con.execute(f"insert into {qualified_name} by name select * from incoming_rows")
     finally:
         con.unregister("incoming_rows")
     return len(frame)
