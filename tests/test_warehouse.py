@@ -6,11 +6,13 @@ from datetime import date
 from pathlib import Path
 
 import duckdb
+import pytest
 
 from crm import pipeline
 from crm.contracts import CONTRACTS
 from crm.generate import GeneratorConfig, generate
 from crm.settings import Settings
+from crm.warehouse import transaction
 
 END = date(2026, 11, 23)
 AS_OF = date(2026, 10, 1)
@@ -70,3 +72,22 @@ def test_incremental_runs_equal_a_full_refresh(tmp_path: Path):
     incremental = _checksums(settings)
     pipeline.build_warehouse(Settings.from_env(home=tmp_path, as_of_date=END, full_refresh=True))
     assert _checksums(settings) == incremental
+
+
+def test_a_transaction_writes_all_or_nothing_and_reports_its_own_error():
+    con = duckdb.connect(":memory:")
+    con.execute("create table t (id integer primary key)")
+    with pytest.raises(ValueError, match="refused"), transaction(con):
+        con.execute("insert into t values (1)")
+        raise ValueError("refused")
+    assert con.execute("select count(*) from t").fetchone()[0] == 0
+    # A commit that conflicts with a concurrent one fails with the conflict, not a failed rollback.
+    other = con.cursor()
+    with pytest.raises(duckdb.TransactionException, match="PRIMARY KEY"), transaction(con):
+        con.execute("insert into t values (2)")
+        with transaction(other):
+            other.execute("insert into t values (2)")
+    assert con.execute("select id from t").fetchall() == [(2,)]
+    with transaction(con):
+        con.execute("insert into t values (3)")
+    assert con.execute("select count(*) from t").fetchone()[0] == 2

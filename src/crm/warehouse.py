@@ -39,10 +39,12 @@ def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConne
     con.execute("begin transaction")
     try:
         yield con
-        con.execute("commit")
     except BaseException:
         con.execute("rollback")
         raise
+    # Outside the handler: DuckDB rolls a failed commit back itself, and a rollback then would fail
+    # too and hide the commit's own error (a write conflict, a constraint).
+    con.execute("commit")
 
 
 def table_exists(con: duckdb.DuckDBPyConnection, qualified_name: str) -> bool:
