@@ -11,10 +11,12 @@ export UV_PROJECT_ENVIRONMENT := $(CURDIR)/$(VENV)
 
 install: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml uv.lock
+# Bytecode is compiled at install: where PYTHONDONTWRITEBYTECODE is set (as in most container
+# images) every process would otherwise compile its imports again, about 5 s per pipeline stage.
+$(VENV)/.installed: pyproject.toml uv.lock Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
-	$(BIN)/uv sync --frozen
+	$(BIN)/uv sync --frozen --compile-bytecode
 	touch $@
 
 run: install
