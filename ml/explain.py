@@ -12,6 +12,8 @@ import pandas as pd
 from sklearn.inspection import permutation_importance
 from sklearn.pipeline import Pipeline
 
+from ml.blocks import BLOCK_ROWS
+
 IMPORTANCE_SAMPLE = 5_000
 DRIVER_CANDIDATES = 8  # the most important features are the candidates for a customer's drivers
 TOP_DRIVERS = 3
@@ -30,38 +32,45 @@ def global_importance(pipeline: Pipeline, features: pd.DataFrame, label: pd.Seri
             .sort_values("importance", ascending=False, ignore_index=True))
 
 
-def churn_probability_and_drivers(pipeline: Pipeline, features: pd.DataFrame, candidates: list[str],
-                                  from_probability: float = DRIVERS_FROM_PROBABILITY) -> pd.DataFrame:
-    """Columns churn_probability and driver_1..driver_3; drivers only where the probability is at least
-    ``from_probability``.
+def churn_drivers(pipeline: Pipeline, features: pd.DataFrame, probability: np.ndarray, candidates: list[str],
+                  from_probability: float = DRIVERS_FROM_PROBABILITY, block_rows: int = BLOCK_ROWS) -> pd.DataFrame:
+    """Columns driver_1..driver_3 for the customers whose churn ``probability`` (the pipeline's own, in
+    row order) is at least ``from_probability``; null for the others.
 
     A customer's drivers are the candidate features that raise its churn probability most. Only features
-    that do raise it count: a customer whose values all lower the risk has no drivers (null). The features
-    are transformed once and the model predicts them once for the probability; for each candidate only
-    the explained customers whose value differs from the median are predicted again, with the candidate's
-    transformed columns set to the median's. That equals predicting the neutralised input, because the
-    pipeline's transformers work column by column.
+    that do raise it count: a customer whose values all lower the risk has no drivers (null). The median
+    a candidate is set to is the whole population's. The explained customers are transformed once, in
+    blocks; for each candidate only those whose value differs from the median are predicted again, with
+    the candidate's transformed columns set to the median's. That equals predicting the neutralised
+    input, because the pipeline's transformers work column by column.
     """
-    preprocess, model = pipeline[:-1], pipeline[-1]
-    transformed = np.asarray(preprocess.transform(features), dtype=float)
-    base = model.predict_proba(transformed)[:, 1]
-    explained = np.flatnonzero(base >= from_probability)
-    contributions = np.zeros((len(features), len(candidates)))
-    for index, column in enumerate(candidates):
-        outputs, neutral = _neutral_outputs(preprocess, features, column)
-        rows = explained[~_same(transformed[np.ix_(explained, outputs)], neutral).all(axis=1)]
-        if rows.size:
-            neutralised = transformed[rows]
-            neutralised[:, outputs] = neutral
-            contributions[rows, index] = base[rows] - model.predict_proba(neutralised)[:, 1]
     names = np.full((len(features), TOP_DRIVERS), None, dtype=object)
-    if candidates:
-        ranked = np.argsort(-contributions, axis=1, kind="stable")[:, :TOP_DRIVERS]
-        names[:, :ranked.shape[1]] = np.asarray(candidates, dtype=object)[ranked]
-        names[:, :ranked.shape[1]][np.take_along_axis(contributions, ranked, axis=1) <= 0] = None
-    result = pd.DataFrame(names, columns=[f"driver_{rank + 1}" for rank in range(TOP_DRIVERS)], index=features.index)
-    result.insert(0, "churn_probability", base)
-    return result
+    explained = np.flatnonzero(probability >= from_probability)
+    if candidates and explained.size:
+        preprocess, model = pipeline[:-1], pipeline[-1]
+        neutral = [_neutral_outputs(preprocess, features, column) for column in candidates]
+        for start in range(0, explained.size, block_rows):
+            rows = explained[start:start + block_rows]
+            ranked = _ranked_drivers(preprocess, model, features.iloc[rows], probability[rows], candidates, neutral)
+            names[rows, :ranked.shape[1]] = ranked
+    return pd.DataFrame(names, columns=[f"driver_{rank + 1}" for rank in range(TOP_DRIVERS)], index=features.index)
+
+
+def _ranked_drivers(preprocess: Pipeline, model, block: pd.DataFrame, base: np.ndarray, candidates: list[str],
+                    neutral: list[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
+    """The block's top candidates by how much each raises its probability ``base``; None where none does."""
+    transformed = np.asarray(preprocess.transform(block), dtype=float)
+    contributions = np.zeros((len(block), len(candidates)))
+    for index, (outputs, values) in enumerate(neutral):
+        differs = ~_same(transformed[:, outputs], values).all(axis=1)
+        if differs.any():
+            neutralised = transformed[differs]
+            neutralised[:, outputs] = values
+            contributions[differs, index] = base[differs] - model.predict_proba(neutralised)[:, 1]
+    ranked = np.argsort(-contributions, axis=1, kind="stable")[:, :TOP_DRIVERS]
+    names = np.asarray(candidates, dtype=object)[ranked]
+    names[np.take_along_axis(contributions, ranked, axis=1) <= 0] = None
+    return names
 
 
 def _neutral_outputs(preprocess: Pipeline, features: pd.DataFrame, column: str) -> tuple[np.ndarray, np.ndarray]:

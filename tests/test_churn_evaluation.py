@@ -8,6 +8,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 
 from ml import churn, explain, training
+from ml.blocks import in_blocks
 from ml.metrics import expected_calibration_error
 
 
@@ -48,17 +49,18 @@ def test_drivers_name_the_features_that_raise_the_risk():
     importance = explain.global_importance(model, features, pd.Series(label, index=features.index), seed=0)
     assert importance["feature"].tolist()[:2] == ["recency_days", "open_tickets"]
     customers = pd.DataFrame({"recency_days": [280.0, 10.0], "open_tickets": [0.0, 3.0], "noise": [0.5, 0.5]})
-    drivers = explain.churn_probability_and_drivers(model, customers, ["recency_days", "open_tickets", "noise"],
-                                                    from_probability=0.0)
+    drivers = explain.churn_drivers(model, customers, model.predict_proba(customers)[:, 1],
+                                    ["recency_days", "open_tickets", "noise"], from_probability=0.0)
     assert drivers.loc[0, "driver_1"] == "recency_days" and drivers.loc[1, "driver_1"] == "open_tickets"
-    assert list(drivers.columns) == ["churn_probability", "driver_1", "driver_2", "driver_3"]
+    assert list(drivers.columns) == ["driver_1", "driver_2", "driver_3"]
     # The other feature lowers each customer's risk and noise is typical: no further drivers.
     assert drivers[["driver_2", "driver_3"]].isna().all().all()
 
 
 def test_drivers_equal_predicting_each_neutralised_feature_for_customers_at_risk():
     """The transformed-space shortcut gives the drivers of neutralising the raw input, with the churn
-    model's own preprocessing (median imputation with indicators, log of money) and trees."""
+    model's own preprocessing (median imputation with indicators, log of money) and trees; in blocks
+    of rows, the neutral value is still the whole population's median."""
     rng = np.random.default_rng(3)
     rows = 4_000
     features = pd.DataFrame({column: rng.gamma(2.0, 20.0, rows).round() for column in churn.FEATURE_COLUMNS})
@@ -67,9 +69,10 @@ def test_drivers_equal_predicting_each_neutralised_feature_for_customers_at_risk
     label = (rng.random(rows) < 1 / (1 + np.exp(-risk))).astype(int)
     model = churn.candidates(seed=0)["gradient_boosting"].fit(features, label)
     candidates = ["recency_days", *churn.FEATURE_COLUMNS[-3:]]
-    fast = explain.churn_probability_and_drivers(model, features, candidates)
-
     base = model.predict_proba(features)[:, 1]
+    probability = in_blocks(features, lambda block: model.predict_proba(block)[:, 1], block_rows=700)
+    drivers = explain.churn_drivers(model, features, probability, candidates, block_rows=300)
+
     contributions = np.column_stack([
         base - model.predict_proba(features.assign(**{column: features[column].median()}))[:, 1]
         for column in candidates])
@@ -79,19 +82,17 @@ def test_drivers_equal_predicting_each_neutralised_feature_for_customers_at_risk
     # Only customers at or above the medium risk band are explained; the probability is everyone's.
     expected[base < explain.DRIVERS_FROM_PROBABILITY] = None
     assert 0 < (base >= explain.DRIVERS_FROM_PROBABILITY).sum() < rows
-    np.testing.assert_allclose(fast["churn_probability"], base)
-    drivers = fast.drop(columns="churn_probability")
+    np.testing.assert_array_equal(probability, base)
     pd.testing.assert_frame_equal(drivers, pd.DataFrame(expected, columns=drivers.columns, index=features.index))
-    assert fast["driver_1"].notna().any()
+    assert drivers["driver_1"].notna().any()
 
 
-def test_a_model_without_driver_candidates_scores_without_drivers():
+def test_a_model_without_driver_candidates_has_no_drivers():
     features = pd.DataFrame({"recency_days": [1.0, 200.0, 30.0, 400.0]})
     model = Pipeline([("features", ColumnTransformer([("all", SimpleImputer(), ["recency_days"])])),
                       ("model", LogisticRegression())]).fit(features, [0, 1, 0, 1])
-    scored = explain.churn_probability_and_drivers(model, features, [])
-    np.testing.assert_allclose(scored["churn_probability"], model.predict_proba(features)[:, 1])
-    assert scored[["driver_1", "driver_2", "driver_3"]].isna().all().all()
+    drivers = explain.churn_drivers(model, features, model.predict_proba(features)[:, 1], [], from_probability=0.0)
+    assert drivers[["driver_1", "driver_2", "driver_3"]].isna().all().all()
 
 
 def test_training_sample_is_capped_reproducible_and_keeps_the_order():

@@ -48,7 +48,9 @@ def target_checks(results: list[dict]) -> list[tuple[str, str, str, bool]]:
          largest["pandas_s"] / feature >= run["pandas_over_feature_min"]),
     ]
     for name, rate in largest["scoring_per_s"].items():
-        checks.append((f"scoring {name} (model load excluded)", f"{rate:,.0f}/s", f"≥ {run['scoring_per_s_min']:,}/s",
+        explained = largest.get("scoring_with_explanations_per_s", {}).get(name)
+        measured = f"{rate:,.0f}/s" + (f" ({explained:,.0f}/s with its drivers)" if explained else "")
+        checks.append((f"scoring {name} (model load excluded)", measured, f"≥ {run['scoring_per_s_min']:,}/s",
                        rate >= run["scoring_per_s_min"]))
     if largest is not smallest:
         growth = (largest["full_run_wall_s"] / largest["customers"]) / (smallest["full_run_wall_s"] / smallest["customers"])
@@ -108,11 +110,11 @@ def feature_stage(run_results: dict, build_wall_s: float) -> dict[str, float]:
 
 
 def _run_pipeline(crm: str, env: dict[str, str], stages: dict[str, StageResult], prefix: str,
-                  train: bool) -> tuple[dict, dict, dict[str, float]]:
+                  train: bool) -> tuple[dict, dict, dict[str, dict[str, float]]]:
     """Load, build, gate, (train,) score and publish as the daily path runs them; each stage timed.
     Returns the load's report, the feature stage of the dbt build and each model's prediction
-    seconds (model load excluded)."""
-    predict_s = {}
+    seconds (model load excluded) and explanation seconds."""
+    timings = {}
     result, output = run_stage(f"{prefix}load", [crm, "load"], env)
     loaded = json.loads(output)
     stages[f"{prefix}load"] = replace(result, rows=sum(loaded["rows"].values()))
@@ -131,10 +133,10 @@ def _run_pipeline(crm: str, env: dict[str, str], stages: dict[str, StageResult],
         result, output = run_stage(f"{prefix}score {model}", [crm, "score", "--model", model], env)
         scored = json.loads(output)
         stages[f"{prefix}score {model}"] = replace(result, rows=int(scored["rows"]))
-        predict_s[model] = scored["predict_s"]
+        timings[model] = {"predict_s": scored["predict_s"], "explain_s": scored["explain_s"]}
     result, output = run_stage(f"{prefix}publish", [crm, "publish"], env)
     stages[f"{prefix}publish"] = replace(result, rows=sum(json.loads(output).values()))
-    return loaded, features, predict_s
+    return loaded, features, timings
 
 
 def bench_scale(customers: int, days: int, work_dir: Path) -> dict[str, object]:
@@ -188,7 +190,12 @@ def bench_scale(customers: int, days: int, work_dir: Path) -> dict[str, object]:
             "feature_stage_s": features["per_as_of_date_s"], "feature_stage": features,
             "daily_feature_stage": daily_features,
             "peak_rss_mb": max(stages[name].peak_rss_mb for name in full_stages),
-            "scoring_per_s": {model: round(stages[f"score {model}"].rows / max(scoring[model], 1e-6)) for model in MODELS},
+            "scoring_per_s": {model: round(stages[f"score {model}"].rows / max(scoring[model]["predict_s"], 1e-6))
+                              for model in MODELS},
+            "explain_s": {model: scoring[model]["explain_s"] for model in MODELS},
+            "scoring_with_explanations_per_s": {
+                model: round(stages[f"score {model}"].rows / (scoring[model]["predict_s"] + scoring[model]["explain_s"]))
+                for model in MODELS if scoring[model]["explain_s"]},
             "quality_gates": {"raw_validations": loaded["raw_gate"]["validations"],
                               "raw_gate_s": loaded["raw_gate"]["seconds"], "mart_gate_s": stages["mart gate"].wall_s,
                               "pipeline_s": round(pipeline_s, 2), "share_of_run": round(gate_s / pipeline_s, 4)},
@@ -232,7 +239,9 @@ def write_report(results: list[dict[str, object]], out_dir: Path) -> Path:
                   "validation, scoring); dbt's fixed cost is the build's wall time outside any model. The floor is "
                   "one DuckDB query computing the same per-customer aggregates for one as-of date straight from "
                   "the landing files, the pandas reference the same aggregates in pandas "
-                  "(`src/crm/bench_references.py`).", "",
+                  "(`src/crm/bench_references.py`). Scoring throughput is the customers scored per second of "
+                  "computing the model's output from the loaded model and features; the churn drivers of customers "
+                  "at medium or high risk are explained after it, and the rate with them is shown beside it.", "",
               "## Stages", "",
               "| customers | stage | wall s | CPU s | peak RSS MB | rows | rows/s |",
               "| ---: | --- | ---: | ---: | ---: | ---: | ---: |"]
