@@ -2,6 +2,7 @@
 
 import numpy as np
 import pandas as pd
+from mlflow.models import infer_signature
 from sklearn.compose import ColumnTransformer
 from sklearn.impute import SimpleImputer
 from sklearn.linear_model import LogisticRegression
@@ -101,3 +102,22 @@ def test_training_sample_is_capped_reproducible_and_keeps_the_order():
     assert len(sample) == 300 and sample.index.is_monotonic_increasing
     pd.testing.assert_frame_equal(sample, training.training_sample(examples, 300, seed=7))
     assert training.training_sample(examples, 1_000, seed=7) is examples
+
+
+def test_the_schema_sample_gives_mlflow_the_schema_of_every_row():
+    rng = np.random.default_rng(4)
+    rows = 20_000
+    frame = pd.DataFrame({"recency_days": rng.random(rows), "monetary": rng.random(rows),
+                          "feedback_text": ["late delivery"] * rows, "is_churned": rng.integers(0, 2, rows)})
+    frame.loc[15_000, "monetary"] = np.nan
+    frame.loc[rows - 1, "feedback_text"] = None
+    sample = training.schema_sample(frame)
+    assert len(sample) <= training.SCHEMA_SAMPLE_ROWS + 2
+    assert infer_signature(sample).inputs == infer_signature(frame).inputs
+    logged = training.dataset(frame, "customer_features@2025-01-01", "is_churned")
+    assert logged.schema == infer_signature(frame).inputs
+    assert logged.profile["num_rows"] == rows
+    # The digest covers every row, not only the first 10,000.
+    changed = frame.copy()
+    changed.loc[rows - 2, "recency_days"] += 1
+    assert training.dataset(changed, "customer_features@2025-01-01", "is_churned").digest != logged.digest

@@ -115,6 +115,15 @@ def test_churn_champion_is_graded_explained_and_plotted(pipeline_run):
     assert {"roc_auc", "pr_auc", "brier", "ece", "lift_top_decile", "baseline_roc_auc",
             "roc_auc_uplift_over_baseline"} <= set(run.data.metrics)
     assert int(run.data.params["baseline_rule_days"]) > 0
+    # Its datasets: every row counted, the schema of the feature mart (recency is missing for
+    # customers who never ordered, so it is optional).
+    logged = {item.tags[0].value: item.dataset for item in run.inputs.dataset_inputs}
+    assert json.loads(logged["training"].profile)["num_rows"] == int(run.data.params["train_rows"])
+    columns = {column["name"]: column for column in json.loads(logged["validation"].schema)["mlflow_colspec"]}
+    assert columns["recency_days"] == {"type": "double", "name": "recency_days", "required": False}
+    mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
+    signature = mlflow.models.get_model_info("models:/crm_churn@champion").signature
+    assert signature.inputs.input_names() == FEATURE_COLUMNS
     artifacts = {artifact.path for artifact in client.list_artifacts(champion.run_id)}
     assert {"roc_curve.png", "pr_curve.png", "calibration_curve.png", "confusion_matrix.png",
             "feature_importance.png", "feature_importance.json"} <= artifacts
