@@ -1,3 +1,7 @@
+{#- A table, not a view: at a million customers several marts and this model's tests each read it,
+    and a view would type, validate and deduplicate every raw row again for each of them. -#}
+{{ config(materialized='table') }}
+
 with
 
 sessions as (
