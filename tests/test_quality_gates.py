@@ -132,6 +132,8 @@ def test_clean_marts_pass_every_mart_suite(clean_built, quality: QualityGate):
     assert all(r.rows > 0 and not r.blocking for r in results)
     # With 45 days of history most customers have not ordered yet: reported, as it should be.
     assert [(r.suite, f.column) for r in results for f in r.warnings] == [("customer_features", "recency_days")]
+    # A share is reported with what was measured.
+    assert 0 <= next(f.observed_value for r in results for f in r.warnings) < 0.5
 
 
 def _copy_landing(settings: Settings, tmp_path: Path) -> Settings:

@@ -35,6 +35,8 @@ class ExpectationFailure:
     unexpected_count: int | None
     sample_ids: list[dict[str, Any]] = field(default_factory=list)
     sample_values: list[Any] = field(default_factory=list)
+    # What an aggregate expectation measured (a share, a mean, a row count); None for row-level ones.
+    observed_value: Any = None
 
     @property
     def blocking(self) -> bool:
@@ -46,6 +48,8 @@ class ExpectationFailure:
             parts.append(f"column {self.column}")
         if self.unexpected_count is not None:
             parts.append(f"{self.unexpected_count} unexpected")
+        if self.observed_value is not None:
+            parts.append(f"observed {self.observed_value}")
         if self.sample_ids:
             parts.append(f"sample ids {self.sample_ids}")
         if self.sample_values:
@@ -225,6 +229,8 @@ def _failure(suite_name: str, result: Any, id_columns: list[str]) -> Expectation
         sample_ids=sample_ids,
         sample_values=[_plain(value) for value in (details.get("partial_unexpected_list") or [])[:SAMPLE_SIZE]]
         if revealing else [],
+        observed_value=_plain(details.get("observed_value"))
+        if revealing and not isinstance(details.get("observed_value"), (list, dict)) else None,
     )
 
 
