@@ -1,7 +1,10 @@
 {#- Identity resolution: customer records that share a valid normalised email or phone belong to one
     person. Rule: the customer key of a record is the smallest customer_id reachable through shared
     emails and phones, found by propagating the minimum three times (email, phone, email), which
-    resolves chains of up to three links; longer chains keep more than one key. -#}
+    resolves chains of up to three links; longer chains keep more than one key. A table (ids only, no
+    contact details): almost every mart joins it and its window passes ran again for each. -#}
+{{ config(materialized='table') }}
+
 with
 
 customers as (
