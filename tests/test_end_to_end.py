@@ -23,7 +23,7 @@ from crm import local_airflow
 from crm.cli import PIPELINE_DAG
 from crm.pipeline import PUBLISHED_TABLES, evaluate_against_truth
 from crm.settings import Settings
-from ml import explain
+from ml import explain, registry
 from ml.features import FEATURE_COLUMNS, load_features
 
 BIN = Path(sys.executable).parent
@@ -100,7 +100,7 @@ def test_every_known_customer_gets_a_segment_of_the_champion(pipeline_run):
     assert {"silhouette", "k"} <= set(run.data.metrics)
     artifacts = {artifact.path for artifact in client.list_artifacts(champion.run_id)}
     assert {"segment_profiles.json", "segment_projection.png"} <= artifacts
-    mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
+    registry.configure(settings)
     model_dir = Path(mlflow.artifacts.download_artifacts("models:/crm_segmentation@champion"))
     example = json.loads((model_dir / "input_example.json").read_text())
     assert set(example["columns"]) == {"frequency", "days_since_first_order", "avg_order_value"}
@@ -121,7 +121,7 @@ def test_churn_champion_is_graded_explained_and_plotted(pipeline_run):
     assert json.loads(logged["training"].profile)["num_rows"] == int(run.data.params["train_rows"])
     columns = {column["name"]: column for column in json.loads(logged["validation"].schema)["mlflow_colspec"]}
     assert columns["recency_days"] == {"type": "double", "name": "recency_days", "required": False}
-    mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
+    registry.configure(settings)  # tracking and registry: an earlier test may have pointed them elsewhere
     signature = mlflow.models.get_model_info("models:/crm_churn@champion").signature
     assert signature.inputs.input_names() == FEATURE_COLUMNS
     artifacts = {artifact.path for artifact in client.list_artifacts(champion.run_id)}
@@ -179,7 +179,7 @@ def test_models_track_the_generators_ground_truth(pipeline_run):
 
 def test_champion_loads_from_the_registry(pipeline_run):
     settings, _ = pipeline_run
-    mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
+    registry.configure(settings)
     model = mlflow.sklearn.load_model("models:/crm_churn@champion")
     with duckdb.connect(str(settings.warehouse_path), read_only=True) as con:
         as_of = con.execute("select max(as_of_date) from scores.churn").fetchone()[0]
