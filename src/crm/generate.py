@@ -31,7 +31,6 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
-from scipy.stats import norm
 
 from crm.contracts import CONTRACTS
 from crm.landing import partition_dir
@@ -642,6 +641,10 @@ SURVEY_DAILY_ANSWER = 0.004
 
 def satisfied_probability(satisfaction: np.ndarray) -> np.ndarray:
     """P(NPS promoter or CSAT >= 4) on a survey answer, from the survey model in _surveys."""
+    # Imported here: scipy.stats costs every `crm` command a second of start-up (the CLI imports
+    # this module for its defect kinds).
+    from scipy.stats import norm
+
     promoter = norm.sf((8.5 - 10 * satisfaction) / NPS_NOISE)
     happy = norm.sf((2.5 - 4 * satisfaction) / CSAT_NOISE)
     return 1 - (1 - promoter) * (1 - happy)
