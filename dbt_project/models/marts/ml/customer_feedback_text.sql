@@ -1,11 +1,25 @@
 {#- The customer's own words known at each as-of date D: support-ticket descriptions and survey
     comments delivered by D, oldest first, with contact details masked. Feeds the satisfaction
-    model's text features; not published to BI. -#}
+    model's text features; not published to BI.
+    Incremental: a build computes the as-of dates it was given (the dates customer_features computes
+    or recomputes) and keeps the other dates' rows, which masking every text again at every stored
+    date would otherwise cost each day. -#}
+{{ config(
+    materialized='incremental',
+    unique_key=['customer_key', 'as_of_date'],
+    incremental_strategy='delete+insert',
+    on_schema_change='fail'
+) }}
+-- depends_on: {{ ref('int_as_of_dates') }}
+
 with
 
 customer_dates as (
 
     select customer_key, as_of_date from {{ ref('customer_features') }}
+    {% if is_incremental() %}
+    where as_of_date in (select as_of_date from {{ ref('int_as_of_dates') }})
+    {% endif %}
 
 ),
 
@@ -29,8 +43,9 @@ identity as (
 
 texts as (
 
+    -- Masked once per text, not once per text and as-of date.
     select identity.customer_key, tickets.created_at as written_at, tickets.delivered_on,
-        tickets.description as text
+        {{ mask_contact_details('tickets.description') }} as text
     from tickets
     inner join identity on identity.customer_id = tickets.customer_id
     where tickets.description is not null and trim(tickets.description) <> ''
@@ -38,7 +53,7 @@ texts as (
     union all
 
     select identity.customer_key, responses.responded_at as written_at, responses.delivered_on,
-        responses.comment as text
+        {{ mask_contact_details('responses.comment') }} as text
     from responses
     inner join identity on identity.customer_id = responses.customer_id
     where responses.comment is not null and trim(responses.comment) <> ''
@@ -50,7 +65,7 @@ known_at_date as (
     select
         customer_dates.customer_key,
         customer_dates.as_of_date,
-        string_agg({{ mask_contact_details('texts.text') }}, ' ' order by texts.written_at) as feedback_text,
+        string_agg(texts.text, ' ' order by texts.written_at) as feedback_text,
         count(texts.text) as texts_written
 
     from customer_dates
