@@ -39,7 +39,8 @@ SCHEDULE = SETTINGS.daily_schedule
     **steps.DAG_ARGS,
 )
 def crm_daily():
-    build = [steps.dbt_build()] if SETTINGS.daily_dbt_tasks == "build" else [steps.plan_dbt_build(), steps.dbt_models()]
+    build = [steps.dbt_build()] if SETTINGS.daily_dbt_tasks == "build" else [
+        steps.plan_dbt_build(), steps.dbt_models(), steps.record_tested_loads()]
     chain(steps.load_landing(), *build, steps.quality_gate_marts(), *(steps.score(m) for m in MODELS),
           steps.publish_marts(), steps.run_summary())
 

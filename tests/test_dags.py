@@ -78,6 +78,9 @@ def test_daily_dag_shows_every_dbt_model_seed_and_snapshot_as_its_own_task():
     assert "dbt.int_customer_engagement_at_dates_model_build" in features.upstream_task_ids
     assert "plan_dbt_build" in features.get_flat_relative_ids(upstream=True)
     assert dag.render_template_as_native_obj and "plan_dbt_build" in str(features.vars)
+    # The loads count as tested only once every dbt task has passed.
+    assert "dbt.assert_raw_rows_reconcile_test" in dag.get_task("record_tested_loads").get_flat_relative_ids(upstream=True)
+    assert "record_tested_loads" in dag.get_task("quality_gate_marts").upstream_task_ids
 
 
 def test_daily_dag_can_build_in_one_task(monkeypatch):

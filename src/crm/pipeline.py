@@ -18,6 +18,8 @@ from crm.settings import Settings
 log = logging.getLogger(__name__)
 
 MODELS = ("churn", "segments", "satisfaction")
+# Up to which load the dbt tests have passed (crm.pipeline.record_tested_loads).
+TESTED_LOADS_TABLE = "audit.tested_loads"
 PUBLISHED_TABLES = ("marts.dim_customers", "marts.fct_orders", "marts.fct_order_items", "marts.fct_support_tickets",
                     "marts.fct_survey_responses", "marts.fct_marketing_events", "marts.campaign_performance",
                     "marts.customer_features", "marts.customer_rfm", "marts.customer_360",
@@ -104,23 +106,57 @@ def plan(settings: Settings) -> AsOfPlan:
 
 
 def build_warehouse(settings: Settings) -> None:
+    """dbt build (models, snapshot and tests); once it has passed, its loads count as tested."""
     from crm.dbt import run_dbt
 
     run_dbt(settings, ["build", *(["--full-refresh"] if settings.full_refresh else [])], dbt_vars(settings))
+    record_tested_loads(settings)
 
 
 def dbt_vars(settings: Settings) -> dict[str, object]:
-    """The dbt vars of a build: the as-of dates to compute (training, validation, scoring) and the window.
+    """The dbt vars of a build: the as-of dates to compute (training, validation, scoring), the window,
+    and from which partition on the large staging tables are tested.
 
     A full refresh also recomputes every as-of date the warehouse holds features for: otherwise it
     would keep only this run's dates and drop the other days' features (and with them what
     customer_rfm reads), so it would not equal the incremental runs it replays. Features are point
-    in time, so each stored date comes out as it was.
+    in time, so each stored date comes out as it was. A full refresh tests every partition.
     """
     dates = plan(settings).dates()
+    variables: dict[str, object] = {"churn_window_days": settings.churn_window_days}
     if settings.full_refresh:
         dates = sorted(set(dates) | {day.isoformat() for day in _stored_feature_dates(settings)})
-    return {"as_of_dates": dates, "churn_window_days": settings.churn_window_days}
+    else:
+        since = _untested_since(settings)
+        if since is not None:
+            variables["tests_since"] = since.isoformat()
+    return {"as_of_dates": dates, **variables}
+
+
+def _untested_since(settings: Settings) -> date | None:
+    """The earliest partition loaded since the last build whose tests passed; None when no build has
+    passed yet (everything is tested). With nothing new loaded, the day after the newest partition."""
+    from crm.warehouse import connect, table_exists
+
+    with connect(settings, read_only=True) as con:
+        if not table_exists(con, TESTED_LOADS_TABLE):
+            return None
+        earliest, newest = con.execute(
+            f"select min(partition_date) filter (where loaded_at > (select max(loads_through) from "
+            f"{TESTED_LOADS_TABLE})), max(partition_date) from {LOAD_LOG_TABLE}").fetchone()
+    return earliest if earliest is not None else newest + timedelta(days=1) if newest is not None else None
+
+
+def record_tested_loads(settings: Settings) -> None:
+    """Record that every partition loaded so far passed the dbt tests: the next build tests the large
+    staging tables from the partitions loaded after it. Called only after a build succeeded, so a
+    failed test is run again by the next build."""
+    from crm.warehouse import connect
+
+    with connect(settings) as con:
+        con.execute("create schema if not exists audit")
+        con.execute(f"create or replace table {TESTED_LOADS_TABLE} as "
+                    f"select max(loaded_at) as loads_through from {LOAD_LOG_TABLE}")
 
 
 def _stored_feature_dates(settings: Settings) -> set[date]:

@@ -1,13 +1,26 @@
 {#- A table, not a view: at a million customers several marts and this model's tests each read it,
-    and a view would type, validate and deduplicate every raw row again for each of them. -#}
-{{ config(materialized='table') }}
+    and a view would type, validate and deduplicate every raw row again for each of them. Incremental
+    (macros/incremental_versions.sql): a daily build ranks only the new deliveries and the versions
+    kept of their keys. -#}
+{{ config(
+    materialized='incremental',
+    unique_key='event_id',
+    incremental_strategy='delete+insert',
+    on_schema_change='append_new_columns'
+) }}
 
 with
 
 events as (
 
-    select * from {{ ref('base_marketing__events') }}
-    where rejection_reason is null
+    {{ versions_to_rank(
+        ref('base_marketing__events'),
+        key_columns=['event_id'],
+        columns=[
+            'event_id', 'campaign_id', 'variant', 'customer_id', 'event_type', 'event_at', 'revenue',
+            'delivered_on'
+        ]
+    ) }}
 
 ),
 
@@ -33,7 +46,8 @@ final as (
         event_type,
         event_at,
         revenue,
-        delivered_on
+        delivered_on,
+        loaded_at
 
     from ranked
     where delivery_rank = 1

@@ -1,13 +1,25 @@
 {#- A table, not a view: at a million customers several marts and this model's tests each read it,
-    and a view would type, validate and deduplicate every raw row again for each of them. -#}
-{{ config(materialized='table') }}
+    and a view would type, validate and deduplicate every raw row again for each of them. Incremental
+    (macros/incremental_versions.sql): a daily build ranks only the new deliveries and the versions
+    kept of their keys. -#}
+{{ config(
+    materialized='incremental',
+    unique_key=['order_id', 'line_number'],
+    incremental_strategy='delete+insert',
+    on_schema_change='append_new_columns'
+) }}
 
 with
 
 order_items as (
 
-    select * from {{ ref('base_shop__order_items') }}
-    where rejection_reason is null
+    {{ versions_to_rank(
+        ref('base_shop__order_items'),
+        key_columns=['order_id', 'line_number'],
+        columns=[
+            'order_id', 'line_number', 'product_id', 'quantity', 'unit_price', 'delivered_on'
+        ]
+    ) }}
 
 ),
 
@@ -32,7 +44,8 @@ final as (
         quantity,
         unit_price,
         quantity * unit_price as line_amount,
-        delivered_on
+        delivered_on,
+        loaded_at
 
     from ranked
     where delivery_rank = 1

@@ -1,13 +1,26 @@
 {#- A table, not a view: at a million customers several marts and this model's tests each read it,
-    and a view would type, validate and deduplicate every raw row again for each of them. -#}
-{{ config(materialized='table') }}
+    and a view would type, validate and deduplicate every raw row again for each of them. Incremental
+    (macros/incremental_versions.sql): a daily build ranks only the new deliveries and the versions
+    kept of their keys. -#}
+{{ config(
+    materialized='incremental',
+    unique_key='order_id',
+    incremental_strategy='delete+insert',
+    on_schema_change='append_new_columns'
+) }}
 
 with
 
 orders as (
 
-    select * from {{ ref('base_shop__orders') }}
-    where rejection_reason is null
+    {{ versions_to_rank(
+        ref('base_shop__orders'),
+        key_columns=['order_id'],
+        columns=[
+            'order_id', 'customer_id', 'ordered_at', 'status', 'amount', 'currency', 'channel',
+            'updated_at', 'delivered_on'
+        ]
+    ) }}
 
 ),
 
@@ -16,7 +29,7 @@ ranked as (
     select
         *,
         row_number() over (
-            partition by order_id order by updated_at desc, delivered_on desc
+            partition by order_id order by updated_at desc, delivered_on desc, loaded_at desc
         ) as delivery_rank
 
     from orders
@@ -26,8 +39,8 @@ ranked as (
 final as (
 
     select
-        order_id, customer_id, ordered_at, order_date, status, amount, currency, channel, updated_at,
-        delivered_on
+        order_id, customer_id, ordered_at, cast(ordered_at as date) as order_date, status, amount, currency,
+        channel, updated_at, delivered_on, loaded_at
 
     from ranked
     where delivery_rank = 1
