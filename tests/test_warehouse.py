@@ -2,7 +2,7 @@
 
 import shutil
 from dataclasses import replace
-from datetime import date
+from datetime import date, datetime
 from pathlib import Path
 
 import duckdb
@@ -91,3 +91,29 @@ def test_a_transaction_writes_all_or_nothing_and_reports_its_own_error():
     with transaction(con):
         con.execute("insert into t values (3)")
     assert con.execute("select count(*) from t").fetchone()[0] == 2
+
+
+def test_a_build_tests_the_partitions_loaded_since_the_last_build_that_passed(tmp_path: Path):
+    from crm.landing import LOAD_LOG_TABLE, ensure_raw_schema
+    from crm.warehouse import connect
+
+    settings = Settings.from_env(home=tmp_path, as_of_date=date(2026, 3, 2))
+
+    def loaded(day: date, at: datetime) -> None:
+        with connect(settings) as con:
+            ensure_raw_schema(con)
+            con.execute(f"insert into {LOAD_LOG_TABLE} values ('orders', ?, 'orders.parquet', 10, 0, ?)", [day, at])
+
+    loaded(date(2026, 3, 1), datetime(2026, 3, 2, 6))
+    assert "tests_since" not in pipeline.dbt_vars(settings), "before any passing build every row is tested"
+    pipeline.record_tested_loads(settings)
+    assert pipeline.dbt_vars(settings)["tests_since"] == "2026-03-02", "nothing new: no old partition tested again"
+
+    # A late partition of an earlier day and the next day arrive; their build fails (nothing recorded),
+    # so the next build tests them again.
+    loaded(date(2026, 2, 20), datetime(2026, 3, 3, 6))
+    loaded(date(2026, 3, 2), datetime(2026, 3, 3, 6))
+    assert pipeline.dbt_vars(settings)["tests_since"] == "2026-02-20"
+    assert "tests_since" not in pipeline.dbt_vars(replace(settings, full_refresh=True)), "a full refresh tests all"
+    pipeline.record_tested_loads(settings)
+    assert pipeline.dbt_vars(settings)["tests_since"] == "2026-03-03"
