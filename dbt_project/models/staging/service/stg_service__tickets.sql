@@ -1,3 +1,7 @@
+{#- A table, not a view: its data tests and the models that read it (features, facts, feedback text)
+    would each rank every delivered version again. -#}
+{{ config(materialized='table') }}
+
 with
 
 tickets as (
