@@ -23,7 +23,6 @@ from __future__ import annotations
 from airflow.sdk import chain, dag
 
 from crm import orchestration as steps
-from crm.pipeline import MODELS
 from crm.settings import Settings
 
 # From the environment only (CRM_DAILY_SCHEDULE, CRM_DAILY_DBT_TASKS): parsing never opens the warehouse.
@@ -41,8 +40,8 @@ SCHEDULE = SETTINGS.daily_schedule
 def crm_daily():
     build = [steps.dbt_build()] if SETTINGS.daily_dbt_tasks == "build" else [
         steps.plan_dbt_build(), steps.dbt_models(), steps.record_tested_loads()]
-    chain(steps.load_landing(), *build, steps.quality_gate_marts(), *(steps.score(m) for m in MODELS),
-          steps.publish_marts(), steps.run_summary())
+    chain(steps.load_landing(), *build, steps.quality_gate_marts(), steps.score_models(), steps.publish_marts(),
+          steps.run_summary())
 
 
 crm_daily()

@@ -3,9 +3,10 @@
 
 What `make run` runs: landing files → raw schema (each source's new batch passes its Great
 Expectations raw suites before the load commits) → dbt build (staging, marts, point-in-time
-features) → the mart suites → churn, segmentation and satisfaction models trained, registered and
-promoted in MLflow → scores written to `scores.churn`, `scores.segments` and `scores.satisfaction`
-(gated before they replace that date's rows) → the marts that read the scores (`customer_360`) are
+features at the scoring date) → the mart suites → the training data (features at the training and
+validation dates, labels) → churn, segmentation and satisfaction models trained, registered and
+promoted in MLflow → every champion scores, into `scores.churn`, `scores.segments` and
+`scores.satisfaction` (gated before they replace that date's rows) → the marts that read the scores (`customer_360`) are
 rebuilt and the BI copy is replaced → run summary.
 
 A blocking quality failure fails its task, nothing downstream runs, and the BI copy keeps the
@@ -31,8 +32,8 @@ from crm.pipeline import MODELS
 )
 def crm_pipeline():
     # One task at a time: the tasks share one DuckDB file, which allows a single writer.
-    chain(steps.load_landing(), steps.dbt_build(), steps.quality_gate_marts(), *(steps.train(m) for m in MODELS),
-          *(steps.score(m) for m in MODELS), steps.publish_marts(), steps.run_summary())
+    chain(steps.load_landing(), steps.dbt_build(), steps.quality_gate_marts(), steps.build_training_data(),
+          *(steps.train(m) for m in MODELS), steps.score_models(), steps.publish_marts(), steps.run_summary())
 
 
 crm_pipeline()

@@ -2,12 +2,13 @@
 ### CRM training
 
 Weekly (Monday 04:00 UTC), and whenever `crm_daily` announces new gated features (the
-`crm_customer_features` asset): the training preflight checks the labels and history of the
-supervised models → churn, segmentation and satisfaction train with a time-based split, each run
-logged to its MLflow experiment → the new version is registered with alias `challenger` → it
-becomes `champion` only if it beats the current champion on the same validation data (the
-decision and both scores are logged). A model that fails its preflight skips training with the
-reasons, and its champion keeps serving.
+`crm_customer_features` asset): dbt builds the training data (the point-in-time features at the
+training and validation dates, and the labels at those dates) → the training preflight checks the
+labels and history of the supervised models → churn, segmentation and satisfaction train with a
+time-based split, each run logged to its MLflow experiment → the new version is registered with
+alias `challenger` → it becomes `champion` only if it beats the current champion on the same
+validation data (the decision and both scores are logged). A model that fails its preflight
+skips training with the reasons, and its champion keeps serving.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from crm.pipeline import MODELS
     **steps.DAG_ARGS,
 )
 def crm_training():
-    preflight = steps.training_preflight()
+    preflight = steps.build_training_data() >> steps.training_preflight()
     previous = preflight
     for model in MODELS:  # one after another: each opens the DuckDB file
         trained = steps.train(model)

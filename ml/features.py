@@ -28,6 +28,22 @@ NUMERIC_FEATURES = ["tenure_days", "recency_days", "days_since_first_order", "fr
 FEATURE_COLUMNS = NUMERIC_FEATURES + MONEY_FEATURES
 
 
+class TrainingDataMissing(LookupError):
+    """No features at a date a model trains on: the training-data build has not run for it."""
+
+
+def require_features(con: duckdb.DuckDBPyConnection, *as_of_dates: date) -> None:
+    """Raise TrainingDataMissing unless features are stored at every one of ``as_of_dates``."""
+    stored = {row[0] for row in con.execute(f"select distinct as_of_date from {FEATURES_TABLE} "
+                                            "where as_of_date in (select unnest(?::date[]))",
+                                            [list(as_of_dates)]).fetchall()}
+    missing = sorted(set(as_of_dates) - stored)
+    if missing:
+        raise TrainingDataMissing(
+            f"no features at {', '.join(day.isoformat() for day in missing)} in {FEATURES_TABLE}: build the "
+            f"training data first (`crm build --training`, task build_training_data)")
+
+
 def load_features(con: duckdb.DuckDBPyConnection, as_of_date: date) -> pd.DataFrame:
     """Ids and features of every customer known at ``as_of_date``, ordered by customer."""
     columns = ", ".join(ID_COLUMNS + FEATURE_COLUMNS)

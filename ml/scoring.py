@@ -21,7 +21,6 @@ from ml.blocks import in_blocks
 from ml.features import (
     FEATURE_COLUMNS,
     ID_COLUMNS,
-    load_features,
     load_features_with_text,
 )
 
@@ -69,58 +68,72 @@ class ScoringReport:
     explain_s: float = 0.0
 
 
-def score_churn(settings: Settings, as_of_date: date, gate: QualityGate) -> ScoringReport:
-    """Score at ``as_of_date`` with ``crm_churn@champion``, with the drivers of customers at risk;
-    gate the scores, then replace that date's rows."""
-    champion, model, features, known = _champion_and_features(settings, churn.MODEL_NAME, as_of_date)
-    inputs = features[FEATURE_COLUMNS]
+@dataclass(frozen=True)
+class ScoringInputs:
+    """What every model scores from, read once per scoring step: the features (with the feedback text)
+    of every customer known at the date, and how many customers are known then."""
+
+    as_of_date: date
+    features: pd.DataFrame
+    known: int
+
+
+def read_scoring_inputs(settings: Settings, as_of_date: date) -> ScoringInputs:
+    with connect(settings, read_only=True) as con:
+        return ScoringInputs(as_of_date, load_features_with_text(con, as_of_date), customers_known_at(con, as_of_date))
+
+
+def score_churn(settings: Settings, inputs: ScoringInputs, gate: QualityGate) -> ScoringReport:
+    """Score with ``crm_churn@champion``, with the drivers of customers at risk; gate the scores, then
+    replace that date's rows."""
+    champion, model = _champion(settings, churn.MODEL_NAME)
+    features = inputs.features[FEATURE_COLUMNS]
     started = time.perf_counter()
-    probability = in_blocks(inputs, lambda block: model.predict_proba(block)[:, 1])
+    probability = in_blocks(features, lambda block: model.predict_proba(block)[:, 1])
     predicted = time.perf_counter()
     # Versions registered before explanations existed carry no driver candidates: no drivers then.
     candidates = json.loads(champion.tags.get("driver_features", "[]"))
-    drivers = explain.churn_drivers(model, inputs, probability, candidates)
+    drivers = explain.churn_drivers(model, features, probability, candidates)
     explain_s = time.perf_counter() - predicted
-    scores = features[ID_COLUMNS].assign(churn_probability=probability).join(drivers)
-    return _write(settings, CHURN_SCORES_TABLE, "churn_scores", scores, as_of_date, champion, gate,
-                  {"customers_known_at_as_of": known}, predicted - started, explain_s)
+    scores = inputs.features[ID_COLUMNS].assign(churn_probability=probability).join(drivers)
+    return _write(settings, CHURN_SCORES_TABLE, "churn_scores", scores, inputs, champion, gate, {},
+                  predicted - started, explain_s)
 
 
-def score_segments(settings: Settings, as_of_date: date, gate: QualityGate) -> ScoringReport:
+def score_segments(settings: Settings, inputs: ScoringInputs, gate: QualityGate) -> ScoringReport:
     """Assign every customer its segment with ``crm_segmentation@champion``; gate, then replace that date's rows."""
-    champion, model, features, known = _champion_and_features(settings, segmentation.MODEL_NAME, as_of_date)
+    champion, model = _champion(settings, segmentation.MODEL_NAME)
     names = {int(segment): name for segment, name in json.loads(champion.tags["segment_names"]).items()}
     started = time.perf_counter()
-    scores = features[ID_COLUMNS].assign(segment_id=in_blocks(features[segmentation.SEGMENT_INPUTS], model.predict))
+    scores = inputs.features[ID_COLUMNS].assign(
+        segment_id=in_blocks(inputs.features[segmentation.SEGMENT_INPUTS], model.predict))
     scores["segment_name"] = scores["segment_id"].map(names)
-    return _write(settings, SEGMENT_SCORES_TABLE, "segment_scores", scores, as_of_date, champion, gate,
-                  {"customers_known_at_as_of": known, "segment_ids": sorted(names)}, time.perf_counter() - started)
+    return _write(settings, SEGMENT_SCORES_TABLE, "segment_scores", scores, inputs, champion, gate,
+                  {"segment_ids": sorted(names)}, time.perf_counter() - started)
 
 
-def score_satisfaction(settings: Settings, as_of_date: date, gate: QualityGate) -> ScoringReport:
+def score_satisfaction(settings: Settings, inputs: ScoringInputs, gate: QualityGate) -> ScoringReport:
     """Score every customer's probability of being satisfied with ``crm_satisfaction@champion``."""
-    champion, model, features, known = _champion_and_features(settings, satisfaction.MODEL_NAME, as_of_date,
-                                                               with_text=True)
+    champion, model = _champion(settings, satisfaction.MODEL_NAME)
     started = time.perf_counter()
-    probability = in_blocks(features[satisfaction.INPUT_COLUMNS], lambda block: model.predict_proba(block)[:, 1])
-    scores = features[ID_COLUMNS].assign(satisfied_probability=probability)
-    return _write(settings, SATISFACTION_SCORES_TABLE, "satisfaction_scores", scores, as_of_date, champion, gate,
-                  {"customers_known_at_as_of": known}, time.perf_counter() - started)
+    probability = in_blocks(inputs.features[satisfaction.INPUT_COLUMNS], lambda block: model.predict_proba(block)[:, 1])
+    scores = inputs.features[ID_COLUMNS].assign(satisfied_probability=probability)
+    return _write(settings, SATISFACTION_SCORES_TABLE, "satisfaction_scores", scores, inputs, champion, gate, {},
+                  time.perf_counter() - started)
 
 
-def _champion_and_features(settings: Settings, model_name: str, as_of_date: date, with_text: bool = False):
+SCORERS = {"churn": score_churn, "segments": score_segments, "satisfaction": score_satisfaction}
+
+
+def _champion(settings: Settings, model_name: str):
     client = registry.configure(settings)
     champion = registry.champion_version(client, model_name)
     if champion is None:
         raise NoChampion(f"no {model_name} champion is registered yet: its training has not succeeded once")
-    model = mlflow.sklearn.load_model(registry.model_uri(model_name))
-    with connect(settings, read_only=True) as con:
-        features = (load_features_with_text if with_text else load_features)(con, as_of_date)
-        known = customers_known_at(con, as_of_date)
-    return champion, model, features, known
+    return champion, mlflow.sklearn.load_model(registry.model_uri(model_name))
 
 
-def _write(settings: Settings, table: str, suite: str, scores: pd.DataFrame, as_of_date: date, champion,
+def _write(settings: Settings, table: str, suite: str, scores: pd.DataFrame, inputs: ScoringInputs, champion,
            gate: QualityGate, parameters: dict[str, object], predict_s: float,
            explain_s: float = 0.0) -> ScoringReport:
     """Add provenance, gate the scores, then replace their as-of date's rows in one transaction."""
@@ -129,7 +142,8 @@ def _write(settings: Settings, table: str, suite: str, scores: pd.DataFrame, as_
     scores["run_id"] = champion.run_id
     scores["scored_at"] = pd.Timestamp(datetime.now(timezone.utc).replace(tzinfo=None))
     scores = scores.reindex(columns=list(SCORE_TABLES[table]))
-    gate.validate(suite, scores, ID_COLUMNS, parameters=parameters)
+    gate.validate(suite, scores, ID_COLUMNS, parameters={"customers_known_at_as_of": inputs.known, **parameters})
+    as_of_date = inputs.as_of_date
     with connect(settings) as con:
         replace_as_of_date(con, table, scores, as_of_date)
     log.info("scored %d customers at %s with %s v%s into %s", len(scores), as_of_date, champion.name,

@@ -18,7 +18,7 @@ from crm.settings import Settings
 from crm.warehouse import connect
 from ml import churn, explain, plots, registry, satisfaction, segmentation
 from ml.features import (FEATURE_COLUMNS, TEXT_COLUMN, load_churn_examples, load_features,
-                         load_satisfaction_examples)
+                         load_satisfaction_examples, require_features)
 from ml.metrics import classification_metrics
 from ml.preflight import PreflightResult, TrainingSkipped, check_training_data
 
@@ -128,6 +128,7 @@ def _examples(model: str, settings: Settings, train_date: date, validation_date:
     """Labelled training and validation examples of a supervised model (churn or satisfaction)."""
     loader = {"churn": load_churn_examples, "satisfaction": load_satisfaction_examples}[model]
     with connect(settings, read_only=True) as con:
+        require_features(con, train_date, validation_date)
         return loader(con, train_date), loader(con, validation_date)
 
 
@@ -220,6 +221,7 @@ def train_segmentation(settings: Settings, fit_date: date) -> TrainingReport:
     """Fit the segmentation on the features at ``fit_date``, log it, register it and promote it when its
     silhouette on the same customers beats the champion's."""
     with connect(settings, read_only=True) as con:
+        require_features(con, fit_date)
         features = load_features(con, fit_date)
     inputs = features[segmentation.SEGMENT_INPUTS]
     model = segmentation.CustomerSegmentation(random_state=settings.random_seed).fit(inputs)

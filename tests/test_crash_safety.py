@@ -181,8 +181,7 @@ def test_a_daily_run_killed_in_every_step_converges_to_the_uninterrupted_run(dai
     _assert_recovered(settings, published_before)
     with duckdb.connect(str(settings.warehouse_path), read_only=True) as con:
         assert con.execute("select count(*) from scores.churn where as_of_date = ?", [day]).fetchone()[0] == 0
-    for model in ("churn", "segments"):
-        pipeline.score(settings, model)
+    pipeline.score(settings)
 
     # Mid publish: three tables copied into the next BI file, which is never renamed into place.
     _crash_at("publish", "create table bi.", 3, env)

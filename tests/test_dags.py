@@ -32,8 +32,8 @@ def test_every_dag_file_imports_without_errors():
 def test_pipeline_dag_runs_the_gate_before_training_and_scoring():
     dag = _bag().dags["crm_pipeline"]
     gate = dag.get_task("quality_gate_marts")
-    assert "train_churn" in gate.get_flat_relative_ids(upstream=False)
-    assert "score_churn" in gate.get_flat_relative_ids(upstream=False)
+    assert {"build_training_data", "train_churn", "score_models"} <= gate.get_flat_relative_ids(upstream=False)
+    assert "build_training_data" in dag.get_task("train_churn").get_flat_relative_ids(upstream=True)
 
 
 def test_every_task_takes_the_warehouse_pool_retries_and_reports_failures():
@@ -54,7 +54,10 @@ def test_daily_dag_gates_scores_and_publishes_and_announces_new_features():
     gate = dag.get_task("quality_gate_marts")
     assert CUSTOMER_FEATURES in gate.outlets
     downstream = gate.get_flat_relative_ids(upstream=False)
-    assert {"score_churn", "score_segments", "score_satisfaction", "publish_marts"} <= downstream
+    assert {"score_models", "publish_marts"} <= downstream
+    # Training data (features at the training dates, labels) is crm_training's: no task of the daily build.
+    assert "build_training_data" not in downstream
+    assert not any(task.task_id.endswith(("_labels_model_build", "_labels_test")) for task in dag.tasks)
     upstream = gate.get_flat_relative_ids(upstream=True)
     assert {"load_landing", "dbt.customer_features_model_build"} <= upstream
 
@@ -62,7 +65,9 @@ def test_daily_dag_gates_scores_and_publishes_and_announces_new_features():
 def test_daily_dag_shows_every_dbt_model_seed_and_snapshot_as_its_own_task():
     dag = _bag().dags["crm_daily"]
     project = Settings.from_env().dbt_project_dir
-    expected = ({f"dbt.{path.stem}_model_build" for path in (project / "models").rglob("*.sql")}
+    # Every model but the training-only ones (the labels), which crm_training builds.
+    expected = ({f"dbt.{path.stem}_model_build" for path in (project / "models").rglob("*.sql")
+                 if "tags=['training']" not in path.read_text()}
                 | {f"dbt.{path.stem}_seed_build" for path in (project / "seeds").glob("*.csv")}
                 | {"dbt.customers_snapshot_snapshot_build"})
     dbt_tasks = {task.task_id for task in dag.tasks if task.task_id.startswith("dbt.")}
@@ -95,6 +100,7 @@ def test_training_dag_runs_weekly_and_when_new_features_land():
     assert "crm_customer_features" in str(dag.timetable.asset_condition)
     assert dag.timetable.timetable.summary == "0 4 * * 1"
     preflight = dag.get_task("training_preflight")
+    assert "build_training_data" in preflight.upstream_task_ids
     assert {"train_churn", "train_segments", "train_satisfaction"} <= preflight.get_flat_relative_ids(upstream=False)
 
 

@@ -264,7 +264,7 @@ def test_failed_preflight_skips_training_and_the_champion_keeps_serving(pipeline
                                capture_output=True, text=True, timeout=900)
     assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
     assert re.search(r"train_churn\s+skipped", completed.stdout)
-    assert re.search(r"score_churn\s+success", completed.stdout)
+    assert re.search(r"score_models\s+success", completed.stdout)
     log = (settings.airflow_home / "logs" / "crm_pipeline-latest.log").read_text()
     assert "training skipped by the preflight" in log and "needs data from" in log
     assert _versions(settings) == versions_before

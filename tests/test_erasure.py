@@ -275,8 +275,9 @@ def test_erased_customers_leave_no_residue_and_stay_erased(tmp_path: Path, monke
              settings.landing_dir, settings.truth_dir)
     pipeline.load(settings)
     pipeline.build_warehouse(settings)
+    pipeline.build_training_data(settings)
     pipeline.train(settings, "segments")
-    pipeline.score(settings, "segments")
+    pipeline.score(settings, ("segments",))
     pipeline.publish(settings)
     victims = _pick_victims(settings)
     with duckdb.connect(str(settings.bi_warehouse_path), read_only=True) as bi:

@@ -34,3 +34,22 @@ def test_backfill_in_reverse_order_then_a_full_refresh_rerun_publish_the_same_ta
     assert [row[0] for row in per_day] == list(daily_runs.days)
     assert all(rows == customers > 100 for _, rows, customers in per_day)
 
+
+
+def test_dbt_docs_are_generated_again_only_when_the_project_or_the_tables_change(daily_runs):
+    import shutil
+
+    from crm.warehouse import connect
+
+    home = daily_runs.root / "docs_probe"
+    shutil.copytree(daily_runs.reference, home)
+    settings = daily_runs.settings(home, daily_runs.days[-1])
+    catalog = settings.dbt_artifacts_dir / "target" / "catalog.json"
+    generated = catalog.read_text()
+    # The days' data alone changed since the docs were generated: the site stays as it is.
+    assert not pipeline.generate_dbt_docs(settings)
+    assert catalog.read_text() == generated
+    with connect(settings) as con:
+        con.execute("alter table marts.customer_360 add column docs_probe integer")
+    assert pipeline.generate_dbt_docs(settings)
+    assert "docs_probe" in catalog.read_text()

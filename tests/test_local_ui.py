@@ -35,7 +35,7 @@ def test_airflow_api_lists_the_dags_and_a_triggered_daily_run_succeeds(ui):
     state, tasks = api.wait_for_run("crm_daily", api.trigger("crm_daily"), timeout_s=1200)
     logs = settings.airflow_home / "logs"
     assert state == "success", f"crm_daily ended {state}: {tasks} (logs under {logs})"
-    assert tasks["score_churn"] == tasks["publish_marts"] == "success", tasks
+    assert tasks["score_models"] == tasks["publish_marts"] == "success", tasks
 
 
 def test_mlflow_api_lists_the_three_models_with_their_champion(ui):

@@ -83,7 +83,7 @@ def test_scheduled_and_backfilled_daily_runs_succeed_with_airflow_and_mlflow_on_
     logs = settings.airflow_home / "logs"
     assert [run["state"] for run in backfilled] == ["success", "success"], f"{backfilled} (logs under {logs})"
     # No model is registered in this fresh MLflow store: scoring skips, everything else ran.
-    assert tasks["publish_marts"] == "success" and tasks["score_churn"] == "skipped", tasks
+    assert tasks["publish_marts"] == "success" and tasks["score_models"] == "skipped", tasks
     assert tasks["dbt_build"] == "success", tasks
     with connect(settings, read_only=True) as con:
         # Every delivered partition loaded exactly once, however often its days ran.

@@ -55,6 +55,7 @@ def test_small_warehouse_skips_training_with_the_reasons(tmp_path):
     generate(GeneratorConfig(customers=250, days=400), settings.landing_dir, settings.truth_dir)
     pipeline.load(settings)
     pipeline.build_warehouse(settings)
+    pipeline.build_training_data(settings)
     with pytest.raises(TrainingSkipped, match="training skipped by the preflight.*labels") as skipped:
         pipeline.train(settings)
     assert "current champion keeps serving" in str(skipped.value)

@@ -2,7 +2,7 @@
 
 import shutil
 from dataclasses import replace
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from pathlib import Path
 
 import duckdb
@@ -117,3 +117,32 @@ def test_a_build_tests_the_partitions_loaded_since_the_last_build_that_passed(tm
     assert "tests_since" not in pipeline.dbt_vars(replace(settings, full_refresh=True)), "a full refresh tests all"
     pipeline.record_tested_loads(settings)
     assert pipeline.dbt_vars(settings)["tests_since"] == "2026-03-03"
+
+
+def test_the_daily_build_computes_the_scoring_date_and_the_training_data_build_the_training_dates(tmp_path: Path):
+    from ml.features import TrainingDataMissing
+
+    settings = Settings.from_env(home=tmp_path, as_of_date=END, churn_window_days=30)
+    generate(GeneratorConfig(customers=300, days=90, end_date=END), settings.landing_dir, settings.truth_dir)
+    as_of = pipeline.plan(settings)
+
+    def stored_dates() -> tuple[set[date], set[date] | None]:
+        with duckdb.connect(str(settings.warehouse_path), read_only=True) as con:
+            features = {row[0] for row in con.execute("select distinct as_of_date from marts.customer_features").fetchall()}
+            labels = None if not con.execute("select count(*) from information_schema.tables where table_name = "
+                                             "'customer_churn_labels'").fetchone()[0] else \
+                {row[0] for row in con.execute("select distinct as_of_date from marts.customer_churn_labels").fetchall()}
+        return features, labels
+
+    pipeline.load(settings)
+    pipeline.build_warehouse(settings)
+    assert stored_dates() == ({END}, None), "a daily build: the scoring date only, no labels"
+    with pytest.raises(TrainingDataMissing, match=f"no features at {as_of.validation}.*crm build --training"):
+        pipeline.train(settings, "segments")
+
+    pipeline.build_training_data(settings)
+    assert stored_dates() == ({as_of.train, as_of.validation, END}, {as_of.train, as_of.validation})
+    # Labels follow the dates of the latest training-data build only: their cost does not grow with history.
+    pipeline.build_training_data(replace(settings, as_of_date=END - timedelta(days=1)))
+    later = pipeline.plan(replace(settings, as_of_date=END - timedelta(days=1)))
+    assert stored_dates()[1] == {later.train, later.validation}

@@ -37,15 +37,18 @@ def main(argv: list[str] | None = None) -> int:
     docs.add_argument("--check", action="store_true", help="only check that docs/sources.md is current")
 
     for name, help_text in (("load", "load new landing partitions into the raw schema"),
-                            ("build", "dbt build of the warehouse"),
                             ("gate", "quality gate on the marts"),
                             ("publish", "rebuild the marts that read the scores and replace the BI copy"),
                             ("summary", "print and write the run summary"),
                             ("evaluate", "compare the latest scores with the generator's ground truth")):
         commands.add_parser(name, help=help_text)
-    for name, help_text in (("train", "train, register and promote a model"),
-                            ("score", "score every customer with a model's champion")):
-        commands.add_parser(name, help=help_text).add_argument("--model", choices=pipeline.MODELS, default="churn")
+    commands.add_parser("build", help="dbt build of the warehouse (the features at the scoring date)").add_argument(
+        "--training", action="store_true",
+        help="build the training data instead: the features at the training and validation dates, and the labels")
+    commands.add_parser("train", help="train, register and promote a model").add_argument(
+        "--model", choices=pipeline.MODELS, default="churn")
+    commands.add_parser("score", help="score every customer with each model's champion").add_argument(
+        "--model", choices=pipeline.MODELS, action="append", help="only this model (repeatable; default: all)")
     erase = commands.add_parser("erase", help="right to be forgotten: remove customers' data everywhere")
     erase.add_argument("--customer-ids", type=Path, required=True, metavar="FILE",
                        help="one CRM customer_id per line (as the customer master delivers it)")
@@ -109,9 +112,11 @@ def main(argv: list[str] | None = None) -> int:
     elif args.command == "train":
         print(json.dumps(pipeline.train(settings, args.model), indent=2, default=str))
     elif args.command == "score":
-        print(json.dumps(pipeline.score(settings, args.model), indent=2, default=str))
+        print(json.dumps(pipeline.score(settings, tuple(args.model or pipeline.MODELS)), indent=2, default=str))
+    elif args.command == "build":
+        (pipeline.build_training_data if args.training else pipeline.build_warehouse)(settings)
     else:
-        step = {"load": pipeline.load, "build": pipeline.build_warehouse, "gate": pipeline.gate_marts,
+        step = {"load": pipeline.load, "gate": pipeline.gate_marts,
                 "evaluate": pipeline.evaluate_against_truth, "publish": pipeline.publish}[args.command]
         result = step(settings)
         if result is not None:

@@ -122,6 +122,14 @@ def dbt_build() -> None:
 
 
 @task
+def build_training_data() -> None:
+    """The features at the training and validation dates and the labels, for the supervised models."""
+    from crm import pipeline
+
+    pipeline.build_training_data(settings_for_run())
+
+
+@task
 def plan_dbt_build() -> dict[str, object]:
     """The run's dbt vars and full-refresh flag, for the per-model dbt task group to template in."""
     from crm import pipeline
@@ -168,6 +176,7 @@ def dbt_models(group_id: str = "dbt"):
     )
 
     from crm.dbt import dbt_executable
+    from crm.pipeline import TRAINING_ONLY
 
     settings = Settings.from_env()
     plan = f"ti.xcom_pull(task_ids='{plan_dbt_build.__name__}')"
@@ -181,8 +190,10 @@ def dbt_models(group_id: str = "dbt"):
         execution_config=ExecutionConfig(execution_mode=ExecutionMode.LOCAL, invocation_mode=InvocationMode.DBT_RUNNER),
         # Parsing lists the project with `dbt ls` in a subprocess (cached by cosmos); unit tests run
         # inside their model's build and exposures are documentation: neither gets a task.
+        # The models only training reads are left to crm_training's build_training_data, as in
+        # crm.pipeline.build_warehouse.
         render_config=RenderConfig(load_method=LoadMode.DBT_LS, test_behavior=TestBehavior.BUILD,
-                                   should_detach_multiple_parents_tests=True,
+                                   exclude=[TRAINING_ONLY], should_detach_multiple_parents_tests=True,
                                    invocation_mode=InvocationMode.SUBPROCESS, dbt_executable_path=dbt_executable(),
                                    node_converters={DbtResourceType("unit_test"): _no_task,
                                                     DbtResourceType.EXPOSURE: _no_task}),
@@ -223,8 +234,9 @@ def train_model(model: str) -> dict[str, object]:
 
 
 @task(trigger_rule=TriggerRule.NONE_FAILED)
-def score_model(model: str) -> dict[str, object]:
-    """Score every customer with the champion; the score suite gates before the date's rows are replaced."""
+def score_models() -> dict[str, dict[str, object]]:
+    """Score every customer with each model's champion (a model without one is skipped; the task skips
+    when none has one); each score suite gates before that model's rows of the date are replaced."""
     from airflow.sdk.exceptions import AirflowSkipException
 
     from crm import pipeline
@@ -232,7 +244,7 @@ def score_model(model: str) -> dict[str, object]:
 
     try:
         with data_errors_fail_at_once():
-            return pipeline.score(settings_for_run(), model)
+            return pipeline.score(settings_for_run())
     except NoChampion as missing:
         raise AirflowSkipException(str(missing)) from None
 
@@ -257,6 +269,3 @@ def run_summary() -> dict[str, object]:
 def train(model: str):
     return train_model.override(task_id=f"train_{model}")(model)
 
-
-def score(model: str):
-    return score_model.override(task_id=f"score_{model}")(model)

@@ -50,8 +50,8 @@ class AsOfPlan:
         return cls(train=scoring - timedelta(days=2 * window_days),
                    validation=scoring - timedelta(days=window_days), scoring=scoring)
 
-    def dates(self) -> list[str]:
-        return [day.isoformat() for day in (self.train, self.validation, self.scoring)]
+    def training_dates(self) -> list[str]:
+        return [self.train.isoformat(), self.validation.isoformat()]
 
 
 def ensure_demo_data(settings: Settings) -> bool:
@@ -105,24 +105,49 @@ def plan(settings: Settings) -> AsOfPlan:
     return AsOfPlan.ending(scoring, settings.churn_window_days)
 
 
+# dbt selections: the models only training reads (labels), and what the training-data build makes:
+# the point-in-time models at the training and validation dates, and the labels.
+TRAINING_ONLY = "tag:training"
+TRAINING_DATA = ("tag:point_in_time", TRAINING_ONLY)
+
+
 def build_warehouse(settings: Settings) -> None:
-    """dbt build (models, snapshot and tests); once it has passed, its loads count as tested."""
+    """dbt build (models, snapshot and tests) of everything scoring and BI read, with the features at
+    the scoring date; once it has passed, its loads count as tested. The training data is not in it
+    (build_training_data): a daily run would otherwise compute two more as-of dates that only
+    training reads."""
     from crm.dbt import run_dbt
 
-    run_dbt(settings, ["build", *(["--full-refresh"] if settings.full_refresh else [])], dbt_vars(settings))
+    run_dbt(settings, ["build", "--exclude", TRAINING_ONLY, *_full_refresh(settings)], dbt_vars(settings))
     record_tested_loads(settings)
 
 
-def dbt_vars(settings: Settings) -> dict[str, object]:
-    """The dbt vars of a build: the as-of dates to compute (training, validation, scoring), the window,
-    and from which partition on the large staging tables are tested.
+def build_training_data(settings: Settings) -> None:
+    """dbt build of what the supervised models learn from: the point-in-time features at the training and
+    validation dates (incremental: a date already stored, say as an earlier scoring date, is kept) and
+    the churn and satisfaction labels at those dates. Runs after build_warehouse, before training."""
+    from crm.dbt import run_dbt
+
+    run_dbt(settings, ["build", "--select", *TRAINING_DATA, *_full_refresh(settings)],
+            dbt_vars(settings, training=True))
+
+
+def _full_refresh(settings: Settings) -> list[str]:
+    return ["--full-refresh"] if settings.full_refresh else []
+
+
+def dbt_vars(settings: Settings, training: bool = False) -> dict[str, object]:
+    """The dbt vars of a build: the as-of dates to compute (the scoring date; with ``training`` the
+    training and validation dates), the window, and from which partition on the large staging tables
+    are tested.
 
     A full refresh also recomputes every as-of date the warehouse holds features for: otherwise it
     would keep only this run's dates and drop the other days' features (and with them what
     customer_rfm reads), so it would not equal the incremental runs it replays. Features are point
     in time, so each stored date comes out as it was. A full refresh tests every partition.
     """
-    dates = plan(settings).dates()
+    as_of = plan(settings)
+    dates = as_of.training_dates() if training else [as_of.scoring.isoformat()]
     variables: dict[str, object] = {"churn_window_days": settings.churn_window_days}
     if settings.full_refresh:
         dates = sorted(set(dates) | {day.isoformat() for day in _stored_feature_dates(settings)})
@@ -226,21 +251,35 @@ def _first_order_day(settings: Settings) -> date:
         return con.execute(f"select min(partition_date) from {LOAD_LOG_TABLE} where source = 'orders'").fetchone()[0]
 
 
-def score(settings: Settings, model: str = "churn") -> dict[str, object]:
-    """Score every customer known at the scoring date with the champion of ``model``.
+def score(settings: Settings, models: tuple[str, ...] = MODELS) -> dict[str, dict[str, object]]:
+    """Score every customer known at the scoring date with the champion of each of ``models`` (churn,
+    segments, satisfaction), in one process: the features are read once, and the imports and the
+    quality gate's context are paid once instead of once per model.
 
-    ``model`` is churn, segments or satisfaction; raises ml.scoring.NoChampion when none is registered yet.
+    A model without a champion yet is skipped (``{"skipped": reason}``); raises ml.scoring.NoChampion
+    when none of them has one. A blocking score gate raises before that model's rows are written
+    (the models scored before it keep their new rows, each replaced in its own transaction).
     """
     from crm.quality import QualityGate
-    from ml.scoring import score_churn, score_satisfaction, score_segments
+    from ml.scoring import SCORERS, NoChampion, read_scoring_inputs
 
     quality = QualityGate(settings)
-    scorers = {"churn": score_churn, "segments": score_segments, "satisfaction": score_satisfaction}
+    inputs = read_scoring_inputs(settings, plan(settings).scoring)
+    results: dict[str, dict[str, object]] = {}
     try:
-        report = scorers[model](settings, plan(settings).scoring, quality)
+        for model in models:
+            try:
+                report = SCORERS[model](settings, inputs, quality)
+            except NoChampion as missing:
+                log.info("%s not scored: %s", model, missing)
+                results[model] = {"skipped": str(missing)}
+                continue
+            results[model] = {**asdict(report), "as_of_date": report.as_of_date.isoformat()}
     finally:
         quality.build_data_docs()
-    return {**asdict(report), "as_of_date": report.as_of_date.isoformat()}
+    if all("skipped" in result for result in results.values()):
+        raise NoChampion("; ".join(result["skipped"] for result in results.values()))
+    return results
 
 
 def evaluate_against_truth(settings: Settings) -> dict[str, object]:
@@ -262,10 +301,47 @@ def publish(settings: Settings) -> dict[str, int]:
     from crm.warehouse import publish_copy
 
     run_dbt(settings, ["build", "--select", "source:scores+"], dbt_vars(settings))
-    run_dbt(settings, ["docs", "generate"], dbt_vars(settings))
+    generate_dbt_docs(settings)
     rows = publish_copy(settings, PUBLISHED_TABLES)
     log.info("published %d tables to %s", len(rows), settings.bi_warehouse_path)
     return rows
+
+
+def generate_dbt_docs(settings: Settings) -> bool:
+    """Generate the dbt docs site unless it already describes this project and these tables; True if it
+    generated. The site shows the project (models, descriptions, tests, lineage) and the warehouse's
+    tables and columns, no row counts, so a daily run whose data alone changed leaves it as it is.
+    Its compiled SQL shows the vars of the run that generated it."""
+    from crm.dbt import run_dbt
+
+    fingerprint = _docs_fingerprint(settings)
+    target = settings.dbt_artifacts_dir / "target"
+    recorded = target / "docs_fingerprint.txt"
+    if (target / "index.html").exists() and recorded.exists() and recorded.read_text() == fingerprint:
+        log.info("dbt docs are current: the project and the warehouse's tables and columns are unchanged")
+        return False
+    run_dbt(settings, ["docs", "generate"], dbt_vars(settings))
+    recorded.write_text(fingerprint)
+    return True
+
+
+def _docs_fingerprint(settings: Settings) -> str:
+    """A hash of what the docs site shows: dbt's version, the project's files, and every table and column
+    of the warehouse."""
+    import hashlib
+    from importlib.metadata import version
+
+    from crm.warehouse import connect
+
+    digest = hashlib.sha256(version("dbt-core").encode())
+    for path in sorted(settings.dbt_project_dir.rglob("*")):
+        if path.is_file() and not {"target", "logs", "dbt_packages"} & set(path.relative_to(settings.dbt_project_dir).parts):
+            digest.update(str(path.relative_to(settings.dbt_project_dir)).encode() + b"\0" + path.read_bytes())
+    with connect(settings, read_only=True) as con:
+        columns = con.execute("select table_schema, table_name, column_name, data_type from information_schema.columns "
+                              "order by all").fetchall()
+    digest.update(repr(columns).encode())
+    return digest.hexdigest()
 
 
 def published_checksums(settings: Settings) -> dict[str, str]:

@@ -1,5 +1,7 @@
 {#- The as-of dates features and labels are computed at, from the `as_of_dates` var the pipeline
-    passes (training, validation and scoring dates). -#}
+    passes: the scoring date in the warehouse build, the training and validation dates in the
+    training-data build (`tag:point_in_time` and `tag:training`, crm.pipeline.build_training_data). -#}
+{{ config(tags=['point_in_time']) }}
 {%- set as_of_dates = var('as_of_dates') -%}
 
 with

@@ -2,7 +2,7 @@
     delivered by the as-of date count, and of a ticket only its latest version delivered by then.
     A table, not a view: customer_features and this model's own tests would each compute it again
     (at a million customers 16 s for the uniqueness test alone). -#}
-{{ config(materialized='table') }}
+{{ config(materialized='table', tags=['point_in_time']) }}
 
 with
 

@@ -1,5 +1,6 @@
 {#- Which optional sources had delivered anything by each as-of date: features of a source that was
     not delivered are null, not zero. -#}
+{{ config(tags=['point_in_time']) }}
 with
 
 loaded_partitions as (

@@ -10,6 +10,7 @@
     unique_key=['customer_key', 'as_of_date'],
     incremental_strategy='delete+insert',
     on_schema_change='fail',
+    tags=['point_in_time'],
     post_hook=[
         "create schema if not exists audit",
         "create or replace table audit.customer_features_watermark as

@@ -1,5 +1,7 @@
 {#- Churn label per customer and as-of date D: no completed order in the `churn_window_days` after D.
-    A label is observed only once the whole window lies within delivered data. -#}
+    A label is observed only once the whole window lies within delivered data. Training only: built
+    at the as-of dates of the training-data build (training and validation), never by the daily build. -#}
+{{ config(tags=['training']) }}
 {%- set window_days = var('churn_window_days') -%}
 
 with
@@ -7,6 +9,7 @@ with
 features as (
 
     select customer_key, as_of_date from {{ ref('customer_features') }}
+    where as_of_date in (select as_of_date from {{ ref('int_as_of_dates') }})
 
 ),
 

@@ -8,7 +8,8 @@
     materialized='incremental',
     unique_key=['customer_key', 'as_of_date'],
     incremental_strategy='delete+insert',
-    on_schema_change='fail'
+    on_schema_change='fail',
+    tags=['point_in_time']
 ) }}
 -- depends_on: {{ ref('int_as_of_dates') }}
 

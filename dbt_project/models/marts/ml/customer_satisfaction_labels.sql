@@ -1,6 +1,8 @@
 {#- Satisfaction label per customer and as-of date D: the first survey answer in the window after D
     is a promoter NPS (9-10) or a CSAT of 4 or 5. Customers who did not answer in the window have no
-    label; a label is observed only once the whole window lies within delivered data. -#}
+    label; a label is observed only once the whole window lies within delivered data. Training only:
+    built at the as-of dates of the training-data build (training and validation). -#}
+{{ config(tags=['training']) }}
 {%- set window_days = var('churn_window_days') -%}
 
 with
@@ -8,6 +10,7 @@ with
 customer_dates as (
 
     select customer_key, as_of_date from {{ ref('customer_features') }}
+    where as_of_date in (select as_of_date from {{ ref('int_as_of_dates') }})
 
 ),
 
