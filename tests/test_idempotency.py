@@ -35,7 +35,6 @@ def test_backfill_in_reverse_order_then_a_full_refresh_rerun_publish_the_same_ta
     assert all(rows == customers > 100 for _, rows, customers in per_day)
 
 
-
 def test_dbt_docs_are_generated_again_only_when_the_project_or_the_tables_change(daily_runs):
     import shutil
 

@@ -268,4 +268,3 @@ def run_summary() -> dict[str, object]:
 
 def train(model: str):
     return train_model.override(task_id=f"train_{model}")(model)
-
