@@ -73,22 +73,46 @@ completed_orders as (
 
 ),
 
+campaign_window_days as (
+
+    -- The days of each campaign's window: orders join on their day (an equality, not a range).
+    {% for day_offset in range(1, effect_days + 1) %}
+    select campaign_id, {{ dbt.dateadd('day', day_offset, 'sent_on') }} as window_day
+    from campaign_days
+    {% if not loop.last %}union all{% endif %}
+    {% endfor %}
+
+),
+
+window_orders as (
+
+    select
+        campaign_window_days.campaign_id,
+        completed_orders.customer_key,
+        count(*) as orders_in_window,
+        sum(completed_orders.amount) as revenue_in_window
+
+    from completed_orders
+    inner join campaign_window_days
+        on cast(campaign_window_days.window_day as date) = completed_orders.order_date
+    group by campaign_window_days.campaign_id, completed_orders.customer_key
+
+),
+
 recipient_outcomes as (
 
     select
         recipients.campaign_id,
         recipients.variant,
         recipients.customer_key,
-        count(completed_orders.customer_key) as orders_in_window,
-        coalesce(sum(completed_orders.amount), 0) as revenue_in_window
+        coalesce(window_orders.orders_in_window, 0) as orders_in_window,
+        coalesce(window_orders.revenue_in_window, 0) as revenue_in_window
 
     from recipients
     inner join campaign_days on campaign_days.campaign_id = recipients.campaign_id
-    left join completed_orders
-        on completed_orders.customer_key = recipients.customer_key
-        and completed_orders.order_date > campaign_days.sent_on
-        and completed_orders.order_date <= {{ dbt.dateadd('day', effect_days, 'campaign_days.sent_on') }}
-    group by recipients.campaign_id, recipients.variant, recipients.customer_key
+    left join window_orders
+        on window_orders.campaign_id = recipients.campaign_id
+        and window_orders.customer_key = recipients.customer_key
 
 ),
 
