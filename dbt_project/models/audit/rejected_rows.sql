@@ -2,25 +2,44 @@
     date. Lines that could not even be parsed at load time are included from the load's own log,
     and order rows accepted in staging but kept out of the marts because their customer is not in
     the customer master are included as rejected at `marts`. `source` is the landing source name,
-    as in raw.<source>. -#}
+    as in raw.<source>.
+    Incremental: a row's outcome in staging never changes, so a build adds only the rows loaded
+    since the newest one kept (checking every raw row again cost a full scan of the history each
+    day). The pre-hook first drops what can change: the load's unparseable lines (a small table,
+    taken again whole) and the `marts` rows of customers the master now knows. `customer_id` lets
+    an erasure find an erased customer's quarantined rows. A table built before it had that
+    column is emptied and built again in full once. -#}
+{{ config(
+    materialized='incremental',
+    incremental_strategy='append',
+    on_schema_change='append_new_columns',
+    pre_hook="{{ prune_rejected_rows() }}"
+) }}
+
+{%- set incremental = is_incremental() and rejected_rows_has_customer_id() -%}
+{#- (landing source, base model, raw key column, customer id column or none) -#}
 {%- set base_models = [
-    ('customers', 'base_crm__customers', 'raw_customer_id'),
-    ('orders', 'base_shop__orders', 'raw_order_id'),
-    ('order_items', 'base_shop__order_items', 'raw_order_item_key'),
-    ('products', 'base_shop__products', 'raw_product_id'),
-    ('tickets', 'base_service__tickets', 'raw_ticket_id'),
-    ('surveys', 'base_surveys__responses', 'raw_response_id'),
-    ('campaigns', 'base_marketing__campaigns', 'raw_campaign_variant_key'),
-    ('marketing_events', 'base_marketing__events', 'raw_event_id'),
-    ('web_sessions', 'base_web__sessions', 'raw_session_id'),
+    ('customers', 'base_crm__customers', 'raw_customer_id', 'customer_id'),
+    ('orders', 'base_shop__orders', 'raw_order_id', 'customer_id'),
+    ('order_items', 'base_shop__order_items', 'raw_order_item_key', none),
+    ('products', 'base_shop__products', 'raw_product_id', none),
+    ('tickets', 'base_service__tickets', 'raw_ticket_id', 'customer_id'),
+    ('surveys', 'base_surveys__responses', 'raw_response_id', 'customer_id'),
+    ('campaigns', 'base_marketing__campaigns', 'raw_campaign_variant_key', none),
+    ('marketing_events', 'base_marketing__events', 'raw_event_id', 'customer_id'),
+    ('web_sessions', 'base_web__sessions', 'raw_session_id', 'customer_id'),
 ] -%}
 
 with
 
-{% for source_name, model, key_column in base_models %}
+{% for source_name, model, key_column, customer_column in base_models %}
 {{ source_name }} as (
 
-    select * from {{ ref(model) }} where rejection_reason is not null
+    select * from {{ ref(model) }}
+    where rejection_reason is not null
+    {%- if incremental %}
+        and loaded_at > (select {{ rejected_rows_watermark() }} from {{ this }})
+    {%- endif %}
 
 ),
 {% endfor %}
@@ -30,6 +49,9 @@ orders_of_unknown_customers as (
     select * from {{ ref('base_shop__orders') }}
     where rejection_reason is null
         and customer_id not in (select customer_id from {{ ref('int_customer_identity') }})
+    {%- if incremental %}
+        and loaded_at > (select {{ rejected_rows_watermark() }} from {{ this }})
+    {%- endif %}
 
 ),
 
@@ -41,25 +63,28 @@ unparseable as (
 
 final as (
 
-    {% for source_name, model, key_column in base_models %}
+    {% for source_name, model, key_column, customer_column in base_models %}
     select
         '{{ source_name }}' as source,
         'staging' as rejected_at,
         {{ key_column }} as record_key,
         rejection_reason as reason,
         delivered_on as partition_date,
-        loaded_at
+        loaded_at,
+        {{ customer_column or 'cast(null as bigint)' }} as customer_id
     from {{ source_name }}
 
     union all
     {% endfor %}
 
-    select 'orders', 'marts', raw_order_id, 'customer not in the customer master', delivered_on, loaded_at
+    select 'orders', 'marts', raw_order_id, 'customer not in the customer master', delivered_on, loaded_at,
+        customer_id
     from orders_of_unknown_customers
 
     union all
 
-    select source, 'load', 'line ' || cast(line_number as varchar), reason, partition_date, loaded_at
+    select source, 'load', 'line ' || cast(line_number as varchar), reason, partition_date, loaded_at,
+        cast(null as bigint)
     from unparseable
 
 )
