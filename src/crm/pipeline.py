@@ -28,9 +28,10 @@ PUBLISHED_TABLES = ("marts.dim_customers", "marts.fct_orders", "marts.fct_order_
 # Columns that record when a run happened, not what it computed: two runs of the same day differ in
 # them by design, so the published checksums leave them out. They stay wall-clock on purpose:
 # scored_at tells when a score was really (re)computed, and loaded_at is the incremental watermark
-# of fct_orders (a late partition of an earlier day must still count as new).
+# of fct_orders and fct_order_items (a late partition of an earlier day must still count as new).
 RUN_PROVENANCE_COLUMNS = {
     "marts.fct_orders": ("loaded_at",),
+    "marts.fct_order_items": ("loaded_at",),
     "scores.churn": ("scored_at",),
     "scores.segments": ("scored_at",),
     "scores.satisfaction": ("scored_at",),
