@@ -176,7 +176,7 @@ def dbt_models(group_id: str = "dbt"):
     )
 
     from crm.dbt import dbt_executable
-    from crm.pipeline import TRAINING_ONLY
+    from crm.pipeline import SCORE_READERS, TRAINING_ONLY
 
     settings = Settings.from_env()
     plan = f"ti.xcom_pull(task_ids='{plan_dbt_build.__name__}')"
@@ -190,10 +190,10 @@ def dbt_models(group_id: str = "dbt"):
         execution_config=ExecutionConfig(execution_mode=ExecutionMode.LOCAL, invocation_mode=InvocationMode.DBT_RUNNER),
         # Parsing lists the project with `dbt ls` in a subprocess (cached by cosmos); unit tests run
         # inside their model's build and exposures are documentation: neither gets a task.
-        # The models only training reads are left to crm_training's build_training_data, as in
-        # crm.pipeline.build_warehouse.
+        # The models only training reads are left to crm_training's build_training_data, and the marts
+        # that read the scores to publish_marts, as in crm.pipeline.build_warehouse.
         render_config=RenderConfig(load_method=LoadMode.DBT_LS, test_behavior=TestBehavior.BUILD,
-                                   exclude=[TRAINING_ONLY], should_detach_multiple_parents_tests=True,
+                                   exclude=[TRAINING_ONLY, SCORE_READERS], should_detach_multiple_parents_tests=True,
                                    invocation_mode=InvocationMode.SUBPROCESS, dbt_executable_path=dbt_executable(),
                                    node_converters={DbtResourceType("unit_test"): _no_task,
                                                     DbtResourceType.EXPOSURE: _no_task}),

@@ -107,19 +107,23 @@ def plan(settings: Settings) -> AsOfPlan:
 
 
 # dbt selections: the models only training reads (labels), and what the training-data build makes:
-# the point-in-time models at the training and validation dates, and the labels.
+# the point-in-time models at the training and validation dates, and the labels. The marts that read
+# the scores (customer_360, campaign_audiences) are built by publish, after scoring: built before it
+# too, they would only show the previous run's scores until then.
 TRAINING_ONLY = "tag:training"
 TRAINING_DATA = ("tag:point_in_time", TRAINING_ONLY)
+SCORE_READERS = "source:scores+"
 
 
 def build_warehouse(settings: Settings) -> None:
     """dbt build (models, snapshot and tests) of everything scoring and BI read, with the features at
     the scoring date; once it has passed, its loads count as tested. The training data is not in it
     (build_training_data): a daily run would otherwise compute two more as-of dates that only
-    training reads."""
+    training reads. Nor are the marts that read the scores (publish builds them)."""
     from crm.dbt import run_dbt
 
-    run_dbt(settings, ["build", "--exclude", TRAINING_ONLY, *_full_refresh(settings)], dbt_vars(settings))
+    run_dbt(settings, ["build", "--exclude", TRAINING_ONLY, SCORE_READERS, *_full_refresh(settings)],
+            dbt_vars(settings))
     record_tested_loads(settings)
 
 
@@ -293,7 +297,7 @@ def evaluate_against_truth(settings: Settings) -> dict[str, object]:
 
 
 def publish(settings: Settings) -> dict[str, int]:
-    """Rebuild the marts that read the scores, then replace the BI copy with this run's tables.
+    """Build the marts that read the scores, then replace the BI copy with this run's tables.
 
     Only this step touches the BI copy, and it runs only after every gate passed: a blocked run
     leaves the previously published tables as they were.
@@ -301,7 +305,7 @@ def publish(settings: Settings) -> dict[str, int]:
     from crm.dbt import run_dbt
     from crm.warehouse import publish_copy
 
-    run_dbt(settings, ["build", "--select", "source:scores+"], dbt_vars(settings))
+    run_dbt(settings, ["build", "--select", SCORE_READERS], dbt_vars(settings))
     generate_dbt_docs(settings)
     rows = publish_copy(settings, PUBLISHED_TABLES)
     log.info("published %d tables to %s", len(rows), settings.bi_warehouse_path)
