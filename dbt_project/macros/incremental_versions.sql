@@ -5,13 +5,9 @@
     keys: the kept row already won against every older row, so ranking it with the new ones gives
     what ranking all rows would. The model deletes and reinserts the keys this touches.
 
-    A table built before it had a `loaded_at` column is rebuilt in full once (the insert then adds
-    the column: `on_schema_change=append_new_columns`). -#}
+    A table built before it had a `loaded_at` column is rebuilt in full once (is_incremental_with). -#}
 {% macro versions_to_rank(base, key_columns, columns) -%}
-    {%- set incremental = is_incremental() -%}
-    {%- if incremental and model.resource_type != 'unit_test' -%}
-        {%- set incremental = 'loaded_at' in (adapter.get_columns_in_relation(this) | map(attribute='name') | list) -%}
-    {%- endif -%}
+    {%- set incremental = is_incremental_with('loaded_at') -%}
     {%- set column_list = (columns + ['loaded_at']) | join(', ') -%}
     select {{ column_list }} from {{ base }}
     where rejection_reason is null

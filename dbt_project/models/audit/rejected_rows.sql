@@ -16,7 +16,7 @@
     pre_hook="{{ prune_rejected_rows() }}"
 ) }}
 
-{%- set incremental = is_incremental() and rejected_rows_has_customer_id() -%}
+{%- set incremental = is_incremental_with('customer_id') -%}
 {#- (landing source, base model, raw key column, customer id column or none) -#}
 {%- set base_models = [
     ('customers', 'base_crm__customers', 'raw_customer_id', 'customer_id'),

@@ -12,10 +12,7 @@
     on_schema_change='append_new_columns'
 ) }}
 
-{%- set incremental = is_incremental() and model.resource_type != 'unit_test' -%}
-{%- if incremental -%}
-    {%- set incremental = 'loaded_at' in (adapter.get_columns_in_relation(this) | map(attribute='name') | list) -%}
-{%- endif %}
+{%- set incremental = is_incremental_with('loaded_at') %}
 
 with
 
