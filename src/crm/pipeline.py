@@ -25,6 +25,19 @@ PUBLISHED_TABLES = ("marts.dim_customers", "marts.fct_orders", "marts.fct_order_
                     "marts.customer_features", "marts.customer_rfm", "marts.customer_360",
                     "marts.campaign_audiences", "scores.churn",
                     "scores.segments", "scores.satisfaction")
+# The published tables that grow with history, and what partitions them: a publication replaces only
+# the partitions whose rows changed (crm.warehouse.publish_copy). The others are copied whole.
+PUBLISHED_PARTITIONS = {
+    "marts.fct_orders": "order_date",
+    "marts.fct_order_items": "delivered_on",
+    "marts.fct_support_tickets": "cast(created_at as date)",
+    "marts.fct_survey_responses": "cast(responded_at as date)",
+    "marts.fct_marketing_events": "cast(event_at as date)",
+    "marts.customer_features": "as_of_date",
+    "scores.churn": "as_of_date",
+    "scores.segments": "as_of_date",
+    "scores.satisfaction": "as_of_date",
+}
 # Columns that record when a run happened, not what it computed: two runs of the same day differ in
 # them by design, so the published checksums leave them out. They stay wall-clock on purpose:
 # scored_at tells when a score was really (re)computed, and loaded_at is the incremental watermark
@@ -297,7 +310,8 @@ def evaluate_against_truth(settings: Settings) -> dict[str, object]:
 
 
 def publish(settings: Settings) -> dict[str, int]:
-    """Build the marts that read the scores, then replace the BI copy with this run's tables.
+    """Build the marts that read the scores, then replace the BI copy with this run's tables (the
+    history tables partition by partition: only the days that changed are written again).
 
     Only this step touches the BI copy, and it runs only after every gate passed: a blocked run
     leaves the previously published tables as they were.
@@ -307,7 +321,7 @@ def publish(settings: Settings) -> dict[str, int]:
 
     run_dbt(settings, ["build", "--select", SCORE_READERS], dbt_vars(settings))
     generate_dbt_docs(settings)
-    rows = publish_copy(settings, PUBLISHED_TABLES)
+    rows = publish_copy(settings, PUBLISHED_TABLES, PUBLISHED_PARTITIONS)
     log.info("published %d tables to %s", len(rows), settings.bi_warehouse_path)
     return rows
 

@@ -7,6 +7,7 @@ writer opens, writes and closes; readers use ``read_only=True``.
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import date
@@ -113,41 +114,48 @@ def contact_details_in_text(con: duckdb.DuckDBPyConnection, table: str) -> dict[
     return findings
 
 
-def publish_copy(settings: Settings, tables: Iterable[str]) -> dict[str, int]:
-    """Copy ``tables`` into a new BI database file and move it over the previous one.
+def publish_copy(settings: Settings, tables: Iterable[str], partitions: Mapping[str, str] | None = None,
+                 fresh: bool = False) -> dict[str, int]:
+    """Write ``tables`` into a new BI database file and move it over the previous one.
 
     The rename is atomic: BI readers see the previous copy or the new one, never a half-written
     one, and never the warehouse file the pipeline writes to. A column named like a raw PII column,
     or a text column with a value that looks like an email address or a phone number, refuses the
-    whole publication (PublicationRefused; the previous copy stays). Returns the rows copied per table.
+    whole publication (PublicationRefused; the previous copy stays). Returns the rows published per
+    table.
+
+    Partition-aware: the new file starts as a copy of the previous one, and a table named in
+    ``partitions`` (table -> SQL expression of its partition, say a date) has only the partitions
+    whose rows changed replaced (publish_partitions); every other table is copied whole. The history
+    tables grow by a day at a time, so a daily publication writes a day, not the whole history.
+    ``fresh`` writes every table into an empty file instead (an erasure: no deleted row of an
+    erased customer may survive in the file's free blocks).
     """
     target = settings.bi_warehouse_path
     staging = target.with_name(f".{target.name}.publishing")
     staging.unlink(missing_ok=True)
     target.parent.mkdir(parents=True, exist_ok=True)
+    partitions = {} if fresh else dict(partitions or {})
+    tables = list(tables)
     rows = {}
     con = duckdb.connect()
     try:
+        if partitions and target.exists():
+            shutil.copyfile(target, staging)
+        else:
+            partitions = {}
         con.execute("attach ? as warehouse (read_only)", [str(settings.warehouse_path)])
         # Written in the storage format of DuckDB 1.5, so BI tools bundling an older DuckDB read it too.
         con.execute("attach ? as bi (storage_version 'v1.5.0')", [str(staging)])
         for table in tables:
+            _refuse_pii(con, table)
+        for table in _published_before(con, exclude=tables):
+            con.execute(f"drop table bi.{table}")  # no longer published
+        for table in tables:
             schema, name = table.split(".")
-            columns = [row[0] for row in con.execute(f"describe warehouse.{table}").fetchall()]
-            leaking = sorted(set(columns) & PII_COLUMNS)
-            if leaking:
-                raise PublicationRefused(f"{table} has raw PII column(s) {', '.join(leaking)}: it cannot be "
-                                         f"published to BI; the previous BI copy stays")
-            findings = contact_details_in_text(con, f"warehouse.{table}")
-            if findings:
-                described = "; ".join(f"column {column}: " + ", ".join(f"{count} distinct value(s) with {kind}"
-                                                                        for kind, count in found.items())
-                                      for column, found in findings.items())
-                raise PublicationRefused(f"{table} looks like it holds raw contact details ({described}): it "
-                                         f"cannot be published to BI; hash or mask them in the mart "
-                                         f"(macros hash_pii, mask_email, mask_phone); the previous BI copy stays")
             con.execute(f"create schema if not exists bi.{schema}")
-            con.execute(f"create table bi.{schema}.{name} as select * from warehouse.{table}")
+            if table not in partitions or publish_partitions(con, table, partitions[table]) is None:
+                con.execute(f"create or replace table bi.{schema}.{name} as select * from warehouse.{table}")
             rows[table] = con.execute(f"select count(*) from bi.{schema}.{name}").fetchone()[0]
         con.execute("checkpoint bi")
         con.execute("detach bi")
@@ -158,6 +166,75 @@ def publish_copy(settings: Settings, tables: Iterable[str]) -> dict[str, int]:
         con.close()
     os.replace(staging, target)
     return rows
+
+
+def _refuse_pii(con: duckdb.DuckDBPyConnection, table: str) -> None:
+    """Raise PublicationRefused if ``table`` of the warehouse has a raw PII column or contact details in text."""
+    columns = [row[0] for row in con.execute(f"describe warehouse.{table}").fetchall()]
+    leaking = sorted(set(columns) & PII_COLUMNS)
+    if leaking:
+        raise PublicationRefused(f"{table} has raw PII column(s) {', '.join(leaking)}: it cannot be "
+                                 f"published to BI; the previous BI copy stays")
+    findings = contact_details_in_text(con, f"warehouse.{table}")
+    if findings:
+        described = "; ".join(f"column {column}: " + ", ".join(f"{count} distinct value(s) with {kind}"
+                                                                for kind, count in found.items())
+                              for column, found in findings.items())
+        raise PublicationRefused(f"{table} looks like it holds raw contact details ({described}): it "
+                                 f"cannot be published to BI; hash or mask them in the mart "
+                                 f"(macros hash_pii, mask_email, mask_phone); the previous BI copy stays")
+
+
+def _published_before(con: duckdb.DuckDBPyConnection, exclude: Iterable[str]) -> list[str]:
+    """The tables of the BI file being written (a copy of the previous one) that are not in ``exclude``."""
+    found = con.execute("select schema_name || '.' || table_name from duckdb_tables() "
+                        "where database_name = 'bi'").fetchall()
+    return sorted({row[0] for row in found} - set(exclude))
+
+
+# Where more than this share of a table's partitions changed, copying it whole costs less.
+WHOLE_TABLE_ABOVE = 0.5
+
+
+def publish_partitions(con: duckdb.DuckDBPyConnection, table: str, partition: str) -> int | None:
+    """Bring ``bi.<table>`` (a previous publication) up to ``warehouse.<table>`` by replacing only the
+    partitions (values of the SQL expression ``partition``) whose rows differ; the number replaced.
+
+    A partition's fingerprint is its row count and the sum of its rows' hashes, so a changed,
+    added or removed row changes it (two different partitions agree with a chance of 2^-64).
+    None, with nothing written, where the table is not published yet, its columns changed, or most
+    of its partitions changed (WHOLE_TABLE_ABOVE).
+    """
+    schema, name = table.split(".")
+    layout = "select column_name, data_type from duckdb_columns() where database_name = ? and schema_name = ? " \
+             "and table_name = ? order by column_index"
+    published = con.execute(layout, ["bi", schema, name]).fetchall()
+    if not published or published != con.execute(layout, ["warehouse", schema, name]).fetchall():
+        return None
+
+    try:
+        for database in ("warehouse", "bi"):
+            con.execute(f"""
+                create temp table {database}_partitions as
+                select {partition} as part, count(*) as row_count, sum(hash(row_values)) as row_hashes
+                from (select * from {database}.{table}) as row_values
+                group by all""")
+        con.execute("""
+            create temp table changed_partitions as
+            select part from (select * from warehouse_partitions except select * from bi_partitions)
+            union
+            select part from (select * from bi_partitions except select * from warehouse_partitions)""")
+        changed, total = con.execute("select (select count(*) from changed_partitions), "
+                                     "(select count(*) from warehouse_partitions)").fetchone()
+        if changed > WHOLE_TABLE_ABOVE * max(total, 1):
+            return None
+        matches = f"exists (select 1 from changed_partitions where part is not distinct from ({partition}))"
+        con.execute(f"delete from bi.{table} where {matches}")
+        con.execute(f"insert into bi.{table} select * from warehouse.{table} where {matches}")
+        return changed
+    finally:
+        for temporary in ("warehouse_partitions", "bi_partitions", "changed_partitions"):
+            con.execute(f"drop table if exists {temporary}")
 
 
 FLOATING_TYPES = {"DOUBLE", "FLOAT", "REAL"}
