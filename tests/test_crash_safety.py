@@ -7,7 +7,7 @@ reached: the load once its first source has committed (the other sources are sti
 dbt build once dbt's log shows the incremental customer_features executing. The score write and
 the publication are too short to catch from outside, so they run through a small driver that
 kills its own process right after the statement of interest: the new scores inserted but not
-committed, or three of the published tables copied into the next BI file.
+committed, or three of the published tables written into the next BI file.
 """
 
 from __future__ import annotations
@@ -183,8 +183,9 @@ def test_a_daily_run_killed_in_every_step_converges_to_the_uninterrupted_run(dai
         assert con.execute("select count(*) from scores.churn where as_of_date = ?", [day]).fetchone()[0] == 0
     pipeline.score(settings)
 
-    # Mid publish: three tables copied into the next BI file, which is never renamed into place.
-    _crash_at("publish", "create table bi.", 3, env)
+    # Mid publish: three tables written whole into the next BI file (a copy of the previous one),
+    # which is never renamed into place.
+    _crash_at("publish", "create or replace table bi.", 3, env)
     assert settings.bi_warehouse_path.with_name(f".{settings.bi_warehouse_path.name}.publishing").exists()
     _assert_recovered(settings, published_before)
     pipeline.publish(settings)
