@@ -542,13 +542,14 @@ def _recount_load_log(con: duckdb.DuckDBPyConnection) -> None:
 
 def republish_bi(settings: Settings) -> dict[str, int]:
     """Replace the BI copy (when one exists) with the published tables as they are now, written into an
-    empty file: a copy of the previous one would keep the erased rows in its free blocks."""
+    empty file (no partitions): a copy of the previous one would keep the erased rows in its free
+    blocks."""
     from crm.pipeline import PUBLISHED_TABLES
     from crm.warehouse import publish_copy
 
     if not settings.bi_warehouse_path.exists():
         return {}
-    return publish_copy(settings, PUBLISHED_TABLES, fresh=True)
+    return publish_copy(settings, PUBLISHED_TABLES)
 
 
 def write_audit(settings: Settings, suppression: dict[str, object], removed: dict[str, dict[str, int]]) -> Path:

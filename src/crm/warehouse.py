@@ -114,8 +114,8 @@ def contact_details_in_text(con: duckdb.DuckDBPyConnection, table: str) -> dict[
     return findings
 
 
-def publish_copy(settings: Settings, tables: Iterable[str], partitions: Mapping[str, str] | None = None,
-                 fresh: bool = False) -> dict[str, int]:
+def publish_copy(settings: Settings, tables: Iterable[str],
+                 partitions: Mapping[str, str] | None = None) -> dict[str, int]:
     """Write ``tables`` into a new BI database file and move it over the previous one.
 
     The rename is atomic: BI readers see the previous copy or the new one, never a half-written
@@ -128,14 +128,14 @@ def publish_copy(settings: Settings, tables: Iterable[str], partitions: Mapping[
     ``partitions`` (table -> SQL expression of its partition, say a date) has only the partitions
     whose rows changed replaced (publish_partitions); every other table is copied whole. The history
     tables grow by a day at a time, so a daily publication writes a day, not the whole history.
-    ``fresh`` writes every table into an empty file instead (an erasure: no deleted row of an
-    erased customer may survive in the file's free blocks).
+    Without ``partitions`` every table is written into an empty file (an erasure: no deleted row of
+    an erased customer may survive in a copied file's free blocks).
     """
     target = settings.bi_warehouse_path
     staging = target.with_name(f".{target.name}.publishing")
     staging.unlink(missing_ok=True)
     target.parent.mkdir(parents=True, exist_ok=True)
-    partitions = {} if fresh else dict(partitions or {})
+    partitions = dict(partitions or {})
     tables = list(tables)
     rows = {}
     con = duckdb.connect()
