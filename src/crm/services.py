@@ -164,6 +164,7 @@ def start(settings: Settings) -> Endpoints:
     migrate(settings)
     env = service_env(settings)
     create_pool(env)
+    serialize_dags(env)
     logs = settings.airflow_home / "logs" / "services"
     logs.mkdir(parents=True, exist_ok=True)
     processes: dict[str, subprocess.Popen] = {}
@@ -188,11 +189,21 @@ def create_pool(env: dict[str, str]) -> None:
     """The one-slot pool every warehouse task takes (crm.orchestration.WAREHOUSE_POOL)."""
     from crm.orchestration import WAREHOUSE_POOL
 
-    completed = subprocess.run(airflow_command("pools", "set", WAREHOUSE_POOL, "1",
-                                               "DuckDB allows one writer at a time: one warehouse task at once"),
-                               env=env, capture_output=True, text=True)
+    _airflow_cli(env, "pools", "set", WAREHOUSE_POOL, "1", "DuckDB allows one writer at a time: one warehouse task at once")
+
+
+def serialize_dags(env: dict[str, str]) -> None:
+    """Serialize the DAGs as this environment defines them (CRM_DAILY_SCHEDULE, CRM_DAILY_DBT_TASKS)
+    before the scheduler starts. A home keeps the DAGs its last `crm run` serialized, with that run's
+    schedule: unpausing crm_daily before the dag-processor's first parse would otherwise start a
+    scheduled run from the stale schedule beside the one asked for."""
+    _airflow_cli(env, "dags", "reserialize")
+
+
+def _airflow_cli(env: dict[str, str], *arguments: str) -> None:
+    completed = subprocess.run(airflow_command(*arguments), env=env, capture_output=True, text=True)
     if completed.returncode != 0:
-        raise RuntimeError(f"airflow pools set failed:\n{completed.stdout[-2000:]}{completed.stderr[-2000:]}")
+        raise RuntimeError(f"airflow {' '.join(arguments[:2])} failed:\n{completed.stdout[-2000:]}{completed.stderr[-2000:]}")
 
 
 def _wait_healthy(url: str, processes: dict[str, subprocess.Popen], logs: Path) -> None:
