@@ -208,6 +208,7 @@ class QualityGate:
         import great_expectations as gx
 
         asset = self._context.data_sources.get("warehouse").add_dataframe_asset(suite_name)
+        # A copy: GX writes into the suite's meta (its version), and the cached definition stays as read.
         suite = self._context.suites.add(gx.ExpectationSuite(**copy.deepcopy(self._definition(suite_name))))
         definition = self._context.validation_definitions.add(gx.ValidationDefinition(
             name=f"{suite_name}_validation", data=asset.add_batch_definition_whole_dataframe(suite_name),
