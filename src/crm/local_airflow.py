@@ -39,13 +39,17 @@ def airflow_command(*args: str) -> list[str]:
     return [str(Path(sys.executable).with_name("airflow")), *args]
 
 
+def run_airflow(env: dict[str, str], *args: str) -> None:
+    """Run one Airflow CLI command; a failure raises with the end of its output."""
+    completed = subprocess.run(airflow_command(*args), env=env, text=True, capture_output=True)
+    if completed.returncode != 0:
+        raise RuntimeError(f"airflow {' '.join(args[:2])} failed:\n{completed.stdout[-2000:]}{completed.stderr[-2000:]}")
+
+
 def migrate(settings: Settings) -> None:
     """Create or upgrade the metadata database (idempotent)."""
     settings.airflow_home.mkdir(parents=True, exist_ok=True)
-    completed = subprocess.run(airflow_command("db", "migrate"), env=airflow_env(settings), text=True,
-                               capture_output=True)
-    if completed.returncode != 0:
-        raise RuntimeError(f"airflow db migrate failed:\n{completed.stdout[-2000:]}{completed.stderr[-2000:]}")
+    run_airflow(airflow_env(settings), "db", "migrate")
 
 
 def test_dag(settings: Settings, dag_id: str, log_path: Path, params: dict[str, object] | None = None) -> int:

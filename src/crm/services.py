@@ -21,7 +21,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from crm.local_airflow import airflow_command, airflow_env, migrate
+from crm.local_airflow import airflow_command, airflow_env, migrate, run_airflow
 from crm.settings import Settings, home_secret
 
 ADMIN_USER = "admin"
@@ -189,7 +189,7 @@ def create_pool(env: dict[str, str]) -> None:
     """The one-slot pool every warehouse task takes (crm.orchestration.WAREHOUSE_POOL)."""
     from crm.orchestration import WAREHOUSE_POOL
 
-    _airflow_cli(env, "pools", "set", WAREHOUSE_POOL, "1", "DuckDB allows one writer at a time: one warehouse task at once")
+    run_airflow(env, "pools", "set", WAREHOUSE_POOL, "1", "DuckDB allows one writer at a time: one warehouse task at once")
 
 
 def serialize_dags(env: dict[str, str]) -> None:
@@ -197,13 +197,7 @@ def serialize_dags(env: dict[str, str]) -> None:
     before the scheduler starts. A home keeps the DAGs its last `crm run` serialized, with that run's
     schedule: unpausing crm_daily before the dag-processor's first parse would otherwise start a
     scheduled run from the stale schedule beside the one asked for."""
-    _airflow_cli(env, "dags", "reserialize")
-
-
-def _airflow_cli(env: dict[str, str], *arguments: str) -> None:
-    completed = subprocess.run(airflow_command(*arguments), env=env, capture_output=True, text=True)
-    if completed.returncode != 0:
-        raise RuntimeError(f"airflow {' '.join(arguments[:2])} failed:\n{completed.stdout[-2000:]}{completed.stderr[-2000:]}")
+    run_airflow(env, "dags", "reserialize")
 
 
 def _wait_healthy(url: str, processes: dict[str, subprocess.Popen], logs: Path) -> None:
