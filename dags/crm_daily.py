@@ -38,10 +38,19 @@ SCHEDULE = SETTINGS.daily_schedule
     **steps.DAG_ARGS,
 )
 def crm_daily():
-    build = [steps.dbt_build()] if SETTINGS.daily_dbt_tasks == "build" else [
-        steps.plan_dbt_build(), steps.dbt_models(), steps.record_tested_loads()]
-    chain(steps.load_landing(), *build, steps.quality_gate_marts(), steps.score_models(), steps.publish_marts(),
-          steps.run_summary())
+    build = (
+        [steps.dbt_build()]
+        if SETTINGS.daily_dbt_tasks == "build"
+        else [steps.plan_dbt_build(), steps.dbt_models(), steps.record_tested_loads()]
+    )
+    chain(
+        steps.load_landing(),
+        *build,
+        steps.quality_gate_marts(),
+        steps.score_models(),
+        steps.publish_marts(),
+        steps.run_summary(),
+    )
 
 
 crm_daily()

@@ -61,23 +61,31 @@ def republish_bi_copy() -> dict[str, int]:
 
 
 @task
-def write_erasure_audit(suppression: dict[str, object], landing: dict[str, int], warehouse: dict[str, int],
-                        bi: dict[str, int]) -> str:
+def write_erasure_audit(
+    suppression: dict[str, object], landing: dict[str, int], warehouse: dict[str, int], bi: dict[str, int]
+) -> str:
     from crm import erasure
 
-    return str(erasure.write_audit(steps.settings_for_run(), suppression,
-                                   {"landing": landing, "warehouse": warehouse, "bi": bi}))
+    return str(
+        erasure.write_audit(
+            steps.settings_for_run(), suppression, {"landing": landing, "warehouse": warehouse, "bi": bi}
+        )
+    )
 
 
 @dag(
     dag_id="crm_erasure",
     schedule=None,
     doc_md=__doc__,
-    **{**steps.DAG_ARGS, "params": {
-        **steps.PARAMS,
-        "customer_ids_file": Param(type="string", minLength=1,
-                                   description="Path of a text file with one CRM customer_id per line."),
-    }},
+    **{
+        **steps.DAG_ARGS,
+        "params": {
+            **steps.PARAMS,
+            "customer_ids_file": Param(
+                type="string", minLength=1, description="Path of a text file with one CRM customer_id per line."
+            ),
+        },
+    },
 )
 def crm_erasure():
     suppression = record_suppression()

@@ -32,8 +32,16 @@ from crm.pipeline import MODELS
 )
 def crm_pipeline():
     # One task at a time: the tasks share one DuckDB file, which allows a single writer.
-    chain(steps.load_landing(), steps.dbt_build(), steps.quality_gate_marts(), steps.build_training_data(),
-          *(steps.train(m) for m in MODELS), steps.score_models(), steps.publish_marts(), steps.run_summary())
+    chain(
+        steps.load_landing(),
+        steps.dbt_build(),
+        steps.quality_gate_marts(),
+        steps.build_training_data(),
+        *(steps.train(m) for m in MODELS),
+        steps.score_models(),
+        steps.publish_marts(),
+        steps.run_summary(),
+    )
 
 
 crm_pipeline()

@@ -23,8 +23,9 @@ from crm.pipeline import MODELS
 
 @dag(
     dag_id="crm_training",
-    schedule=AssetOrTimeSchedule(timetable=CronTriggerTimetable("0 4 * * 1", timezone="UTC"),
-                                 assets=[steps.CUSTOMER_FEATURES]),
+    schedule=AssetOrTimeSchedule(
+        timetable=CronTriggerTimetable("0 4 * * 1", timezone="UTC"), assets=[steps.CUSTOMER_FEATURES]
+    ),
     doc_md=__doc__,
     **steps.DAG_ARGS,
 )

@@ -15,8 +15,9 @@ import pandas as pd
 BLOCK_ROWS = 100_000
 
 
-def in_blocks(frame: pd.DataFrame, predict: Callable[[pd.DataFrame], np.ndarray],
-              block_rows: int = BLOCK_ROWS) -> np.ndarray:
+def in_blocks(
+    frame: pd.DataFrame, predict: Callable[[pd.DataFrame], np.ndarray], block_rows: int = BLOCK_ROWS
+) -> np.ndarray:
     """``predict`` of every block of ``block_rows`` rows, concatenated in row order."""
-    blocks = [predict(frame.iloc[start:start + block_rows]) for start in range(0, len(frame), block_rows)]
+    blocks = [predict(frame.iloc[start : start + block_rows]) for start in range(0, len(frame), block_rows)]
     return np.concatenate(blocks) if blocks else predict(frame)

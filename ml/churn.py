@@ -28,24 +28,36 @@ LABEL = "is_churned"
 def _preprocessor() -> ColumnTransformer:
     # Missing recency or order value means "never ordered": imputed, with an indicator column.
     # keep_empty_features: a column that is all null (an optional source not delivered) stays, as 0.
-    numeric = make_pipeline(SimpleImputer(strategy="median", add_indicator=True, keep_empty_features=True),
-                           StandardScaler())
-    money = make_pipeline(SimpleImputer(strategy="constant", fill_value=0.0),
-                          FunctionTransformer(np.log1p, feature_names_out="one-to-one"), StandardScaler())
+    numeric = make_pipeline(
+        SimpleImputer(strategy="median", add_indicator=True, keep_empty_features=True), StandardScaler()
+    )
+    money = make_pipeline(
+        SimpleImputer(strategy="constant", fill_value=0.0),
+        FunctionTransformer(np.log1p, feature_names_out="one-to-one"),
+        StandardScaler(),
+    )
     return ColumnTransformer([("numeric", numeric, NUMERIC_FEATURES), ("money", money, MONEY_FEATURES)])
 
 
 def candidates(seed: int) -> dict[str, Pipeline]:
     return {
-        "logistic_regression": Pipeline([
-            ("features", _preprocessor()),
-            ("model", LogisticRegression(C=1.0, max_iter=1000)),
-        ]),
-        "gradient_boosting": Pipeline([
-            ("features", _preprocessor()),
-            ("model", HistGradientBoostingClassifier(max_iter=200, learning_rate=0.05, l2_regularization=1.0,
-                                                     random_state=seed)),
-        ]),
+        "logistic_regression": Pipeline(
+            [
+                ("features", _preprocessor()),
+                ("model", LogisticRegression(C=1.0, max_iter=1000)),
+            ]
+        ),
+        "gradient_boosting": Pipeline(
+            [
+                ("features", _preprocessor()),
+                (
+                    "model",
+                    HistGradientBoostingClassifier(
+                        max_iter=200, learning_rate=0.05, l2_regularization=1.0, random_state=seed
+                    ),
+                ),
+            ]
+        ),
     }
 
 
@@ -62,15 +74,17 @@ def fit_candidates(train: pd.DataFrame, validation: pd.DataFrame, seed: int) -> 
     return rank_candidates(candidates(seed), train, validation, FEATURE_COLUMNS, LABEL)
 
 
-def rank_candidates(pipelines: dict[str, Pipeline], train: pd.DataFrame, validation: pd.DataFrame,
-                    inputs: list[str], label: str) -> list[FittedCandidate]:
+def rank_candidates(
+    pipelines: dict[str, Pipeline], train: pd.DataFrame, validation: pd.DataFrame, inputs: list[str], label: str
+) -> list[FittedCandidate]:
     """Fit every candidate on ``train``; return them best first by validation ROC-AUC."""
     fitted = []
     for name, pipeline in progress(pipelines.items(), f"training {label} candidates", len(pipelines), "model"):
         pipeline.fit(train[inputs], train[label])
         probability = pipeline.predict_proba(validation[inputs])[:, 1]
-        fitted.append(FittedCandidate(name, pipeline, classification_metrics(validation[label], probability),
-                                      probability))
+        fitted.append(
+            FittedCandidate(name, pipeline, classification_metrics(validation[label], probability), probability)
+        )
     return sorted(fitted, key=lambda candidate: candidate.metrics["roc_auc"], reverse=True)
 
 
@@ -90,6 +104,7 @@ class RecencyRule:
 
 def best_recency_rule(train: pd.DataFrame) -> RecencyRule:
     """The rule's X that separates churners best on the training set (largest TPR - FPR)."""
+
     def youden(rule: RecencyRule) -> float:
         predicted, actual = rule.predict(train), train[LABEL].to_numpy()
         return predicted[actual == 1].mean() - predicted[actual == 0].mean()

@@ -25,15 +25,22 @@ DRIVERS_FROM_PROBABILITY = 0.4
 def global_importance(pipeline: Pipeline, features: pd.DataFrame, label: pd.Series, seed: int) -> pd.DataFrame:
     """Drop in ROC-AUC when each feature is shuffled, on a sample of the validation set."""
     sample = features.sample(min(len(features), IMPORTANCE_SAMPLE), random_state=seed)
-    result = permutation_importance(pipeline, sample, label.loc[sample.index], scoring="roc_auc", n_repeats=3,
-                                    random_state=seed)
-    return (pd.DataFrame({"feature": features.columns, "importance": result.importances_mean,
-                          "importance_std": result.importances_std})
-            .sort_values("importance", ascending=False, ignore_index=True))
+    result = permutation_importance(
+        pipeline, sample, label.loc[sample.index], scoring="roc_auc", n_repeats=3, random_state=seed
+    )
+    return pd.DataFrame(
+        {"feature": features.columns, "importance": result.importances_mean, "importance_std": result.importances_std}
+    ).sort_values("importance", ascending=False, ignore_index=True)
 
 
-def churn_drivers(pipeline: Pipeline, features: pd.DataFrame, probability: np.ndarray, candidates: list[str],
-                  from_probability: float = DRIVERS_FROM_PROBABILITY, block_rows: int = BLOCK_ROWS) -> pd.DataFrame:
+def churn_drivers(
+    pipeline: Pipeline,
+    features: pd.DataFrame,
+    probability: np.ndarray,
+    candidates: list[str],
+    from_probability: float = DRIVERS_FROM_PROBABILITY,
+    block_rows: int = BLOCK_ROWS,
+) -> pd.DataFrame:
     """Columns driver_1..driver_3 for the customers whose churn ``probability`` (the pipeline's own, in
     row order) is at least ``from_probability``; null for the others.
 
@@ -50,14 +57,20 @@ def churn_drivers(pipeline: Pipeline, features: pd.DataFrame, probability: np.nd
         preprocess, model = pipeline[:-1], pipeline[-1]
         neutral = [_neutral_outputs(preprocess, features, column) for column in candidates]
         for start in range(0, explained.size, block_rows):
-            rows = explained[start:start + block_rows]
+            rows = explained[start : start + block_rows]
             ranked = _ranked_drivers(preprocess, model, features.iloc[rows], probability[rows], candidates, neutral)
-            names[rows, :ranked.shape[1]] = ranked
+            names[rows, : ranked.shape[1]] = ranked
     return pd.DataFrame(names, columns=[f"driver_{rank + 1}" for rank in range(TOP_DRIVERS)], index=features.index)
 
 
-def _ranked_drivers(preprocess: Pipeline, model, block: pd.DataFrame, base: np.ndarray, candidates: list[str],
-                    neutral: list[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
+def _ranked_drivers(
+    preprocess: Pipeline,
+    model,
+    block: pd.DataFrame,
+    base: np.ndarray,
+    candidates: list[str],
+    neutral: list[tuple[np.ndarray, np.ndarray]],
+) -> np.ndarray:
     """The block's top candidates by how much each raises its probability ``base``; None where none does."""
     transformed = np.asarray(preprocess.transform(block), dtype=float)
     contributions = np.zeros((len(block), len(candidates)))

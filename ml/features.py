@@ -19,12 +19,33 @@ TEXT_COLUMN = "feedback_text"
 ID_COLUMNS = ["customer_key", "as_of_date"]
 # Money features are heavy-tailed: models log-transform them.
 MONEY_FEATURES = ["monetary", "avg_order_value", "monetary_last_90d"]
-NUMERIC_FEATURES = ["tenure_days", "recency_days", "days_since_first_order", "frequency", "orders_last_90d",
-                    "orders_prev_90d", "cancelled_orders", "returned_orders", "tickets_last_90d", "open_tickets",
-                    "avg_hours_to_resolve", "bad_ticket_experiences", "avg_ticket_csat", "last_nps", "last_csat",
-                    "survey_responses", "avg_nps", "avg_csat", "emails_sent_last_90d", "email_open_rate_last_90d",
-                    "email_click_rate_last_90d", "has_unsubscribed", "sessions_last_30d", "sessions_last_90d",
-                    "pages_per_session_last_90d"]
+NUMERIC_FEATURES = [
+    "tenure_days",
+    "recency_days",
+    "days_since_first_order",
+    "frequency",
+    "orders_last_90d",
+    "orders_prev_90d",
+    "cancelled_orders",
+    "returned_orders",
+    "tickets_last_90d",
+    "open_tickets",
+    "avg_hours_to_resolve",
+    "bad_ticket_experiences",
+    "avg_ticket_csat",
+    "last_nps",
+    "last_csat",
+    "survey_responses",
+    "avg_nps",
+    "avg_csat",
+    "emails_sent_last_90d",
+    "email_open_rate_last_90d",
+    "email_click_rate_last_90d",
+    "has_unsubscribed",
+    "sessions_last_30d",
+    "sessions_last_90d",
+    "pages_per_session_last_90d",
+]
 FEATURE_COLUMNS = NUMERIC_FEATURES + MONEY_FEATURES
 
 
@@ -34,14 +55,19 @@ class TrainingDataMissing(LookupError):
 
 def require_features(con: duckdb.DuckDBPyConnection, *as_of_dates: date) -> None:
     """Raise TrainingDataMissing unless features are stored at every one of ``as_of_dates``."""
-    stored = {row[0] for row in con.execute(f"select distinct as_of_date from {FEATURES_TABLE} "
-                                            "where as_of_date in (select unnest(?::date[]))",
-                                            [list(as_of_dates)]).fetchall()}
+    stored = {
+        row[0]
+        for row in con.execute(
+            f"select distinct as_of_date from {FEATURES_TABLE} where as_of_date in (select unnest(?::date[]))",
+            [list(as_of_dates)],
+        ).fetchall()
+    }
     missing = sorted(set(as_of_dates) - stored)
     if missing:
         raise TrainingDataMissing(
             f"no features at {', '.join(day.isoformat() for day in missing)} in {FEATURES_TABLE}: build the "
-            f"training data first (`crm build --training`, task build_training_data)")
+            f"training data first (`crm build --training`, task build_training_data)"
+        )
 
 
 def load_features(con: duckdb.DuckDBPyConnection, as_of_date: date) -> pd.DataFrame:
@@ -56,12 +82,15 @@ def load_features(con: duckdb.DuckDBPyConnection, as_of_date: date) -> pd.DataFr
 def load_churn_examples(con: duckdb.DuckDBPyConnection, as_of_date: date) -> pd.DataFrame:
     """Features with their observed churn label at ``as_of_date`` (unobserved labels are left out)."""
     columns = ", ".join(f"features.{c}" for c in ID_COLUMNS + FEATURE_COLUMNS)
-    frame = con.execute(f"""
+    frame = con.execute(
+        f"""
         select {columns}, labels.is_churned
         from {FEATURES_TABLE} as features
         inner join {CHURN_LABELS_TABLE} as labels using (customer_key, as_of_date)
         where features.as_of_date = ? and labels.is_label_observed
-        order by features.customer_key""", [as_of_date]).df()
+        order by features.customer_key""",
+        [as_of_date],
+    ).df()
     frame = _typed(frame)
     frame["is_churned"] = frame["is_churned"].astype(int)
     return frame
@@ -70,8 +99,9 @@ def load_churn_examples(con: duckdb.DuckDBPyConnection, as_of_date: date) -> pd.
 def load_features_with_text(con: duckdb.DuckDBPyConnection, as_of_date: date) -> pd.DataFrame:
     """``load_features`` plus the customer's masked feedback text known at the date (empty if none)."""
     frame = load_features(con, as_of_date)
-    text = con.execute(f"select customer_key, {TEXT_COLUMN} from {FEEDBACK_TEXT_TABLE} where as_of_date = ?",
-                       [as_of_date]).df()
+    text = con.execute(
+        f"select customer_key, {TEXT_COLUMN} from {FEEDBACK_TEXT_TABLE} where as_of_date = ?", [as_of_date]
+    ).df()
     frame = frame.merge(text, on="customer_key", how="left")
     frame[TEXT_COLUMN] = frame[TEXT_COLUMN].fillna("").astype(object)
     return frame
@@ -80,9 +110,12 @@ def load_features_with_text(con: duckdb.DuckDBPyConnection, as_of_date: date) ->
 def load_satisfaction_examples(con: duckdb.DuckDBPyConnection, as_of_date: date) -> pd.DataFrame:
     """Features and text of the customers who answered a survey in the window after ``as_of_date``,
     with whether they were satisfied (observed labels only)."""
-    labels = con.execute(f"""
+    labels = con.execute(
+        f"""
         select customer_key, is_satisfied from {SATISFACTION_LABELS_TABLE}
-        where as_of_date = ? and is_label_observed""", [as_of_date]).df()
+        where as_of_date = ? and is_label_observed""",
+        [as_of_date],
+    ).df()
     frame = load_features_with_text(con, as_of_date).merge(labels, on="customer_key", how="inner")
     frame["is_satisfied"] = frame["is_satisfied"].astype(int)
     return frame.reset_index(drop=True)

@@ -31,8 +31,12 @@ from crm.generate import CSAT_NOISE, NPS_NOISE
 from ml.metrics import expected_calibration_error
 
 # The targets of the models issue: ratios to the best achievable ROC-AUC, calibration, agreement.
-TARGETS = {"churn_auc_ratio_min": 0.97, "churn_ece_max": 0.03, "satisfaction_auc_ratio_min": 0.95,
-           "segmentation_ari_min": 0.6}
+TARGETS = {
+    "churn_auc_ratio_min": 0.97,
+    "churn_ece_max": 0.03,
+    "satisfaction_auc_ratio_min": 0.95,
+    "segmentation_ari_min": 0.6,
+}
 TRUTH_FILE = "customers.parquet"
 IDENTITY_VIEW = "staging.int_customer_identity"
 
@@ -53,15 +57,20 @@ def evaluate(con: duckdb.DuckDBPyConnection, truth_dir: Path) -> dict[str, objec
     for table, frame in scores.items():
         as_of = pd.Timestamp(frame["as_of_date"].iloc[0]).date().isoformat() if len(frame) else None
         if as_of != end_date:
-            raise TruthMismatch(f"scores.{table}: latest as-of date is {as_of}, the ground truth describes "
-                                f"{end_date} (the generator's last day); score that day to compare")
-    report = {"customers": len(truth), "ambiguous_keys": int(truth.attrs["ambiguous_keys"]),
-              "churn": churn_quality(truth.join(scores["churn"].set_index("customer_key"), how="inner")),
-              "satisfaction": satisfaction_quality(truth.join(scores["satisfaction"].set_index("customer_key"),
-                                                              how="inner"), _survey_answers(con, end_date)),
-              "segmentation": segmentation_quality(truth.join(scores["segments"].set_index("customer_key"),
-                                                              how="inner")),
-              "targets": TARGETS}
+            raise TruthMismatch(
+                f"scores.{table}: latest as-of date is {as_of}, the ground truth describes "
+                f"{end_date} (the generator's last day); score that day to compare"
+            )
+    report = {
+        "customers": len(truth),
+        "ambiguous_keys": int(truth.attrs["ambiguous_keys"]),
+        "churn": churn_quality(truth.join(scores["churn"].set_index("customer_key"), how="inner")),
+        "satisfaction": satisfaction_quality(
+            truth.join(scores["satisfaction"].set_index("customer_key"), how="inner"), _survey_answers(con, end_date)
+        ),
+        "segmentation": segmentation_quality(truth.join(scores["segments"].set_index("customer_key"), how="inner")),
+        "targets": TARGETS,
+    }
     report["targets_met"] = {
         "churn_auc_ratio": report["churn"]["auc_ratio"] >= TARGETS["churn_auc_ratio_min"],
         "churn_ece": report["churn"]["ece"] <= TARGETS["churn_ece_max"],
@@ -75,10 +84,15 @@ def churn_quality(frame: pd.DataFrame) -> dict[str, float]:
     outcome = frame["churned"].astype(int).to_numpy()
     model = float(roc_auc_score(outcome, frame["churn_probability"]))
     bayes = float(roc_auc_score(outcome, frame["true_churn_probability"]))
-    return {"customers": len(frame), "churn_rate": round(float(outcome.mean()), 4),
-            "roc_auc": round(model, 4), "bayes_roc_auc": round(bayes, 4), "auc_ratio": round(model / bayes, 4),
-            "ece": round(expected_calibration_error(outcome, frame["churn_probability"].to_numpy()), 4),
-            "bayes_ece": round(expected_calibration_error(outcome, frame["true_churn_probability"].to_numpy()), 4)}
+    return {
+        "customers": len(frame),
+        "churn_rate": round(float(outcome.mean()), 4),
+        "roc_auc": round(model, 4),
+        "bayes_roc_auc": round(bayes, 4),
+        "auc_ratio": round(model / bayes, 4),
+        "ece": round(expected_calibration_error(outcome, frame["churn_probability"].to_numpy()), 4),
+        "bayes_ece": round(expected_calibration_error(outcome, frame["true_churn_probability"].to_numpy()), 4),
+    }
 
 
 def expected_auc(true_probability: np.ndarray, score: np.ndarray) -> float:
@@ -93,10 +107,15 @@ def satisfaction_quality(frame: pd.DataFrame, answers: pd.DataFrame) -> dict[str
     model = expected_auc(truth, frame["satisfied_probability"].to_numpy())
     oracle = expected_auc(truth, truth)
     reference = expected_auc(truth, survey_posterior(frame, answers).to_numpy())
-    return {"customers": len(frame), "satisfied_share": round(float(truth.mean()), 4),
-            "answered_share": round(float(frame.index.isin(answers.index).mean()), 4),
-            "roc_auc": round(model, 4), "oracle_roc_auc": round(oracle, 4), "auc_ratio": round(model / oracle, 4),
-            "survey_reference_auc_ratio": round(reference / oracle, 4)}
+    return {
+        "customers": len(frame),
+        "satisfied_share": round(float(truth.mean()), 4),
+        "answered_share": round(float(frame.index.isin(answers.index).mean()), 4),
+        "roc_auc": round(model, 4),
+        "oracle_roc_auc": round(oracle, 4),
+        "auc_ratio": round(model / oracle, 4),
+        "survey_reference_auc_ratio": round(reference / oracle, 4),
+    }
 
 
 def survey_posterior(frame: pd.DataFrame, answers: pd.DataFrame) -> pd.Series:
@@ -106,21 +125,27 @@ def survey_posterior(frame: pd.DataFrame, answers: pd.DataFrame) -> pd.Series:
     prior_mean, prior_precision = by_segment.transform("mean"), 1 / by_segment.transform("var")
     # Each answer reads satisfaction twice: NPS = 10 s + noise, CSAT = 1 + 4 s + noise.
     nps_precision, csat_precision = (10 / NPS_NOISE) ** 2, (4 / CSAT_NOISE) ** 2
-    reading = (nps_precision * answers["nps"] / 10 + csat_precision * (answers["csat"] - 1) / 4) \
-        / (nps_precision + csat_precision)
+    reading = (nps_precision * answers["nps"] / 10 + csat_precision * (answers["csat"] - 1) / 4) / (
+        nps_precision + csat_precision
+    )
     per_customer = reading.groupby(level=0).agg(["sum", "count"]).reindex(frame.index, fill_value=0)
     answer_precision = (nps_precision + csat_precision) * per_customer["count"]
-    return (prior_mean * prior_precision + (nps_precision + csat_precision) * per_customer["sum"]) \
-        / (prior_precision + answer_precision)
+    return (prior_mean * prior_precision + (nps_precision + csat_precision) * per_customer["sum"]) / (
+        prior_precision + answer_precision
+    )
 
 
 def segmentation_quality(frame: pd.DataFrame) -> dict[str, object]:
     repeat = frame["segment_id"] >= 0  # negative ids are the fixed segments of customers with < 2 orders
-    return {"customers": len(frame), "repeat_buyers": int(repeat.sum()),
-            "ari": round(float(adjusted_rand_score(frame["segment"], frame["segment_id"])), 4),
-            "ari_repeat_buyers": round(float(adjusted_rand_score(frame.loc[repeat, "segment"],
-                                                                 frame.loc[repeat, "segment_id"])), 4),
-            "segments": int(frame["segment_id"].nunique())}
+    return {
+        "customers": len(frame),
+        "repeat_buyers": int(repeat.sum()),
+        "ari": round(float(adjusted_rand_score(frame["segment"], frame["segment_id"])), 4),
+        "ari_repeat_buyers": round(
+            float(adjusted_rand_score(frame.loc[repeat, "segment"], frame.loc[repeat, "segment_id"])), 4
+        ),
+        "segments": int(frame["segment_id"].nunique()),
+    }
 
 
 def _truth_by_customer_key(con: duckdb.DuckDBPyConnection, truth_dir: Path) -> pd.DataFrame:
@@ -136,12 +161,19 @@ def _truth_by_customer_key(con: duckdb.DuckDBPyConnection, truth_dir: Path) -> p
 
 
 def _survey_answers(con: duckdb.DuckDBPyConnection, as_of: str) -> pd.DataFrame:
-    return con.execute("""
+    return (
+        con.execute(
+            """
         select customer_key, nps, csat from marts.fct_survey_responses
-        where cast(responded_at as date) <= cast(? as date)""", [as_of]).df().set_index("customer_key")
+        where cast(responded_at as date) <= cast(? as date)""",
+            [as_of],
+        )
+        .df()
+        .set_index("customer_key")
+    )
 
 
 def _latest(con: duckdb.DuckDBPyConnection, table: str, columns: list[str]) -> pd.DataFrame:
     return con.execute(f"""
-        select customer_key, as_of_date, {', '.join(columns)} from {table}
+        select customer_key, as_of_date, {", ".join(columns)} from {table}
         where as_of_date = (select max(as_of_date) from {table})""").df()

@@ -18,8 +18,11 @@ def expected_calibration_error(y_true: np.ndarray, probability: np.ndarray, bins
     """Mean gap between predicted and observed rates over equal-size bins of the predictions, weighted by size."""
     order = np.argsort(np.asarray(probability), kind="stable")
     y_sorted, p_sorted = np.asarray(y_true, dtype=float)[order], np.asarray(probability, dtype=float)[order]
-    gaps = [abs(y.mean() - p.mean()) * len(y) for y, p in zip(np.array_split(y_sorted, bins),
-                                                              np.array_split(p_sorted, bins)) if len(y)]
+    gaps = [
+        abs(y.mean() - p.mean()) * len(y)
+        for y, p in zip(np.array_split(y_sorted, bins), np.array_split(p_sorted, bins))
+        if len(y)
+    ]
     return float(sum(gaps) / len(y_sorted))
 
 

@@ -14,8 +14,9 @@ from sklearn.calibration import CalibrationDisplay  # noqa: E402
 from sklearn.metrics import ConfusionMatrixDisplay, PrecisionRecallDisplay, RocCurveDisplay  # noqa: E402
 
 
-def classifier_plots(name: str, y_true: np.ndarray, probability: np.ndarray,
-                     baseline: np.ndarray | None = None) -> dict[str, Figure]:
+def classifier_plots(
+    name: str, y_true: np.ndarray, probability: np.ndarray, baseline: np.ndarray | None = None
+) -> dict[str, Figure]:
     """ROC (with the baseline rule's point), precision-recall, calibration and confusion matrix at 0.5."""
     figures = {}
     figure, axes = plt.subplots(figsize=(5, 5))
@@ -48,7 +49,7 @@ def importance_plot(importance: pd.DataFrame, title: str) -> Figure:
 
 
 def close(figures: dict[str, Figure] | list[Figure]) -> None:
-    for figure in (figures.values() if isinstance(figures, dict) else figures):
+    for figure in figures.values() if isinstance(figures, dict) else figures:
         plt.close(figure)
 
 

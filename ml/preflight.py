@@ -30,25 +30,31 @@ class PreflightResult:
         return not self.reasons
 
 
-def check_training_data(train: pd.DataFrame, validation: pd.DataFrame, label: str, first_data_day: date,
-                        train_date: date, window_days: int) -> PreflightResult:
+def check_training_data(
+    train: pd.DataFrame, validation: pd.DataFrame, label: str, first_data_day: date, train_date: date, window_days: int
+) -> PreflightResult:
     reasons, notes = [], []
     for name, frame in (("training", train), ("validation", validation)):
         positives = int(frame[label].sum()) if len(frame) else 0
         negatives = len(frame) - positives
         if min(positives, negatives) < MIN_LABELS_PER_CLASS:
-            reasons.append(f"{name} set has {positives} positive and {negatives} negative labels; at least "
-                           f"{MIN_LABELS_PER_CLASS} of each are needed")
+            reasons.append(
+                f"{name} set has {positives} positive and {negatives} negative labels; at least "
+                f"{MIN_LABELS_PER_CLASS} of each are needed"
+            )
     history_needed = train_date - timedelta(days=window_days)
     if first_data_day > history_needed:
-        reasons.append(f"history starts {first_data_day}, but training at {train_date} needs data from "
-                       f"{history_needed} (one {window_days}-day window of history before the training date)")
+        reasons.append(
+            f"history starts {first_data_day}, but training at {train_date} needs data from "
+            f"{history_needed} (one {window_days}-day window of history before the training date)"
+        )
     if len(train):
         missing = train[FEATURE_COLUMNS].isna().mean()
         for feature, rate in missing.items():
             if rate == 1.0:
                 notes.append(f"feature {feature} is null for every row (its source was not delivered)")
             elif rate > MAX_MISSING_RATE:
-                reasons.append(f"feature {feature} is missing for {rate:.1%} of training rows "
-                               f"(threshold {MAX_MISSING_RATE:.0%})")
+                reasons.append(
+                    f"feature {feature} is missing for {rate:.1%} of training rows (threshold {MAX_MISSING_RATE:.0%})"
+                )
     return PreflightResult(reasons, notes)

@@ -72,19 +72,30 @@ class PromotionDecision:
         if self.champion_version is None:
             return f"{self.model_name} v{self.version} is champion: no champion existed"
         verb = "replaces" if self.promoted else "does not beat"
-        return (f"{self.model_name} v{self.version} ({self.metric} {self.challenger_score:.4f}) {verb} "
-                f"champion v{self.champion_version} ({self.metric} {self.champion_score:.4f}) on the same validation data")
+        return (
+            f"{self.model_name} v{self.version} ({self.metric} {self.challenger_score:.4f}) {verb} "
+            f"champion v{self.champion_version} ({self.metric} {self.champion_score:.4f}) on the same validation data"
+        )
 
 
-def promote(client: MlflowClient, model_name: str, new_version: str, run_id: str, metric: str,
-            challenger_score: float, champion_score: float | None, current_champion: str | None) -> PromotionDecision:
+def promote(
+    client: MlflowClient,
+    model_name: str,
+    new_version: str,
+    run_id: str,
+    metric: str,
+    challenger_score: float,
+    champion_score: float | None,
+    current_champion: str | None,
+) -> PromotionDecision:
     """Alias the new version challenger, and champion when it wins; log the decision on its run."""
     client.set_registered_model_alias(model_name, CHALLENGER, new_version)
     promoted = current_champion is None or champion_score is None or challenger_score > champion_score
     if promoted:
         client.set_registered_model_alias(model_name, CHAMPION, new_version)
-    decision = PromotionDecision(model_name, new_version, promoted, challenger_score, current_champion,
-                                 champion_score, metric)
+    decision = PromotionDecision(
+        model_name, new_version, promoted, challenger_score, current_champion, champion_score, metric
+    )
     client.set_tag(run_id, "promotion_decision", "champion" if promoted else "challenger")
     client.set_tag(run_id, "promotion_reason", decision.describe())
     client.log_metric(run_id, f"challenger_{metric}", challenger_score)
@@ -99,9 +110,11 @@ def registered_models_summary(client: MlflowClient) -> list[dict[str, object]]:
     summary = []
     for model in client.search_registered_models():
         versions = client.search_model_versions(f"name = '{model.name}'")
-        summary.append({
-            "name": model.name,
-            "latest_version": max((int(v.version) for v in versions), default=None),
-            "aliases": dict(sorted((alias, str(v)) for alias, v in (model.aliases or {}).items())),
-        })
+        summary.append(
+            {
+                "name": model.name,
+                "latest_version": max((int(v.version) for v in versions), default=None),
+                "aliases": dict(sorted((alias, str(v)) for alias, v in (model.aliases or {}).items())),
+            }
+        )
     return sorted(summary, key=lambda item: str(item["name"]))

@@ -27,26 +27,38 @@ INPUT_COLUMNS = FEATURE_COLUMNS + [TEXT_COLUMN]
 
 
 def _behaviour() -> list[tuple[str, Pipeline, list[str]]]:
-    numeric = make_pipeline(SimpleImputer(strategy="median", add_indicator=True, keep_empty_features=True),
-                            StandardScaler())
-    money = make_pipeline(SimpleImputer(strategy="constant", fill_value=0.0),
-                          FunctionTransformer(np.log1p, feature_names_out="one-to-one"), StandardScaler())
+    numeric = make_pipeline(
+        SimpleImputer(strategy="median", add_indicator=True, keep_empty_features=True), StandardScaler()
+    )
+    money = make_pipeline(
+        SimpleImputer(strategy="constant", fill_value=0.0),
+        FunctionTransformer(np.log1p, feature_names_out="one-to-one"),
+        StandardScaler(),
+    )
     return [("numeric", numeric, NUMERIC_FEATURES), ("money", money, MONEY_FEATURES)]
 
 
 def candidates(seed: int) -> dict[str, Pipeline]:
     text = TfidfVectorizer(min_df=3, max_features=2_000, ngram_range=(1, 2), sublinear_tf=True)
     return {
-        "logistic_regression_text": Pipeline([
-            ("features", ColumnTransformer([*_behaviour(), ("text", text, TEXT_COLUMN)])),
-            ("model", LogisticRegression(C=0.5, max_iter=2000)),
-        ]),
+        "logistic_regression_text": Pipeline(
+            [
+                ("features", ColumnTransformer([*_behaviour(), ("text", text, TEXT_COLUMN)])),
+                ("model", LogisticRegression(C=0.5, max_iter=2000)),
+            ]
+        ),
         # Trees on behaviour only: the text's share of the signal shows in the difference.
-        "gradient_boosting": Pipeline([
-            ("features", ColumnTransformer(_behaviour())),
-            ("model", HistGradientBoostingClassifier(max_iter=200, learning_rate=0.05, l2_regularization=1.0,
-                                                     random_state=seed)),
-        ]),
+        "gradient_boosting": Pipeline(
+            [
+                ("features", ColumnTransformer(_behaviour())),
+                (
+                    "model",
+                    HistGradientBoostingClassifier(
+                        max_iter=200, learning_rate=0.05, l2_regularization=1.0, random_state=seed
+                    ),
+                ),
+            ]
+        ),
     }
 
 

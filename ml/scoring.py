@@ -32,12 +32,26 @@ SATISFACTION_SCORES_TABLE = "scores.satisfaction"
 _PROVENANCE = {"model_name": "varchar", "model_version": "varchar", "run_id": "varchar", "scored_at": "timestamp"}
 # Score tables exist before the first scoring run, so dbt can read them as sources (customer_360).
 SCORE_TABLES = {
-    CHURN_SCORES_TABLE: {"customer_key": "bigint", "as_of_date": "date", "churn_probability": "double",
-                         **_PROVENANCE, **{f"driver_{rank}": "varchar" for rank in range(1, explain.TOP_DRIVERS + 1)}},
-    SEGMENT_SCORES_TABLE: {"customer_key": "bigint", "as_of_date": "date", "segment_id": "bigint",
-                           "segment_name": "varchar", **_PROVENANCE},
-    SATISFACTION_SCORES_TABLE: {"customer_key": "bigint", "as_of_date": "date", "satisfied_probability": "double",
-                                **_PROVENANCE},
+    CHURN_SCORES_TABLE: {
+        "customer_key": "bigint",
+        "as_of_date": "date",
+        "churn_probability": "double",
+        **_PROVENANCE,
+        **{f"driver_{rank}": "varchar" for rank in range(1, explain.TOP_DRIVERS + 1)},
+    },
+    SEGMENT_SCORES_TABLE: {
+        "customer_key": "bigint",
+        "as_of_date": "date",
+        "segment_id": "bigint",
+        "segment_name": "varchar",
+        **_PROVENANCE,
+    },
+    SATISFACTION_SCORES_TABLE: {
+        "customer_key": "bigint",
+        "as_of_date": "date",
+        "satisfied_probability": "double",
+        **_PROVENANCE,
+    },
 }
 
 
@@ -96,8 +110,9 @@ def score_churn(settings: Settings, inputs: ScoringInputs, gate: QualityGate) ->
     drivers = explain.churn_drivers(model, features, probability, candidates)
     explain_s = time.perf_counter() - predicted
     scores = inputs.features[ID_COLUMNS].assign(churn_probability=probability).join(drivers)
-    return _write(settings, CHURN_SCORES_TABLE, "churn_scores", scores, inputs, champion, gate, {},
-                  predicted - started, explain_s)
+    return _write(
+        settings, CHURN_SCORES_TABLE, "churn_scores", scores, inputs, champion, gate, {}, predicted - started, explain_s
+    )
 
 
 def score_segments(settings: Settings, inputs: ScoringInputs, gate: QualityGate) -> ScoringReport:
@@ -106,10 +121,20 @@ def score_segments(settings: Settings, inputs: ScoringInputs, gate: QualityGate)
     names = {int(segment): name for segment, name in json.loads(champion.tags["segment_names"]).items()}
     started = time.perf_counter()
     scores = inputs.features[ID_COLUMNS].assign(
-        segment_id=in_blocks(inputs.features[segmentation.SEGMENT_INPUTS], model.predict))
+        segment_id=in_blocks(inputs.features[segmentation.SEGMENT_INPUTS], model.predict)
+    )
     scores["segment_name"] = scores["segment_id"].map(names)
-    return _write(settings, SEGMENT_SCORES_TABLE, "segment_scores", scores, inputs, champion, gate,
-                  {"segment_ids": sorted(names)}, time.perf_counter() - started)
+    return _write(
+        settings,
+        SEGMENT_SCORES_TABLE,
+        "segment_scores",
+        scores,
+        inputs,
+        champion,
+        gate,
+        {"segment_ids": sorted(names)},
+        time.perf_counter() - started,
+    )
 
 
 def score_satisfaction(settings: Settings, inputs: ScoringInputs, gate: QualityGate) -> ScoringReport:
@@ -118,8 +143,17 @@ def score_satisfaction(settings: Settings, inputs: ScoringInputs, gate: QualityG
     started = time.perf_counter()
     probability = in_blocks(inputs.features[satisfaction.INPUT_COLUMNS], lambda block: model.predict_proba(block)[:, 1])
     scores = inputs.features[ID_COLUMNS].assign(satisfied_probability=probability)
-    return _write(settings, SATISFACTION_SCORES_TABLE, "satisfaction_scores", scores, inputs, champion, gate, {},
-                  time.perf_counter() - started)
+    return _write(
+        settings,
+        SATISFACTION_SCORES_TABLE,
+        "satisfaction_scores",
+        scores,
+        inputs,
+        champion,
+        gate,
+        {},
+        time.perf_counter() - started,
+    )
 
 
 SCORERS = {"churn": score_churn, "segments": score_segments, "satisfaction": score_satisfaction}
@@ -133,9 +167,18 @@ def _champion(settings: Settings, model_name: str):
     return champion, mlflow.sklearn.load_model(registry.model_uri(model_name))
 
 
-def _write(settings: Settings, table: str, suite: str, scores: pd.DataFrame, inputs: ScoringInputs, champion,
-           gate: QualityGate, parameters: dict[str, object], predict_s: float,
-           explain_s: float = 0.0) -> ScoringReport:
+def _write(
+    settings: Settings,
+    table: str,
+    suite: str,
+    scores: pd.DataFrame,
+    inputs: ScoringInputs,
+    champion,
+    gate: QualityGate,
+    parameters: dict[str, object],
+    predict_s: float,
+    explain_s: float = 0.0,
+) -> ScoringReport:
     """Add provenance, gate the scores, then replace their as-of date's rows in one transaction."""
     scores["model_name"] = champion.name
     scores["model_version"] = str(champion.version)
@@ -146,7 +189,9 @@ def _write(settings: Settings, table: str, suite: str, scores: pd.DataFrame, inp
     as_of_date = inputs.as_of_date
     with connect(settings) as con:
         replace_as_of_date(con, table, scores, as_of_date)
-    log.info("scored %d customers at %s with %s v%s into %s", len(scores), as_of_date, champion.name,
-             champion.version, table)
-    return ScoringReport(table, as_of_date, len(scores), str(champion.version), round(predict_s, 3),
-                         round(explain_s, 3))
+    log.info(
+        "scored %d customers at %s with %s v%s into %s", len(scores), as_of_date, champion.name, champion.version, table
+    )
+    return ScoringReport(
+        table, as_of_date, len(scores), str(champion.version), round(predict_s, 3), round(explain_s, 3)
+    )

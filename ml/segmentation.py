@@ -49,13 +49,26 @@ def _order_rate_name(transformer: FunctionTransformer, input_features: list[str]
 
 
 def behaviour_features() -> ColumnTransformer:
-    return ColumnTransformer([
-        ("order_rate", make_pipeline(FunctionTransformer(_log_order_rate, feature_names_out=_order_rate_name),
-                                     StandardScaler()), ["frequency", "days_since_first_order"]),
-        ("order_value", make_pipeline(SimpleImputer(strategy="median"),
-                                      FunctionTransformer(np.log, feature_names_out="one-to-one"), StandardScaler()),
-         ["avg_order_value"]),
-    ])
+    return ColumnTransformer(
+        [
+            (
+                "order_rate",
+                make_pipeline(
+                    FunctionTransformer(_log_order_rate, feature_names_out=_order_rate_name), StandardScaler()
+                ),
+                ["frequency", "days_since_first_order"],
+            ),
+            (
+                "order_value",
+                make_pipeline(
+                    SimpleImputer(strategy="median"),
+                    FunctionTransformer(np.log, feature_names_out="one-to-one"),
+                    StandardScaler(),
+                ),
+                ["avg_order_value"],
+            ),
+        ]
+    )
 
 
 class CustomerSegmentation(ClusterMixin, BaseEstimator):
@@ -70,7 +83,8 @@ class CustomerSegmentation(ClusterMixin, BaseEstimator):
         features = behaviour_features()
         transformed = features.fit_transform(buyers)
         sample = np.random.default_rng(self.random_state).choice(
-            len(buyers), min(SILHOUETTE_SAMPLE, len(buyers)), replace=False)
+            len(buyers), min(SILHOUETTE_SAMPLE, len(buyers)), replace=False
+        )
         self.silhouettes_, fitted = {}, {}
         for k in progress(self.k_range, "K-means over k", unit="k"):
             fitted[k] = KMeans(n_clusters=k, n_init=10, random_state=self.random_state).fit(transformed)
@@ -95,7 +109,8 @@ class CustomerSegmentation(ClusterMixin, BaseEstimator):
         transformed = self.behaviour(buyers)
         labels = self.pipeline_.named_steps["model"].predict(transformed)
         sample = np.random.default_rng(self.random_state).choice(
-            len(buyers), min(SILHOUETTE_SAMPLE, len(buyers)), replace=False)
+            len(buyers), min(SILHOUETTE_SAMPLE, len(buyers)), replace=False
+        )
         return float(silhouette_score(transformed[sample], labels[sample]))
 
     def behaviour(self, X: pd.DataFrame) -> np.ndarray:
@@ -120,7 +135,8 @@ def profile(X: pd.DataFrame, segments: np.ndarray) -> pd.DataFrame:
     """Per segment: size, share and the medians that describe it (aggregates only, no customer rows)."""
     frame = X[SEGMENT_INPUTS].assign(
         segment_id=segments,
-        orders_per_30d=30.0 * X["frequency"].fillna(0) / np.maximum(X["days_since_first_order"].fillna(0), 30.0))
+        orders_per_30d=30.0 * X["frequency"].fillna(0) / np.maximum(X["days_since_first_order"].fillna(0), 30.0),
+    )
     profiles = frame.groupby("segment_id").agg(
         customers=("segment_id", "size"),
         orders_per_30d=("orders_per_30d", "median"),
@@ -150,8 +166,14 @@ def name_clusters(profiles: pd.DataFrame) -> dict[int, str]:
     values = np.log(profiles[columns].astype(float))
     standardised = (values - values.mean()) / values.std(ddof=0).replace(0, 1)
     names = list(_NAME_PROFILES)
-    fit_score = np.array([[sum(weight * standardised.loc[cluster, column]
-                               for column, weight in _NAME_PROFILES[name].items()) for name in names]
-                          for cluster in profiles.index])
+    fit_score = np.array(
+        [
+            [
+                sum(weight * standardised.loc[cluster, column] for column, weight in _NAME_PROFILES[name].items())
+                for name in names
+            ]
+            for cluster in profiles.index
+        ]
+    )
     rows, cols = linear_sum_assignment(-fit_score)
     return {int(profiles.index[row]): names[col] for row, col in zip(rows, cols)}

@@ -17,8 +17,14 @@ from mlflow.models import ModelSignature, infer_signature
 from crm.settings import Settings
 from crm.warehouse import connect
 from ml import churn, explain, plots, registry, satisfaction, segmentation
-from ml.features import (FEATURE_COLUMNS, TEXT_COLUMN, load_churn_examples, load_features,
-                         load_satisfaction_examples, require_features)
+from ml.features import (
+    FEATURE_COLUMNS,
+    TEXT_COLUMN,
+    load_churn_examples,
+    load_features,
+    load_satisfaction_examples,
+    require_features,
+)
 from ml.metrics import classification_metrics
 from ml.preflight import PreflightResult, TrainingSkipped, check_training_data
 
@@ -48,20 +54,33 @@ def train_churn(settings: Settings, train_date: date, validation_date: date, fir
     # The baseline every candidate is graded against: the best "no purchase in the last X days" rule.
     rule = churn.best_recency_rule(train)
     rule_prediction = rule.predict(validation)
-    baseline = {f"baseline_{name}": value for name, value in
-                classification_metrics(validation[churn.LABEL], rule_prediction).items() if name != "positive_rate"}
+    baseline = {
+        f"baseline_{name}": value
+        for name, value in classification_metrics(validation[churn.LABEL], rule_prediction).items()
+        if name != "positive_rate"
+    }
     run_ids = {}
     for candidate in fitted:
         with mlflow.start_run(experiment_id=experiment_id, run_name=candidate.name) as run:
             mlflow.log_params({**params, "candidate": candidate.name, "baseline_rule_days": rule.days})
             uplift = candidate.metrics["roc_auc"] - baseline["baseline_roc_auc"]
             mlflow.log_metrics({**candidate.metrics, **baseline, "roc_auc_uplift_over_baseline": uplift})
-            mlflow.set_tags({"selected": str(candidate is best).lower(),
-                             "grade": churn.grade(candidate.metrics["roc_auc"], baseline["baseline_roc_auc"])})
+            mlflow.set_tags(
+                {
+                    "selected": str(candidate is best).lower(),
+                    "grade": churn.grade(candidate.metrics["roc_auc"], baseline["baseline_roc_auc"]),
+                }
+            )
             if candidate is best:
                 _log_datasets(train, validation, train_date, validation_date)
-                importance = _log_evaluation(churn.MODEL_NAME, candidate, validation[FEATURE_COLUMNS],
-                                             validation[churn.LABEL], settings.random_seed, rule_prediction)
+                importance = _log_evaluation(
+                    churn.MODEL_NAME,
+                    candidate,
+                    validation[FEATURE_COLUMNS],
+                    validation[churn.LABEL],
+                    settings.random_seed,
+                    rule_prediction,
+                )
                 info = mlflow.sklearn.log_model(
                     candidate.pipeline,
                     name="model",
@@ -73,12 +92,30 @@ def train_churn(settings: Settings, train_date: date, validation_date: date, fir
                 )
             run_ids[candidate.name] = run.info.run_id
     new_version = str(info.registered_model_version)
-    client.set_model_version_tag(churn.MODEL_NAME, new_version, "driver_features",
-                                 json.dumps(importance["feature"].head(explain.DRIVER_CANDIDATES).tolist()))
-    decision = _promote_on_validation(client, churn.MODEL_NAME, new_version, run_ids[best.name], best,
-                                      validation[FEATURE_COLUMNS], validation[churn.LABEL])
-    return TrainingReport(churn.MODEL_NAME, new_version, run_ids[best.name], best.name, best.metrics, decision,
-                          len(train) + len(validation))
+    client.set_model_version_tag(
+        churn.MODEL_NAME,
+        new_version,
+        "driver_features",
+        json.dumps(importance["feature"].head(explain.DRIVER_CANDIDATES).tolist()),
+    )
+    decision = _promote_on_validation(
+        client,
+        churn.MODEL_NAME,
+        new_version,
+        run_ids[best.name],
+        best,
+        validation[FEATURE_COLUMNS],
+        validation[churn.LABEL],
+    )
+    return TrainingReport(
+        churn.MODEL_NAME,
+        new_version,
+        run_ids[best.name],
+        best.name,
+        best.metrics,
+        decision,
+        len(train) + len(validation),
+    )
 
 
 # Per supervised model: registered name, label, input columns, and the name its runs give the label
@@ -89,8 +126,9 @@ SUPERVISED = {
 }
 
 
-def _prepare_supervised(model: str, settings: Settings, train_date: date, validation_date: date,
-                        first_data_day: date) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, object]]:
+def _prepare_supervised(
+    model: str, settings: Settings, train_date: date, validation_date: date, first_data_day: date
+) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, object]]:
     """Training and validation examples that passed the preflight, and the params every run of the model logs.
 
     Raises TrainingSkipped with the reasons when the preflight fails.
@@ -123,8 +161,9 @@ def training_sample(examples: pd.DataFrame, max_rows: int, seed: int) -> pd.Data
     return examples.sample(n=max_rows, random_state=seed).sort_index()
 
 
-def _examples(model: str, settings: Settings, train_date: date, validation_date: date
-              ) -> tuple[pd.DataFrame, pd.DataFrame]:
+def _examples(
+    model: str, settings: Settings, train_date: date, validation_date: date
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Labelled training and validation examples of a supervised model (churn or satisfaction)."""
     loader = {"churn": load_churn_examples, "satisfaction": load_satisfaction_examples}[model]
     with connect(settings, read_only=True) as con:
@@ -132,42 +171,75 @@ def _examples(model: str, settings: Settings, train_date: date, validation_date:
         return loader(con, train_date), loader(con, validation_date)
 
 
-def preflight_check(settings: Settings, model: str, train_date: date, validation_date: date,
-                    first_data_day: date) -> PreflightResult:
+def preflight_check(
+    settings: Settings, model: str, train_date: date, validation_date: date, first_data_day: date
+) -> PreflightResult:
     """The training preflight of ``model`` (churn or satisfaction) on the data it would train on."""
     train, validation = _examples(model, settings, train_date, validation_date)
-    return check_training_data(train, validation, SUPERVISED[model][1], first_data_day, train_date,
-                               settings.churn_window_days)
+    return check_training_data(
+        train, validation, SUPERVISED[model][1], first_data_day, train_date, settings.churn_window_days
+    )
 
 
-def _preflight(model_name: str, train: pd.DataFrame, validation: pd.DataFrame, label: str, first_data_day: date,
-               train_date: date, window_days: int) -> None:
+def _preflight(
+    model_name: str,
+    train: pd.DataFrame,
+    validation: pd.DataFrame,
+    label: str,
+    first_data_day: date,
+    train_date: date,
+    window_days: int,
+) -> None:
     """Raise TrainingSkipped with the reasons when the data does not suffice; log the notes."""
     check = check_training_data(train, validation, label, first_data_day, train_date, window_days)
     for note in check.notes:
         log.info("preflight %s: %s", model_name, note)
     if not check.passed:
-        raise TrainingSkipped(f"{model_name} training skipped by the preflight; the current champion "
-                              f"keeps serving: " + "; ".join(check.reasons))
+        raise TrainingSkipped(
+            f"{model_name} training skipped by the preflight; the current champion "
+            f"keeps serving: " + "; ".join(check.reasons)
+        )
 
 
-def _promote_on_validation(client, model_name: str, version: str, run_id: str, best: churn.FittedCandidate,
-                           inputs: pd.DataFrame, label: pd.Series) -> registry.PromotionDecision:
+def _promote_on_validation(
+    client,
+    model_name: str,
+    version: str,
+    run_id: str,
+    best: churn.FittedCandidate,
+    inputs: pd.DataFrame,
+    label: pd.Series,
+) -> registry.PromotionDecision:
     """Score the current champion on the same validation data as the new version, then decide."""
     current = registry.champion_version(client, model_name)
     champion_score = None
     if current is not None:
         champion = mlflow.sklearn.load_model(registry.model_uri(model_name))
         champion_score = classification_metrics(label, champion.predict_proba(inputs)[:, 1])[SELECTION_METRIC]
-    return registry.promote(client, model_name, version, run_id, SELECTION_METRIC, best.metrics[SELECTION_METRIC],
-                            champion_score, current.version if current else None)
+    return registry.promote(
+        client,
+        model_name,
+        version,
+        run_id,
+        SELECTION_METRIC,
+        best.metrics[SELECTION_METRIC],
+        champion_score,
+        current.version if current else None,
+    )
 
 
-def _log_evaluation(model_name: str, candidate: churn.FittedCandidate, inputs: pd.DataFrame, label: pd.Series,
-                    seed: int, rule_prediction: np.ndarray | None = None) -> pd.DataFrame:
+def _log_evaluation(
+    model_name: str,
+    candidate: churn.FittedCandidate,
+    inputs: pd.DataFrame,
+    label: pd.Series,
+    seed: int,
+    rule_prediction: np.ndarray | None = None,
+) -> pd.DataFrame:
     """Plots and permutation importance of the selected candidate on the validation set; returns the importance."""
-    figures = plots.classifier_plots(candidate.name, label.to_numpy(), candidate.validation_probability,
-                                     rule_prediction)
+    figures = plots.classifier_plots(
+        candidate.name, label.to_numpy(), candidate.validation_probability, rule_prediction
+    )
     importance = explain.global_importance(candidate.pipeline, inputs, label, seed)
     figures["feature_importance.png"] = plots.importance_plot(importance, f"{model_name}: {candidate.name}")
     for name, figure in figures.items():
@@ -177,8 +249,9 @@ def _log_evaluation(model_name: str, candidate: churn.FittedCandidate, inputs: p
     return importance
 
 
-def _log_datasets(train: pd.DataFrame, validation: pd.DataFrame, train_date: date, validation_date: date,
-                  label: str = churn.LABEL) -> None:
+def _log_datasets(
+    train: pd.DataFrame, validation: pd.DataFrame, train_date: date, validation_date: date, label: str = churn.LABEL
+) -> None:
     for context, frame, as_of in (("training", train, train_date), ("validation", validation, validation_date)):
         mlflow.log_input(dataset(frame, f"customer_features@{as_of.isoformat()}", label), context=context)
 
@@ -226,52 +299,88 @@ def train_segmentation(settings: Settings, fit_date: date) -> TrainingReport:
     inputs = features[segmentation.SEGMENT_INPUTS]
     model = segmentation.CustomerSegmentation(random_state=settings.random_seed).fit(inputs)
     repeat = segmentation.repeat_buyers(inputs)
-    metrics = {"silhouette": model.silhouettes_[model.k_], "k": float(model.k_),
-               "repeat_buyer_share": float(repeat.mean()),
-               **{f"silhouette_k{k}": score for k, score in model.silhouettes_.items()}}
+    metrics = {
+        "silhouette": model.silhouettes_[model.k_],
+        "k": float(model.k_),
+        "repeat_buyer_share": float(repeat.mean()),
+        **{f"silhouette_k{k}": score for k, score in model.silhouettes_.items()},
+    }
     client = registry.configure(settings)
     experiment_id = registry.experiment_id(settings, client, segmentation.MODEL_NAME)
     with mlflow.start_run(experiment_id=experiment_id, run_name="kmeans") as run:
-        mlflow.log_params({"features": ",".join(segmentation.SEGMENT_INPUTS), "fit_as_of_date": fit_date.isoformat(),
-                           "k_range": f"{min(model.k_range)}-{max(model.k_range)}", "rows": len(inputs),
-                           "min_orders_to_cluster": segmentation.MIN_ORDERS_TO_CLUSTER})
+        mlflow.log_params(
+            {
+                "features": ",".join(segmentation.SEGMENT_INPUTS),
+                "fit_as_of_date": fit_date.isoformat(),
+                "k_range": f"{min(model.k_range)}-{max(model.k_range)}",
+                "rows": len(inputs),
+                "min_orders_to_cluster": segmentation.MIN_ORDERS_TO_CLUSTER,
+            }
+        )
         mlflow.log_metrics(metrics)
-        mlflow.log_input(dataset(features[["as_of_date", *segmentation.SEGMENT_INPUTS]],
-                                 f"customer_features@{fit_date.isoformat()}"), context="training")
+        mlflow.log_input(
+            dataset(
+                features[["as_of_date", *segmentation.SEGMENT_INPUTS]], f"customer_features@{fit_date.isoformat()}"
+            ),
+            context="training",
+        )
         mlflow.log_table(model.profiles(inputs).reset_index(), "segment_profiles.json")
         buyers = inputs[repeat].sample(min(int(repeat.sum()), 5_000), random_state=0)
-        figure = plots.segment_plot(model.behaviour(buyers), model.predict(buyers), model.segment_names_,
-                                    f"{segmentation.MODEL_NAME}: k = {model.k_}")
+        figure = plots.segment_plot(
+            model.behaviour(buyers),
+            model.predict(buyers),
+            model.segment_names_,
+            f"{segmentation.MODEL_NAME}: k = {model.k_}",
+        )
         mlflow.log_figure(figure, "segment_projection.png")
         plots.close([figure])
         info = mlflow.sklearn.log_model(
-            model, name="model", signature=signature(inputs, model.predict(schema_sample(inputs))),
-            input_example=inputs.head(5), registered_model_name=segmentation.MODEL_NAME,
+            model,
+            name="model",
+            signature=signature(inputs, model.predict(schema_sample(inputs))),
+            input_example=inputs.head(5),
+            registered_model_name=segmentation.MODEL_NAME,
             pip_requirements=registry.PIP_REQUIREMENTS,
-            skops_trusted_types=registry.SKOPS_TRUSTED_TYPES + SEGMENTATION_TRUSTED_TYPES)
+            skops_trusted_types=registry.SKOPS_TRUSTED_TYPES + SEGMENTATION_TRUSTED_TYPES,
+        )
     version = str(info.registered_model_version)
-    client.set_model_version_tag(segmentation.MODEL_NAME, version, "segment_names",
-                                 json.dumps({str(k): v for k, v in model.segment_names_.items()}))
+    client.set_model_version_tag(
+        segmentation.MODEL_NAME,
+        version,
+        "segment_names",
+        json.dumps({str(k): v for k, v in model.segment_names_.items()}),
+    )
     current = registry.champion_version(client, segmentation.MODEL_NAME)
     champion_score = None
     if current is not None:
         champion_score = mlflow.sklearn.load_model(registry.model_uri(segmentation.MODEL_NAME)).silhouette(inputs)
-    decision = registry.promote(client, segmentation.MODEL_NAME, version, run.info.run_id, "silhouette",
-                                model.silhouette(inputs), champion_score, current.version if current else None)
+    decision = registry.promote(
+        client,
+        segmentation.MODEL_NAME,
+        version,
+        run.info.run_id,
+        "silhouette",
+        model.silhouette(inputs),
+        champion_score,
+        current.version if current else None,
+    )
     return TrainingReport(segmentation.MODEL_NAME, version, run.info.run_id, "kmeans", metrics, decision, len(inputs))
 
 
 # The segmentation estimator and its feature functions, for skops to load them.
-SEGMENTATION_TRUSTED_TYPES = [f"ml.segmentation.{name}" for name in
-                              ("CustomerSegmentation", "_log_order_rate", "_order_rate_name")]
+SEGMENTATION_TRUSTED_TYPES = [
+    f"ml.segmentation.{name}" for name in ("CustomerSegmentation", "_log_order_rate", "_order_rate_name")
+]
 
 
-def train_satisfaction(settings: Settings, train_date: date, validation_date: date,
-                       first_data_day: date) -> TrainingReport:
+def train_satisfaction(
+    settings: Settings, train_date: date, validation_date: date, first_data_day: date
+) -> TrainingReport:
     """Train on the survey answers after the training date, validate on those after the validation date,
     register the best candidate and promote it on ROC-AUC; raise TrainingSkipped when the preflight fails."""
-    train, validation, params = _prepare_supervised("satisfaction", settings, train_date, validation_date,
-                                                    first_data_day)
+    train, validation, params = _prepare_supervised(
+        "satisfaction", settings, train_date, validation_date, first_data_day
+    )
     client = registry.configure(settings)
     experiment_id = registry.experiment_id(settings, client, satisfaction.MODEL_NAME)
     fitted = satisfaction.fit_candidates(train, validation, settings.random_seed)
@@ -286,21 +395,32 @@ def train_satisfaction(settings: Settings, train_date: date, validation_date: da
                 _log_datasets(train, validation, train_date, validation_date, satisfaction.LABEL)
                 _log_evaluation(satisfaction.MODEL_NAME, candidate, inputs, label, settings.random_seed)
                 info = mlflow.sklearn.log_model(
-                    candidate.pipeline, name="model",
+                    candidate.pipeline,
+                    name="model",
                     signature=signature(inputs, candidate.validation_probability),
                     # Free text stays out of the example: masking covers contact details, not every name.
                     input_example=inputs.head(5).assign(**{TEXT_COLUMN: ""}),
                     registered_model_name=satisfaction.MODEL_NAME,
                     pip_requirements=registry.PIP_REQUIREMENTS,
-                    skops_trusted_types=registry.SKOPS_TRUSTED_TYPES + TEXT_TRUSTED_TYPES)
+                    skops_trusted_types=registry.SKOPS_TRUSTED_TYPES + TEXT_TRUSTED_TYPES,
+                )
             run_ids[candidate.name] = run.info.run_id
     version = str(info.registered_model_version)
-    decision = _promote_on_validation(client, satisfaction.MODEL_NAME, version, run_ids[best.name], best, inputs,
-                                      label)
-    return TrainingReport(satisfaction.MODEL_NAME, version, run_ids[best.name], best.name, best.metrics, decision,
-                          len(train) + len(validation))
+    decision = _promote_on_validation(client, satisfaction.MODEL_NAME, version, run_ids[best.name], best, inputs, label)
+    return TrainingReport(
+        satisfaction.MODEL_NAME,
+        version,
+        run_ids[best.name],
+        best.name,
+        best.metrics,
+        decision,
+        len(train) + len(validation),
+    )
 
 
 # Types a fitted TF-IDF vectorizer holds, for skops to load it.
-TEXT_TRUSTED_TYPES = ["sklearn.feature_extraction.text.TfidfVectorizer",
-                      "sklearn.feature_extraction.text.TfidfTransformer", "builtins.str"]
+TEXT_TRUSTED_TYPES = [
+    "sklearn.feature_extraction.text.TfidfVectorizer",
+    "sklearn.feature_extraction.text.TfidfTransformer",
+    "builtins.str",
+]

@@ -67,14 +67,20 @@ def small_landing(tmp_path: Path) -> Settings:
 def pipeline_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Settings, subprocess.CompletedProcess[str]]:
     """One real end-to-end run through Airflow (`crm run`, as `make run` does) in a fresh home."""
     home = tmp_path_factory.mktemp("pipeline_home")
-    completed = subprocess.run([str(Path(sys.executable).with_name("crm")), "run"], env={**os.environ, "CRM_HOME": str(home)},
-                               capture_output=True, text=True, timeout=900)
+    completed = subprocess.run(
+        [str(Path(sys.executable).with_name("crm")), "run"],
+        env={**os.environ, "CRM_HOME": str(home)},
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     return settings_for(home), completed
 
 
 @pytest.fixture(scope="session")
 def free_port():
     """A function that returns a loopback port nobody listens on right now."""
+
     def pick() -> int:
         with socket.socket() as sock:
             sock.bind(("127.0.0.1", 0))
@@ -106,17 +112,27 @@ class DailyRuns:
 
     def settings(self, home: Path, day: date, **overrides: object) -> Settings:
         mlflow_dir = self.root / "mlflow"
-        return Settings.from_env(home=home, as_of_date=day, churn_window_days=30, gate_recent_days=1,
-                                 mlflow_tracking_uri=f"sqlite:///{mlflow_dir / 'mlflow.db'}",
-                                 mlflow_artifacts_dir=mlflow_dir / "artifacts", **overrides)
+        return Settings.from_env(
+            home=home,
+            as_of_date=day,
+            churn_window_days=30,
+            gate_recent_days=1,
+            mlflow_tracking_uri=f"sqlite:///{mlflow_dir / 'mlflow.db'}",
+            mlflow_artifacts_dir=mlflow_dir / "artifacts",
+            **overrides,
+        )
 
     def env(self, settings: Settings) -> dict[str, str]:
         """The environment that gives a `crm` subprocess these settings."""
-        return {**os.environ, "CRM_HOME": str(settings.home), "CRM_AS_OF_DATE": settings.as_of_date.isoformat(),
-                "CRM_CHURN_WINDOW_DAYS": str(settings.churn_window_days),
-                "CRM_GATE_RECENT_DAYS": str(settings.gate_recent_days),
-                "CRM_MLFLOW_TRACKING_URI": settings.mlflow_tracking_uri,
-                "CRM_MLFLOW_ARTIFACTS_DIR": str(settings.mlflow_artifacts_dir)}
+        return {
+            **os.environ,
+            "CRM_HOME": str(settings.home),
+            "CRM_AS_OF_DATE": settings.as_of_date.isoformat(),
+            "CRM_CHURN_WINDOW_DAYS": str(settings.churn_window_days),
+            "CRM_GATE_RECENT_DAYS": str(settings.gate_recent_days),
+            "CRM_MLFLOW_TRACKING_URI": settings.mlflow_tracking_uri,
+            "CRM_MLFLOW_ARTIFACTS_DIR": str(settings.mlflow_artifacts_dir),
+        }
 
     def new_home(self, name: str) -> Path:
         """A home with the reference's landing data and PII hash key (one deployment, another warehouse)."""
@@ -141,8 +157,7 @@ def daily_runs(tmp_path_factory: pytest.TempPathFactory) -> DailyRuns:
     data (features at the training dates) is no part of what a daily run builds and publishes."""
     runs = DailyRuns(tmp_path_factory.mktemp("daily_runs"))
     first = runs.settings(runs.reference, DAILY_RUN_DAYS[0])
-    generate(GeneratorConfig(customers=500, days=120, end_date=DAILY_RUN_DAYS[-1]), first.landing_dir,
-             first.truth_dir)
+    generate(GeneratorConfig(customers=500, days=120, end_date=DAILY_RUN_DAYS[-1]), first.landing_dir, first.truth_dir)
     first.pii_hash_key()  # created once, copied into every other home
     for day in DAILY_RUN_DAYS:
         settings = runs.settings(runs.reference, day)

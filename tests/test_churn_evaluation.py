@@ -40,18 +40,31 @@ def test_grades_follow_the_uplift_over_the_rule():
 
 def test_drivers_name_the_features_that_raise_the_risk():
     rng = np.random.default_rng(2)
-    features = pd.DataFrame({"recency_days": rng.integers(0, 300, 3_000).astype(float),
-                             "open_tickets": rng.integers(0, 4, 3_000).astype(float),
-                             "noise": rng.random(3_000)})
+    features = pd.DataFrame(
+        {
+            "recency_days": rng.integers(0, 300, 3_000).astype(float),
+            "open_tickets": rng.integers(0, 4, 3_000).astype(float),
+            "noise": rng.random(3_000),
+        }
+    )
     risk = 0.02 * features["recency_days"] + 1.5 * features["open_tickets"] - 5
     label = (rng.random(3_000) < 1 / (1 + np.exp(-risk))).astype(int)
-    model = Pipeline([("features", ColumnTransformer([("all", SimpleImputer(), list(features.columns))])),
-                      ("model", LogisticRegression())]).fit(features, label)
+    model = Pipeline(
+        [
+            ("features", ColumnTransformer([("all", SimpleImputer(), list(features.columns))])),
+            ("model", LogisticRegression()),
+        ]
+    ).fit(features, label)
     importance = explain.global_importance(model, features, pd.Series(label, index=features.index), seed=0)
     assert importance["feature"].tolist()[:2] == ["recency_days", "open_tickets"]
     customers = pd.DataFrame({"recency_days": [280.0, 10.0], "open_tickets": [0.0, 3.0], "noise": [0.5, 0.5]})
-    drivers = explain.churn_drivers(model, customers, model.predict_proba(customers)[:, 1],
-                                    ["recency_days", "open_tickets", "noise"], from_probability=0.0)
+    drivers = explain.churn_drivers(
+        model,
+        customers,
+        model.predict_proba(customers)[:, 1],
+        ["recency_days", "open_tickets", "noise"],
+        from_probability=0.0,
+    )
     assert drivers.loc[0, "driver_1"] == "recency_days" and drivers.loc[1, "driver_1"] == "open_tickets"
     assert list(drivers.columns) == ["driver_1", "driver_2", "driver_3"]
     # The other feature lowers each customer's risk and noise is typical: no further drivers.
@@ -74,10 +87,13 @@ def test_drivers_equal_predicting_each_neutralised_feature_for_customers_at_risk
     probability = in_blocks(features, lambda block: model.predict_proba(block)[:, 1], block_rows=700)
     drivers = explain.churn_drivers(model, features, probability, candidates, block_rows=300)
 
-    contributions = np.column_stack([
-        base - model.predict_proba(features.assign(**{column: features[column].median()}))[:, 1]
-        for column in candidates])
-    ranked = np.argsort(-contributions, axis=1, kind="stable")[:, :explain.TOP_DRIVERS]
+    contributions = np.column_stack(
+        [
+            base - model.predict_proba(features.assign(**{column: features[column].median()}))[:, 1]
+            for column in candidates
+        ]
+    )
+    ranked = np.argsort(-contributions, axis=1, kind="stable")[:, : explain.TOP_DRIVERS]
     expected = np.asarray(candidates, dtype=object)[ranked]
     expected[np.take_along_axis(contributions, ranked, axis=1) <= 0] = None
     # Only customers at or above the medium risk band are explained; the probability is everyone's.
@@ -90,8 +106,9 @@ def test_drivers_equal_predicting_each_neutralised_feature_for_customers_at_risk
 
 def test_a_model_without_driver_candidates_has_no_drivers():
     features = pd.DataFrame({"recency_days": [1.0, 200.0, 30.0, 400.0]})
-    model = Pipeline([("features", ColumnTransformer([("all", SimpleImputer(), ["recency_days"])])),
-                      ("model", LogisticRegression())]).fit(features, [0, 1, 0, 1])
+    model = Pipeline(
+        [("features", ColumnTransformer([("all", SimpleImputer(), ["recency_days"])])), ("model", LogisticRegression())]
+    ).fit(features, [0, 1, 0, 1])
     drivers = explain.churn_drivers(model, features, model.predict_proba(features)[:, 1], [], from_probability=0.0)
     assert drivers[["driver_1", "driver_2", "driver_3"]].isna().all().all()
 
@@ -107,8 +124,14 @@ def test_training_sample_is_capped_reproducible_and_keeps_the_order():
 def test_the_schema_sample_gives_mlflow_the_schema_of_every_row():
     rng = np.random.default_rng(4)
     rows = 20_000
-    frame = pd.DataFrame({"recency_days": rng.random(rows), "monetary": rng.random(rows),
-                          "feedback_text": ["late delivery"] * rows, "is_churned": rng.integers(0, 2, rows)})
+    frame = pd.DataFrame(
+        {
+            "recency_days": rng.random(rows),
+            "monetary": rng.random(rows),
+            "feedback_text": ["late delivery"] * rows,
+            "is_churned": rng.integers(0, 2, rows),
+        }
+    )
     frame.loc[15_000, "monetary"] = np.nan
     frame.loc[rows - 1, "feedback_text"] = None
     sample = training.schema_sample(frame)

@@ -10,13 +10,24 @@ from crm.settings import CHECKOUT
 
 # The package's console script drops the binary's exit code, so call the binary it ships.
 COMPOSE = [str(Path(compose.__file__).with_name("docker-compose")), "--project-directory", str(CHECKOUT)]
-SERVICES = {"postgres", "airflow-init", "airflow-apiserver", "airflow-scheduler", "airflow-dag-processor",
-            "airflow-triggerer", "mlflow"}
+SERVICES = {
+    "postgres",
+    "airflow-init",
+    "airflow-apiserver",
+    "airflow-scheduler",
+    "airflow-dag-processor",
+    "airflow-triggerer",
+    "mlflow",
+}
 
 
 def _config(env_file: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*COMPOSE, "--env-file", str(env_file), "config", "--format", "json"],
-                          capture_output=True, text=True, cwd=CHECKOUT)
+    return subprocess.run(
+        [*COMPOSE, "--env-file", str(env_file), "config", "--format", "json"],
+        capture_output=True,
+        text=True,
+        cwd=CHECKOUT,
+    )
 
 
 def test_compose_file_is_valid_with_the_example_env():

@@ -73,16 +73,18 @@ def _crm() -> str:
 def _kill_when(args: list[str], env: dict[str, str], reached: Callable[[str], bool]) -> str:
     """Start ``args`` in a process group of its own and SIGKILL the whole group (dbt's subprocess
     too) as soon as ``reached(output so far)`` holds; return the output. Fails if the step ends first."""
-    process = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                               start_new_session=True)
+    process = subprocess.Popen(
+        args, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True
+    )
     output: list[str] = []
     reader = threading.Thread(target=lambda: output.extend(process.stdout), daemon=True)
     reader.start()
     deadline = time.monotonic() + STEP_TIMEOUT_S
     try:
         while not reached("".join(output)):
-            assert process.poll() is None, f"{args[1:]} ended (exit {process.returncode}) before the kill point:\n" \
-                                           + "".join(output)[-3000:]
+            assert process.poll() is None, (
+                f"{args[1:]} ended (exit {process.returncode}) before the kill point:\n" + "".join(output)[-3000:]
+            )
             assert time.monotonic() < deadline, f"{args[1:]} did not reach the kill point in {STEP_TIMEOUT_S} s"
             time.sleep(0.02)
         os.killpg(process.pid, signal.SIGKILL)
@@ -121,8 +123,13 @@ def _wait_until_exited(group: int, timeout_s: float = 60) -> None:
 
 def _crash_at(step: str, statement_prefix: str, count: int, env: dict[str, str]) -> str:
     """Run `crm <step>` through the crashing driver; it must die by SIGKILL at the given statement."""
-    completed = subprocess.run([sys.executable, "-c", CRASHING_DRIVER, step, statement_prefix, str(count)],
-                               env=env, capture_output=True, text=True, timeout=STEP_TIMEOUT_S)
+    completed = subprocess.run(
+        [sys.executable, "-c", CRASHING_DRIVER, step, statement_prefix, str(count)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=STEP_TIMEOUT_S,
+    )
     output = completed.stdout + completed.stderr
     assert completed.returncode == -signal.SIGKILL, f"crm {step} exited {completed.returncode}:\n{output[-3000:]}"
     assert "crashing after:" in output
@@ -131,8 +138,12 @@ def _crash_at(step: str, statement_prefix: str, count: int, env: dict[str, str])
 
 def _loaded_sources(settings: Settings) -> set[str]:
     with duckdb.connect(str(settings.warehouse_path), read_only=True) as con:
-        return {row[0] for row in con.execute(f"select source from {LOAD_LOG_TABLE} where partition_date = ?",
-                                              [settings.as_of_date]).fetchall()}
+        return {
+            row[0]
+            for row in con.execute(
+                f"select source from {LOAD_LOG_TABLE} where partition_date = ?", [settings.as_of_date]
+            ).fetchall()
+        }
 
 
 def _assert_recovered(settings: Settings, published_before: dict[str, str]) -> None:
@@ -172,8 +183,10 @@ def test_a_daily_run_killed_in_every_step_converges_to_the_uninterrupted_run(dai
     _assert_recovered(settings, published_before)
     pipeline.build_warehouse(settings)
     with duckdb.connect(str(settings.warehouse_path), read_only=True) as con:
-        leftovers = con.execute("select table_schema || '.' || table_name from information_schema.tables "
-                                "where table_name like '%\\_\\_dbt\\_%' escape '\\'").fetchall()
+        leftovers = con.execute(
+            "select table_schema || '.' || table_name from information_schema.tables "
+            "where table_name like '%\\_\\_dbt\\_%' escape '\\'"
+        ).fetchall()
     assert leftovers == []
 
     # Mid score write: the day's churn scores inserted, the transaction not committed.

@@ -68,10 +68,16 @@ def test_daily_dag_shows_every_dbt_model_seed_and_snapshot_as_its_own_task():
     # Every model but the training-only ones (the labels), which crm_training builds, and the marts
     # that read the scores, which publish_marts builds after scoring.
     score_readers = {"dbt.customer_360_model_build", "dbt.campaign_audiences_model_build"}
-    expected = ({f"dbt.{path.stem}_model_build" for path in (project / "models").rglob("*.sql")
-                 if "tags=['training']" not in path.read_text()} - score_readers
-                | {f"dbt.{path.stem}_seed_build" for path in (project / "seeds").glob("*.csv")}
-                | {"dbt.customers_snapshot_snapshot_build"})
+    expected = (
+        {
+            f"dbt.{path.stem}_model_build"
+            for path in (project / "models").rglob("*.sql")
+            if "tags=['training']" not in path.read_text()
+        }
+        - score_readers
+        | {f"dbt.{path.stem}_seed_build" for path in (project / "seeds").glob("*.csv")}
+        | {"dbt.customers_snapshot_snapshot_build"}
+    )
     dbt_tasks = {task.task_id for task in dag.tasks if task.task_id.startswith("dbt.")}
     assert expected <= dbt_tasks
     assert not score_readers & dbt_tasks
@@ -87,7 +93,9 @@ def test_daily_dag_shows_every_dbt_model_seed_and_snapshot_as_its_own_task():
     assert "plan_dbt_build" in features.get_flat_relative_ids(upstream=True)
     assert dag.render_template_as_native_obj and "plan_dbt_build" in str(features.vars)
     # The loads count as tested only once every dbt task has passed.
-    assert "dbt.assert_raw_rows_reconcile_test" in dag.get_task("record_tested_loads").get_flat_relative_ids(upstream=True)
+    assert "dbt.assert_raw_rows_reconcile_test" in dag.get_task("record_tested_loads").get_flat_relative_ids(
+        upstream=True
+    )
     assert "record_tested_loads" in dag.get_task("quality_gate_marts").upstream_task_ids
 
 
@@ -117,11 +125,16 @@ def test_a_run_processes_its_param_date_else_the_day_before_a_scheduled_run():
 
 def test_a_failure_is_logged_as_one_line_naming_the_task_run_try_and_reason(caplog):
     ti = SimpleNamespace(dag_id="crm_daily", task_id="load_landing", try_number=3, max_tries=2)
-    context = {"ti": ti, "dag_run": SimpleNamespace(run_id="scheduled__2026-11-24"),
-               "params": {"as_of_date": "2026-11-23"},
-               "exception": LandingError("orders/2026-11-23/orders.csv: column 'amount' is missing\nmore detail")}
+    context = {
+        "ti": ti,
+        "dag_run": SimpleNamespace(run_id="scheduled__2026-11-24"),
+        "params": {"as_of_date": "2026-11-23"},
+        "exception": LandingError("orders/2026-11-23/orders.csv: column 'amount' is missing\nmore detail"),
+    }
     with caplog.at_level(logging.ERROR, logger="crm.orchestration"):
         log_failure_summary(context)
-    expected = ("CRM task failed: crm_daily.load_landing run scheduled__2026-11-24 (as-of 2026-11-23), "
-                "try 3 of 3: LandingError: orders/2026-11-23/orders.csv: column 'amount' is missing")
+    expected = (
+        "CRM task failed: crm_daily.load_landing run scheduled__2026-11-24 (as-of 2026-11-23), "
+        "try 3 of 3: LandingError: orders/2026-11-23/orders.csv: column 'amount' is missing"
+    )
     assert caplog.messages == [expected]

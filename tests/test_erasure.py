@@ -42,13 +42,17 @@ WINDOW_DAYS = 20
 
 # The request file ---------------------------------------------------------------------------------
 
-@pytest.mark.parametrize(("content", "problem"), [
-    (None, "does not exist"),
-    ("", "is empty"),
-    ("\n  \n# only a comment\n", "is empty"),
-    ("12\nanna@example.com\n", "line 2: not a customer id"),
-    ("12\n-4\n", "line 2: not a customer id"),
-])
+
+@pytest.mark.parametrize(
+    ("content", "problem"),
+    [
+        (None, "does not exist"),
+        ("", "is empty"),
+        ("\n  \n# only a comment\n", "is empty"),
+        ("12\nanna@example.com\n", "line 2: not a customer id"),
+        ("12\n-4\n", "line 2: not a customer id"),
+    ],
+)
 def test_a_bad_request_file_is_refused_with_a_clear_message(tmp_path: Path, content: str | None, problem: str):
     path = tmp_path / "ids.txt"
     if content is not None:
@@ -66,15 +70,20 @@ def test_request_file_ids_are_read_once_each(tmp_path: Path):
 
 
 def test_the_cli_refuses_a_missing_file_without_a_stack_trace(tmp_path: Path):
-    completed = subprocess.run([str(Path(sys.executable).with_name("crm")), "erase", "--customer-ids",
-                                str(tmp_path / "missing.txt")], env={**os.environ, "CRM_HOME": str(tmp_path)},
-                               capture_output=True, text=True, timeout=120)
+    completed = subprocess.run(
+        [str(Path(sys.executable).with_name("crm")), "erase", "--customer-ids", str(tmp_path / "missing.txt")],
+        env={**os.environ, "CRM_HOME": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert completed.returncode == 2
     assert "missing.txt: customer id file does not exist" in completed.stderr
     assert "Traceback" not in completed.stderr
 
 
 # Rewriting delivered files ------------------------------------------------------------------------
+
 
 def _suppression(tmp_path: Path, customers: list[str], emails: list[str] = ()) -> Suppression:
     settings = Settings.from_env(home=tmp_path)
@@ -86,13 +95,17 @@ def _suppression(tmp_path: Path, customers: list[str], emails: list[str] = ()) -
 
 def test_a_hostile_csv_loses_only_the_erased_records_and_keeps_every_other_byte(tmp_path: Path):
     contract = CONTRACTS["surveys"]
-    kept = [b'1,10,2026-01-01T10:00:00,9,5,"quoted\nnewline, and a comma"\r\n',
-            b"2,11,2026-01-01T10:00:00,7,4,caf\xe9 not utf-8\r\n",
-            b"3,x12,2026-01-01T10:00:00,7,4,'; drop table raw.surveys; --\r\n",
-            b"response_id,customer_id,responded_at,nps,csat,comment\r\n"]
-    erased = [b"4, 0013 ,2026-01-01T10:00:00,3,2,\r\n",
-              b'5,13,2026-01-01T10:00:00,3,2,"write to Erased@Example.com"\r\n',
-              b"6,99,short line with erased@example.com\r\n"]
+    kept = [
+        b'1,10,2026-01-01T10:00:00,9,5,"quoted\nnewline, and a comma"\r\n',
+        b"2,11,2026-01-01T10:00:00,7,4,caf\xe9 not utf-8\r\n",
+        b"3,x12,2026-01-01T10:00:00,7,4,'; drop table raw.surveys; --\r\n",
+        b"response_id,customer_id,responded_at,nps,csat,comment\r\n",
+    ]
+    erased = [
+        b"4, 0013 ,2026-01-01T10:00:00,3,2,\r\n",
+        b'5,13,2026-01-01T10:00:00,3,2,"write to Erased@Example.com"\r\n',
+        b"6,99,short line with erased@example.com\r\n",
+    ]
     header = b"\xef\xbb\xbfresponse_id,customer_id,responded_at,nps,csat,comment\r\n"
     path = tmp_path / "surveys.csv"
     path.write_bytes(header + kept[0] + erased[0] + kept[1] + erased[1] + kept[2] + erased[2] + kept[3])
@@ -103,10 +116,12 @@ def test_a_hostile_csv_loses_only_the_erased_records_and_keeps_every_other_byte(
 
 def test_jsonl_lines_of_erased_customers_go_parsed_or_not(tmp_path: Path):
     contract = CONTRACTS["tickets"]
-    lines = [b'{"ticket_id": 1, "customer_id": "13", "description": "x"}\n',
-             b'{"ticket_id": 2, "customer_id": 14, "description": "y"}\n',
-             b'{"ticket_id": 3, "customer_id": 13, "description": \n',  # malformed, still theirs
-             b'["not an object"]\n']
+    lines = [
+        b'{"ticket_id": 1, "customer_id": "13", "description": "x"}\n',
+        b'{"ticket_id": 2, "customer_id": 14, "description": "y"}\n',
+        b'{"ticket_id": 3, "customer_id": 13, "description": \n',  # malformed, still theirs
+        b'["not an object"]\n',
+    ]
     path = tmp_path / "tickets.jsonl"
     path.write_bytes(b"".join(lines))
     removed, content = _rewrite_jsonl(contract, path, _suppression(tmp_path, ["13"]))
@@ -120,12 +135,13 @@ def test_ids_hash_alike_in_python_and_dbt_form():
 
 # The whole erasure --------------------------------------------------------------------------------
 
+
 @dataclass
 class Victims:
-    requested: list[int]     # what the erasure request names (one CRM id per person)
-    customer_ids: set[int]   # every CRM id of those persons, linked by identity resolution
+    requested: list[int]  # what the erasure request names (one CRM id per person)
+    customer_ids: set[int]  # every CRM id of those persons, linked by identity resolution
     order_ids: set[int]
-    contacts: set[str]       # their emails (lower-cased) and phones, as delivered
+    contacts: set[str]  # their emails (lower-cased) and phones, as delivered
     redelivery: dict[str, object]
 
 
@@ -158,22 +174,34 @@ def _pick_victims(settings: Settings) -> Victims:
         customer_ids = {customer_id for _, ids in rows for customer_id in ids}
         requested = [rows[0][1][-1], rows[1][0], rows[2][0]]
         id_list = sorted(customer_ids)
-        order_ids = {r[0] for r in con.execute("select order_id from raw.orders where list_contains(?, customer_id)",
-                                               [id_list]).fetchall()}
+        order_ids = {
+            r[0]
+            for r in con.execute(
+                "select order_id from raw.orders where list_contains(?, customer_id)", [id_list]
+            ).fetchall()
+        }
         contacts = set()
-        for email, phone in con.execute("select email, phone from raw.customers "
-                                        "where list_contains(?, try_cast(trim(customer_id) as bigint))",
-                                        [id_list]).fetchall():
+        for email, phone in con.execute(
+            "select email, phone from raw.customers where list_contains(?, try_cast(trim(customer_id) as bigint))",
+            [id_list],
+        ).fetchall():
             contacts |= {value for value in (email and email.strip().lower(), phone and phone.strip()) if value}
         redelivery = {
-            "customers": con.execute("select * exclude (_extra, _partition_date, _source_file, _loaded_at) "
-                                     "from raw.customers where list_contains(?, try_cast(trim(customer_id) as bigint))",
-                                     [id_list]).to_arrow_table(),
-            "orders": con.execute("select * exclude (_extra, _partition_date, _source_file, _loaded_at) "
-                                  "from raw.orders where list_contains(?, customer_id)", [id_list]).to_arrow_table(),
-            "tickets": con.execute("select * exclude (_extra, _partition_date, _source_file, _loaded_at) "
-                                   "from raw.tickets where list_contains(?, try_cast(customer_id as bigint))",
-                                   [id_list]).to_arrow_table(),
+            "customers": con.execute(
+                "select * exclude (_extra, _partition_date, _source_file, _loaded_at) "
+                "from raw.customers where list_contains(?, try_cast(trim(customer_id) as bigint))",
+                [id_list],
+            ).to_arrow_table(),
+            "orders": con.execute(
+                "select * exclude (_extra, _partition_date, _source_file, _loaded_at) "
+                "from raw.orders where list_contains(?, customer_id)",
+                [id_list],
+            ).to_arrow_table(),
+            "tickets": con.execute(
+                "select * exclude (_extra, _partition_date, _source_file, _loaded_at) "
+                "from raw.tickets where list_contains(?, try_cast(customer_id as bigint))",
+                [id_list],
+            ).to_arrow_table(),
         }
     return Victims(requested, customer_ids, order_ids, {c for c in contacts if len(c) >= 5}, redelivery)
 
@@ -194,15 +222,23 @@ def _landing_residue(settings: Settings, victims: Victims) -> list[str]:
             text = path.read_bytes().decode("utf-8", errors="replace")
             if any(contact in text.lower() or contact in text for contact in victims.contacts):
                 found.append(f"{path}: contact details")
-            records = ([json.loads(line) for line in text.splitlines() if line.strip().startswith("{")
-                        and line.strip().endswith("}")] if contract.file_format == "jsonl"
-                       else list(csv.DictReader(io.StringIO(text.lstrip("\ufeff"), newline=""))))
+            records = (
+                [
+                    json.loads(line)
+                    for line in text.splitlines()
+                    if line.strip().startswith("{") and line.strip().endswith("}")
+                ]
+                if contract.file_format == "jsonl"
+                else list(csv.DictReader(io.StringIO(text.lstrip("\ufeff"), newline="")))
+            )
             if any(canonical_id(record.get("customer_id")) in ids for record in records):
                 found.append(f"{path}: customer_id")
     return found
 
 
-def _database_residue(path: Path, settings: Settings, victims: Victims, skip_schemas: tuple[str, ...] = ()) -> list[str]:
+def _database_residue(
+    path: Path, settings: Settings, victims: Victims, skip_schemas: tuple[str, ...] = ()
+) -> list[str]:
     """Every table and view: id columns holding an erased id, any text column holding their contacts."""
     found = []
     with duckdb.connect(str(path), read_only=True) as con:
@@ -213,23 +249,29 @@ def _database_residue(path: Path, settings: Settings, victims: Victims, skip_sch
         for schema, table, column, data_type in columns:
             if schema in skip_schemas:
                 continue
-            relation = f'{schema}.{table}'
+            relation = f"{schema}.{table}"
             if column in ("customer_id", "customer_key", "order_id"):
                 wanted = sorted(victims.order_ids if column == "order_id" else victims.customer_ids)
-                hits = con.execute(f'select count(*) from {relation} where try_cast(trim(cast("{column}" as varchar)) '
-                                   f"as bigint) in (select unnest(?))", [wanted]).fetchone()[0]
+                hits = con.execute(
+                    f'select count(*) from {relation} where try_cast(trim(cast("{column}" as varchar)) '
+                    f"as bigint) in (select unnest(?))",
+                    [wanted],
+                ).fetchone()[0]
                 if hits:
                     found.append(f"{relation}.{column}: {hits} row(s)")
             elif data_type == "VARCHAR":
                 condition = " or ".join(f'contains(lower("{column}"), ?)' for _ in victims.contacts)
-                hits = con.execute(f"select count(*) from {relation} where {condition}",
-                                   [c.lower() for c in victims.contacts]).fetchone()[0]
+                hits = con.execute(
+                    f"select count(*) from {relation} where {condition}", [c.lower() for c in victims.contacts]
+                ).fetchone()[0]
                 if hits:
                     found.append(f"{relation}.{column}: contact details in {hits} row(s)")
             if (schema, table, column) == ("audit", "rejected_rows", "record_key"):
-                hits = con.execute("select count(*) from audit.rejected_rows where source = 'customers' and "
-                                   "try_cast(trim(record_key) as bigint) in (select unnest(?))",
-                                   [sorted(victims.customer_ids)]).fetchone()[0]
+                hits = con.execute(
+                    "select count(*) from audit.rejected_rows where source = 'customers' and "
+                    "try_cast(trim(record_key) as bigint) in (select unnest(?))",
+                    [sorted(victims.customer_ids)],
+                ).fetchone()[0]
                 if hits:
                     found.append(f"audit.rejected_rows.record_key: {hits} row(s)")
     return found
@@ -243,8 +285,9 @@ def _redeliver(settings: Settings, victims: Victims, day: date) -> None:
     with customers.open(newline="") as handle:
         header = next(csv.reader(handle))
     changed = victims.redelivery["customers"].select(header)
-    changed = changed.set_column(header.index("updated_at"), "updated_at",
-                                 pa.array([f"{day.isoformat()}T12:00:00"] * changed.num_rows))
+    changed = changed.set_column(
+        header.index("updated_at"), "updated_at", pa.array([f"{day.isoformat()}T12:00:00"] * changed.num_rows)
+    )
     rows = pa.BufferOutputStream()  # written as the source system writes: pyarrow's CSV, no header
     pacsv.write_csv(changed, rows, pacsv.WriteOptions(include_header=False, quoting_style="needed"))
     with customers.open("ab") as handle:
@@ -261,8 +304,11 @@ def _redeliver(settings: Settings, victims: Victims, day: date) -> None:
 
 def _suppressed_rows(settings: Settings) -> dict[str, int]:
     with duckdb.connect(str(settings.warehouse_path), read_only=True) as con:
-        return dict(con.execute("select source, sum(suppressed_rows)::bigint from audit.suppressed_rows group by all"
-                                ).fetchall())
+        return dict(
+            con.execute(
+                "select source, sum(suppressed_rows)::bigint from audit.suppressed_rows group by all"
+            ).fetchall()
+        )
 
 
 def test_erased_customers_leave_no_residue_and_stay_erased(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
@@ -271,8 +317,11 @@ def test_erased_customers_leave_no_residue_and_stay_erased(tmp_path: Path, monke
     # A short churn window: the segmentation fits one window before the scoring date, within 60 days.
     settings = Settings.from_env(home=tmp_path, as_of_date=day_before, churn_window_days=WINDOW_DAYS)
     # More persons with a second CRM record than by default, so that identity resolution links some.
-    generate(GeneratorConfig(customers=300, days=60, end_date=END, defects=replace(DefectRates(), duplicate_person=0.1)),
-             settings.landing_dir, settings.truth_dir)
+    generate(
+        GeneratorConfig(customers=300, days=60, end_date=END, defects=replace(DefectRates(), duplicate_person=0.1)),
+        settings.landing_dir,
+        settings.truth_dir,
+    )
     pipeline.load(settings)
     pipeline.build_warehouse(settings)
     pipeline.build_training_data(settings)
@@ -281,8 +330,13 @@ def test_erased_customers_leave_no_residue_and_stay_erased(tmp_path: Path, monke
     pipeline.publish(settings)
     victims = _pick_victims(settings)
     with duckdb.connect(str(settings.bi_warehouse_path), read_only=True) as bi:
-        assert bi.execute("select count(*) from scores.segments where customer_key in (select unnest(?))",
-                          [sorted(victims.customer_ids)]).fetchone()[0] > 0
+        assert (
+            bi.execute(
+                "select count(*) from scores.segments where customer_key in (select unnest(?))",
+                [sorted(victims.customer_ids)],
+            ).fetchone()[0]
+            > 0
+        )
     assert _landing_residue(settings, victims) and _database_residue(settings.warehouse_path, settings, victims)
 
     request = tmp_path / "erasure-request.txt"
@@ -294,12 +348,21 @@ def test_erased_customers_leave_no_residue_and_stay_erased(tmp_path: Path, monke
     crashed = next((settings.landing_dir / "orders").glob("dt=*")) / ("orders.parquet" + ERASING_SUFFIX)
     crashed.write_bytes(b"PAR1 half written")
     assert _database_residue(settings.bi_warehouse_path, settings, victims)
-    env = {**os.environ, "CRM_HOME": str(tmp_path), "CRM_AS_OF_DATE": day_before.isoformat(),
-           "CRM_CHURN_WINDOW_DAYS": str(WINDOW_DAYS)}
+    env = {
+        **os.environ,
+        "CRM_HOME": str(tmp_path),
+        "CRM_AS_OF_DATE": day_before.isoformat(),
+        "CRM_CHURN_WINDOW_DAYS": str(WINDOW_DAYS),
+    }
     crm = str(Path(sys.executable).with_name("crm"))
     # Without the closing dbt build and publish: the daily run below does both (and it saves a build here).
-    erased = subprocess.run([crm, "erase", "--customer-ids", str(request), "--no-rebuild"], env=env,
-                            capture_output=True, text=True, timeout=900)
+    erased = subprocess.run(
+        [crm, "erase", "--customer-ids", str(request), "--no-rebuild"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert erased.returncode == 0, erased.stderr[-3000:]
     report = json.loads(erased.stdout)
     assert report["removed"]["warehouse"]["raw.orders"] > 0 and report["removed"]["warehouse"]["scores.segments"] > 0
@@ -315,8 +378,9 @@ def test_erased_customers_leave_no_residue_and_stay_erased(tmp_path: Path, monke
         monkeypatch.setenv(name, env[name])
     local_airflow.migrate(settings)
     dag_log = tmp_path / "erasure-dag.log"
-    assert local_airflow.test_dag(settings, "crm_erasure", dag_log, {"customer_ids_file": str(request)}) == 0, \
+    assert local_airflow.test_dag(settings, "crm_erasure", dag_log, {"customer_ids_file": str(request)}) == 0, (
         dag_log.read_text()[-3000:]
+    )
     rerun = json.loads(settings.erasure_audit_path.read_text().splitlines()[-1])["removed"]
     assert not any(rerun["landing"].values()) and rerun["warehouse"] == {}, rerun
     assert _database_residue(settings.warehouse_path, settings, victims) == []
@@ -362,7 +426,14 @@ def test_erasure_dag_takes_a_file_and_the_warehouse_pool_on_every_task():
     assert "customer_ids_file" in dag.params
     for task in dag.tasks:
         assert task.pool == WAREHOUSE_POOL and task.retries == 2 and task.on_failure_callback, task.task_id
-    order = ["record_suppression", "erase_landing_files", "erase_warehouse_rows", "republish_bi_copy",
-             "write_erasure_audit", "dbt_build", "publish_marts"]
+    order = [
+        "record_suppression",
+        "erase_landing_files",
+        "erase_warehouse_rows",
+        "republish_bi_copy",
+        "write_erasure_audit",
+        "dbt_build",
+        "publish_marts",
+    ]
     for before, after in zip(order, order[1:], strict=False):
         assert after in dag.get_task(before).get_flat_relative_ids(upstream=False), (before, after)

@@ -18,8 +18,11 @@ CLEAN_BUT = DefectRates.none()
 
 
 def _digest(folder: Path) -> dict[str, str]:
-    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(folder.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
 
 
 def _delivered(landing: Path, source: str) -> list[Path]:
@@ -60,8 +63,16 @@ def test_churn_difficulty_is_like_real_retail_data(default_run):
 def test_truth_covers_every_delivered_customer(default_run):
     home, manifest = default_run
     truth = pd.read_parquet(home / "truth" / "customers.parquet")
-    assert set(truth.columns) >= {"customer_id", "person_id", "segment", "satisfaction", "true_satisfied_probability",
-                                  "true_churn_probability", "churned", "future_spend"}
+    assert set(truth.columns) >= {
+        "customer_id",
+        "person_id",
+        "segment",
+        "satisfaction",
+        "true_satisfied_probability",
+        "true_churn_probability",
+        "churned",
+        "future_spend",
+    }
     assert truth["true_satisfied_probability"].between(0, 1).all()
     assert truth["duplicate_customer_id"].notna().sum() == manifest["defects"]["customers"]["duplicate_person"]
     assert json.loads((home / "truth" / "manifest.json").read_text()) == manifest
@@ -87,16 +98,25 @@ def test_every_source_is_realistic_and_linked(default_run):
 
 
 def test_defects_in_files_match_the_manifest(tmp_path: Path):
-    defects = replace(CLEAN_BUT, invalid_email=0.05, non_positive_amount=0.02, unknown_customer=0.02,
-                      malformed_line_per_file=0.2, schema_drift_batches=2)
+    defects = replace(
+        CLEAN_BUT,
+        invalid_email=0.05,
+        non_positive_amount=0.02,
+        unknown_customer=0.02,
+        malformed_line_per_file=0.2,
+        schema_drift_batches=2,
+    )
     manifest = generate(GeneratorConfig(customers=600, days=90, defects=defects), tmp_path / "l", tmp_path / "t")
     counts = manifest["defects"]
     landing = tmp_path / "l"
     orders = pd.concat(pd.read_parquet(p) for p in _delivered(landing, "orders"))
     # Counted per order: a returned order is delivered twice (its status changes).
     assert orders.loc[orders["amount"] <= 0, "order_id"].nunique() == counts["orders"]["non_positive_amount"] > 0
-    assert orders.loc[orders["customer_id"] >= 10_000_000_000, "order_id"].nunique() \
-        == counts["orders"]["unknown_customer"] > 0
+    assert (
+        orders.loc[orders["customer_id"] >= 10_000_000_000, "order_id"].nunique()
+        == counts["orders"]["unknown_customer"]
+        > 0
+    )
     customer_files = _delivered(landing, "customers")
     lines = [line for p in customer_files for line in p.read_text().splitlines()[1:]]
     malformed = [line for line in lines if line.count(",") < len(CONTRACTS["customers"].columns) - 1]

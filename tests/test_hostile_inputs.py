@@ -25,8 +25,14 @@ import pytest
 from crm import pipeline
 from crm.contracts import CONTRACTS
 from crm.generate import GeneratorConfig, generate
-from crm.landing import (LOAD_LOG_TABLE, MAX_CSV_LINE_BYTES, REJECTED_ROWS_TABLE, LandingError, load_landing,
-                         partition_dir)
+from crm.landing import (
+    LOAD_LOG_TABLE,
+    MAX_CSV_LINE_BYTES,
+    REJECTED_ROWS_TABLE,
+    LandingError,
+    load_landing,
+    partition_dir,
+)
 from crm.settings import Settings
 
 FIRST_DAY = date(2026, 9, 25)  # the generator's first day: the full customer master, outside the gate's recent days
@@ -52,6 +58,7 @@ def _copy(generated: Path, home: Path) -> Settings:
 
 # Writing hostile records into a delivery ----------------------------------------------------------
 
+
 def _csv_path(landing: Path, source: str, day: date = FIRST_DAY) -> Path:
     return partition_dir(landing, source, day) / CONTRACTS[source].file_name
 
@@ -62,9 +69,11 @@ def _read_csv(path: Path) -> list[list[str]]:
 
 # Hostile records are delivered on the first day: their event times move there, so that no other
 # rule (an event after its delivery day) rejects them first.
-_ON_FIRST_DAY = {"surveys": {"responded_at": f"{FIRST_DAY} 10:00:00"},
-                 "tickets": {"created_at": f"{FIRST_DAY}T10:00:00", "resolved_at": None, "csat": None},
-                 "marketing_events": {"event_at": f"{FIRST_DAY}T10:00:00"}}
+_ON_FIRST_DAY = {
+    "surveys": {"responded_at": f"{FIRST_DAY} 10:00:00"},
+    "tickets": {"created_at": f"{FIRST_DAY}T10:00:00", "resolved_at": None, "csat": None},
+    "marketing_events": {"event_at": f"{FIRST_DAY}T10:00:00"},
+}
 
 
 def _template(landing: Path, source: str) -> dict:
@@ -96,7 +105,8 @@ def _append_csv(landing: Path, source: str, records: list[dict[str, str]]) -> No
     header = _read_csv(path)[0]
     buffer = io.StringIO()
     csv.writer(buffer, quoting=csv.QUOTE_ALL, lineterminator="\n").writerows(
-        [record[name] for name in header] for record in records)
+        [record[name] for name in header] for record in records
+    )
     with path.open("a", encoding="utf-8", newline="") as handle:
         handle.write(buffer.getvalue())
 
@@ -121,6 +131,7 @@ def _with(template: dict, **values: object) -> dict:
 @dataclass(frozen=True)
 class Expect:
     """Where a hostile record must end up: loaded with a value, or quarantined with a reason."""
+
     source: str
     record_key: str  # the raw key as text, or "line N" (of the first day's file) for lines kept at load
     reason: str | None = None  # None: loaded and accepted
@@ -134,8 +145,10 @@ def _bom(landing: Path) -> list[Expect]:
     jsonl = _partitions_with_records(landing, "tickets")[-1]
     jsonl.write_bytes(b"\xef\xbb\xbf" + jsonl.read_bytes())
     first_ticket = json.loads(jsonl.read_text(encoding="utf-8-sig").splitlines()[0])["ticket_id"]
-    return [Expect("surveys", first_id, loaded_value=("stg_surveys__responses", "response_id", int(first_id))),
-            Expect("tickets", str(first_ticket), loaded_value=("stg_service__tickets", "ticket_id", first_ticket))]
+    return [
+        Expect("surveys", first_id, loaded_value=("stg_surveys__responses", "response_id", int(first_id))),
+        Expect("tickets", str(first_ticket), loaded_value=("stg_service__tickets", "ticket_id", first_ticket)),
+    ]
 
 
 def _quoted_newlines(landing: Path) -> list[Expect]:
@@ -148,8 +161,10 @@ def _long_text(landing: Path) -> list[Expect]:
     text = "very long comment " * (ONE_MB // 18)
     _append_csv(landing, "surveys", [_with(_template(landing, "surveys"), response_id=910002, comment=text)])
     _append_jsonl(landing, "tickets", [{**_template(landing, "tickets"), "ticket_id": 910003, "description": text}])
-    return [Expect("surveys", "910002", loaded_value=("stg_surveys__responses", "comment", text.strip())),
-            Expect("tickets", "910003", loaded_value=("stg_service__tickets", "description", text.strip()))]
+    return [
+        Expect("surveys", "910002", loaded_value=("stg_surveys__responses", "comment", text.strip())),
+        Expect("tickets", "910003", loaded_value=("stg_service__tickets", "description", text.strip())),
+    ]
 
 
 def _numeric_overflow(landing: Path) -> list[Expect]:
@@ -167,13 +182,18 @@ def _numeric_overflow(landing: Path) -> list[Expect]:
     rows = table.to_pylist() + extra
     schema = table.schema.set(table.schema.get_field_index("order_id"), pa.field("order_id", pa.uint64()))
     pq.write_table(pa.Table.from_pylist(rows, schema=schema), orders)
-    return [Expect("products", "910004", "list_price not a finite number"),
-            Expect("customers", "99999999999999999999", "missing or invalid customer_id"),
-            Expect("tickets", "910005", "invalid csat"),
-            Expect("marketing_events", "910006", "revenue not a finite number"),
-            Expect("orders", f"line {len(rows) - 1}",
-                   "value out of range: column order_id: 18446744073709551615 is beyond the bigint range"),
-            Expect("orders", "910007", "amount not a finite number")]
+    return [
+        Expect("products", "910004", "list_price not a finite number"),
+        Expect("customers", "99999999999999999999", "missing or invalid customer_id"),
+        Expect("tickets", "910005", "invalid csat"),
+        Expect("marketing_events", "910006", "revenue not a finite number"),
+        Expect(
+            "orders",
+            f"line {len(rows) - 1}",
+            "value out of range: column order_id: 18446744073709551615 is beyond the bigint range",
+        ),
+        Expect("orders", "910007", "amount not a finite number"),
+    ]
 
 
 def _repeated_header(landing: Path) -> list[Expect]:
@@ -192,28 +212,41 @@ def _sql_text(landing: Path) -> list[Expect]:
     header, *rows = _read_csv(path)
     buffer = io.StringIO()
     csv.writer(buffer, quoting=csv.QUOTE_ALL, lineterminator="\n").writerows(
-        [header + ['x"); drop table raw.customers; --'], *(row + ["v"] for row in rows)])
+        [header + ['x"); drop table raw.customers; --'], *(row + ["v"] for row in rows)]
+    )
     path.write_text(buffer.getvalue(), encoding="utf-8")
-    return [Expect("surveys", "910008", loaded_value=("stg_surveys__responses", "comment", SQL_TEXT)),
-            Expect("tickets", "910009", loaded_value=("stg_service__tickets", "description", SQL_TEXT))]
+    return [
+        Expect("surveys", "910008", loaded_value=("stg_surveys__responses", "comment", SQL_TEXT)),
+        Expect("tickets", "910009", loaded_value=("stg_service__tickets", "description", SQL_TEXT)),
+    ]
 
 
 def _wrong_date_formats(landing: Path) -> list[Expect]:
     customer = _template(landing, "customers")
-    _append_csv(landing, "customers", [
-        _with(customer, customer_id=910010, signup_date="24/11/2026"),
-        _with(customer, customer_id=910011, signup_date="2026-13-01"),
-        _with(customer, customer_id=910012, updated_at="Nov 24 2026"),
-        _with(customer, customer_id=910013, birth_date="24/11/1980"),
-    ])
-    _append_csv(landing, "surveys", [_with(_template(landing, "surveys"), response_id=910014, responded_at="Nov 24 2026")])
-    _append_jsonl(landing, "tickets", [{**_template(landing, "tickets"), "ticket_id": 910015, "created_at": "2026-13-01"}])
-    return [Expect("customers", "910010", "missing or invalid signup_date"),
-            Expect("customers", "910011", "missing or invalid signup_date"),
-            Expect("customers", "910012", "missing or invalid updated_at"),
-            Expect("customers", "910013", "invalid birth_date"),
-            Expect("surveys", "910014", "missing or invalid responded_at"),
-            Expect("tickets", "910015", "missing or invalid created_at")]
+    _append_csv(
+        landing,
+        "customers",
+        [
+            _with(customer, customer_id=910010, signup_date="24/11/2026"),
+            _with(customer, customer_id=910011, signup_date="2026-13-01"),
+            _with(customer, customer_id=910012, updated_at="Nov 24 2026"),
+            _with(customer, customer_id=910013, birth_date="24/11/1980"),
+        ],
+    )
+    _append_csv(
+        landing, "surveys", [_with(_template(landing, "surveys"), response_id=910014, responded_at="Nov 24 2026")]
+    )
+    _append_jsonl(
+        landing, "tickets", [{**_template(landing, "tickets"), "ticket_id": 910015, "created_at": "2026-13-01"}]
+    )
+    return [
+        Expect("customers", "910010", "missing or invalid signup_date"),
+        Expect("customers", "910011", "missing or invalid signup_date"),
+        Expect("customers", "910012", "missing or invalid updated_at"),
+        Expect("customers", "910013", "invalid birth_date"),
+        Expect("surveys", "910014", "missing or invalid responded_at"),
+        Expect("tickets", "910015", "missing or invalid created_at"),
+    ]
 
 
 ROW_LEVEL_CASES: dict[str, Callable[[Path], list[Expect]]] = {
@@ -228,7 +261,9 @@ ROW_LEVEL_CASES: dict[str, Callable[[Path], list[Expect]]] = {
 
 
 @pytest.fixture(scope="module")
-def hostile_build(generated: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Settings, dict[str, list[Expect]]]:
+def hostile_build(
+    generated: Path, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[Settings, dict[str, list[Expect]]]:
     """Every row-level hostile case in one delivery, loaded (raw gate included) and built with dbt."""
     settings = _copy(generated, tmp_path_factory.mktemp("hostile_home"))
     expected = {name: make(settings.landing_dir) for name, make in ROW_LEVEL_CASES.items()}
@@ -246,16 +281,22 @@ def test_hostile_record_is_loaded_or_quarantined_with_a_reason(hostile_build, ca
     with duckdb.connect(str(settings.warehouse_path), read_only=True) as con:
         for expect in expected[case]:
             at_load = expect.record_key.startswith("line ")
-            reasons = [row[0] for row in con.execute(
-                "select reason from audit.rejected_rows where source = ? and record_key = ? "
-                "and (not ? or partition_date = ?)", [expect.source, expect.record_key, at_load, FIRST_DAY]).fetchall()]
+            reasons = [
+                row[0]
+                for row in con.execute(
+                    "select reason from audit.rejected_rows where source = ? and record_key = ? "
+                    "and (not ? or partition_date = ?)",
+                    [expect.source, expect.record_key, at_load, FIRST_DAY],
+                ).fetchall()
+            ]
             if expect.reason is not None:
                 assert reasons == [expect.reason], expect
                 continue
             assert reasons == [], expect
             model, column, value = expect.loaded_value
-            found = con.execute(f"select {column} from staging.{model} where {_KEYS[expect.source]} = ?",
-                                [int(expect.record_key)]).fetchall()
+            found = con.execute(
+                f"select {column} from staging.{model} where {_KEYS[expect.source]} = ?", [int(expect.record_key)]
+            ).fetchall()
             assert found == [(value,)], (expect, [str(v)[:80] for (v,) in found])
         if case == "sql_like_text":
             assert con.execute("select count(*) from raw.customers").fetchone()[0] > 0
@@ -269,19 +310,28 @@ def test_nothing_delivered_is_dropped(hostile_build, delivered_records):
     with duckdb.connect(str(settings.warehouse_path), read_only=True) as con:
         for source in CONTRACTS:
             raw = con.execute(f"select count(*) from raw.{source}").fetchone()[0]
-            at_load = con.execute(f"select count(*) from {REJECTED_ROWS_TABLE} where source = ?", [source]).fetchone()[0]
+            at_load = con.execute(f"select count(*) from {REJECTED_ROWS_TABLE} where source = ?", [source]).fetchone()[
+                0
+            ]
             assert raw + at_load == delivered_records(settings.landing_dir, source), source
-            logged = con.execute(f"select sum(row_count), sum(rejected_count) from {LOAD_LOG_TABLE} where source = ?",
-                                 [source]).fetchone()
+            logged = con.execute(
+                f"select sum(row_count), sum(rejected_count) from {LOAD_LOG_TABLE} where source = ?", [source]
+            ).fetchone()
             assert logged == (raw, at_load), source
-            audited = con.execute("select count(*) from audit.rejected_rows where source = ? and rejected_at = 'load'",
-                                  [source]).fetchone()[0]
+            audited = con.execute(
+                "select count(*) from audit.rejected_rows where source = ? and rejected_at = 'load'", [source]
+            ).fetchone()[0]
             assert audited == at_load, source
-            assert con.execute(f"select count(*) from {REJECTED_ROWS_TABLE} where reason is null or reason = ''"
-                               ).fetchone()[0] == 0
+            assert (
+                con.execute(
+                    f"select count(*) from {REJECTED_ROWS_TABLE} where reason is null or reason = ''"
+                ).fetchone()[0]
+                == 0
+            )
 
 
 # File-level refusals ------------------------------------------------------------------------------
+
 
 def _semicolons(landing: Path) -> tuple[str, Path, list[str]]:
     path = _csv_path(landing, "surveys", LAST_DAY)

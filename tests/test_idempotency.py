@@ -29,8 +29,9 @@ def test_backfill_in_reverse_order_then_a_full_refresh_rerun_publish_the_same_ta
     assert _differences(pipeline.published_checksums(settings), expected) == []
     # Scores exist for every day (one row per customer and day), so the comparison compares something.
     with duckdb.connect(str(settings.bi_warehouse_path), read_only=True) as con:
-        per_day = con.execute("select as_of_date, count(*), count(distinct customer_key) from scores.churn "
-                              "group by all order by all").fetchall()
+        per_day = con.execute(
+            "select as_of_date, count(*), count(distinct customer_key) from scores.churn group by all order by all"
+        ).fetchall()
     assert [row[0] for row in per_day] == list(daily_runs.days)
     assert all(rows == customers > 100 for _, rows, customers in per_day)
 

@@ -26,8 +26,9 @@ def test_every_delivered_record_is_loaded_or_kept_as_rejected(small_landing: Set
     for source in CONTRACTS:
         raw = con.execute(f"select count(*) from raw.{source}").fetchone()[0]
         rejected = con.execute(f"select count(*) from {REJECTED_ROWS_TABLE} where source = ?", [source]).fetchone()[0]
-        logged = con.execute(f"select sum(row_count), sum(rejected_count) from {LOAD_LOG_TABLE} where source = ?",
-                             [source]).fetchone()
+        logged = con.execute(
+            f"select sum(row_count), sum(rejected_count) from {LOAD_LOG_TABLE} where source = ?", [source]
+        ).fetchone()
         assert raw + rejected == delivered_records(small_landing.landing_dir, source), source
         assert logged == (raw, rejected)
     manifest = pd.read_json(small_landing.truth_dir / "manifest.json", typ="series")
@@ -79,9 +80,12 @@ def test_csv_with_byte_order_mark_loads(small_landing: Settings):
 
 def _source_state(con: duckdb.DuckDBPyConnection, source: str) -> tuple:
     """What a load of ``source`` could change: its raw rows and its load-log entries."""
-    return (con.execute(f"select count(*) from raw.{source}").fetchone()[0],
-            con.execute(f"select count(*), max(partition_date) from {LOAD_LOG_TABLE} where source = ?",
-                        [source]).fetchall())
+    return (
+        con.execute(f"select count(*) from raw.{source}").fetchone()[0],
+        con.execute(
+            f"select count(*), max(partition_date) from {LOAD_LOG_TABLE} where source = ?", [source]
+        ).fetchall(),
+    )
 
 
 def _break_missing_column(landing: Path) -> tuple[str, str]:
@@ -126,9 +130,19 @@ def _break_jsonl_garbage(landing: Path) -> tuple[str, str]:
     return "tickets", "cannot be read as jsonl"
 
 
-@pytest.mark.parametrize("breaker", [_break_missing_column, _break_wrong_delimiter, _break_empty_file,
-                                     _break_wrong_format, _break_missing_file, _break_partition_name,
-                                     _break_unknown_source, _break_jsonl_garbage])
+@pytest.mark.parametrize(
+    "breaker",
+    [
+        _break_missing_column,
+        _break_wrong_delimiter,
+        _break_empty_file,
+        _break_wrong_format,
+        _break_missing_file,
+        _break_partition_name,
+        _break_unknown_source,
+        _break_jsonl_garbage,
+    ],
+)
 def test_bad_delivery_is_refused_clearly_and_writes_nothing(small_landing: Settings, breaker, tmp_path: Path):
     landing = small_landing.landing_dir
     # First load everything but the last day; then the last day arrives, one file broken.
@@ -150,7 +164,9 @@ def test_bad_delivery_is_refused_clearly_and_writes_nothing(small_landing: Setti
     if broken_source in before:
         assert _source_state(con, broken_source) == before[broken_source]
     else:
-        assert con.execute("select count(*) from duckdb_tables() where table_name = ?", [broken_source]).fetchone()[0] == 0
+        assert (
+            con.execute("select count(*) from duckdb_tables() where table_name = ?", [broken_source]).fetchone()[0] == 0
+        )
     # The other sources loaded their new day.
     healthy = next(s for s in ("orders", "customers") if s != broken_source)
     assert _source_state(con, healthy) != before[healthy]

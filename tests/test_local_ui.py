@@ -18,8 +18,9 @@ from crm.settings import Settings
 @pytest.fixture(scope="module")
 def ui(pipeline_run, free_port):
     """The services on the home of the end-to-end run (it has data, a warehouse and champions)."""
-    settings = Settings.from_env(home=pipeline_run[0].home, airflow_ui_port=free_port(),
-                                 mlflow_ui_port=free_port(), daily_schedule="none")
+    settings = Settings.from_env(
+        home=pipeline_run[0].home, airflow_ui_port=free_port(), mlflow_ui_port=free_port(), daily_schedule="none"
+    )
     endpoints = services.start(settings)
     groups = json.loads(services.pid_file(settings).read_text())
     yield settings, endpoints, groups
@@ -44,7 +45,9 @@ def test_airflow_api_lists_the_dags_and_a_triggered_daily_run_succeeds(ui):
 
 def test_mlflow_api_lists_the_three_models_with_their_champion(ui):
     _, endpoints, _ = ui
-    models = services.request_json(f"{endpoints.mlflow_url}/api/2.0/mlflow/registered-models/search")["registered_models"]
+    models = services.request_json(f"{endpoints.mlflow_url}/api/2.0/mlflow/registered-models/search")[
+        "registered_models"
+    ]
     aliases = {model["name"]: {alias["alias"] for alias in model.get("aliases", [])} for model in models}
     assert set(aliases) == {"crm_churn", "crm_segmentation", "crm_satisfaction"}
     assert all("champion" in names for names in aliases.values()), aliases

@@ -53,16 +53,21 @@ def _url(driver: str, database: str) -> str:
     return f"{driver}://{SERVER['user']}@{SERVER['host']}:{SERVER['port']}/{database}"
 
 
-def test_scheduled_and_backfilled_daily_runs_succeed_with_airflow_and_mlflow_on_postgresql(databases, tmp_path,
-                                                                                         free_port):
+def test_scheduled_and_backfilled_daily_runs_succeed_with_airflow_and_mlflow_on_postgresql(
+    databases, tmp_path, free_port
+):
     # Deliveries up to yesterday, as in production: the scheduled run processes the last day.
     yesterday = datetime.now(UTC).date() - timedelta(days=1)
     settings = Settings.from_env(
         # One dbt task per run keeps the three runs short; the per-model tasks run in test_local_ui.
-        home=tmp_path, daily_schedule="@daily", daily_dbt_tasks="build", airflow_ui_port=free_port(),
+        home=tmp_path,
+        daily_schedule="@daily",
+        daily_dbt_tasks="build",
+        airflow_ui_port=free_port(),
         mlflow_ui_port=free_port(),
         airflow_database_url=_url("postgresql+psycopg2", databases["airflow"]),
-        mlflow_tracking_uri=_url("postgresql+psycopg2", databases["mlflow"]))
+        mlflow_tracking_uri=_url("postgresql+psycopg2", databases["mlflow"]),
+    )
     generate(GeneratorConfig(customers=500, days=120, end_date=yesterday), settings.landing_dir, settings.truth_dir)
     endpoints = services.start(settings)
     try:
@@ -87,13 +92,17 @@ def test_scheduled_and_backfilled_daily_runs_succeed_with_airflow_and_mlflow_on_
     assert tasks["dbt_build"] == "success", tasks
     with connect(settings, read_only=True) as con:
         # Every delivered partition loaded exactly once, however often its days ran.
-        loads = con.execute(f"select count(*), count(distinct (source, partition_date)) from {LOAD_LOG_TABLE}").fetchone()
+        loads = con.execute(
+            f"select count(*), count(distinct (source, partition_date)) from {LOAD_LOG_TABLE}"
+        ).fetchone()
         assert loads[0] == loads[1] > 0, loads
     with psycopg2.connect(dbname=databases["airflow"], **{k: v for k, v in SERVER.items() if k != "dbname"}) as conn:
         with conn.cursor() as cursor:
             # The rerun reprocessed the scheduled run in place (it became part of the backfill).
-            cursor.execute("select run_type, count(*) from dag_run where dag_id = 'crm_daily' and state = 'success' "
-                           "group by run_type")
+            cursor.execute(
+                "select run_type, count(*) from dag_run where dag_id = 'crm_daily' and state = 'success' "
+                "group by run_type"
+            )
             assert dict(cursor.fetchall()) == {"backfill": 2}
     with psycopg2.connect(dbname=databases["mlflow"], **{k: v for k, v in SERVER.items() if k != "dbname"}) as conn:
         with conn.cursor() as cursor:

@@ -30,8 +30,9 @@ def test_enough_data_passes():
 
 def test_too_few_positive_labels_fail_with_counts():
     result = check_training_data(_frame(40, 500), _frame(120, 130), LABEL, date(2024, 1, 1), date(2025, 1, 1), 90)
-    assert result.reasons == [f"training set has 40 positive and 500 negative labels; at least "
-                              f"{MIN_LABELS_PER_CLASS} of each are needed"]
+    assert result.reasons == [
+        f"training set has 40 positive and 500 negative labels; at least {MIN_LABELS_PER_CLASS} of each are needed"
+    ]
 
 
 def test_too_little_history_fails():
@@ -45,7 +46,8 @@ def test_broken_feature_fails_but_an_absent_source_is_only_noted():
     train["last_nps"] = np.nan  # surveys not delivered
     result = check_training_data(train, _frame(150, 150), LABEL, date(2024, 1, 1), date(2025, 1, 1), 90)
     assert [r for r in result.reasons if "frequency" in r] == [
-        "feature frequency is missing for 99.7% of training rows (threshold 99%)"]
+        "feature frequency is missing for 99.7% of training rows (threshold 99%)"
+    ]
     assert not any("last_nps" in r for r in result.reasons)
     assert any("last_nps" in note for note in result.notes)
 

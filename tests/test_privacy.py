@@ -55,8 +55,10 @@ class GeneratedPii:
 
 def _report(leaks: dict[str, set[str]]) -> str:
     """Where leaks were found, with fingerprints instead of the values (test output is a log too)."""
-    return "; ".join(f"{where}: {len(values)} value(s), e.g. sha256 {hashlib.sha256(min(values).encode()).hexdigest()[:12]}"
-                     for where, values in sorted(leaks.items())[:20])
+    return "; ".join(
+        f"{where}: {len(values)} value(s), e.g. sha256 {hashlib.sha256(min(values).encode()).hexdigest()[:12]}"
+        for where, values in sorted(leaks.items())[:20]
+    )
 
 
 def _text_values(con: duckdb.DuckDBPyConnection, schema: str, table: str) -> Iterator[tuple[str, str]]:
@@ -64,8 +66,9 @@ def _text_values(con: duckdb.DuckDBPyConnection, schema: str, table: str) -> Ite
     for column, column_type, *_ in con.execute(f'describe "{schema}"."{table}"').fetchall():
         if column_type in ("DATE", "BOOLEAN", "DOUBLE", "FLOAT") or column_type.startswith(("TIMESTAMP", "DECIMAL")):
             continue
-        for (value,) in con.execute(f'select distinct cast("{column}" as varchar) from "{schema}"."{table}" '
-                                    f'where "{column}" is not null').fetchall():
+        for (value,) in con.execute(
+            f'select distinct cast("{column}" as varchar) from "{schema}"."{table}" where "{column}" is not null'
+        ).fetchall():
             yield column, value
 
 
@@ -136,8 +139,11 @@ def test_bi_copy_holds_no_email_or_phone(privacy_run):
     with duckdb.connect(str(settings.bi_warehouse_path), read_only=True) as con:
         tables = con.execute("select table_schema, table_name from information_schema.tables").fetchall()
         assert {f"{schema}.{name}" for schema, name in tables} == set(PUBLISHED_TABLES)
-        texts = [(f"bi {schema}.{name}.{column}", value)
-                 for schema, name in tables for column, value in _text_values(con, schema, name)]
+        texts = [
+            (f"bi {schema}.{name}.{column}", value)
+            for schema, name in tables
+            for column, value in _text_values(con, schema, name)
+        ]
     leaks, scanned = _scan(pii, texts, settings.pii_hash_key())
     assert scanned > 1000
     assert not leaks, _report(leaks)
@@ -159,9 +165,12 @@ def test_run_logs_hold_no_email_or_phone(privacy_run):
     settings, completed, pii = privacy_run
     files = list(_files(settings.airflow_home / "logs", settings.dbt_artifacts_dir, settings.data_docs_dir))
     assert any(path.suffix == ".log" for path in files)
-    texts = [("stdout", completed.stdout), ("stderr", completed.stderr),
-             ("run summary", settings.run_summary_path.read_text()),
-             *(text for path in files for text in _file_texts(path))]
+    texts = [
+        ("stdout", completed.stdout),
+        ("stderr", completed.stderr),
+        ("run summary", settings.run_summary_path.read_text()),
+        *(text for path in files for text in _file_texts(path)),
+    ]
     leaks, _ = _scan(pii, texts, settings.pii_hash_key())
     assert not leaks, _report(leaks)
 
@@ -178,7 +187,7 @@ def test_marts_carry_keyed_hashes_and_masked_values(privacy_run):
     for email, phone, email_hash, phone_hash, email_masked, phone_masked in rows:
         # The macro's HMAC from DuckDB's sha256 equals the Python one with the same key.
         assert email_hash == settings.hash_pii(email) and phone_hash == settings.hash_pii(phone)
-        assert email_masked == f"{email[0]}***{email[email.index('@'):]}" and phone_masked == f"***{phone[-2:]}"
+        assert email_masked == f"{email[0]}***{email[email.index('@') :]}" and phone_masked == f"***{phone[-2:]}"
 
 
 def test_campaign_audiences_leave_out_customers_without_consent(privacy_run):
@@ -206,16 +215,21 @@ def test_hmac_pads_give_python_hmac():
     with duckdb.connect() as con:
         con.execute("set variable pii_hmac_inner = ?", [inner])
         con.execute("set variable pii_hmac_outer = ?", [outer])
-        digest = con.execute("select sha256(getvariable('pii_hmac_outer') || unhex(sha256("
-                             "getvariable('pii_hmac_inner') || encode('jane.doe@example.com'))))").fetchone()[0]
+        digest = con.execute(
+            "select sha256(getvariable('pii_hmac_outer') || unhex(sha256("
+            "getvariable('pii_hmac_inner') || encode('jane.doe@example.com'))))"
+        ).fetchone()[0]
     assert digest == hmac.new(b"k" * 100, b"jane.doe@example.com", hashlib.sha256).hexdigest()
 
 
-@pytest.mark.parametrize(("value", "kind"), [
-    ("Please write to Jane.Doe@Example.org about my order", "an email address"),
-    ("call me on +49 30 1234567 tomorrow", "a phone number"),
-    ("0049 (30) 123-4567", "a phone number"),
-])
+@pytest.mark.parametrize(
+    ("value", "kind"),
+    [
+        ("Please write to Jane.Doe@Example.org about my order", "an email address"),
+        ("call me on +49 30 1234567 tomorrow", "a phone number"),
+        ("0049 (30) 123-4567", "a phone number"),
+    ],
+)
 def test_publication_refuses_text_with_contact_details(tmp_path: Path, value: str, kind: str):
     settings = Settings.from_env(home=tmp_path)
     settings.warehouse_dir.mkdir(parents=True)
@@ -258,10 +272,16 @@ def test_dbt_profile_reads_every_credential_from_the_environment():
 
 
 def test_no_secret_is_committed():
-    tracked = subprocess.run(["git", "ls-files"], cwd=CHECKOUT, capture_output=True, text=True, check=True
-                             ).stdout.splitlines()
-    assert not [name for name in tracked if Path(name).name in (".env", "pii_hash_key") or
-                name.startswith((".crm/", ".airflow/")) or name.endswith((".pem", ".key", ".p12"))]
+    tracked = subprocess.run(
+        ["git", "ls-files"], cwd=CHECKOUT, capture_output=True, text=True, check=True
+    ).stdout.splitlines()
+    assert not [
+        name
+        for name in tracked
+        if Path(name).name in (".env", "pii_hash_key")
+        or name.startswith((".crm/", ".airflow/"))
+        or name.endswith((".pem", ".key", ".p12"))
+    ]
     private_key = re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----")
     offending = []
     for name in tracked:
@@ -270,6 +290,9 @@ def test_no_secret_is_committed():
             if private_key.search(path.read_bytes().decode("utf-8", errors="ignore")):
                 offending.append(name)
     assert not offending
-    example = dict(line.split("=", 1) for line in (CHECKOUT / ".env.example").read_text().splitlines()
-                   if "=" in line and not line.startswith("#"))
+    example = dict(
+        line.split("=", 1)
+        for line in (CHECKOUT / ".env.example").read_text().splitlines()
+        if "=" in line and not line.startswith("#")
+    )
     assert all(value in ("", "admin") or value.startswith("change-me") for value in example.values()), example

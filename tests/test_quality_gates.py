@@ -30,9 +30,19 @@ DAYS = 45
 RECENT_DAYS = 10
 LAST_DAY = date(2026, 11, 23)
 # Defects at rates that put every kind into a 45-day batch.
-DEFECTS = replace(DefectRates(), schema_drift_batches=8, invalid_email=0.03, invalid_phone=0.03, missing_required=0.03,
-                  non_positive_amount=0.02, future_timestamp=0.02, unknown_customer=0.02,
-                  redelivered_duplicate=0.02, late_arriving=0.05, malformed_line_per_file=0.3)
+DEFECTS = replace(
+    DefectRates(),
+    schema_drift_batches=8,
+    invalid_email=0.03,
+    invalid_phone=0.03,
+    missing_required=0.03,
+    non_positive_amount=0.02,
+    future_timestamp=0.02,
+    unknown_customer=0.02,
+    redelivered_duplicate=0.02,
+    late_arriving=0.05,
+    malformed_line_per_file=0.3,
+)
 
 
 def _home(tmp_path_factory: pytest.TempPathFactory, name: str, defects: DefectRates) -> Settings:
@@ -49,8 +59,12 @@ def _validate_every_source(settings: Settings, quality: QualityGate) -> dict[str
         ensure_score_tables(con)
         load_landing(con, settings.landing_dir)
         for source, contract in CONTRACTS.items():
-            days = [row[0] for row in con.execute(
-                f"select partition_date from {LOAD_LOG_TABLE} where source = ?", [source]).fetchall()]
+            days = [
+                row[0]
+                for row in con.execute(
+                    f"select partition_date from {LOAD_LOG_TABLE} where source = ?", [source]
+                ).fetchall()
+            ]
             results[source] = raw_gate(con, contract, days)
     return results
 
@@ -98,8 +112,12 @@ def test_raw_suites_catch_each_defect_kind(defective, kind: str):
     suite, expectation, column = CAUGHT_BY[kind]
     source = SOURCE_OF.get(kind) or suite.removeprefix("raw_")
     assert manifest[source][kind] > 0
-    failures = [f for result in results[source] for f in result.failures
-                if (f.suite, f.expectation, f.column) == (suite, expectation, column)]
+    failures = [
+        f
+        for result in results[source]
+        for f in result.failures
+        if (f.suite, f.expectation, f.column) == (suite, expectation, column)
+    ]
     assert failures, [f.describe() for result in results[source] for f in result.failures]
     # Defective rows are reported, not blocking: staging quarantines or resolves them.
     assert all(not f.blocking and f.unexpected_count > 0 and f.sample_ids for f in failures)
@@ -117,8 +135,9 @@ def test_every_manifest_defect_kind_has_a_check(defective):
 
 def test_clean_data_passes_every_raw_suite(clean_built):
     _, results = clean_built
-    assert {source: [f.describe() for r in rs for f in r.failures] for source, rs in results.items()} == \
-        {source: [] for source in CONTRACTS}
+    assert {source: [f.describe() for r in rs for f in r.failures] for source, rs in results.items()} == {
+        source: [] for source in CONTRACTS
+    }
     validated = {r.suite for rs in results.values() for r in rs}
     assert validated == {"raw_partitions", *(gates.raw_suite_name(source) for source in CONTRACTS)}
 
@@ -167,8 +186,9 @@ def test_changed_date_format_refuses_the_batch_and_writes_nothing(clean_built, q
         assert con.execute("select count(*) from raw.orders").fetchone()[0] > 0  # other sources load
 
 
-def test_empty_daily_delivery_is_outside_the_learned_row_count_bounds(clean_built, quality: QualityGate,
-                                                                      tmp_path: Path):
+def test_empty_daily_delivery_is_outside_the_learned_row_count_bounds(
+    clean_built, quality: QualityGate, tmp_path: Path
+):
     settings = _copy_landing(clean_built[0], tmp_path)
     path = partition_dir(settings.landing_dir, "orders", LAST_DAY) / "orders.parquet"
     pq.write_table(pq.read_table(path).slice(0, 0), path)
@@ -181,28 +201,37 @@ def test_empty_daily_delivery_is_outside_the_learned_row_count_bounds(clean_buil
         assert con.execute("select count(*) from raw.orders").fetchone()[0] == 0
 
 
-def test_mart_suites_block_on_broken_referential_integrity_and_missing_features(clean_built, quality: QualityGate,
-                                                                                  tmp_path: Path):
+def test_mart_suites_block_on_broken_referential_integrity_and_missing_features(
+    clean_built, quality: QualityGate, tmp_path: Path
+):
     settings, _ = clean_built
     broken = Settings.from_env(home=tmp_path, warehouse_path=tmp_path / "broken.duckdb")
     shutil.copy(settings.warehouse_path, broken.warehouse_path)
     with duckdb.connect(str(broken.warehouse_path)) as con:
-        buyer = con.execute("select customer_key from marts.fct_orders where order_date > ? - 7 limit 1",
-                            [LAST_DAY]).fetchone()[0]
+        buyer = con.execute(
+            "select customer_key from marts.fct_orders where order_date > ? - 7 limit 1", [LAST_DAY]
+        ).fetchone()[0]
         con.execute("delete from marts.dim_customers where customer_key = ?", [buyer])
-        dropped = con.execute("select min(customer_key) from marts.customer_features where as_of_date = ? "
-                              "and customer_key <> ?", [LAST_DAY, buyer]).fetchone()[0]
-        con.execute("delete from marts.customer_features where customer_key = ? and as_of_date = ?",
-                    [dropped, LAST_DAY])
+        dropped = con.execute(
+            "select min(customer_key) from marts.customer_features where as_of_date = ? and customer_key <> ?",
+            [LAST_DAY, buyer],
+        ).fetchone()[0]
+        con.execute(
+            "delete from marts.customer_features where customer_key = ? and as_of_date = ?", [dropped, LAST_DAY]
+        )
     with connect(broken, read_only=True) as con:
         frames = gates.mart_frames(con, LAST_DAY, 7)
     with pytest.raises(QualityGateFailed) as error:
         gates.gate_marts(quality, frames)
     failed = {(f.suite, f.column): f for f in error.value.failures}
     # The known customer whose features row is gone has no tenure or order count either.
-    assert set(failed) == {("fct_orders", "_customer_in_dim_customers"), ("customer_features", "_in_dim_customers"),
-                           ("customer_features", "_has_features"), ("customer_features", "tenure_days"),
-                           ("customer_features", "frequency")}
+    assert set(failed) == {
+        ("fct_orders", "_customer_in_dim_customers"),
+        ("customer_features", "_in_dim_customers"),
+        ("customer_features", "_has_features"),
+        ("customer_features", "tenure_days"),
+        ("customer_features", "frequency"),
+    }
     assert [ids["customer_key"] for ids in failed["customer_features", "_has_features"].sample_ids] == [dropped]
 
 
@@ -210,11 +239,19 @@ def test_score_suite_blocks_when_a_known_customer_is_not_scored(clean_built, qua
     settings, _ = clean_built
     with connect(settings, read_only=True) as con:
         known = gates.customers_known_at(con, LAST_DAY)
-        scores = con.execute("select customer_key, as_of_date, 0.5 as churn_probability, '1' as model_version "
-                             "from marts.customer_features where as_of_date = ?", [LAST_DAY]).df()
+        scores = con.execute(
+            "select customer_key, as_of_date, 0.5 as churn_probability, '1' as model_version "
+            "from marts.customer_features where as_of_date = ?",
+            [LAST_DAY],
+        ).df()
     assert len(scores) == known
-    quality.validate("churn_scores", scores, ["customer_key", "as_of_date"],
-                     parameters={"customers_known_at_as_of": known})
+    quality.validate(
+        "churn_scores", scores, ["customer_key", "as_of_date"], parameters={"customers_known_at_as_of": known}
+    )
     with pytest.raises(QualityGateFailed, match="expect_table_row_count_to_equal"):
-        quality.validate("churn_scores", scores.iloc[1:], ["customer_key", "as_of_date"],
-                         parameters={"customers_known_at_as_of": known})
+        quality.validate(
+            "churn_scores",
+            scores.iloc[1:],
+            ["customer_key", "as_of_date"],
+            parameters={"customers_known_at_as_of": known},
+        )

@@ -12,11 +12,24 @@ def _customers(seed: int = 0) -> pd.DataFrame:
     for rate, value in groups:
         span = rng.integers(200, 700, 400).astype(float)
         frequency = np.maximum(2, np.round(rate * rng.lognormal(0, 0.15, 400) * span / 30))
-        parts.append(pd.DataFrame({"frequency": frequency, "days_since_first_order": span,
-                                   "avg_order_value": value * rng.lognormal(0, 0.1, 400)}))
-    parts.append(pd.DataFrame({"frequency": [0.0] * 50 + [1.0] * 50,
-                               "days_since_first_order": [np.nan] * 50 + [10.0] * 50,
-                               "avg_order_value": [np.nan] * 50 + [40.0] * 50}))
+        parts.append(
+            pd.DataFrame(
+                {
+                    "frequency": frequency,
+                    "days_since_first_order": span,
+                    "avg_order_value": value * rng.lognormal(0, 0.1, 400),
+                }
+            )
+        )
+    parts.append(
+        pd.DataFrame(
+            {
+                "frequency": [0.0] * 50 + [1.0] * 50,
+                "days_since_first_order": [np.nan] * 50 + [10.0] * 50,
+                "avg_order_value": [np.nan] * 50 + [40.0] * 50,
+            }
+        )
+    )
     return pd.concat(parts, ignore_index=True)
 
 
@@ -40,8 +53,14 @@ def test_segments_recover_behaviour_groups_and_name_them():
 def test_profiles_hold_aggregates_only():
     customers = _customers()
     profiles = segmentation.CustomerSegmentation(random_state=0).fit(customers).profiles(customers)
-    assert list(profiles.columns) == ["segment_name", "customers", "share", "orders_per_30d", "avg_order_value",
-                                      "frequency"]
+    assert list(profiles.columns) == [
+        "segment_name",
+        "customers",
+        "share",
+        "orders_per_30d",
+        "avg_order_value",
+        "frequency",
+    ]
     assert profiles["customers"].sum() == 1700 and abs(profiles["share"].sum() - 1) < 1e-3
 
 

@@ -20,16 +20,21 @@ AS_OF = date(2026, 10, 1)
 
 def _features(settings: Settings) -> list[tuple]:
     with duckdb.connect(str(settings.warehouse_path), read_only=True) as con:
-        return con.execute("select * from marts.customer_features where as_of_date = ? order by all",
-                           [AS_OF]).fetchall()
+        return con.execute(
+            "select * from marts.customer_features where as_of_date = ? order by all", [AS_OF]
+        ).fetchall()
 
 
 def test_features_at_a_date_ignore_data_delivered_after_it(tmp_path: Path):
     settings = Settings.from_env(home=tmp_path, as_of_date=AS_OF)
     generate(GeneratorConfig(customers=400, days=150, end_date=END), settings.landing_dir, settings.truth_dir)
     # Hold back every delivery after the as-of date, build, then deliver them and build again.
-    later = [folder for source in CONTRACTS for folder in (settings.landing_dir / source).iterdir()
-             if date.fromisoformat(folder.name[3:]) > AS_OF]
+    later = [
+        folder
+        for source in CONTRACTS
+        for folder in (settings.landing_dir / source).iterdir()
+        if date.fromisoformat(folder.name[3:]) > AS_OF
+    ]
     for folder in later:
         (tmp_path / "held" / folder.parent.name).mkdir(parents=True, exist_ok=True)
         shutil.move(folder, tmp_path / "held" / folder.parent.name / folder.name)
@@ -48,18 +53,31 @@ def test_features_at_a_date_ignore_data_delivered_after_it(tmp_path: Path):
 
 
 def _checksums(settings: Settings) -> dict[str, str]:
-    tables = ["marts.dim_customers", "marts.fct_orders", "marts.customer_features", "marts.customer_rfm",
-              "staging.int_order_versions"]
+    tables = [
+        "marts.dim_customers",
+        "marts.fct_orders",
+        "marts.customer_features",
+        "marts.customer_rfm",
+        "staging.int_order_versions",
+    ]
     with duckdb.connect(str(settings.warehouse_path), read_only=True) as con:
-        return {table: con.execute(f"select md5(string_agg(t::varchar, '|' order by t::varchar)) from {table} t"
-                                   ).fetchone()[0] for table in tables}
+        return {
+            table: con.execute(
+                f"select md5(string_agg(t::varchar, '|' order by t::varchar)) from {table} t"
+            ).fetchone()[0]
+            for table in tables
+        }
 
 
 def test_incremental_runs_equal_a_full_refresh(tmp_path: Path):
     settings = Settings.from_env(home=tmp_path, as_of_date=END)
     generate(GeneratorConfig(customers=300, days=120, end_date=END), settings.landing_dir, settings.truth_dir)
-    last_days = [folder for source in CONTRACTS for folder in (settings.landing_dir / source).iterdir()
-                 if date.fromisoformat(folder.name[3:]) > date(2026, 10, 20)]
+    last_days = [
+        folder
+        for source in CONTRACTS
+        for folder in (settings.landing_dir / source).iterdir()
+        if date.fromisoformat(folder.name[3:]) > date(2026, 10, 20)
+    ]
     for folder in last_days:
         (tmp_path / "held" / folder.parent.name).mkdir(parents=True, exist_ok=True)
         shutil.move(folder, tmp_path / "held" / folder.parent.name / folder.name)
@@ -128,10 +146,19 @@ def test_the_daily_build_computes_the_scoring_date_and_the_training_data_build_t
 
     def stored_dates() -> tuple[set[date], set[date] | None]:
         with duckdb.connect(str(settings.warehouse_path), read_only=True) as con:
-            features = {row[0] for row in con.execute("select distinct as_of_date from marts.customer_features").fetchall()}
-            labels = None if not con.execute("select count(*) from information_schema.tables where table_name = "
-                                             "'customer_churn_labels'").fetchone()[0] else \
-                {row[0] for row in con.execute("select distinct as_of_date from marts.customer_churn_labels").fetchall()}
+            features = {
+                row[0] for row in con.execute("select distinct as_of_date from marts.customer_features").fetchall()
+            }
+            labels = (
+                None
+                if not con.execute(
+                    "select count(*) from information_schema.tables where table_name = 'customer_churn_labels'"
+                ).fetchone()[0]
+                else {
+                    row[0]
+                    for row in con.execute("select distinct as_of_date from marts.customer_churn_labels").fetchall()
+                }
+            )
         return features, labels
 
     pipeline.load(settings)

@@ -23,11 +23,20 @@ from crm.pipeline import MODELS
 from crm.settings import Settings
 
 # Targets on this 2-core machine at 1M customers with two years of history.
-TARGETS = {"generate": {"customers": 1_000_000, "wall_s": 300, "peak_rss_mb": 4096},
-           "quality_gates": {"customers": 1_000_000, "max_share_of_run": 0.10},
-           "run": {"customers": 1_000_000, "full_run_wall_s": 480, "peak_rss_mb": 6144, "incremental_run_wall_s": 60,
-                   "feature_over_floor_max": 3.0, "pandas_over_feature_min": 5.0, "scoring_per_s_min": 200_000,
-                   "per_customer_growth_max": 1.5}}
+TARGETS = {
+    "generate": {"customers": 1_000_000, "wall_s": 300, "peak_rss_mb": 4096},
+    "quality_gates": {"customers": 1_000_000, "max_share_of_run": 0.10},
+    "run": {
+        "customers": 1_000_000,
+        "full_run_wall_s": 480,
+        "peak_rss_mb": 6144,
+        "incremental_run_wall_s": 60,
+        "feature_over_floor_max": 3.0,
+        "pandas_over_feature_min": 5.0,
+        "scoring_per_s_min": 200_000,
+        "per_customer_growth_max": 1.5,
+    },
+}
 
 
 def target_checks(results: list[dict]) -> list[tuple[str, str, str, bool]]:
@@ -36,26 +45,60 @@ def target_checks(results: list[dict]) -> list[tuple[str, str, str, bool]]:
     largest, smallest = max(results, key=lambda s: s["customers"]), min(results, key=lambda s: s["customers"])
     feature = largest["feature_stage_s"]
     checks = [
-        ("full run", f"{largest['full_run_wall_s']:.0f} s", f"≤ {run['full_run_wall_s']} s",
-         largest["full_run_wall_s"] <= run["full_run_wall_s"]),
-        ("peak RSS", f"{largest['peak_rss_mb']:,.0f} MB", f"≤ {run['peak_rss_mb']:,} MB",
-         largest["peak_rss_mb"] <= run["peak_rss_mb"]),
-        ("daily incremental run", f"{largest['incremental_run_wall_s']:.0f} s", f"≤ {run['incremental_run_wall_s']} s",
-         largest["incremental_run_wall_s"] <= run["incremental_run_wall_s"]),
-        ("feature stage / floor", f"{feature / largest['floor_s']:.1f}×", f"≤ {run['feature_over_floor_max']}×",
-         feature / largest["floor_s"] <= run["feature_over_floor_max"]),
-        ("pandas / feature stage", f"{largest['pandas_s'] / feature:.1f}×", f"≥ {run['pandas_over_feature_min']}×",
-         largest["pandas_s"] / feature >= run["pandas_over_feature_min"]),
+        (
+            "full run",
+            f"{largest['full_run_wall_s']:.0f} s",
+            f"≤ {run['full_run_wall_s']} s",
+            largest["full_run_wall_s"] <= run["full_run_wall_s"],
+        ),
+        (
+            "peak RSS",
+            f"{largest['peak_rss_mb']:,.0f} MB",
+            f"≤ {run['peak_rss_mb']:,} MB",
+            largest["peak_rss_mb"] <= run["peak_rss_mb"],
+        ),
+        (
+            "daily incremental run",
+            f"{largest['incremental_run_wall_s']:.0f} s",
+            f"≤ {run['incremental_run_wall_s']} s",
+            largest["incremental_run_wall_s"] <= run["incremental_run_wall_s"],
+        ),
+        (
+            "feature stage / floor",
+            f"{feature / largest['floor_s']:.1f}×",
+            f"≤ {run['feature_over_floor_max']}×",
+            feature / largest["floor_s"] <= run["feature_over_floor_max"],
+        ),
+        (
+            "pandas / feature stage",
+            f"{largest['pandas_s'] / feature:.1f}×",
+            f"≥ {run['pandas_over_feature_min']}×",
+            largest["pandas_s"] / feature >= run["pandas_over_feature_min"],
+        ),
     ]
     for name, rate in largest["scoring_per_s"].items():
         explained = largest.get("scoring_with_explanations_per_s", {}).get(name)
         measured = f"{rate:,.0f}/s" + (f" ({explained:,.0f}/s with its drivers)" if explained else "")
-        checks.append((f"scoring {name} (model load excluded)", measured, f"≥ {run['scoring_per_s_min']:,}/s",
-                       rate >= run["scoring_per_s_min"]))
+        checks.append(
+            (
+                f"scoring {name} (model load excluded)",
+                measured,
+                f"≥ {run['scoring_per_s_min']:,}/s",
+                rate >= run["scoring_per_s_min"],
+            )
+        )
     if largest is not smallest:
-        growth = (largest["full_run_wall_s"] / largest["customers"]) / (smallest["full_run_wall_s"] / smallest["customers"])
-        checks.append((f"full-run time per customer, {largest['customers']:,} vs {smallest['customers']:,}",
-                       f"{growth:.2f}×", f"≤ {run['per_customer_growth_max']}×", growth <= run["per_customer_growth_max"]))
+        growth = (largest["full_run_wall_s"] / largest["customers"]) / (
+            smallest["full_run_wall_s"] / smallest["customers"]
+        )
+        checks.append(
+            (
+                f"full-run time per customer, {largest['customers']:,} vs {smallest['customers']:,}",
+                f"{growth:.2f}×",
+                f"≤ {run['per_customer_growth_max']}×",
+                growth <= run["per_customer_growth_max"],
+            )
+        )
     return [(name, measured, target, bool(met)) for name, measured, target, met in checks]
 
 
@@ -85,19 +128,24 @@ def run_stage(stage: str, command: list[str], env: dict[str, str] | None = None)
         wall = time.perf_counter() - start
         if os.waitstatus_to_exitcode(status) != 0:
             log.seek(0)
-            raise RuntimeError(f"stage {stage} failed (exit {os.waitstatus_to_exitcode(status)}):\n"
-                               f"{(log.read() + output)[-3000:]}")
+            raise RuntimeError(
+                f"stage {stage} failed (exit {os.waitstatus_to_exitcode(status)}):\n{(log.read() + output)[-3000:]}"
+            )
         # On Linux ru_maxrss is in KiB: the largest resident set of the stage's process tree.
-        return StageResult(stage, round(wall, 2), round(usage.ru_utime + usage.ru_stime, 2),
-                           round(usage.ru_maxrss / 1024, 1), 0), output
+        return StageResult(
+            stage, round(wall, 2), round(usage.ru_utime + usage.ru_stime, 2), round(usage.ru_maxrss / 1024, 1), 0
+        ), output
 
 
 # The dbt models that compute the point-in-time features (order versions, resolved customers,
 # engagement, features): the resolved customers are a table of their own, shared with dim_customers,
 # and count here as they did while customer_features computed them itself.
-FEATURE_MODELS = ("model.crm.int_order_versions", "model.crm.int_customers_resolved",
-                  "model.crm.int_customer_engagement_at_dates",
-                  "model.crm.customer_features")
+FEATURE_MODELS = (
+    "model.crm.int_order_versions",
+    "model.crm.int_customers_resolved",
+    "model.crm.int_customer_engagement_at_dates",
+    "model.crm.customer_features",
+)
 
 
 def feature_stage(builds: list[tuple[dict, float]]) -> dict[str, float]:
@@ -111,14 +159,18 @@ def feature_stage(builds: list[tuple[dict, float]]) -> dict[str, float]:
         dates += len(run_results["args"]["vars"]["as_of_dates"])
         feature_s += sum(times.get(model, 0.0) for model in FEATURE_MODELS)
     warehouse_build, wall_s = builds[0]
-    return {"as_of_dates": dates, "feature_models_s": round(feature_s, 2),
-            "per_as_of_date_s": round(feature_s / dates, 2),
-            "dbt_execution_s": round(warehouse_build["elapsed_time"], 2),
-            "dbt_fixed_s": round(wall_s - warehouse_build["elapsed_time"], 2)}
+    return {
+        "as_of_dates": dates,
+        "feature_models_s": round(feature_s, 2),
+        "per_as_of_date_s": round(feature_s / dates, 2),
+        "dbt_execution_s": round(warehouse_build["elapsed_time"], 2),
+        "dbt_fixed_s": round(wall_s - warehouse_build["elapsed_time"], 2),
+    }
 
 
-def _run_pipeline(crm: str, env: dict[str, str], stages: dict[str, StageResult], prefix: str,
-                  train: bool) -> tuple[dict, dict, dict[str, dict[str, float]]]:
+def _run_pipeline(
+    crm: str, env: dict[str, str], stages: dict[str, StageResult], prefix: str, train: bool
+) -> tuple[dict, dict, dict[str, dict[str, float]]]:
     """Load, build, gate, (build the training data, train,) score and publish as the DAGs run them;
     each stage timed. Returns the load's report, the feature stage of the dbt builds and each model's
     prediction seconds (model load excluded) and explanation seconds."""
@@ -142,8 +194,10 @@ def _run_pipeline(crm: str, env: dict[str, str], stages: dict[str, StageResult],
     result, output = run_stage(f"{prefix}score", [crm, "score"], env)
     scored = json.loads(output)
     stages[f"{prefix}score"] = replace(result, rows=sum(int(report["rows"]) for report in scored.values()))
-    timings = {model: {"rows": int(report["rows"]), "predict_s": report["predict_s"], "explain_s": report["explain_s"]}
-               for model, report in scored.items()}
+    timings = {
+        model: {"rows": int(report["rows"]), "predict_s": report["predict_s"], "explain_s": report["explain_s"]}
+        for model, report in scored.items()
+    }
     result, output = run_stage(f"{prefix}publish", [crm, "publish"], env)
     stages[f"{prefix}publish"] = replace(result, rows=sum(json.loads(output).values()))
     return loaded, feature_stage(builds), timings
@@ -161,8 +215,22 @@ def bench_scale(customers: int, days: int, work_dir: Path) -> dict[str, object]:
     landing, truth = work_dir / "data" / "landing", work_dir / "data" / "truth"
     stages: dict[str, StageResult] = {}
 
-    result, _ = run_stage("generate", [crm, "generate", "--customers", str(customers), "--days", str(days),
-                                       "--out", str(landing), "--truth", str(truth)], env)
+    result, _ = run_stage(
+        "generate",
+        [
+            crm,
+            "generate",
+            "--customers",
+            str(customers),
+            "--days",
+            str(days),
+            "--out",
+            str(landing),
+            "--truth",
+            str(truth),
+        ],
+        env,
+    )
     manifest = json.loads((truth / "manifest.json").read_text())
     delivered = sum(manifest["rows"].values())
     stages["generate"] = replace(result, rows=delivered)
@@ -170,18 +238,21 @@ def bench_scale(customers: int, days: int, work_dir: Path) -> dict[str, object]:
     last_day = date.fromisoformat(manifest["config"]["end_date"])
     history_end = last_day - timedelta(days=1)
 
-    loaded, features, scoring = _run_pipeline(crm, {**env, "CRM_AS_OF_DATE": history_end.isoformat()}, stages, "",
-                                              train=True)
+    loaded, features, scoring = _run_pipeline(
+        crm, {**env, "CRM_AS_OF_DATE": history_end.isoformat()}, stages, "", train=True
+    )
     full_stages = [name for name in stages if name != "generate"]
     references = {}
     for kind in ("floor", "pandas"):
-        result, output = run_stage(kind, [sys.executable, "-m", "crm.bench_references", kind, str(landing),
-                                          history_end.isoformat()], env)
+        result, output = run_stage(
+            kind, [sys.executable, "-m", "crm.bench_references", kind, str(landing), history_end.isoformat()], env
+        )
         references[kind] = replace(result, rows=int(output))
 
     daily: dict[str, StageResult] = {}
-    _, daily_features, _ = _run_pipeline(crm, {**env, "CRM_AS_OF_DATE": last_day.isoformat()}, daily, "daily ",
-                                         train=False)
+    _, daily_features, _ = _run_pipeline(
+        crm, {**env, "CRM_AS_OF_DATE": last_day.isoformat()}, daily, "daily ", train=False
+    )
     _, output = run_stage("model quality", [crm, "evaluate"], env)
 
     gate_stages = ("load", "dbt build", "mart gate")
@@ -191,25 +262,42 @@ def bench_scale(customers: int, days: int, work_dir: Path) -> dict[str, object]:
     def table(results: dict[str, StageResult]) -> dict[str, dict[str, object]]:
         return {name: {**asdict(stage), "rows_per_s": round(stage.rows_per_s)} for name, stage in results.items()}
 
-    return {"customers": customers, "days": days, "orders": manifest["rows"]["orders"], "landing_mb": round(size_mb),
-            "history_end": history_end.isoformat(), "last_day": last_day.isoformat(),
-            "stages": table(stages), "incremental_stages": table(daily), "references": table(references),
-            "full_run_wall_s": round(sum(stages[name].wall_s for name in full_stages), 2),
-            "incremental_run_wall_s": round(sum(stage.wall_s for stage in daily.values()), 2),
-            "floor_s": references["floor"].wall_s, "pandas_s": references["pandas"].wall_s,
-            "feature_stage_s": features["per_as_of_date_s"], "feature_stage": features,
-            "daily_feature_stage": daily_features,
-            "peak_rss_mb": max(stages[name].peak_rss_mb for name in full_stages),
-            "scoring_per_s": {model: round(scoring[model]["rows"] / max(scoring[model]["predict_s"], 1e-6))
-                              for model in MODELS},
-            "explain_s": {model: scoring[model]["explain_s"] for model in MODELS},
-            "scoring_with_explanations_per_s": {
-                model: round(scoring[model]["rows"] / (scoring[model]["predict_s"] + scoring[model]["explain_s"]))
-                for model in MODELS if scoring[model]["explain_s"]},
-            "quality_gates": {"raw_validations": loaded["raw_gate"]["validations"],
-                              "raw_gate_s": loaded["raw_gate"]["seconds"], "mart_gate_s": stages["mart gate"].wall_s,
-                              "pipeline_s": round(pipeline_s, 2), "share_of_run": round(gate_s / pipeline_s, 4)},
-            "model_quality": json.loads(output)}
+    return {
+        "customers": customers,
+        "days": days,
+        "orders": manifest["rows"]["orders"],
+        "landing_mb": round(size_mb),
+        "history_end": history_end.isoformat(),
+        "last_day": last_day.isoformat(),
+        "stages": table(stages),
+        "incremental_stages": table(daily),
+        "references": table(references),
+        "full_run_wall_s": round(sum(stages[name].wall_s for name in full_stages), 2),
+        "incremental_run_wall_s": round(sum(stage.wall_s for stage in daily.values()), 2),
+        "floor_s": references["floor"].wall_s,
+        "pandas_s": references["pandas"].wall_s,
+        "feature_stage_s": features["per_as_of_date_s"],
+        "feature_stage": features,
+        "daily_feature_stage": daily_features,
+        "peak_rss_mb": max(stages[name].peak_rss_mb for name in full_stages),
+        "scoring_per_s": {
+            model: round(scoring[model]["rows"] / max(scoring[model]["predict_s"], 1e-6)) for model in MODELS
+        },
+        "explain_s": {model: scoring[model]["explain_s"] for model in MODELS},
+        "scoring_with_explanations_per_s": {
+            model: round(scoring[model]["rows"] / (scoring[model]["predict_s"] + scoring[model]["explain_s"]))
+            for model in MODELS
+            if scoring[model]["explain_s"]
+        },
+        "quality_gates": {
+            "raw_validations": loaded["raw_gate"]["validations"],
+            "raw_gate_s": loaded["raw_gate"]["seconds"],
+            "mart_gate_s": stages["mart gate"].wall_s,
+            "pipeline_s": round(pipeline_s, 2),
+            "share_of_run": round(gate_s / pipeline_s, 4),
+        },
+        "model_quality": json.loads(output),
+    }
 
 
 def write_report(results: list[dict[str, object]], out_dir: Path) -> Path:
@@ -223,77 +311,114 @@ def write_report(results: list[dict[str, object]], out_dir: Path) -> Path:
         "scales": results,
     }
     (out_dir / "latest.json").write_text(json.dumps(report, indent=2) + "\n")
-    lines = [f"# Benchmark ({report['measured_at']}, commit {commit or 'uncommitted'})", "",
-             f"{os.cpu_count()} CPUs, {platform.platform()}. Each stage is a process of its own; wall and CPU "
-             "seconds and peak RSS come from the kernel's accounting of that process tree.", "",
-             f"## Targets at {max(s['customers'] for s in results):,} customers", "",
-             "| target | measured | goal | met |", "| --- | ---: | ---: | :---: |",
-             *(f"| {name} | {measured} | {goal} | {'✓' if met else '✗'} |" for name, measured, goal, met in target_checks(results)),
-             "", "## Totals", "",
-             "| customers | orders | full run s | peak RSS MB | daily incremental run s | feature stage s per as-of "
-             "date | DuckDB floor s | pandas s | feature / floor | pandas / feature | dbt fixed s | "
-             "full-run s per 1k customers |",
-             "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    lines = [
+        f"# Benchmark ({report['measured_at']}, commit {commit or 'uncommitted'})",
+        "",
+        f"{os.cpu_count()} CPUs, {platform.platform()}. Each stage is a process of its own; wall and CPU "
+        "seconds and peak RSS come from the kernel's accounting of that process tree.",
+        "",
+        f"## Targets at {max(s['customers'] for s in results):,} customers",
+        "",
+        "| target | measured | goal | met |",
+        "| --- | ---: | ---: | :---: |",
+        *(
+            f"| {name} | {measured} | {goal} | {'✓' if met else '✗'} |"
+            for name, measured, goal, met in target_checks(results)
+        ),
+        "",
+        "## Totals",
+        "",
+        "| customers | orders | full run s | peak RSS MB | daily incremental run s | feature stage s per as-of "
+        "date | DuckDB floor s | pandas s | feature / floor | pandas / feature | dbt fixed s | "
+        "full-run s per 1k customers |",
+        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
     for scale in results:
         feature = scale["feature_stage_s"]
         lines.append(
             f"| {scale['customers']:,} | {scale['orders']:,} | {scale['full_run_wall_s']} | {scale['peak_rss_mb']:,} | "
             f"{scale['incremental_run_wall_s']} | {feature} | {scale['floor_s']} | {scale['pandas_s']} | "
             f"{feature / scale['floor_s']:.1f}× | {scale['pandas_s'] / feature:.1f}× | "
-            f"{scale['feature_stage']['dbt_fixed_s']} | {1000 * scale['full_run_wall_s'] / scale['customers']:.3f} |")
-    lines += ["", "The full run goes from the landing files to published scores up to the day before the last "
-                  "(load with the raw gate, dbt build at the scoring date, mart gate, the training data's dbt build "
-                  "at the training and validation dates, training of the three models, scoring with every champion "
-                  "in one step, publish); the daily incremental run then loads, builds, gates, scores and publishes "
-                  "the last day on top of it. The feature stage is the dbt time of the feature models (order "
-                  "versions, resolved customers, engagement, customer features) in the full run's two builds "
-                  "divided by the as-of dates they compute (scoring, training, validation); dbt's fixed cost is "
-                  "the warehouse build's wall time outside any model. The floor is "
-                  "one DuckDB query computing the same per-customer aggregates for one as-of date straight from "
-                  "the landing files, the pandas reference the same aggregates in pandas "
-                  "(`src/crm/bench_references.py`). Scoring throughput is the customers scored per second of "
-                  "computing the model's output from the loaded model and features; the churn drivers of customers "
-                  "at medium or high risk are explained after it, and the rate with them is shown beside it.", "",
-              "## Stages", "",
-              "| customers | stage | wall s | CPU s | peak RSS MB | rows | rows/s |",
-              "| ---: | --- | ---: | ---: | ---: | ---: | ---: |"]
+            f"{scale['feature_stage']['dbt_fixed_s']} | {1000 * scale['full_run_wall_s'] / scale['customers']:.3f} |"
+        )
+    lines += [
+        "",
+        "The full run goes from the landing files to published scores up to the day before the last "
+        "(load with the raw gate, dbt build at the scoring date, mart gate, the training data's dbt build "
+        "at the training and validation dates, training of the three models, scoring with every champion "
+        "in one step, publish); the daily incremental run then loads, builds, gates, scores and publishes "
+        "the last day on top of it. The feature stage is the dbt time of the feature models (order "
+        "versions, resolved customers, engagement, customer features) in the full run's two builds "
+        "divided by the as-of dates they compute (scoring, training, validation); dbt's fixed cost is "
+        "the warehouse build's wall time outside any model. The floor is "
+        "one DuckDB query computing the same per-customer aggregates for one as-of date straight from "
+        "the landing files, the pandas reference the same aggregates in pandas "
+        "(`src/crm/bench_references.py`). Scoring throughput is the customers scored per second of "
+        "computing the model's output from the loaded model and features; the churn drivers of customers "
+        "at medium or high risk are explained after it, and the rate with them is shown beside it.",
+        "",
+        "## Stages",
+        "",
+        "| customers | stage | wall s | CPU s | peak RSS MB | rows | rows/s |",
+        "| ---: | --- | ---: | ---: | ---: | ---: | ---: |",
+    ]
     for scale in results:
         for group in ("stages", "references", "incremental_stages"):
             for name, stage in scale[group].items():  # type: ignore[union-attr]
-                lines.append(f"| {scale['customers']:,} | {name} | {stage['wall_s']} | {stage['cpu_s']} | "
-                             f"{stage['peak_rss_mb']} | {stage['rows']:,} | {stage['rows_per_s']:,} |")
-    lines += ["", "Quality gates (the raw suites inside the load, the mart suites as their own stage; "
-                  "Great Expectations' import and Data Docs included):", "",
-              "| customers | raw validations | raw gate s | mart gate s | load + build + gate s | gate share |",
-              "| ---: | ---: | ---: | ---: | ---: | ---: |"]
+                lines.append(
+                    f"| {scale['customers']:,} | {name} | {stage['wall_s']} | {stage['cpu_s']} | "
+                    f"{stage['peak_rss_mb']} | {stage['rows']:,} | {stage['rows_per_s']:,} |"
+                )
+    lines += [
+        "",
+        "Quality gates (the raw suites inside the load, the mart suites as their own stage; "
+        "Great Expectations' import and Data Docs included):",
+        "",
+        "| customers | raw validations | raw gate s | mart gate s | load + build + gate s | gate share |",
+        "| ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
     for scale in results:
         gate = scale["quality_gates"]
-        lines.append(f"| {scale['customers']:,} | {gate['raw_validations']} | {gate['raw_gate_s']} | "  # type: ignore[index]
-                     f"{gate['mart_gate_s']} | {gate['pipeline_s']} | {gate['share_of_run']:.1%} |")  # type: ignore[index]
-    lines += ["", "Model quality against the generator's ground truth at the last delivered day (`crm evaluate`; "
-                  "target met ✓ or missed ✗):", "",
-              "| customers | churn ROC-AUC / Bayes | churn ECE | satisfaction ROC-AUC / oracle "
-              "(survey reference) | segmentation ARI: all (repeat buyers) |",
-              "| ---: | ---: | ---: | ---: | ---: |"]
+        lines.append(
+            f"| {scale['customers']:,} | {gate['raw_validations']} | {gate['raw_gate_s']} | "  # type: ignore[index]
+            f"{gate['mart_gate_s']} | {gate['pipeline_s']} | {gate['share_of_run']:.1%} |"
+        )  # type: ignore[index]
+    lines += [
+        "",
+        "Model quality against the generator's ground truth at the last delivered day (`crm evaluate`; "
+        "target met ✓ or missed ✗):",
+        "",
+        "| customers | churn ROC-AUC / Bayes | churn ECE | satisfaction ROC-AUC / oracle "
+        "(survey reference) | segmentation ARI: all (repeat buyers) |",
+        "| ---: | ---: | ---: | ---: | ---: |",
+    ]
     for scale in results:
         quality = scale["model_quality"]
         met = {name: "✓" if ok else "✗" for name, ok in quality["targets_met"].items()}  # type: ignore[index]
         churn, satisfaction, segments = quality["churn"], quality["satisfaction"], quality["segmentation"]  # type: ignore[index]
-        lines.append(f"| {scale['customers']:,} | {churn['auc_ratio']:.3f} {met['churn_auc_ratio']} | "
-                     f"{churn['ece']:.3f} {met['churn_ece']} | {satisfaction['auc_ratio']:.3f} "
-                     f"{met['satisfaction_auc_ratio']} ({satisfaction['survey_reference_auc_ratio']:.3f}) | "
-                     f"{segments['ari']:.3f} {met['segmentation_ari']} ({segments['ari_repeat_buyers']:.3f}) |")
+        lines.append(
+            f"| {scale['customers']:,} | {churn['auc_ratio']:.3f} {met['churn_auc_ratio']} | "
+            f"{churn['ece']:.3f} {met['churn_ece']} | {satisfaction['auc_ratio']:.3f} "
+            f"{met['satisfaction_auc_ratio']} ({satisfaction['survey_reference_auc_ratio']:.3f}) | "
+            f"{segments['ari']:.3f} {met['segmentation_ari']} ({segments['ari_repeat_buyers']:.3f}) |"
+        )
     quality_targets = results[0]["model_quality"]["targets"] if results else {}  # type: ignore[index]
     if quality_targets:
-        lines += ["", f"Model targets: churn ROC-AUC at least {quality_targets['churn_auc_ratio_min']} of the "
-                      f"Bayes-optimal and ECE at most {quality_targets['churn_ece_max']}; satisfaction ROC-AUC at least "
-                      f"{quality_targets['satisfaction_auc_ratio_min']} of the oracle; segmentation ARI at least "
-                      f"{quality_targets['segmentation_ari_min']}. The survey reference is what all survey answers "
-                      "give with each customer's true segment known (see ml/ground_truth.py)."]
+        lines += [
+            "",
+            f"Model targets: churn ROC-AUC at least {quality_targets['churn_auc_ratio_min']} of the "
+            f"Bayes-optimal and ECE at most {quality_targets['churn_ece_max']}; satisfaction ROC-AUC at least "
+            f"{quality_targets['satisfaction_auc_ratio_min']} of the oracle; segmentation ARI at least "
+            f"{quality_targets['segmentation_ari_min']}. The survey reference is what all survey answers "
+            "give with each customer's true segment known (see ml/ground_truth.py).",
+        ]
     target, gates = TARGETS["generate"], TARGETS["quality_gates"]
-    lines += ["", f"Targets at {target['customers']:,} customers with two years of history: generate in at most "
-                  f"{target['wall_s']} s and {target['peak_rss_mb']} MB peak RSS; the quality gates at most "
-                  f"{gates['max_share_of_run']:.0%} of loading, building and gating."]
+    lines += [
+        "",
+        f"Targets at {target['customers']:,} customers with two years of history: generate in at most "
+        f"{target['wall_s']} s and {target['peak_rss_mb']} MB peak RSS; the quality gates at most "
+        f"{gates['max_share_of_run']:.0%} of loading, building and gating.",
+    ]
     (out_dir / "latest.md").write_text("\n".join(lines) + "\n")
     return out_dir / "latest.md"
 

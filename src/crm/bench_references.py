@@ -126,43 +126,64 @@ def pandas_reference(landing: Path, as_of: date) -> int:
     end = pd.Timestamp(as_of + timedelta(days=1))
     d90, d180, d30 = end - pd.Timedelta(days=90), end - pd.Timedelta(days=180), end - pd.Timedelta(days=30)
 
-    orders = _read(landing, ORDERS, ["customer_id", "order_id", "status", "amount", "ordered_at", "updated_at"],
-                   lambda f: (f.updated_at < end) & (f.ordered_at < end))
+    orders = _read(
+        landing,
+        ORDERS,
+        ["customer_id", "order_id", "status", "amount", "ordered_at", "updated_at"],
+        lambda f: (f.updated_at < end) & (f.ordered_at < end),
+    )
     latest = orders.sort_values("updated_at").groupby(["customer_id", "order_id"], as_index=False).last()
     by_customer = latest.groupby("customer_id")
-    order_features = pd.DataFrame({
-        "frequency": by_customer.size(),
-        "orders_last_90d": latest[latest.ordered_at >= d90].groupby("customer_id").size(),
-        "orders_prev_90d": latest[(latest.ordered_at >= d180) & (latest.ordered_at < d90)].groupby("customer_id").size(),
-        "cancelled_orders": latest[latest.status == "cancelled"].groupby("customer_id").size(),
-        "returned_orders": latest[latest.status == "returned"].groupby("customer_id").size(),
-        "monetary": latest[latest.status == "completed"].groupby("customer_id").amount.sum(),
-        "recency_days": (end - by_customer.ordered_at.max()).dt.days,
-        "days_since_first_order": (end - by_customer.ordered_at.min()).dt.days,
-    })
+    order_features = pd.DataFrame(
+        {
+            "frequency": by_customer.size(),
+            "orders_last_90d": latest[latest.ordered_at >= d90].groupby("customer_id").size(),
+            "orders_prev_90d": latest[(latest.ordered_at >= d180) & (latest.ordered_at < d90)]
+            .groupby("customer_id")
+            .size(),
+            "cancelled_orders": latest[latest.status == "cancelled"].groupby("customer_id").size(),
+            "returned_orders": latest[latest.status == "returned"].groupby("customer_id").size(),
+            "monetary": latest[latest.status == "completed"].groupby("customer_id").amount.sum(),
+            "recency_days": (end - by_customer.ordered_at.max()).dt.days,
+            "days_since_first_order": (end - by_customer.ordered_at.min()).dt.days,
+        }
+    )
 
     tickets = _read(landing, TICKETS, ["customer_id", "created_at", "resolved_at", "csat"])
     tickets["created_at"] = pd.to_datetime(tickets.created_at, errors="coerce")
     tickets["resolved_at"] = pd.to_datetime(tickets.resolved_at, errors="coerce")
     tickets = tickets[tickets.created_at < end]
     resolved = tickets[tickets.resolved_at < end]
-    ticket_features = pd.DataFrame({
-        "tickets_last_90d": tickets[tickets.created_at >= d90].groupby("customer_id").size(),
-        "open_tickets": tickets[tickets.resolved_at.isna() | (tickets.resolved_at >= end)].groupby("customer_id").size(),
-        "avg_hours_to_resolve": ((resolved.resolved_at - resolved.created_at).dt.total_seconds() / 3600)
-        .groupby(resolved.customer_id).mean(),
-        "avg_ticket_csat": tickets.groupby("customer_id").csat.mean(),
-    })
+    ticket_features = pd.DataFrame(
+        {
+            "tickets_last_90d": tickets[tickets.created_at >= d90].groupby("customer_id").size(),
+            "open_tickets": tickets[tickets.resolved_at.isna() | (tickets.resolved_at >= end)]
+            .groupby("customer_id")
+            .size(),
+            "avg_hours_to_resolve": ((resolved.resolved_at - resolved.created_at).dt.total_seconds() / 3600)
+            .groupby(resolved.customer_id)
+            .mean(),
+            "avg_ticket_csat": tickets.groupby("customer_id").csat.mean(),
+        }
+    )
 
     surveys = _read(landing, SURVEYS, ["customer_id", "responded_at", "nps", "csat"])
     surveys["responded_at"] = pd.to_datetime(surveys.responded_at, errors="coerce")
-    surveys["nps"], surveys["csat"] = pd.to_numeric(surveys.nps, errors="coerce"), pd.to_numeric(surveys.csat, errors="coerce")
+    surveys["nps"], surveys["csat"] = (
+        pd.to_numeric(surveys.nps, errors="coerce"),
+        pd.to_numeric(surveys.csat, errors="coerce"),
+    )
     surveys = surveys[surveys.responded_at < end].sort_values("responded_at")
     by_respondent = surveys.groupby("customer_id")
-    survey_features = pd.DataFrame({
-        "survey_responses": by_respondent.size(), "avg_nps": by_respondent.nps.mean(),
-        "avg_csat": by_respondent.csat.mean(), "last_nps": by_respondent.nps.last(), "last_csat": by_respondent.csat.last(),
-    })
+    survey_features = pd.DataFrame(
+        {
+            "survey_responses": by_respondent.size(),
+            "avg_nps": by_respondent.nps.mean(),
+            "avg_csat": by_respondent.csat.mean(),
+            "last_nps": by_respondent.nps.last(),
+            "last_csat": by_respondent.csat.last(),
+        }
+    )
 
     def recent_or_unsubscribe(frame: pd.DataFrame) -> pd.Series:
         at = pd.to_datetime(frame.event_at, errors="coerce")
@@ -170,19 +191,27 @@ def pandas_reference(landing: Path, as_of: date) -> int:
 
     events = _read(landing, EVENTS, ["customer_id", "event_type", "event_at"], recent_or_unsubscribe)
     counts = pd.crosstab(events.customer_id, events.event_type)
-    email_features = pd.DataFrame({
-        f"emails_{name}_last_90d": counts[kind] if kind in counts else 0
-        for name, kind in (("sent", "send"), ("opened", "open"), ("clicked", "click"))
-    })
+    email_features = pd.DataFrame(
+        {
+            f"emails_{name}_last_90d": counts[kind] if kind in counts else 0
+            for name, kind in (("sent", "send"), ("opened", "open"), ("clicked", "click"))
+        }
+    )
     email_features["has_unsubscribed"] = (counts["unsubscribe"] > 0) if "unsubscribe" in counts else False
 
-    sessions = _read(landing, SESSIONS, ["customer_id", "started_at", "pages_viewed"],
-                     lambda f: (f.started_at < end) & (f.started_at >= d90))
-    session_features = pd.DataFrame({
-        "sessions_last_30d": sessions[sessions.started_at >= d30].groupby("customer_id").size(),
-        "sessions_last_90d": sessions.groupby("customer_id").size(),
-        "pages_per_session_last_90d": sessions.groupby("customer_id").pages_viewed.mean(),
-    })
+    sessions = _read(
+        landing,
+        SESSIONS,
+        ["customer_id", "started_at", "pages_viewed"],
+        lambda f: (f.started_at < end) & (f.started_at >= d90),
+    )
+    session_features = pd.DataFrame(
+        {
+            "sessions_last_30d": sessions[sessions.started_at >= d30].groupby("customer_id").size(),
+            "sessions_last_90d": sessions.groupby("customer_id").size(),
+            "pages_per_session_last_90d": sessions.groupby("customer_id").pages_viewed.mean(),
+        }
+    )
 
     features = pd.concat([order_features, ticket_features, survey_features, email_features, session_features], axis=1)
     return int(np.count_nonzero(features.index.notna()))

@@ -28,32 +28,51 @@ def main(argv: list[str] | None = None) -> int:
     gen.add_argument("--seed", type=int, default=7)
     gen.add_argument("--out", type=Path, default=None, help="landing folder (default: the configured one)")
     gen.add_argument("--truth", type=Path, default=None, help="ground-truth folder (default: the configured one)")
-    gen.add_argument("--defect", action="append", default=[], metavar="KIND=RATE",
-                     help="override a defect rate, e.g. invalid_email=0.02 or renamed_column_batches=1 "
-                          f"(kinds: {', '.join(f.name for f in fields(DefectRates))})")
+    gen.add_argument(
+        "--defect",
+        action="append",
+        default=[],
+        metavar="KIND=RATE",
+        help="override a defect rate, e.g. invalid_email=0.02 or renamed_column_batches=1 "
+        f"(kinds: {', '.join(f.name for f in fields(DefectRates))})",
+    )
     gen.add_argument("--no-defects", action="store_true", help="clean data: every defect rate 0")
 
     docs = commands.add_parser("contract-docs", help="render the landing contract into docs/sources.md")
     docs.add_argument("--check", action="store_true", help="only check that docs/sources.md is current")
 
-    for name, help_text in (("load", "load new landing partitions into the raw schema"),
-                            ("gate", "quality gate on the marts"),
-                            ("publish", "rebuild the marts that read the scores and replace the BI copy"),
-                            ("summary", "print and write the run summary"),
-                            ("evaluate", "compare the latest scores with the generator's ground truth")):
+    for name, help_text in (
+        ("load", "load new landing partitions into the raw schema"),
+        ("gate", "quality gate on the marts"),
+        ("publish", "rebuild the marts that read the scores and replace the BI copy"),
+        ("summary", "print and write the run summary"),
+        ("evaluate", "compare the latest scores with the generator's ground truth"),
+    ):
         commands.add_parser(name, help=help_text)
     commands.add_parser("build", help="dbt build of the warehouse (the features at the scoring date)").add_argument(
-        "--training", action="store_true",
-        help="build the training data instead: the features at the training and validation dates, and the labels")
+        "--training",
+        action="store_true",
+        help="build the training data instead: the features at the training and validation dates, and the labels",
+    )
     commands.add_parser("train", help="train, register and promote a model").add_argument(
-        "--model", choices=pipeline.MODELS, default="churn")
+        "--model", choices=pipeline.MODELS, default="churn"
+    )
     commands.add_parser("score", help="score every customer with each model's champion").add_argument(
-        "--model", choices=pipeline.MODELS, action="append", help="only this model (repeatable; default: all)")
+        "--model", choices=pipeline.MODELS, action="append", help="only this model (repeatable; default: all)"
+    )
     erase = commands.add_parser("erase", help="right to be forgotten: remove customers' data everywhere")
-    erase.add_argument("--customer-ids", type=Path, required=True, metavar="FILE",
-                       help="one CRM customer_id per line (as the customer master delivers it)")
-    erase.add_argument("--no-rebuild", action="store_true",
-                       help="skip the dbt build and publish that refresh the aggregates afterwards")
+    erase.add_argument(
+        "--customer-ids",
+        type=Path,
+        required=True,
+        metavar="FILE",
+        help="one CRM customer_id per line (as the customer master delivers it)",
+    )
+    erase.add_argument(
+        "--no-rebuild",
+        action="store_true",
+        help="skip the dbt build and publish that refresh the aggregates afterwards",
+    )
     commands.add_parser("run", help="the whole pipeline through Airflow (airflow dags test) on the embedded default")
     commands.add_parser("ui", help="start the Airflow and MLflow UIs on loopback; Ctrl-C stops them")
     commands.add_parser("stop", help="stop the services that `crm ui` started")
@@ -69,10 +88,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "generate":
         from crm.generate import GeneratorConfig, generate
 
-        config = GeneratorConfig(customers=args.customers, days=args.days, seed=args.seed,
-                                 churn_window_days=settings.churn_window_days,
-                                 defects=_defect_rates(parser, args.defect, args.no_defects),
-                                 **({"end_date": args.end_date} if args.end_date else {}))
+        config = GeneratorConfig(
+            customers=args.customers,
+            days=args.days,
+            seed=args.seed,
+            churn_window_days=settings.churn_window_days,
+            defects=_defect_rates(parser, args.defect, args.no_defects),
+            **({"end_date": args.end_date} if args.end_date else {}),
+        )
         manifest = generate(config, args.out or settings.landing_dir, args.truth or settings.truth_dir)
         print(json.dumps({"rows": manifest["rows"], "defects": manifest["defects"]}, indent=2))
     elif args.command == "contract-docs":
@@ -96,8 +119,9 @@ def main(argv: list[str] | None = None) -> int:
     elif args.command == "bench":
         from crm import bench as benchmark
 
-        return benchmark.main(args.customers, args.days, args.out or settings.bench_dir / "results",
-                              settings.warehouse_dir / "bench")
+        return benchmark.main(
+            args.customers, args.days, args.out or settings.bench_dir / "results", settings.warehouse_dir / "bench"
+        )
     elif args.command == "erase":
         from crm.erasure import ErasureError, erase as erase_customers
 
@@ -116,8 +140,12 @@ def main(argv: list[str] | None = None) -> int:
     elif args.command == "build":
         (pipeline.build_training_data if args.training else pipeline.build_warehouse)(settings)
     else:
-        step = {"load": pipeline.load, "gate": pipeline.gate_marts,
-                "evaluate": pipeline.evaluate_against_truth, "publish": pipeline.publish}[args.command]
+        step = {
+            "load": pipeline.load,
+            "gate": pipeline.gate_marts,
+            "evaluate": pipeline.evaluate_against_truth,
+            "publish": pipeline.publish,
+        }[args.command]
         result = step(settings)
         if result is not None:
             print(json.dumps(result, indent=2, default=str))

@@ -29,8 +29,9 @@ def run_dbt(settings: Settings, command: list[str], variables: dict[str, object]
     if variables:
         args += ["--vars", json.dumps(variables)]
     log.info("running %s", " ".join(args[:2]))
-    completed = subprocess.run(args, env={**os.environ, **settings.dbt_env()}, capture_output=True, text=True,
-                               cwd=settings.dbt_project_dir)
+    completed = subprocess.run(
+        args, env={**os.environ, **settings.dbt_env()}, capture_output=True, text=True, cwd=settings.dbt_project_dir
+    )
     output = completed.stdout + completed.stderr
     for line in output.splitlines():
         log.info("dbt | %s", line)

@@ -50,8 +50,9 @@ log = logging.getLogger(__name__)
 CUSTOMER_ID, ORDER_ID, EMAIL, PHONE = "customer_id", "order_id", "email", "phone"
 # The sources whose records belong to a customer: directly by customer_id, or (order lines) by order_id.
 CUSTOMER_SOURCES = tuple(name for name, c in CONTRACTS.items() if CUSTOMER_ID in c.column_names)
-ORDER_SOURCES = tuple(name for name, c in CONTRACTS.items()
-                      if ORDER_ID in c.column_names and CUSTOMER_ID not in c.column_names)
+ORDER_SOURCES = tuple(
+    name for name, c in CONTRACTS.items() if ORDER_ID in c.column_names and CUSTOMER_ID not in c.column_names
+)
 ERASING_SUFFIX = ".erasing"
 # The identity resolution view of the dbt project (staging schema).
 IDENTITY_VIEW = "staging.int_customer_identity"
@@ -84,8 +85,9 @@ def read_customer_ids(path: Path) -> list[int]:
         if not value or value.startswith("#"):
             continue
         if not value.isdigit():
-            raise ErasureError(f"{path}, line {number}: not a customer id (expected the CRM's customer_id, "
-                               f"digits only, one per line)")
+            raise ErasureError(
+                f"{path}, line {number}: not a customer id (expected the CRM's customer_id, digits only, one per line)"
+            )
         ids[int(value)] = None
     if not ids:
         raise ErasureError(f"{path}: customer id file is empty (expected one customer_id per line)")
@@ -118,8 +120,9 @@ class Suppression:
     """The suppression list in memory: which ids and contact details are erased, found by their hash."""
 
     settings: Settings
-    hashes: dict[str, set[str]] = field(default_factory=lambda: {CUSTOMER_ID: set(), ORDER_ID: set(),
-                                                                 EMAIL: set(), PHONE: set()})
+    hashes: dict[str, set[str]] = field(
+        default_factory=lambda: {CUSTOMER_ID: set(), ORDER_ID: set(), EMAIL: set(), PHONE: set()}
+    )
     _seen: dict[tuple[str, str], bool] = field(default_factory=dict)
 
     @classmethod
@@ -186,6 +189,7 @@ def hash_key_connection(settings: Settings, con: duckdb.DuckDBPyConnection) -> d
 
 # 1. The suppression list -------------------------------------------------------------------------
 
+
 def record_suppression(settings: Settings, customer_ids: Iterable[int]) -> dict[str, object]:
     """Resolve the requested customers and add the hashes of everything that identifies them to the
     suppression list. Returns the hashed requested and linked ids and how many ids of each kind."""
@@ -207,42 +211,60 @@ def record_suppression(settings: Settings, customer_ids: Iterable[int]) -> dict[
                 emails.add(normalise_email(email))
             if phone and len(normalise_phone(phone)) >= 7:
                 phones.add(normalise_phone(phone))
-        orders = {canonical_id(row[0]) for row in con.execute(
-            "select order_id from raw.orders where customer_id in (select customer_id from requested_customers)"
-        ).fetchall()} | _landing_order_ids(settings, customers)
+        orders = {
+            canonical_id(row[0])
+            for row in con.execute(
+                "select order_id from raw.orders where customer_id in (select customer_id from requested_customers)"
+            ).fetchall()
+        } | _landing_order_ids(settings, customers)
         con.unregister("requested_customers")
         # Each entry remembers (as a hash) which requested id it was found for: a rerun after a crash
         # gets back what an earlier attempt resolved, even once staging hides the records that linked it.
         anchor = {c: c if c in requested else _request_of(c, requested, con) for c in customers}
         entries = [(CUSTOMER_ID, value, anchor[value]) for value in sorted(customers)]
         first_request = sorted(requested)[0]
-        entries += [(kind, value, first_request) for kind, values in
-                    ((ORDER_ID, {o for o in orders if o}), (EMAIL, emails), (PHONE, phones)) for value in sorted(values)]
+        entries += [
+            (kind, value, first_request)
+            for kind, values in ((ORDER_ID, {o for o in orders if o}), (EMAIL, emails), (PHONE, phones))
+            for value in sorted(values)
+        ]
         rows = [(kind, settings.hash_pii(value), settings.hash_pii(request)) for kind, value, request in entries]
         request_hashes = sorted(settings.hash_pii(c) for c in requested)
         with transaction(con):
-            con.executemany(f"insert into {ERASED_IDS_TABLE} values (?, ?, current_timestamp::timestamp, ?) "
-                            f"on conflict do nothing", rows)
-            recorded = con.execute(f"select id_kind, id_hash from {ERASED_IDS_TABLE} where list_contains(?, request_hash)",
-                                   [request_hashes]).fetchall()
+            con.executemany(
+                f"insert into {ERASED_IDS_TABLE} values (?, ?, current_timestamp::timestamp, ?) on conflict do nothing",
+                rows,
+            )
+            recorded = con.execute(
+                f"select id_kind, id_hash from {ERASED_IDS_TABLE} where list_contains(?, request_hash)",
+                [request_hashes],
+            ).fetchall()
     hashes: dict[str, set[str]] = {}
     for kind, id_hash in [(kind, id_hash) for kind, id_hash, _ in rows] + recorded:
         hashes.setdefault(kind, set()).add(id_hash)
     counts = {kind: len(hashes.get(kind, ())) for kind in (CUSTOMER_ID, ORDER_ID, EMAIL, PHONE)}
-    log.info("erasure: %d requested customer id(s) resolve to %d customer id(s); suppressed %s",
-             len(requested), counts[CUSTOMER_ID], counts)
-    return {"requested": request_hashes,
-            "linked": sorted(hashes.get(CUSTOMER_ID, set()) - set(request_hashes)),
-            "suppressed": counts}
+    log.info(
+        "erasure: %d requested customer id(s) resolve to %d customer id(s); suppressed %s",
+        len(requested),
+        counts[CUSTOMER_ID],
+        counts,
+    )
+    return {
+        "requested": request_hashes,
+        "linked": sorted(hashes.get(CUSTOMER_ID, set()) - set(request_hashes)),
+        "suppressed": counts,
+    }
 
 
 def _request_of(customer_id: str, requested: set[str], con: duckdb.DuckDBPyConnection) -> str:
     """The requested id that identity resolution links ``customer_id`` to."""
-    row = con.execute(f"""
+    row = con.execute(
+        f"""
         select min(cast(requested.customer_id as varchar)) from {IDENTITY_VIEW} linked
         join {IDENTITY_VIEW} requested using (customer_key)
         where linked.customer_id = ? and list_contains(?, requested.customer_id)""",
-                      [int(customer_id), sorted(int(c) for c in requested)]).fetchone()
+        [int(customer_id), sorted(int(c) for c in requested)],
+    ).fetchone()
     return row[0] if row and row[0] else sorted(requested)[0]
 
 
@@ -250,11 +272,14 @@ def _linked_customer_ids(con: duckdb.DuckDBPyConnection, requested: set[str]) ->
     """The other CRM ids of the same persons, by the warehouse's identity resolution (when built)."""
     if not table_exists(con, IDENTITY_VIEW):
         return set()
-    rows = con.execute(f"""
+    rows = con.execute(
+        f"""
         select cast(customer_id as varchar) from {IDENTITY_VIEW}
         where customer_key in (
             select customer_key from {IDENTITY_VIEW} where list_contains(?, customer_id)
-        )""", [sorted(int(c) for c in requested)]).fetchall()
+        )""",
+        [sorted(int(c) for c in requested)],
+    ).fetchall()
     return {row[0] for row in rows}
 
 
@@ -267,8 +292,9 @@ def _landing_order_ids(settings: Settings, customers: set[str]) -> set[str]:
         try:
             table = pq.read_table(path, columns=[ORDER_ID, CUSTOMER_ID])
         except (OSError, pa.ArrowException, KeyError) as error:
-            raise ErasureError(f"{path}: source 'orders': cannot be read to find the erased customers' "
-                               f"orders: {error}") from None
+            raise ErasureError(
+                f"{path}: source 'orders': cannot be read to find the erased customers' orders: {error}"
+            ) from None
         customer_ids = pc.cast(table[CUSTOMER_ID], pa.int64(), safe=False)
         matches = table.filter(pc.is_in(customer_ids, value_set=wanted))
         found |= {canonical_id(v) for v in matches[ORDER_ID].to_pylist() if canonical_id(v)}
@@ -277,12 +303,16 @@ def _landing_order_ids(settings: Settings, customers: set[str]) -> set[str]:
 
 # 2. Landing files --------------------------------------------------------------------------------
 
+
 def _partition_files(settings: Settings, contract: SourceContract) -> list[Path]:
     source_dir = settings.landing_dir / contract.name
     if not source_dir.is_dir():
         return []
-    return [folder / contract.file_name for folder in sorted(source_dir.iterdir())
-            if folder.is_dir() and folder.name.startswith(PARTITION_PREFIX) and (folder / contract.file_name).is_file()]
+    return [
+        folder / contract.file_name
+        for folder in sorted(source_dir.iterdir())
+        if folder.is_dir() and folder.name.startswith(PARTITION_PREFIX) and (folder / contract.file_name).is_file()
+    ]
 
 
 def erase_landing(settings: Settings) -> dict[str, int]:
@@ -297,7 +327,10 @@ def erase_landing(settings: Settings) -> dict[str, int]:
     if not suppression:
         return removed
     rewriters: dict[str, Callable[[SourceContract, Path, Suppression], tuple[int, bytes] | None]] = {
-        "csv": _rewrite_csv, "jsonl": _rewrite_jsonl, "parquet": _rewrite_parquet}
+        "csv": _rewrite_csv,
+        "jsonl": _rewrite_jsonl,
+        "parquet": _rewrite_parquet,
+    }
     for name in (*CUSTOMER_SOURCES, *ORDER_SOURCES):
         contract = CONTRACTS[name]
         total = 0
@@ -356,7 +389,7 @@ def _rewrite_csv(contract: SourceContract, path: Path, suppression: Suppression)
     raw = path.read_bytes()
     bom = b"\xef\xbb\xbf" if raw.startswith(b"\xef\xbb\xbf") else b""
     # surrogateescape: bytes that are not UTF-8 go back out unchanged (the load quarantines them).
-    text = raw[len(bom):].decode("utf-8", errors="surrogateescape")
+    text = raw[len(bom) :].decode("utf-8", errors="surrogateescape")
     lines = _TrackedLines(text)
     reader = csv.reader(lines)
     kept, removed = [], 0
@@ -398,8 +431,11 @@ def _rewrite_jsonl(contract: SourceContract, path: Path, suppression: Suppressio
             record = json.loads(text)
         except ValueError:
             record = None
-        erased = (suppression.record(contract.name, record) if isinstance(record, dict)
-                  else bool(text.strip()) and suppression.line(contract, text))
+        erased = (
+            suppression.record(contract.name, record)
+            if isinstance(record, dict)
+            else bool(text.strip()) and suppression.line(contract, text)
+        )
         if erased:
             removed += 1
         else:
@@ -428,6 +464,7 @@ def _rewrite_parquet(contract: SourceContract, path: Path, suppression: Suppress
 
 # 3. The warehouse --------------------------------------------------------------------------------
 
+
 def erase_warehouse(settings: Settings) -> dict[str, int]:
     """Delete the erased customers' rows from every table of the warehouse in one transaction.
 
@@ -450,9 +487,14 @@ def erase_warehouse(settings: Settings) -> dict[str, int]:
         try:
             with transaction(con):
                 for table, columns in tables.items():
-                    conditions = [f"{_canonical_sql(c)} in (select id from erased_customers)"
-                                  for c in columns if c in (CUSTOMER_ID, "customer_key")]
-                    conditions += [f"{_canonical_sql(c)} in (select id from erased_orders)" for c in columns if c == ORDER_ID]
+                    conditions = [
+                        f"{_canonical_sql(c)} in (select id from erased_customers)"
+                        for c in columns
+                        if c in (CUSTOMER_ID, "customer_key")
+                    ]
+                    conditions += [
+                        f"{_canonical_sql(c)} in (select id from erased_orders)" for c in columns if c == ORDER_ID
+                    ]
                     if table == "audit.rejected_rows":
                         conditions += _rejected_rows_conditions()
                     count = con.execute(f"delete from {table} where {' or '.join(conditions)}").fetchone()[0]
@@ -475,10 +517,12 @@ def _canonical_sql(column: str) -> str:
 
 def _rejected_rows_conditions() -> list[str]:
     # The quarantine's record_key is the raw key: the customer id itself, or the order id.
-    return ["(source = 'customers' and try_cast(trim(record_key) as bigint) in (select id from erased_customers))",
-            "(source = 'orders' and try_cast(trim(record_key) as bigint) in (select id from erased_orders))",
-            "(source = 'order_items' and try_cast(split_part(record_key, '-', 1) as bigint) "
-            "in (select id from erased_orders))"]
+    return [
+        "(source = 'customers' and try_cast(trim(record_key) as bigint) in (select id from erased_customers))",
+        "(source = 'orders' and try_cast(trim(record_key) as bigint) in (select id from erased_orders))",
+        "(source = 'order_items' and try_cast(split_part(record_key, '-', 1) as bigint) "
+        "in (select id from erased_orders))",
+    ]
 
 
 def _id_tables(con: duckdb.DuckDBPyConnection) -> dict[str, list[str]]:
@@ -495,8 +539,9 @@ def _id_tables(con: duckdb.DuckDBPyConnection) -> dict[str, list[str]]:
     return tables
 
 
-def _erased_ids_in(con: duckdb.DuckDBPyConnection, tables: dict[str, list[str]],
-                   suppression: Suppression) -> tuple[set[int], set[int]]:
+def _erased_ids_in(
+    con: duckdb.DuckDBPyConnection, tables: dict[str, list[str]], suppression: Suppression
+) -> tuple[set[int], set[int]]:
     """The customer and order ids present in the warehouse whose hashes are on the suppression list,
     plus the orders of those customers."""
     customers: set[int] = set()
@@ -509,17 +554,24 @@ def _erased_ids_in(con: duckdb.DuckDBPyConnection, tables: dict[str, list[str]],
             (orders if column == ORDER_ID else customers).update(found)
     if customers:
         con.register("found_customers", pa.table({"id": pa.array(sorted(customers), type=pa.int64())}))
-        orders |= {row[0] for row in con.execute(
-            "select distinct order_id from raw.orders where customer_id in (select id from found_customers)"
-        ).fetchall() if row[0] is not None}
+        orders |= {
+            row[0]
+            for row in con.execute(
+                "select distinct order_id from raw.orders where customer_id in (select id from found_customers)"
+            ).fetchall()
+            if row[0] is not None
+        }
         con.unregister("found_customers")
     return customers, orders
 
 
 def _erase_rejected_lines(con: duckdb.DuckDBPyConnection, suppression: Suppression) -> int:
-    rows = con.execute(f"select rowid, source, raw_line from {REJECTED_ROWS_TABLE} where raw_line is not null").fetchall()
-    doomed = [rowid for rowid, source, line in rows
-              if source in CONTRACTS and suppression.line(CONTRACTS[source], line)]
+    rows = con.execute(
+        f"select rowid, source, raw_line from {REJECTED_ROWS_TABLE} where raw_line is not null"
+    ).fetchall()
+    doomed = [
+        rowid for rowid, source, line in rows if source in CONTRACTS and suppression.line(CONTRACTS[source], line)
+    ]
     if doomed:
         con.register("doomed_lines", pa.table({"id": pa.array(doomed, type=pa.int64())}))
         con.execute(f"delete from {REJECTED_ROWS_TABLE} where rowid in (select id from doomed_lines)")
@@ -531,14 +583,18 @@ def _recount_load_log(con: duckdb.DuckDBPyConnection) -> None:
     """The load log's counts per partition equal the rows raw and the quarantine hold for its file."""
     for name in (*CUSTOMER_SOURCES, *ORDER_SOURCES):
         contract = CONTRACTS[name]
-        con.execute(f"""
+        con.execute(
+            f"""
             update {LOAD_LOG_TABLE} as loads set
                 row_count = (select count(*) from {contract.raw_table} r where r._source_file = loads.file),
                 rejected_count = (select count(*) from {REJECTED_ROWS_TABLE} q where q.source_file = loads.file)
-            where loads.source = ?""", [name])
+            where loads.source = ?""",
+            [name],
+        )
 
 
 # 4. The BI copy, 5. the audit log ----------------------------------------------------------------
+
 
 def republish_bi(settings: Settings) -> dict[str, int]:
     """Replace the BI copy (when one exists) with the published tables as they are now, written into an
@@ -554,11 +610,13 @@ def republish_bi(settings: Settings) -> dict[str, int]:
 
 def write_audit(settings: Settings, suppression: dict[str, object], removed: dict[str, dict[str, int]]) -> Path:
     """Append one erasure to the audit log: hashed ids, time and counts per place; never a raw id."""
-    entry = {"erased_at": datetime.now(UTC).isoformat(timespec="seconds"),
-             "requested_customer_id_hashes": suppression["requested"],
-             "linked_customer_id_hashes": suppression["linked"],
-             "suppressed_ids": suppression["suppressed"],
-             "removed": removed}
+    entry = {
+        "erased_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "requested_customer_id_hashes": suppression["requested"],
+        "linked_customer_id_hashes": suppression["linked"],
+        "suppressed_ids": suppression["suppressed"],
+        "removed": removed,
+    }
     path = settings.erasure_audit_path
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("a") as handle:

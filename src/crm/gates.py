@@ -64,8 +64,14 @@ class RawBatchGate:
         recent = sorted(day for day in days if (newest - day).days < self.recent_days)
         batches = raw_batch_frame(con, contract, recent)
         ids = [*contract.key, "_partition_date"]
-        results = [self.quality.validate(RAW_PARTITIONS_SUITE, partition_frame(con, contract, days),
-                                         ["source", "partition_date"], raise_blocking=False)]
+        results = [
+            self.quality.validate(
+                RAW_PARTITIONS_SUITE,
+                partition_frame(con, contract, days),
+                ["source", "partition_date"],
+                raise_blocking=False,
+            )
+        ]
         by_day = dict(iter(batches.groupby(batches["_partition_date"].dt.date))) if len(batches) else {}
         for day in recent:
             batch = by_day.get(day, batches.iloc[0:0])
@@ -76,7 +82,8 @@ class RawBatchGate:
 def partition_frame(con: duckdb.DuckDBPyConnection, contract: SourceContract, days: list[date]) -> pd.DataFrame:
     """One row per new partition: its rows, rejected lines, and the row-count bounds of recent days."""
     bounded = "true" if contract.steady_volume else "false"
-    return con.execute(f"""
+    return con.execute(
+        f"""
         with history as (
             select partition_date, row_count, rejected_count,
                    count(*) over recent as prior_partitions,
@@ -96,7 +103,9 @@ def partition_frame(con: duckdb.DuckDBPyConnection, contract: SourceContract, da
                     then ceil(high * 2 + 3 * sqrt(high)) + 10 end as expected_max_rows
         from history
         where partition_date in (select unnest($days::date[]))
-        order by partition_date""", {"source": contract.name, "days": days}).df()
+        order by partition_date""",
+        {"source": contract.name, "days": days},
+    ).df()
 
 
 def raw_batch_frame(con: duckdb.DuckDBPyConnection, contract: SourceContract, days: list[date]) -> pd.DataFrame:
@@ -114,14 +123,17 @@ def raw_batch_frame(con: duckdb.DuckDBPyConnection, contract: SourceContract, da
         customer_check = ", master.customer_id is not null as _customer_in_master"
         customer_join = f"""
             left join (select distinct try_cast(customer_id as bigint) as customer_id
-                       from {CONTRACTS['customers'].raw_table}) as master
+                       from {CONTRACTS["customers"].raw_table}) as master
                 on master.customer_id = try_cast(batch.customer_id as bigint)"""
-    return con.execute(f"""
-        select batch.*{f' replace ({masked})' if masked else ''},
+    return con.execute(
+        f"""
+        select batch.*{f" replace ({masked})" if masked else ""},
                batch._partition_date::timestamp as _partition_start,
                (batch._partition_date + 1)::timestamp as _partition_end{customer_check}
         from {contract.raw_table} as batch{customer_join}
-        where batch._partition_date in (select unnest($days::date[]))""", {"days": days}).df()
+        where batch._partition_date in (select unnest($days::date[]))""",
+        {"days": days},
+    ).df()
 
 
 def _shape_mask(column: str) -> str:
@@ -138,8 +150,9 @@ _KNOWN_CUSTOMERS_SQL = """
     where signup_date <= $as_of and first_delivered_on <= $as_of"""
 
 
-def mart_frames(con: duckdb.DuckDBPyConnection, scoring: date,
-                recent_days: int) -> dict[str, tuple[pd.DataFrame, list[str]]]:
+def mart_frames(
+    con: duckdb.DuckDBPyConnection, scoring: date, recent_days: int
+) -> dict[str, tuple[pd.DataFrame, list[str]]]:
     """Each mart suite's frame and id columns: the customer dimension whole, the orders of the last
     ``recent_days`` days, and the features at the scoring date joined to every customer known then."""
     from ml.features import FEATURE_COLUMNS
@@ -148,13 +161,22 @@ def mart_frames(con: duckdb.DuckDBPyConnection, scoring: date,
     features = ", ".join(f"features.{column}" for column in FEATURE_COLUMNS)
     return {
         "dim_customers": (_vectorisable(con.execute("select * from marts.dim_customers").df()), ["customer_key"]),
-        "fct_orders": (con.execute("""
+        "fct_orders": (
+            con.execute(
+                """
             select orders.* exclude (customer_id), customers.customer_key is not null as _customer_in_dim_customers,
                    ($as_of + 1)::timestamp as _scoring_date_end
             from marts.fct_orders as orders
             left join marts.dim_customers as customers using (customer_key)
-            where orders.order_date between $since and $as_of""", params).df(), ["order_id"]),
-        "customer_features": (_as_floats(con.execute(f"""
+            where orders.order_date between $since and $as_of""",
+                params,
+            ).df(),
+            ["order_id"],
+        ),
+        "customer_features": (
+            _as_floats(
+                con.execute(
+                    f"""
             with known as ({_KNOWN_CUSTOMERS_SQL}),
             features as (select * from marts.customer_features where as_of_date = $as_of)
             select coalesce(features.customer_key, known.customer_key) as customer_key, $as_of as as_of_date,
@@ -162,15 +184,22 @@ def mart_frames(con: duckdb.DuckDBPyConnection, scoring: date,
                    known.customer_key is not null as _in_dim_customers,
                    features.customer_key is not null as _has_features
             from features full outer join known on known.customer_key = features.customer_key
-            order by customer_key""", {"as_of": scoring}).df(), FEATURE_COLUMNS), ["customer_key", "as_of_date"]),
+            order by customer_key""",
+                    {"as_of": scoring},
+                ).df(),
+                FEATURE_COLUMNS,
+            ),
+            ["customer_key", "as_of_date"],
+        ),
     }
 
 
 def _vectorisable(frame: pd.DataFrame) -> pd.DataFrame:
     """Integer columns narrower than int64 (DuckDB's integer) as floats: GX checks the range of such a
     column value by value in Python (2 s per million rows at 1M customers), of int64 and float64 at once."""
-    narrow = [column for column, dtype in frame.dtypes.items()
-              if pd.api.types.is_integer_dtype(dtype) and dtype != "int64"]
+    narrow = [
+        column for column, dtype in frame.dtypes.items() if pd.api.types.is_integer_dtype(dtype) and dtype != "int64"
+    ]
     return _as_floats(frame, narrow) if narrow else frame
 
 

@@ -56,28 +56,86 @@ CAMPAIGN_EVERY_DAYS = 14
 CAMPAIGN_LIFT = {"A": 0.15, "B": 0.30}
 CAMPAIGN_EFFECT_DAYS = 7
 
-COUNTRIES = [("DE", "EUR", 1.0, ["Berlin", "Hamburg", "Munich", "Cologne"], ["BE", "HH", "BY", "NW"]),
-             ("AT", "EUR", 1.0, ["Vienna", "Graz"], ["W", "ST"]),
-             ("FR", "EUR", 1.0, ["Paris", "Lyon"], ["IDF", "ARA"]),
-             ("CH", "CHF", 0.94, ["Zurich", "Geneva"], ["ZH", "GE"]),
-             ("GB", "GBP", 0.85, ["London", "Leeds"], ["ENG", "ENG"])]
+COUNTRIES = [
+    ("DE", "EUR", 1.0, ["Berlin", "Hamburg", "Munich", "Cologne"], ["BE", "HH", "BY", "NW"]),
+    ("AT", "EUR", 1.0, ["Vienna", "Graz"], ["W", "ST"]),
+    ("FR", "EUR", 1.0, ["Paris", "Lyon"], ["IDF", "ARA"]),
+    ("CH", "CHF", 0.94, ["Zurich", "Geneva"], ["ZH", "GE"]),
+    ("GB", "GBP", 0.85, ["London", "Leeds"], ["ENG", "ENG"]),
+]
 COUNTRY_SHARES = [0.55, 0.1, 0.15, 0.1, 0.1]
-FIRST_NAMES = np.array(["Anna", "Ben", "Clara", "David", "Emma", "Felix", "Greta", "Hugo", "Ida", "Jonas",
-                        "Klara", "Leon", "Mia", "Noah", "Olivia", "Paul", "Rosa", "Sam", "Tara", "Umar"])
-LAST_NAMES = np.array(["Meyer", "Schmidt", "Novak", "Rossi", "Garcia", "Jensen", "Dubois", "Smith",
-                       "Kowalski", "Silva", "Nagy", "Berg", "Costa", "Weber", "Moreau", "Larsen"])
+FIRST_NAMES = np.array(
+    [
+        "Anna",
+        "Ben",
+        "Clara",
+        "David",
+        "Emma",
+        "Felix",
+        "Greta",
+        "Hugo",
+        "Ida",
+        "Jonas",
+        "Klara",
+        "Leon",
+        "Mia",
+        "Noah",
+        "Olivia",
+        "Paul",
+        "Rosa",
+        "Sam",
+        "Tara",
+        "Umar",
+    ]
+)
+LAST_NAMES = np.array(
+    [
+        "Meyer",
+        "Schmidt",
+        "Novak",
+        "Rossi",
+        "Garcia",
+        "Jensen",
+        "Dubois",
+        "Smith",
+        "Kowalski",
+        "Silva",
+        "Nagy",
+        "Berg",
+        "Costa",
+        "Weber",
+        "Moreau",
+        "Larsen",
+    ]
+)
 CATEGORIES = ["apparel", "shoes", "home", "beauty", "electronics", "sports"]
 TICKET_CATEGORIES = np.array(["delivery", "billing", "product", "returns", "account"])
-POSITIVE_TEXT = np.array(["Quick help, thank you.", "Great service as always.", "Love the products!",
-                          "Fast delivery and friendly support.", "Everything arrived in perfect condition."])
-NEUTRAL_TEXT = np.array(["It was okay.", "Delivery took a while but fine.", "Average experience.",
-                         "Product as described.", ""])
-NEGATIVE_TEXT = np.array(["Still waiting for my refund, very disappointed.", "Nobody answers my emails.",
-                          "The item broke after two days, terrible quality.", "Too many emails, unsubscribe me.",
-                          "Worst support ever, I will shop elsewhere."])
+POSITIVE_TEXT = np.array(
+    [
+        "Quick help, thank you.",
+        "Great service as always.",
+        "Love the products!",
+        "Fast delivery and friendly support.",
+        "Everything arrived in perfect condition.",
+    ]
+)
+NEUTRAL_TEXT = np.array(
+    ["It was okay.", "Delivery took a while but fine.", "Average experience.", "Product as described.", ""]
+)
+NEGATIVE_TEXT = np.array(
+    [
+        "Still waiting for my refund, very disappointed.",
+        "Nobody answers my emails.",
+        "The item broke after two days, terrible quality.",
+        "Too many emails, unsubscribe me.",
+        "Worst support ever, I will shop elsewhere.",
+    ]
+)
 TICKET_TEXT = {
-    "delivery": "My parcel has not arrived yet.", "billing": "I was charged twice for my order.",
-    "product": "The product does not work as expected.", "returns": "How do I return my order?",
+    "delivery": "My parcel has not arrived yet.",
+    "billing": "I was charged twice for my order.",
+    "product": "The product does not work as expected.",
+    "returns": "How do I return my order?",
     "account": "I cannot log in to my account.",
 }
 
@@ -123,8 +181,7 @@ Rows = dict[str, np.ndarray]  # one array per column, all of one length: far che
 
 def _rows(length: int, **columns: object) -> Rows:
     """Columns as arrays of ``length``; scalars are repeated."""
-    return {name: np.asarray(value) if np.ndim(value) else np.full(length, value)
-            for name, value in columns.items()}
+    return {name: np.asarray(value) if np.ndim(value) else np.full(length, value) for name, value in columns.items()}
 
 
 def _take(rows: Rows, index: np.ndarray) -> Rows:
@@ -157,8 +214,12 @@ class DailyWriter:
     def close_day(self, day: int) -> None:
         for source, contract in CONTRACTS.items():
             batches = self.pending.pop((source, day), [])
-            table = pa.table({column.name: _arrow_column(column.type, [b[column.name] for b in batches])
-                              for column in contract.columns})
+            table = pa.table(
+                {
+                    column.name: _arrow_column(column.type, [b[column.name] for b in batches])
+                    for column in contract.columns
+                }
+            )
             self.rows[source] += table.num_rows
             drift = self.schema_drift.get((source, day))
             if drift and drift[0] == "extra":
@@ -167,14 +228,21 @@ class DailyWriter:
                 table = table.rename_columns([f"{c}_renamed" if c == drift[1] else c for c in table.column_names])
             folder = partition_dir(self.landing_dir, source, self.config.start_date + timedelta(days=day))
             folder.mkdir(parents=True, exist_ok=True)
-            broken = _write(contract.file_format, table, folder / contract.file_name,
-                            self.malformed.get((source, day), 0))
+            broken = _write(
+                contract.file_format, table, folder / contract.file_name, self.malformed.get((source, day), 0)
+            )
             if broken:
                 self.defects[source]["malformed_line"] += broken
 
 
-_ARROW_TYPES = {"integer": pa.int64(), "decimal": pa.float64(), "text": pa.string(), "date": pa.string(),
-                "timestamp": pa.timestamp("s"), "boolean": pa.string()}
+_ARROW_TYPES = {
+    "integer": pa.int64(),
+    "decimal": pa.float64(),
+    "text": pa.string(),
+    "date": pa.string(),
+    "timestamp": pa.timestamp("s"),
+    "boolean": pa.string(),
+}
 
 
 def _arrow_column(column_type: str, parts: list[np.ndarray]) -> pa.Array:
@@ -199,10 +267,13 @@ def _write(file_format: str, table: pa.Table, path: Path, malformed_lines: int) 
         sink = pa.BufferOutputStream()
         pacsv.write_csv(table, sink, pacsv.WriteOptions(quoting_style="needed"))
         text = sink.getvalue().to_pybytes().decode()
-        broken = [",".join(line.split(",")[:3]) for line in text.splitlines()[1:1 + malformed_lines]]
+        broken = [",".join(line.split(",")[:3]) for line in text.splitlines()[1 : 1 + malformed_lines]]
     else:
-        text = table.to_pandas().to_json(orient="records", lines=True, date_format="iso", date_unit="s") \
-            if table.num_rows else ""
+        text = (
+            table.to_pandas().to_json(orient="records", lines=True, date_format="iso", date_unit="s")
+            if table.num_rows
+            else ""
+        )
         broken = [line[: len(line) // 2] for line in text.splitlines()[:malformed_lines]]
     # Malformed lines: a truncated copy of a real line (an export cut short), counted in the manifest.
     path.write_text(text + "".join(line + "\n" for line in broken))
@@ -267,8 +338,7 @@ class _Simulation:
                 self._sessions(day, buyers)
                 self._tickets(day, buyers)
                 self._surveys(day)
-                if day % CAMPAIGN_EVERY_DAYS == CAMPAIGN_EVERY_DAYS // 2 and \
-                        day + CAMPAIGN_EFFECT_DAYS < config.days:
+                if day % CAMPAIGN_EVERY_DAYS == CAMPAIGN_EVERY_DAYS // 2 and day + CAMPAIGN_EFFECT_DAYS < config.days:
                     self._campaign(day)
                 self._customer_changes(day)
                 self.writer.close_day(day)
@@ -308,12 +378,14 @@ class _Simulation:
             customer_id=self.customer_id,
             first_name=first,
             last_name=last,
-            email=np.char.add(np.char.add(np.char.add(np.char.lower(first.astype(str)), "."),
-                                          np.char.lower(last.astype(str))),
-                              np.char.add(self.customer_id.astype(str), "@example.com")),
+            email=np.char.add(
+                np.char.add(np.char.add(np.char.lower(first.astype(str)), "."), np.char.lower(last.astype(str))),
+                np.char.add(self.customer_id.astype(str), "@example.com"),
+            ),
             phone=np.char.add("+49 30 ", np.char.zfill(self.customer_id.astype(str), 7)),
-            birth_date=(np.datetime64("1950-01-01") + rng.integers(0, 365 * 55, n).astype("timedelta64[D]")
-                        ).astype(str),
+            birth_date=(np.datetime64("1950-01-01") + rng.integers(0, 365 * 55, n).astype("timedelta64[D]")).astype(
+                str
+            ),
             gender=rng.choice(np.array(["f", "m", "d"]), n, p=[0.49, 0.49, 0.02]),
             city=np.array([COUNTRIES[c][3][p % len(COUNTRIES[c][3])] for c, p in zip(country, city_pick)]),
             region=np.array([COUNTRIES[c][4][p % len(COUNTRIES[c][4])] for c, p in zip(country, city_pick)]),
@@ -357,8 +429,9 @@ class _Simulation:
         if as_duplicate:
             rows["customer_id"] = self.duplicate_id[index]
             emails = rows["email"].astype(str)
-            rows["email"] = np.where(rng.random(count) < 0.5, np.char.upper(emails),
-                                     np.char.add(np.char.add("  ", emails), " ")).astype(object)
+            rows["email"] = np.where(
+                rng.random(count) < 0.5, np.char.upper(emails), np.char.add(np.char.add("  ", emails), " ")
+            ).astype(object)
             rows["signup_date"] = np.full(count, stamp)
         bad_email = rng.random(count) < rates.invalid_email
         if bad_email.any():
@@ -388,12 +461,15 @@ class _Simulation:
     def _plan_defect_batches(self) -> None:
         rates, rng = self.config.defects, self.rng
         days = rng.permutation(np.arange(1, self.config.days))
-        for count, kind, column in ((rates.schema_drift_batches, "extra", "loyalty_tier"),
-                                    (rates.renamed_column_batches, "renamed", "email")):
+        for count, kind, column in (
+            (rates.schema_drift_batches, "extra", "loyalty_tier"),
+            (rates.renamed_column_batches, "renamed", "email"),
+        ):
             for day in days[:count]:
                 self.writer.schema_drift[("customers", int(day))] = (kind, column)
-                self.defects["customers"]["schema_drift_extra_column" if kind == "extra"
-                                          else "schema_drift_renamed_column"] += 1
+                self.defects["customers"][
+                    "schema_drift_extra_column" if kind == "extra" else "schema_drift_renamed_column"
+                ] += 1
             days = days[count:]
         for source in ("customers", "surveys", "tickets", "marketing_events"):
             for day in np.flatnonzero(rng.random(self.config.days) < rates.malformed_line_per_file):
@@ -436,8 +512,7 @@ class _Simulation:
         rng, rates = self.rng, self.config.defects
         buyers = np.flatnonzero(rng.random(self.n) < self._purchase_probability(day))
         count = len(buyers)
-        status = rng.choice(np.array(["completed", "cancelled", "returned"]), count,
-                            p=[COMPLETED_SHARE, 0.05, 0.05])
+        status = rng.choice(np.array(["completed", "cancelled", "returned"]), count, p=[COMPLETED_SHARE, 0.05, 0.05])
         if not delivered:
             completed = buyers[status == "completed"]
             self.window_completed[completed] += 1
@@ -460,17 +535,25 @@ class _Simulation:
         bad_amount = rng.random(count) < rates.non_positive_amount
         amount[bad_amount] = -np.abs(amount[bad_amount]) * rng.integers(0, 2, int(bad_amount.sum()))
         future = rng.random(count) < rates.future_timestamp
-        ordered_at[future] += rng.integers(30, 400, int(future.sum())).astype("timedelta64[D]").astype(
-            "timedelta64[s]")
-        for kind, mask in (("unknown_customer", unknown), ("non_positive_amount", bad_amount),
-                           ("future_timestamp", future)):
+        ordered_at[future] += rng.integers(30, 400, int(future.sum())).astype("timedelta64[D]").astype("timedelta64[s]")
+        for kind, mask in (
+            ("unknown_customer", unknown),
+            ("non_positive_amount", bad_amount),
+            ("future_timestamp", future),
+        ):
             self.defects["orders"][kind] += int(mask.sum())
         # A returned order is first delivered as completed, then again when its status changes.
         first_status = np.where(status == "returned", "completed", status)
         orders = _rows(
-            count, order_id=order_ids, customer_id=customer, ordered_at=ordered_at, status=first_status,
-            amount=amount, currency=self.currency[buyers],
-            channel=rng.choice(np.array(["web", "app", "store"]), count, p=[0.6, 0.3, 0.1]), updated_at=ordered_at,
+            count,
+            order_id=order_ids,
+            customer_id=customer,
+            ordered_at=ordered_at,
+            status=first_status,
+            amount=amount,
+            currency=self.currency[buyers],
+            channel=rng.choice(np.array(["web", "app", "store"]), count, p=[0.6, 0.3, 0.1]),
+            updated_at=ordered_at,
         )
         self.deliver("orders", day, orders)
         returned = np.flatnonzero(status == "returned")
@@ -480,17 +563,22 @@ class _Simulation:
             changed["status"] = np.full(len(returned), "returned")
             changed["updated_at"] = ordered_at[returned] + (later * 86_400).astype("timedelta64[s]")
             self.writer.add("orders", day + later, changed)
-        self.deliver("order_items", day, _rows(
-            len(line_owner),
-            order_id=order_ids[line_owner],
-            line_number=np.arange(len(line_owner)) - np.repeat(np.cumsum(items) - items, items) + 1,
-            product_id=product + 1, quantity=quantity, unit_price=unit_price,
-        ))
+        self.deliver(
+            "order_items",
+            day,
+            _rows(
+                len(line_owner),
+                order_id=order_ids[line_owner],
+                line_number=np.arange(len(line_owner)) - np.repeat(np.cumsum(items) - items, items) + 1,
+                product_id=product + 1,
+                quantity=quantity,
+                unit_price=unit_price,
+            ),
+        )
         # The email tool attributes orders placed within a week of a click to the campaign.
         converted = buyers[self.clicked_until[buyers] >= day]
         if len(converted):
-            self._events(day, converted, "conversion", revenue=amount[np.isin(buyers, converted)] /
-                         self.fx[converted])
+            self._events(day, converted, "conversion", revenue=amount[np.isin(buyers, converted)] / self.fx[converted])
         return buyers
 
     def _sessions(self, day: int, buyers: np.ndarray) -> None:
@@ -498,13 +586,19 @@ class _Simulation:
         browse = np.minimum(self._purchase_probability(day) * 1.2 + 0.002 * (self.state < CHURNED), 0.9)
         visitors = np.union1d(buyers, np.flatnonzero(rng.random(self.n) < browse))
         count = len(visitors)
-        self.writer.add("web_sessions", day, _rows(
-            count, session_id=self.ids("web_sessions", count), customer_id=self.customer_id[visitors],
-            started_at=self.timestamps(day, count),
-            duration_seconds=np.round(rng.lognormal(np.log(240), 0.8, count)).astype(np.int64),
-            pages_viewed=1 + rng.poisson(4, count),
-            device=rng.choice(np.array(["desktop", "mobile", "tablet"]), count, p=[0.45, 0.45, 0.1]),
-        ))
+        self.writer.add(
+            "web_sessions",
+            day,
+            _rows(
+                count,
+                session_id=self.ids("web_sessions", count),
+                customer_id=self.customer_id[visitors],
+                started_at=self.timestamps(day, count),
+                duration_seconds=np.round(rng.lognormal(np.log(240), 0.8, count)).astype(np.int64),
+                pages_viewed=1 + rng.poisson(4, count),
+                device=rng.choice(np.array(["desktop", "mobile", "tablet"]), count, p=[0.45, 0.45, 0.1]),
+            ),
+        )
 
     def _tickets(self, day: int, buyers: np.ndarray) -> None:
         rng = self.rng
@@ -529,12 +623,22 @@ class _Simulation:
         category = rng.choice(TICKET_CATEGORIES, count)
         angry = np.where(bad, rng.choice(NEGATIVE_TEXT, count), "")
         description = np.char.add(np.char.add(np.array([TICKET_TEXT[c] for c in category]), " "), angry)
-        self.deliver("tickets", day, _rows(
-            count, ticket_id=self.ids("tickets", count), customer_id=self.customer_id[who],
-            created_at=created, resolved_at=resolved, channel=rng.choice(np.array(["email", "phone", "chat"]), count),
-            category=category, priority=priority, description=np.char.strip(description),
-            csat=np.where(rated, csat, np.nan),
-        ))
+        self.deliver(
+            "tickets",
+            day,
+            _rows(
+                count,
+                ticket_id=self.ids("tickets", count),
+                customer_id=self.customer_id[who],
+                created_at=created,
+                resolved_at=resolved,
+                channel=rng.choice(np.array(["email", "phone", "chat"]), count),
+                category=category,
+                priority=priority,
+                description=np.char.strip(description),
+                csat=np.where(rated, csat, np.nan),
+            ),
+        )
 
     def _surveys(self, day: int) -> None:
         rng = self.rng
@@ -546,34 +650,57 @@ class _Simulation:
         nps = np.clip(np.round(10 * sat + rng.normal(0, NPS_NOISE, count)), 0, 10).astype(np.int64)
         csat = np.clip(np.round(1 + 4 * sat + rng.normal(0, CSAT_NOISE, count)), 1, 5).astype(np.int64)
         tone = np.select([nps >= 9, nps >= 7], [0, 1], 2)
-        texts = np.stack([rng.choice(POSITIVE_TEXT, count), rng.choice(NEUTRAL_TEXT, count),
-                          rng.choice(NEGATIVE_TEXT, count)])
+        texts = np.stack(
+            [rng.choice(POSITIVE_TEXT, count), rng.choice(NEUTRAL_TEXT, count), rng.choice(NEGATIVE_TEXT, count)]
+        )
         comment = np.where(rng.random(count) < 0.6, texts[tone, np.arange(count)], "")
-        self.deliver("surveys", day, _rows(
-            count, response_id=self.ids("surveys", count), customer_id=self.customer_id[who],
-            responded_at=self.timestamps(day, count), nps=nps, csat=csat, comment=comment,
-        ))
+        self.deliver(
+            "surveys",
+            day,
+            _rows(
+                count,
+                response_id=self.ids("surveys", count),
+                customer_id=self.customer_id[who],
+                responded_at=self.timestamps(day, count),
+                nps=nps,
+                csat=csat,
+                comment=comment,
+            ),
+        )
 
     def _campaign(self, day: int) -> None:
         rng = self.rng
         campaign_id = int(self.ids("campaigns", 1)[0])
-        eligible = np.flatnonzero((self.state < NOT_YET) & (self.state != CHURNED) & self.consent
-                                  & ~self.unsubscribed & (rng.random(self.n) < 0.3))
+        eligible = np.flatnonzero(
+            (self.state < NOT_YET)
+            & (self.state != CHURNED)
+            & self.consent
+            & ~self.unsubscribed
+            & (rng.random(self.n) < 0.3)
+        )
         group = rng.choice(3, len(eligible), p=[0.1, 0.45, 0.45])  # 0 control, 1 A, 2 B
-        self.writer.add("campaigns", day, _rows(
-            3, campaign_id=campaign_id, variant=np.array(["A", "B", "control"]),
-            campaign_name=f"Newsletter {campaign_id:03d}", channel="email",
-            sent_on=(self.config.start_date + timedelta(days=day)).isoformat(),
-            subject=np.array([f"New arrivals #{campaign_id}", f"Just for you: offer #{campaign_id}", ""]),
-        ))
+        self.writer.add(
+            "campaigns",
+            day,
+            _rows(
+                3,
+                campaign_id=campaign_id,
+                variant=np.array(["A", "B", "control"]),
+                campaign_name=f"Newsletter {campaign_id:03d}",
+                channel="email",
+                sent_on=(self.config.start_date + timedelta(days=day)).isoformat(),
+                subject=np.array([f"New arrivals #{campaign_id}", f"Just for you: offer #{campaign_id}", ""]),
+            ),
+        )
         self.campaign_of[eligible] = campaign_id
         self.variant_of[eligible] = group
         self._events(day, eligible[group == 0], "holdout")
         treated = eligible[group != 0]
         self._events(day, treated, "send")
         self.fatigue[treated] += 1
-        opened = treated[rng.random(len(treated)) < 0.5 * self.email_affinity[treated] *
-                         np.exp(-0.3 * self.fatigue[treated])]
+        opened = treated[
+            rng.random(len(treated)) < 0.5 * self.email_affinity[treated] * np.exp(-0.3 * self.fatigue[treated])
+        ]
         self._events(day, opened, "open")
         clicked = opened[rng.random(len(opened)) < 0.25]
         self._events(day, clicked, "click")
@@ -589,12 +716,20 @@ class _Simulation:
         count = len(who)
         if not count:
             return
-        self.deliver("marketing_events", day, _rows(
-            count, event_id=self.ids("marketing_events", count), campaign_id=self.campaign_of[who],
-            variant=np.array(["control", "A", "B"])[self.variant_of[who]], customer_id=self.customer_id[who],
-            event_type=event_type, event_at=self.timestamps(day, count),
-            revenue=np.round(revenue, 2) if revenue is not None else np.nan,
-        ))
+        self.deliver(
+            "marketing_events",
+            day,
+            _rows(
+                count,
+                event_id=self.ids("marketing_events", count),
+                campaign_id=self.campaign_of[who],
+                variant=np.array(["control", "A", "B"])[self.variant_of[who]],
+                customer_id=self.customer_id[who],
+                event_type=event_type,
+                event_at=self.timestamps(day, count),
+                revenue=np.round(revenue, 2) if revenue is not None else np.nan,
+            ),
+        )
 
     def _customer_changes(self, day: int) -> None:
         """Records change (consent withdrawn, moved): the master delivers them again."""
@@ -609,19 +744,23 @@ class _Simulation:
         config = self.config
         lapse, churn, back = self.rates_at_end
         probability = _no_completed_order_probability(
-            self.state_at_end, lapse, churn, back, self.purchase_rate * COMPLETED_SHARE, config.churn_window_days)
+            self.state_at_end, lapse, churn, back, self.purchase_rate * COMPLETED_SHARE, config.churn_window_days
+        )
         known = self.signup_day < config.days
-        truth = pd.DataFrame({
-            "customer_id": self.customer_id, "person_id": self.person_id,
-            "duplicate_customer_id": pd.Series(self.duplicate_id, dtype="Int64").mask(self.duplicate_id < 0),
-            "segment": self.segment_names[self.segment],
-            "satisfaction": self.satisfaction,
-            "true_satisfied_probability": satisfied_probability(self.satisfaction),
-            "state_at_end": np.array(["active", "lapsed", "churned", "not_yet"])[self.state_at_end],
-            "true_churn_probability": probability,
-            "churned": self.window_completed == 0,
-            "future_spend": np.round(self.window_spend, 2),
-        })[known]
+        truth = pd.DataFrame(
+            {
+                "customer_id": self.customer_id,
+                "person_id": self.person_id,
+                "duplicate_customer_id": pd.Series(self.duplicate_id, dtype="Int64").mask(self.duplicate_id < 0),
+                "segment": self.segment_names[self.segment],
+                "satisfaction": self.satisfaction,
+                "true_satisfied_probability": satisfied_probability(self.satisfaction),
+                "state_at_end": np.array(["active", "lapsed", "churned", "not_yet"])[self.state_at_end],
+                "true_churn_probability": probability,
+                "churned": self.window_completed == 0,
+                "future_spend": np.round(self.window_spend, 2),
+            }
+        )[known]
         self.truth_dir.mkdir(parents=True, exist_ok=True)
         truth.to_parquet(self.truth_dir / "customers.parquet", index=False)
         manifest = {
@@ -650,8 +789,9 @@ def satisfied_probability(satisfaction: np.ndarray) -> np.ndarray:
     return 1 - (1 - promoter) * (1 - happy)
 
 
-def _no_completed_order_probability(state: np.ndarray, lapse: np.ndarray, churn: np.ndarray, back: np.ndarray,
-                                    daily_buy: np.ndarray, window: int) -> np.ndarray:
+def _no_completed_order_probability(
+    state: np.ndarray, lapse: np.ndarray, churn: np.ndarray, back: np.ndarray, daily_buy: np.ndarray, window: int
+) -> np.ndarray:
     """Exact P(no completed order in the next ``window`` days) for the daily chain of _step_states.
 
     Each day the state moves first (active → churned/lapsed, lapsed → churned/active), then the
@@ -662,9 +802,11 @@ def _no_completed_order_probability(state: np.ndarray, lapse: np.ndarray, churn:
     u_active = np.ones_like(daily_buy)
     u_lapsed = np.ones_like(daily_buy)
     for _ in range(window):
-        next_active = (churn * 1.0 + lapse * (1 - buy_lapsed) * u_lapsed
-                       + (1 - churn - lapse) * (1 - buy_active) * u_active)
-        next_lapsed = (churn * 1.0 + back * (1 - buy_active) * u_active
-                       + (1 - churn - back) * (1 - buy_lapsed) * u_lapsed)
+        next_active = (
+            churn * 1.0 + lapse * (1 - buy_lapsed) * u_lapsed + (1 - churn - lapse) * (1 - buy_active) * u_active
+        )
+        next_lapsed = (
+            churn * 1.0 + back * (1 - buy_active) * u_active + (1 - churn - back) * (1 - buy_lapsed) * u_lapsed
+        )
         u_active, u_lapsed = next_active, next_lapsed
     return np.select([state == ACTIVE, state == LAPSED], [u_active, u_lapsed], 1.0)

@@ -59,6 +59,7 @@ BatchGate = Callable[[duckdb.DuckDBPyConnection, SourceContract, list[date]], ob
 @dataclass(frozen=True)
 class CheckedFile:
     """What the contract check learned about a file: its columns and, for CSV, the header's repeats."""
+
     columns: list[str]
     repeated_header_lines: list[tuple[int, str]]  # (1-based line number, line text)
     parquet_out_of_range: list[str]  # integer columns whose Parquet type can exceed bigint
@@ -88,12 +89,18 @@ def discover(landing_dir: Path) -> tuple[dict[str, list[Partition]], list[Landin
     for source_dir in sorted(p for p in landing_dir.iterdir() if p.is_dir()):
         contract = CONTRACTS.get(source_dir.name)
         if contract is None:
-            problems.append(LandingError(f"{source_dir}: unknown source folder {source_dir.name!r}; "
-                                         f"known sources are {', '.join(sorted(CONTRACTS))}"))
+            problems.append(
+                LandingError(
+                    f"{source_dir}: unknown source folder {source_dir.name!r}; "
+                    f"known sources are {', '.join(sorted(CONTRACTS))}"
+                )
+            )
             continue
         try:
-            found[contract.name] = [Partition(contract.name, _partition_day(folder), folder / contract.file_name)
-                                    for folder in sorted(p for p in source_dir.iterdir() if p.is_dir())]
+            found[contract.name] = [
+                Partition(contract.name, _partition_day(folder), folder / contract.file_name)
+                for folder in sorted(p for p in source_dir.iterdir() if p.is_dir())
+            ]
         except LandingError as problem:
             problems.append(problem)
     for contract in CONTRACTS.values():
@@ -112,8 +119,10 @@ def _partition_day(folder: Path) -> date:
             raise ValueError
         return date.fromisoformat(folder.name.removeprefix(PARTITION_PREFIX))
     except ValueError:
-        raise LandingError(f"{folder}: source {folder.parent.name!r}: partition folder must be named "
-                           f"dt=YYYY-MM-DD with a real date, got {folder.name!r}") from None
+        raise LandingError(
+            f"{folder}: source {folder.parent.name!r}: partition folder must be named "
+            f"dt=YYYY-MM-DD with a real date, got {folder.name!r}"
+        ) from None
 
 
 def ensure_raw_schema(con: duckdb.DuckDBPyConnection) -> None:
@@ -152,8 +161,14 @@ def ensure_raw_schema(con: duckdb.DuckDBPyConnection) -> None:
 
 # Raw column types: CSV and JSON lines arrive as text (staging types them, so a bad value is
 # quarantined, not fatal); Parquet carries its own types, which the contract pins.
-_PARQUET_TYPES = {"integer": "bigint", "decimal": "double", "text": "varchar", "date": "date",
-                  "timestamp": "timestamp", "boolean": "boolean"}
+_PARQUET_TYPES = {
+    "integer": "bigint",
+    "decimal": "double",
+    "text": "varchar",
+    "date": "date",
+    "timestamp": "timestamp",
+    "boolean": "boolean",
+}
 
 
 def _ensure_raw_tables(con: duckdb.DuckDBPyConnection) -> None:
@@ -161,9 +176,12 @@ def _ensure_raw_tables(con: duckdb.DuckDBPyConnection) -> None:
     for contract in CONTRACTS.values():
         columns = ", ".join(
             f'"{c.name}" {_PARQUET_TYPES[c.type] if contract.file_format == "parquet" else "varchar"}'
-            for c in contract.columns)
-        con.execute(f"create table if not exists {contract.raw_table} ({columns}, _extra varchar, "
-                    f"_partition_date date, _source_file varchar, _loaded_at timestamp)")
+            for c in contract.columns
+        )
+        con.execute(
+            f"create table if not exists {contract.raw_table} ({columns}, _extra varchar, "
+            f"_partition_date date, _source_file varchar, _loaded_at timestamp)"
+        )
 
 
 def loaded_days(con: duckdb.DuckDBPyConnection, source: str) -> set[date]:
@@ -182,8 +200,10 @@ def check_file(contract: SourceContract, partition: Partition) -> CheckedFile:
     if path.stat().st_size == 0:
         if contract.file_format == "jsonl":  # zero JSON lines is a day without records
             return CheckedFile(list(contract.column_names), [], [])
-        raise LandingError(f"{where}: file is empty (a day without records still needs the "
-                           f"{'header line' if contract.file_format == 'csv' else 'Parquet schema'})")
+        raise LandingError(
+            f"{where}: file is empty (a day without records still needs the "
+            f"{'header line' if contract.file_format == 'csv' else 'Parquet schema'})"
+        )
     if contract.file_format != "parquet":
         _check_text(contract, path, where)
     try:
@@ -207,15 +227,19 @@ def _check_text(contract: SourceContract, path: Path, where: str) -> None:
     with path.open("rb") as handle:
         for number, line in enumerate(handle, 1):
             if contract.file_format == "csv" and len(line) > MAX_CSV_LINE_BYTES:
-                raise LandingError(f"{where}: line {number} is {len(line):,} bytes long, above the limit of "
-                                   f"{MAX_CSV_LINE_BYTES:,} bytes per CSV line")
+                raise LandingError(
+                    f"{where}: line {number} is {len(line):,} bytes long, above the limit of "
+                    f"{MAX_CSV_LINE_BYTES:,} bytes per CSV line"
+                )
             try:
                 line.decode("utf-8")
             except UnicodeDecodeError as error:
-                bad = line[error.start:error.end].hex(" ")
-                raise LandingError(f"{where}: line {number} is not valid UTF-8 (byte {bad} at byte "
-                                   f"{error.start + 1} of the line); the contract requires UTF-8: was the "
-                                   f"file exported as latin-1 or Windows-1252?") from None
+                bad = line[error.start : error.end].hex(" ")
+                raise LandingError(
+                    f"{where}: line {number} is not valid UTF-8 (byte {bad} at byte "
+                    f"{error.start + 1} of the line); the contract requires UTF-8: was the "
+                    f"file exported as latin-1 or Windows-1252?"
+                ) from None
 
 
 def _repeated_header_lines(path: Path, columns: list[str]) -> list[tuple[int, str]]:
@@ -237,9 +261,14 @@ def _repeated_header_lines(path: Path, columns: list[str]) -> list[tuple[int, st
     return repeats
 
 
-_PARQUET_KINDS = {"integer": "an integer type", "decimal": "a number type (integer, floating point or decimal)",
-                  "text": "a UTF-8 string type", "date": "a date or timestamp type",
-                  "timestamp": "a timestamp or date type", "boolean": "boolean"}
+_PARQUET_KINDS = {
+    "integer": "an integer type",
+    "decimal": "a number type (integer, floating point or decimal)",
+    "text": "a UTF-8 string type",
+    "date": "a date or timestamp type",
+    "timestamp": "a timestamp or date type",
+    "boolean": "boolean",
+}
 
 
 # The Parquet types each contract type accepts (the raw column's type can hold them).
@@ -261,12 +290,18 @@ def _parquet_type_fits(contract_type: str, arrow_type: pa.DataType) -> bool:
 def _check_parquet_types(contract: SourceContract, path: Path, where: str) -> list[str]:
     """Refuse contract columns of the wrong kind of type; return the integer columns that may overflow."""
     schema = pq.read_schema(path)
-    wrong = [f"{column.name} is {schema.field(column.name).type}, the contract wants {_PARQUET_KINDS[column.type]}"
-             for column in contract.columns if not _parquet_type_fits(column.type, schema.field(column.name).type)]
+    wrong = [
+        f"{column.name} is {schema.field(column.name).type}, the contract wants {_PARQUET_KINDS[column.type]}"
+        for column in contract.columns
+        if not _parquet_type_fits(column.type, schema.field(column.name).type)
+    ]
     if wrong:
         raise LandingError(f"{where}: column type(s) break the contract: {'; '.join(wrong)}")
-    return [column.name for column in contract.columns
-            if column.type == "integer" and schema.field(column.name).type == pa.uint64()]
+    return [
+        column.name
+        for column in contract.columns
+        if column.type == "integer" and schema.field(column.name).type == pa.uint64()
+    ]
 
 
 def _columns_of(contract: SourceContract, path: Path) -> list[str]:
@@ -311,8 +346,9 @@ def _file_list(paths: list[Path]) -> str:
     return "[" + ", ".join(_quote(p) for p in paths) + "]"
 
 
-def load_source(con: duckdb.DuckDBPyConnection, contract: SourceContract, partitions: list[Partition],
-                gate: BatchGate | None = None) -> int:
+def load_source(
+    con: duckdb.DuckDBPyConnection, contract: SourceContract, partitions: list[Partition], gate: BatchGate | None = None
+) -> int:
     """Load the partitions not loaded yet in one transaction; return how many rows were inserted.
 
     ``gate`` sees the batch before it commits; if it raises, the batch is rolled back.
@@ -324,9 +360,11 @@ def load_source(con: duckdb.DuckDBPyConnection, contract: SourceContract, partit
     headers = {p.path: check_file(contract, p) for p in new}
     try:
         with transaction(con):
-            con.execute("create temp table landing_partitions as select * from (values "
-                        + ", ".join(f"({_quote(p.path)}, date {_quote(p.day.isoformat())})" for p in new)
-                        + ") as t(source_file, partition_date)")
+            con.execute(
+                "create temp table landing_partitions as select * from (values "
+                + ", ".join(f"({_quote(p.path)}, date {_quote(p.day.isoformat())})" for p in new)
+                + ") as t(source_file, partition_date)"
+            )
             # Files with the same columns are read together (CSV readers need one header per scan).
             groups: dict[tuple[str, ...], dict[Path, CheckedFile]] = {}
             for path, checked in headers.items():
@@ -334,7 +372,8 @@ def load_source(con: duckdb.DuckDBPyConnection, contract: SourceContract, partit
             for columns, files in groups.items():
                 _insert_group(con, contract, list(columns), files)
             # One pass over the new rows per table: the log reconciles with raw and rejects by construction.
-            counts = con.execute(f"""
+            counts = con.execute(
+                f"""
                 insert into {LOAD_LOG_TABLE}
                 select ?, p.partition_date, p.source_file, coalesce(loaded.n, 0), coalesce(rejected.n, 0),
                        current_timestamp::timestamp
@@ -347,55 +386,78 @@ def load_source(con: duckdb.DuckDBPyConnection, contract: SourceContract, partit
                     select source_file, count(*) as n from {REJECTED_ROWS_TABLE}
                     where source_file in (select source_file from landing_partitions) group by all
                 ) rejected using (source_file)
-                returning row_count, rejected_count""", [contract.name]).fetchall()
+                returning row_count, rejected_count""",
+                [contract.name],
+            ).fetchall()
             con.execute("drop table landing_partitions")
             if gate is not None:
                 gate(con, contract, [p.day for p in new])
     except duckdb.Error as error:
-        raise LandingError(f"source {contract.name!r}: load of {len(new)} partition(s) failed, nothing was "
-                           f"written: {_first_line(error)}") from None
+        raise LandingError(
+            f"source {contract.name!r}: load of {len(new)} partition(s) failed, nothing was "
+            f"written: {_first_line(error)}"
+        ) from None
     except Exception as error:
-        raise LandingError(f"source {contract.name!r}: {len(new)} new partition(s) refused, nothing was "
-                           f"written: {error}") from error
+        raise LandingError(
+            f"source {contract.name!r}: {len(new)} new partition(s) refused, nothing was written: {error}"
+        ) from error
     inserted, rejected = sum(row[0] for row in counts), sum(row[1] for row in counts)
-    log.info("source %s: loaded %d rows from %d new partition(s), %d unparseable line(s) kept in %s",
-             contract.name, inserted, len(new), rejected, REJECTED_ROWS_TABLE)
+    log.info(
+        "source %s: loaded %d rows from %d new partition(s), %d unparseable line(s) kept in %s",
+        contract.name,
+        inserted,
+        len(new),
+        rejected,
+        REJECTED_ROWS_TABLE,
+    )
     return inserted
 
 
-def _insert_group(con: duckdb.DuckDBPyConnection, contract: SourceContract, columns: list[str],
-                  files: dict[Path, CheckedFile]) -> None:
+def _insert_group(
+    con: duckdb.DuckDBPyConnection, contract: SourceContract, columns: list[str], files: dict[Path, CheckedFile]
+) -> None:
     paths = list(files)
     extras = [c for c in columns if c not in contract.column_names and c != "filename"]
-    extra_sql = ("to_json(struct_pack(" + ", ".join(f"{_ident(c)} := {_ident(c)}" for c in extras) + "))"
-                 if extras else "cast(null as varchar)")
+    extra_sql = (
+        "to_json(struct_pack(" + ", ".join(f"{_ident(c)} := {_ident(c)}" for c in extras) + "))"
+        if extras
+        else "cast(null as varchar)"
+    )
     wanted = ", ".join(_ident(c) for c in contract.column_names)
-    lineage = ("p.partition_date as _partition_date, p.source_file as _source_file, "
-               "current_timestamp::timestamp as _loaded_at")
+    lineage = (
+        "p.partition_date as _partition_date, p.source_file as _source_file, current_timestamp::timestamp as _loaded_at"
+    )
     if contract.file_format == "jsonl":
         _insert_jsonl(con, contract, paths, lineage)
         return
     if contract.file_format == "csv":
-        reader = (f"read_csv({_file_list(paths)}, header = true, all_varchar = true, filename = true, "
-                  f"delim = ',', quote = '\"', escape = '\"', max_line_size = {MAX_CSV_LINE_BYTES}, "
-                  f"store_rejects = true, rejects_table = 'landing_rejects', rejects_scan = 'landing_scans')")
-        diverted = _divert_repeated_headers(con, contract, files, columns, reader) if any(
-            checked.repeated_header_lines for checked in files.values()) else None
+        reader = (
+            f"read_csv({_file_list(paths)}, header = true, all_varchar = true, filename = true, "
+            f"delim = ',', quote = '\"', escape = '\"', max_line_size = {MAX_CSV_LINE_BYTES}, "
+            f"store_rejects = true, rejects_table = 'landing_rejects', rejects_scan = 'landing_scans')"
+        )
+        diverted = (
+            _divert_repeated_headers(con, contract, files, columns, reader)
+            if any(checked.repeated_header_lines for checked in files.values())
+            else None
+        )
     else:
-        reader = (f"read_parquet({_file_list(paths)}, filename = true, union_by_name = true, "
-                  f"file_row_number = true)")
+        reader = f"read_parquet({_file_list(paths)}, filename = true, union_by_name = true, file_row_number = true)"
         overflowing = sorted({c for checked in files.values() for c in checked.parquet_out_of_range})
         diverted = _divert_out_of_range(con, contract, overflowing, reader, wanted) if overflowing else None
     source_sql = reader if diverted is None else diverted
-    select_sql = (f"select {wanted}, {extra_sql} as _extra, {lineage} "
-                  f"from {source_sql} as f join landing_partitions p on p.source_file = f.filename")
+    select_sql = (
+        f"select {wanted}, {extra_sql} as _extra, {lineage} "
+        f"from {source_sql} as f join landing_partitions p on p.source_file = f.filename"
+    )
     if diverted is not None:
         select_sql += " where not f._diverted"
     con.execute(f"insert into {contract.raw_table} by name {select_sql}")
     if diverted is not None:
         con.execute(f"drop table {diverted}")
     if contract.file_format == "csv":
-        con.execute(f"""
+        con.execute(
+            f"""
             insert into {REJECTED_ROWS_TABLE}
             select ?, p.partition_date, p.source_file, r.line, r.csv_line,
                    r.error_type || ': ' || r.error_message, current_timestamp::timestamp
@@ -404,56 +466,74 @@ def _insert_group(con: duckdb.DuckDBPyConnection, contract: SourceContract, colu
             join landing_partitions p on p.source_file = s.file_path
             -- DuckDB reports a short line once per missing column: keep one row per line.
             qualify row_number() over (partition by r.scan_id, r.file_id, r.line order by r.column_idx) = 1
-            """, [contract.name])
+            """,
+            [contract.name],
+        )
         con.execute("drop table landing_rejects")
         con.execute("drop table landing_scans")
 
 
-def _divert_repeated_headers(con: duckdb.DuckDBPyConnection, contract: SourceContract,
-                             files: dict[Path, CheckedFile], columns: list[str], reader: str) -> str:
+def _divert_repeated_headers(
+    con: duckdb.DuckDBPyConnection,
+    contract: SourceContract,
+    files: dict[Path, CheckedFile],
+    columns: list[str],
+    reader: str,
+) -> str:
     """Read the CSVs into a temp table whose ``_diverted`` marks rows repeating the header; keep those
     lines, with their line numbers from the contract check, as rejected. Return the table's name."""
-    is_header = " and ".join(f"coalesce(trim({_ident(c)}) = {_quote(c)}, false)"
-                             for c in columns if c != "filename")
+    is_header = " and ".join(f"coalesce(trim({_ident(c)}) = {_quote(c)}, false)" for c in columns if c != "filename")
     con.execute(f"create temp table landing_csv as select *, {is_header} as _diverted from {reader}")
     found = dict(con.execute("select filename, count(*) from landing_csv where _diverted group by all").fetchall())
     for path, checked in files.items():
         if found.get(str(path), 0) != len(checked.repeated_header_lines):
-            raise LandingError(f"{path}: the header is repeated on line(s) "
-                               f"{', '.join(str(n) for n, _ in checked.repeated_header_lines) or 'none'} but "
-                               f"{found.get(str(path), 0)} row(s) read as a header: check the quoting")
+            raise LandingError(
+                f"{path}: the header is repeated on line(s) "
+                f"{', '.join(str(n) for n, _ in checked.repeated_header_lines) or 'none'} but "
+                f"{found.get(str(path), 0)} row(s) read as a header: check the quoting"
+            )
         if checked.repeated_header_lines:
             con.executemany(
                 f"insert into {REJECTED_ROWS_TABLE} select ?, partition_date, source_file, ?, ?, ?, "
                 f"current_timestamp::timestamp from landing_partitions where source_file = ?",
-                [[contract.name, number, line, REPEATED_HEADER_REASON, str(path)]
-                 for number, line in checked.repeated_header_lines])
+                [
+                    [contract.name, number, line, REPEATED_HEADER_REASON, str(path)]
+                    for number, line in checked.repeated_header_lines
+                ],
+            )
     return "landing_csv"
 
 
-def _divert_out_of_range(con: duckdb.DuckDBPyConnection, contract: SourceContract, overflowing: list[str],
-                         reader: str, wanted: str) -> str:
+def _divert_out_of_range(
+    con: duckdb.DuckDBPyConnection, contract: SourceContract, overflowing: list[str], reader: str, wanted: str
+) -> str:
     """Read the Parquet files into a temp table whose ``_diverted`` marks rows with an integer beyond
     the raw column's bigint; keep those rows, as JSON with the reason, as rejected."""
     reasons = ", ".join(
         f"case when {_ident(c)} is not null and try_cast({_ident(c)} as bigint) is null then "
         f"'column {c}: ' || cast({_ident(c)} as varchar) || ' is beyond the bigint range' end"
-        for c in overflowing)
-    con.execute(f"create temp table landing_parquet as select *, _reason is not null as _diverted "
-                f"from (select *, nullif(concat_ws('; ', {reasons}), '') as _reason from {reader})")
-    con.execute(f"""
+        for c in overflowing
+    )
+    con.execute(
+        f"create temp table landing_parquet as select *, _reason is not null as _diverted "
+        f"from (select *, nullif(concat_ws('; ', {reasons}), '') as _reason from {reader})"
+    )
+    con.execute(
+        f"""
         insert into {REJECTED_ROWS_TABLE}
         select ?, p.partition_date, p.source_file, f.file_row_number + 1,
-               to_json(struct_pack({", ".join(f"{_ident(c)} := cast({_ident(c)} as varchar)"
-                                              for c in contract.column_names)})),
+               to_json(struct_pack({
+            ", ".join(f"{_ident(c)} := cast({_ident(c)} as varchar)" for c in contract.column_names)
+        })),
                'value out of range: ' || f._reason, current_timestamp::timestamp
         from landing_parquet f join landing_partitions p on p.source_file = f.filename
-        where f._diverted""", [contract.name])
+        where f._diverted""",
+        [contract.name],
+    )
     return "landing_parquet"
 
 
-def _insert_jsonl(con: duckdb.DuckDBPyConnection, contract: SourceContract, paths: list[Path],
-                  lineage: str) -> None:
+def _insert_jsonl(con: duckdb.DuckDBPyConnection, contract: SourceContract, paths: list[Path], lineage: str) -> None:
     """JSON lines are split in SQL so that every line is kept: objects are loaded, the rest rejected."""
     # One parse per line extracts every field (one json_extract_string per field parsed it each time).
     json_paths = "[" + ", ".join(_quote(f'$."{c}"') for c in contract.column_names) + "]"
@@ -478,17 +558,21 @@ def _insert_jsonl(con: duckdb.DuckDBPyConnection, contract: SourceContract, path
         from (select *, json_extract_string(line, {json_paths}) as fields from landing_lines where is_object) l
         join landing_partitions p on p.source_file = l.filename"""
     con.execute(f"insert into {contract.raw_table} by name {select_sql}")
-    con.execute(f"""
+    con.execute(
+        f"""
         insert into {REJECTED_ROWS_TABLE}
         select ?, p.partition_date, p.source_file, l.line_number, l.line, 'malformed JSON line: not a JSON object',
                current_timestamp::timestamp
         from landing_lines l join landing_partitions p on p.source_file = l.filename
-        where not l.is_object""", [contract.name])
+        where not l.is_object""",
+        [contract.name],
+    )
     con.execute("drop table landing_lines")
 
 
-def load_landing(con: duckdb.DuckDBPyConnection, landing_dir: Path, gate: BatchGate | None = None,
-                 up_to: date | None = None) -> dict[str, int]:
+def load_landing(
+    con: duckdb.DuckDBPyConnection, landing_dir: Path, gate: BatchGate | None = None, up_to: date | None = None
+) -> dict[str, int]:
     """Load every source's new partitions (those of days up to ``up_to`` when given); return rows
     inserted per source.
 

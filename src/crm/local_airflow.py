@@ -43,7 +43,9 @@ def run_airflow(env: dict[str, str], *args: str) -> None:
     """Run one Airflow CLI command; a failure raises with the end of its output."""
     completed = subprocess.run(airflow_command(*args), env=env, text=True, capture_output=True)
     if completed.returncode != 0:
-        raise RuntimeError(f"airflow {' '.join(args[:2])} failed:\n{completed.stdout[-2000:]}{completed.stderr[-2000:]}")
+        raise RuntimeError(
+            f"airflow {' '.join(args[:2])} failed:\n{completed.stdout[-2000:]}{completed.stderr[-2000:]}"
+        )
 
 
 def migrate(settings: Settings) -> None:
@@ -61,11 +63,16 @@ def test_dag(settings: Settings, dag_id: str, log_path: Path, params: dict[str, 
     log_path.parent.mkdir(parents=True, exist_ok=True)
     tail: list[str] = []
     task = "?"
-    with log_path.open("w") as log_file, subprocess.Popen(
-        airflow_command("dags", "test", dag_id, *(["--conf", json.dumps(params)] if params else [])),
-        env=airflow_env(settings), text=True,
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-    ) as process:
+    with (
+        log_path.open("w") as log_file,
+        subprocess.Popen(
+            airflow_command("dags", "test", dag_id, *(["--conf", json.dumps(params)] if params else [])),
+            env=airflow_env(settings),
+            text=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        ) as process,
+    ):
         assert process.stdout is not None
         for line in process.stdout:
             log_file.write(line)

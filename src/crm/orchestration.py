@@ -25,15 +25,27 @@ WAREHOUSE_POOL = "crm_warehouse"
 CUSTOMER_FEATURES = Asset(name="crm_customer_features", uri="crm://warehouse/marts/customer_features")
 
 PARAMS = {
-    "as_of_date": Param(None, type=["null", "string"], format="date",
-                        description="Day to process (YYYY-MM-DD). Empty: a scheduled run processes the day "
-                                    "before its logical date, a manual run the last delivered day."),
-    "churn_window_days": Param(None, type=["null", "integer"], minimum=7, maximum=365,
-                               description="Churn window in days (labels, time-based split, features). "
-                                           "Empty: the configured one (CRM_CHURN_WINDOW_DAYS, default 90)."),
-    "full_refresh": Param(None, type=["null", "boolean"],
-                          description="Rebuild incremental dbt models from scratch. Empty: the configured "
-                                      "CRM_FULL_REFRESH (default false)."),
+    "as_of_date": Param(
+        None,
+        type=["null", "string"],
+        format="date",
+        description="Day to process (YYYY-MM-DD). Empty: a scheduled run processes the day "
+        "before its logical date, a manual run the last delivered day.",
+    ),
+    "churn_window_days": Param(
+        None,
+        type=["null", "integer"],
+        minimum=7,
+        maximum=365,
+        description="Churn window in days (labels, time-based split, features). "
+        "Empty: the configured one (CRM_CHURN_WINDOW_DAYS, default 90).",
+    ),
+    "full_refresh": Param(
+        None,
+        type=["null", "boolean"],
+        description="Rebuild incremental dbt models from scratch. Empty: the configured "
+        "CRM_FULL_REFRESH (default false).",
+    ),
 }
 
 
@@ -42,9 +54,16 @@ def log_failure_summary(context) -> None:
     ti, run = context["ti"], context.get("dag_run")
     error = context.get("exception")
     reason = f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}" if error else "unknown"
-    log.error("CRM task failed: %s.%s run %s (as-of %s), try %s of %s: %s", ti.dag_id, ti.task_id,
-              getattr(run, "run_id", "?"), (context.get("params") or {}).get("as_of_date") or "latest",
-              ti.try_number, (ti.max_tries or 0) + 1, reason)
+    log.error(
+        "CRM task failed: %s.%s run %s (as-of %s), try %s of %s: %s",
+        ti.dag_id,
+        ti.task_id,
+        getattr(run, "run_id", "?"),
+        (context.get("params") or {}).get("as_of_date") or "latest",
+        ti.try_number,
+        (ti.max_tries or 0) + 1,
+        reason,
+    )
 
 
 DEFAULT_ARGS = {
@@ -84,8 +103,11 @@ def settings_for_run() -> Settings:
     context = get_current_context()
     params, run = context["params"], context.get("dag_run")
     run_type = getattr(run, "run_type", None)
-    overrides = {"as_of_date": run_as_of_date(params, getattr(run_type, "value", run_type), context.get("logical_date")),
-                 "churn_window_days": params.get("churn_window_days"), "full_refresh": params.get("full_refresh")}
+    overrides = {
+        "as_of_date": run_as_of_date(params, getattr(run_type, "value", run_type), context.get("logical_date")),
+        "churn_window_days": params.get("churn_window_days"),
+        "full_refresh": params.get("full_refresh"),
+    }
     # An empty param leaves the configured value (environment, then default) in place.
     return Settings.from_env(**{name: value for name, value in overrides.items() if value is not None})
 
@@ -183,20 +205,29 @@ def dbt_models(group_id: str = "dbt"):
     return DbtTaskGroup(
         group_id=group_id,
         # Secrets stay out: cosmos stores env_vars with the DAG and shows them as rendered fields.
-        project_config=ProjectConfig(settings.dbt_project_dir, env_vars={
-            name: value for name, value in settings.dbt_env().items() if not name.startswith("DBT_ENV_SECRET_")}),
-        profile_config=ProfileConfig(profile_name="crm", target_name="local",
-                                     profiles_yml_filepath=settings.dbt_project_dir / "profiles.yml"),
+        project_config=ProjectConfig(
+            settings.dbt_project_dir,
+            env_vars={
+                name: value for name, value in settings.dbt_env().items() if not name.startswith("DBT_ENV_SECRET_")
+            },
+        ),
+        profile_config=ProfileConfig(
+            profile_name="crm", target_name="local", profiles_yml_filepath=settings.dbt_project_dir / "profiles.yml"
+        ),
         execution_config=ExecutionConfig(execution_mode=ExecutionMode.LOCAL, invocation_mode=InvocationMode.DBT_RUNNER),
         # Parsing lists the project with `dbt ls` in a subprocess (cached by cosmos); unit tests run
         # inside their model's build and exposures are documentation: neither gets a task.
         # The models only training reads are left to crm_training's build_training_data, and the marts
         # that read the scores to publish_marts, as in crm.pipeline.build_warehouse.
-        render_config=RenderConfig(load_method=LoadMode.DBT_LS, test_behavior=TestBehavior.BUILD,
-                                   exclude=[TRAINING_ONLY, SCORE_READERS], should_detach_multiple_parents_tests=True,
-                                   invocation_mode=InvocationMode.SUBPROCESS, dbt_executable_path=dbt_executable(),
-                                   node_converters={DbtResourceType("unit_test"): _no_task,
-                                                    DbtResourceType.EXPOSURE: _no_task}),
+        render_config=RenderConfig(
+            load_method=LoadMode.DBT_LS,
+            test_behavior=TestBehavior.BUILD,
+            exclude=[TRAINING_ONLY, SCORE_READERS],
+            should_detach_multiple_parents_tests=True,
+            invocation_mode=InvocationMode.SUBPROCESS,
+            dbt_executable_path=dbt_executable(),
+            node_converters={DbtResourceType("unit_test"): _no_task, DbtResourceType.EXPOSURE: _no_task},
+        ),
         # The run's vars and full-refresh flag, rendered from plan_dbt_build's result (the DAG renders
         # templates as native objects).
         operator_args={"vars": f"{{{{ {plan}['vars'] }}}}", "full_refresh": f"{{{{ {plan}['full_refresh'] }}}}"},

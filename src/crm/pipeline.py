@@ -20,11 +20,22 @@ log = logging.getLogger(__name__)
 MODELS = ("churn", "segments", "satisfaction")
 # Up to which load the dbt tests have passed (crm.pipeline.record_tested_loads).
 TESTED_LOADS_TABLE = "audit.tested_loads"
-PUBLISHED_TABLES = ("marts.dim_customers", "marts.fct_orders", "marts.fct_order_items", "marts.fct_support_tickets",
-                    "marts.fct_survey_responses", "marts.fct_marketing_events", "marts.campaign_performance",
-                    "marts.customer_features", "marts.customer_rfm", "marts.customer_360",
-                    "marts.campaign_audiences", "scores.churn",
-                    "scores.segments", "scores.satisfaction")
+PUBLISHED_TABLES = (
+    "marts.dim_customers",
+    "marts.fct_orders",
+    "marts.fct_order_items",
+    "marts.fct_support_tickets",
+    "marts.fct_survey_responses",
+    "marts.fct_marketing_events",
+    "marts.campaign_performance",
+    "marts.customer_features",
+    "marts.customer_rfm",
+    "marts.customer_360",
+    "marts.campaign_audiences",
+    "scores.churn",
+    "scores.segments",
+    "scores.satisfaction",
+)
 # The published tables that grow with history, and what partitions them: a publication replaces only
 # the partitions whose rows changed (crm.warehouse.publish_copy). The others are copied whole.
 PUBLISHED_PARTITIONS = {
@@ -61,8 +72,11 @@ class AsOfPlan:
 
     @classmethod
     def ending(cls, scoring: date, window_days: int) -> AsOfPlan:
-        return cls(train=scoring - timedelta(days=2 * window_days),
-                   validation=scoring - timedelta(days=window_days), scoring=scoring)
+        return cls(
+            train=scoring - timedelta(days=2 * window_days),
+            validation=scoring - timedelta(days=window_days),
+            scoring=scoring,
+        )
 
     def training_dates(self) -> list[str]:
         return [self.train.isoformat(), self.validation.isoformat()]
@@ -74,8 +88,9 @@ def ensure_demo_data(settings: Settings) -> bool:
 
     if settings.landing_dir.is_dir() and any(settings.landing_dir.iterdir()):
         return False
-    counts = generate(GeneratorConfig(churn_window_days=settings.churn_window_days), settings.landing_dir,
-                      settings.truth_dir)
+    counts = generate(
+        GeneratorConfig(churn_window_days=settings.churn_window_days), settings.landing_dir, settings.truth_dir
+    )
     log.info("generated demo data in %s: %s", settings.landing_dir, counts)
     return True
 
@@ -112,8 +127,9 @@ def plan(settings: Settings) -> AsOfPlan:
     scoring = settings.as_of_date
     if scoring is None:
         with connect(settings, read_only=True) as con:
-            scoring = con.execute(f"select max(partition_date) from {LOAD_LOG_TABLE} where source = 'orders'"
-                                  ).fetchone()[0]
+            scoring = con.execute(
+                f"select max(partition_date) from {LOAD_LOG_TABLE} where source = 'orders'"
+            ).fetchone()[0]
         if scoring is None:
             raise LookupError("no order partition is loaded: nothing to plan")
     return AsOfPlan.ending(scoring, settings.churn_window_days)
@@ -135,8 +151,9 @@ def build_warehouse(settings: Settings) -> None:
     training reads. Nor are the marts that read the scores (publish builds them)."""
     from crm.dbt import run_dbt
 
-    run_dbt(settings, ["build", "--exclude", TRAINING_ONLY, SCORE_READERS, *_full_refresh(settings)],
-            dbt_vars(settings))
+    run_dbt(
+        settings, ["build", "--exclude", TRAINING_ONLY, SCORE_READERS, *_full_refresh(settings)], dbt_vars(settings)
+    )
     record_tested_loads(settings)
 
 
@@ -146,8 +163,9 @@ def build_training_data(settings: Settings) -> None:
     the churn and satisfaction labels at those dates. Runs after build_warehouse, before training."""
     from crm.dbt import run_dbt
 
-    run_dbt(settings, ["build", "--select", *TRAINING_DATA, *_full_refresh(settings)],
-            dbt_vars(settings, training=True))
+    run_dbt(
+        settings, ["build", "--select", *TRAINING_DATA, *_full_refresh(settings)], dbt_vars(settings, training=True)
+    )
 
 
 def _full_refresh(settings: Settings) -> list[str]:
@@ -186,7 +204,8 @@ def _untested_since(settings: Settings) -> date | None:
             return None
         earliest, newest = con.execute(
             f"select min(partition_date) filter (where loaded_at > (select max(loads_through) from "
-            f"{TESTED_LOADS_TABLE})), max(partition_date) from {LOAD_LOG_TABLE}").fetchone()
+            f"{TESTED_LOADS_TABLE})), max(partition_date) from {LOAD_LOG_TABLE}"
+        ).fetchone()
     return earliest if earliest is not None else newest + timedelta(days=1) if newest is not None else None
 
 
@@ -198,8 +217,10 @@ def record_tested_loads(settings: Settings) -> None:
 
     with connect(settings) as con:
         con.execute("create schema if not exists audit")
-        con.execute(f"create or replace table {TESTED_LOADS_TABLE} as "
-                    f"select max(loaded_at) as loads_through from {LOAD_LOG_TABLE}")
+        con.execute(
+            f"create or replace table {TESTED_LOADS_TABLE} as "
+            f"select max(loaded_at) as loads_through from {LOAD_LOG_TABLE}"
+        )
 
 
 def _stored_feature_dates(settings: Settings) -> set[date]:
@@ -244,8 +265,14 @@ def train(settings: Settings, model: str = "churn") -> dict[str, object]:
     else:
         trainer = {"churn": train_churn, "satisfaction": train_satisfaction}[model]
         report = trainer(settings, as_of.train, as_of.validation, _first_order_day(settings))
-    return {"model": report.model_name, "version": report.version, "candidate": report.candidate,
-            "rows": report.rows, "metrics": report.metrics, "decision": report.decision.describe()}
+    return {
+        "model": report.model_name,
+        "version": report.version,
+        "candidate": report.candidate,
+        "rows": report.rows,
+        "metrics": report.metrics,
+        "decision": report.decision.describe(),
+    }
 
 
 def preflight(settings: Settings) -> dict[str, dict[str, object]]:
@@ -354,11 +381,14 @@ def _docs_fingerprint(settings: Settings) -> str:
 
     digest = hashlib.sha256(version("dbt-core").encode())
     for path in sorted(settings.dbt_project_dir.rglob("*")):
-        if path.is_file() and not {"target", "logs", "dbt_packages"} & set(path.relative_to(settings.dbt_project_dir).parts):
+        if path.is_file() and not {"target", "logs", "dbt_packages"} & set(
+            path.relative_to(settings.dbt_project_dir).parts
+        ):
             digest.update(str(path.relative_to(settings.dbt_project_dir)).encode() + b"\0" + path.read_bytes())
     with connect(settings, read_only=True) as con:
-        columns = con.execute("select table_schema, table_name, column_name, data_type from information_schema.columns "
-                              "order by all").fetchall()
+        columns = con.execute(
+            "select table_schema, table_name, column_name, data_type from information_schema.columns order by all"
+        ).fetchall()
     digest.update(repr(columns).encode())
     return digest.hexdigest()
 
@@ -377,20 +407,37 @@ def summarize(settings: Settings) -> dict[str, object]:
     from ml import registry
 
     with connect(settings, read_only=True) as con:
-        counts = {table: con.execute(f"select count(*) from {table}").fetchone()[0] if table_exists(con, table)
-                  else None for table in PUBLISHED_TABLES}
-        identity = con.execute("select customer_records, resolved_customers, consolidation_rate "
-                               "from audit.identity_resolution").fetchone() \
-            if table_exists(con, "audit.identity_resolution") else None
-        quarantined = dict(con.execute("select source, count(*) from audit.rejected_rows group by source order by source"
-                                       ).fetchall()) if table_exists(con, "audit.rejected_rows") else {}
+        counts = {
+            table: con.execute(f"select count(*) from {table}").fetchone()[0] if table_exists(con, table) else None
+            for table in PUBLISHED_TABLES
+        }
+        identity = (
+            con.execute(
+                "select customer_records, resolved_customers, consolidation_rate from audit.identity_resolution"
+            ).fetchone()
+            if table_exists(con, "audit.identity_resolution")
+            else None
+        )
+        quarantined = (
+            dict(
+                con.execute(
+                    "select source, count(*) from audit.rejected_rows group by source order by source"
+                ).fetchall()
+            )
+            if table_exists(con, "audit.rejected_rows")
+            else {}
+        )
     client = registry.configure(settings)
     summary = {
         "as_of_date": plan(settings).scoring.isoformat(),
         "tables": counts,
-        "identity_resolution": None if identity is None else {
-            "customer_records": identity[0], "resolved_customers": identity[1],
-            "consolidation_rate": round(identity[2] or 0.0, 4)},
+        "identity_resolution": None
+        if identity is None
+        else {
+            "customer_records": identity[0],
+            "resolved_customers": identity[1],
+            "consolidation_rate": round(identity[2] or 0.0, 4),
+        },
         "quarantined_rows": quarantined,
         "models": registry.registered_models_summary(client),
         "warehouse": str(settings.warehouse_path),
@@ -415,13 +462,19 @@ def format_summary(summary: dict[str, object]) -> str:
         lines.append(f"  {table:<32} {'missing' if rows is None else f'{rows:>10,} rows'}")
     identity = summary.get("identity_resolution")
     if identity:
-        lines += ["", f"Identity resolution: {identity['customer_records']:,} CRM records -> "
-                      f"{identity['resolved_customers']:,} customers "
-                      f"(consolidation rate {identity['consolidation_rate']:.2%})"]
+        lines += [
+            "",
+            f"Identity resolution: {identity['customer_records']:,} CRM records -> "
+            f"{identity['resolved_customers']:,} customers "
+            f"(consolidation rate {identity['consolidation_rate']:.2%})",
+        ]
     quarantined = summary.get("quarantined_rows") or {}
     if quarantined:
-        lines.append("Quarantined rows:    " + ", ".join(f"{source} {rows:,}" for source, rows in quarantined.items())
-                     + " (audit.rejected_rows)")
+        lines.append(
+            "Quarantined rows:    "
+            + ", ".join(f"{source} {rows:,}" for source, rows in quarantined.items())
+            + " (audit.rejected_rows)"
+        )
     lines += ["", "Registered models:"]
     for model in summary["models"]:  # type: ignore[union-attr]
         aliases = ", ".join(f"{alias}=v{v}" for alias, v in model["aliases"].items()) or "no aliases"

@@ -95,8 +95,12 @@ def load_suite_definition(expectations_dir: Path, suite_name: str) -> dict[str, 
 
 
 # Expectations about which columns the table has: a suite with one of them sees the whole frame.
-TABLE_COLUMN_EXPECTATIONS = {"expect_table_columns_to_match_set", "expect_table_columns_to_match_ordered_list",
-                             "expect_table_column_count_to_equal", "expect_table_column_count_to_be_between"}
+TABLE_COLUMN_EXPECTATIONS = {
+    "expect_table_columns_to_match_set",
+    "expect_table_columns_to_match_ordered_list",
+    "expect_table_column_count_to_equal",
+    "expect_table_column_count_to_be_between",
+}
 
 
 def suite_columns(definition: dict[str, Any]) -> set[str] | None:
@@ -128,23 +132,40 @@ BATCH_BROKEN_BELOW = 0.9
 def contract_expectations(contract: SourceContract) -> list[dict[str, Any]]:
     """Expectations every raw batch of ``contract``'s source meets: its columns, keys and value types."""
     expectations: list[dict[str, Any]] = [
-        {"type": "expect_table_columns_to_match_set",
-         "kwargs": {"column_set": list(contract.column_names), "exact_match": False},
-         "meta": {"from": "landing contract"}, "severity": BLOCKING},
+        {
+            "type": "expect_table_columns_to_match_set",
+            "kwargs": {"column_set": list(contract.column_names), "exact_match": False},
+            "meta": {"from": "landing contract"},
+            "severity": BLOCKING,
+        },
         # Columns beyond the contract are kept in _extra, and reported: the sender changed its export.
-        {"type": "expect_column_values_to_be_null", "kwargs": {"column": "_extra"},
-         "meta": {"from": "landing contract", "defect": "schema_drift_extra_column"}, "severity": "warning"},
+        {
+            "type": "expect_column_values_to_be_null",
+            "kwargs": {"column": "_extra"},
+            "meta": {"from": "landing contract", "defect": "schema_drift_extra_column"},
+            "severity": "warning",
+        },
     ]
     expectations += [
-        {"type": "expect_column_values_to_not_be_null", "kwargs": {"column": key, "mostly": BATCH_BROKEN_BELOW},
-         "meta": {"from": "landing contract"}, "severity": BLOCKING}
-        for key in contract.key]
+        {
+            "type": "expect_column_values_to_not_be_null",
+            "kwargs": {"column": key, "mostly": BATCH_BROKEN_BELOW},
+            "meta": {"from": "landing contract"},
+            "severity": BLOCKING,
+        }
+        for key in contract.key
+    ]
     if contract.file_format != "parquet":
         expectations += [
-            {"type": "expect_column_values_to_match_regex",
-             "kwargs": {"column": column.name, "regex": TYPE_PATTERNS[column.type], "mostly": BATCH_BROKEN_BELOW},
-             "meta": {"from": "landing contract", "contract_type": column.type}, "severity": BLOCKING}
-            for column in contract.columns if column.type != "text"]
+            {
+                "type": "expect_column_values_to_match_regex",
+                "kwargs": {"column": column.name, "regex": TYPE_PATTERNS[column.type], "mostly": BATCH_BROKEN_BELOW},
+                "meta": {"from": "landing contract", "contract_type": column.type},
+                "severity": BLOCKING,
+            }
+            for column in contract.columns
+            if column.type != "text"
+        ]
     return expectations
 
 
@@ -162,17 +183,28 @@ class QualityGate:
         context = gx.get_context(mode="ephemeral")
         context.variables.progress_bars = ProgressBarsConfig(globally=False)
         self.settings.data_docs_dir.mkdir(parents=True, exist_ok=True)
-        context.add_data_docs_site(site_name="local", site_config={
-            "class_name": "SiteBuilder",
-            "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
-            "store_backend": {"class_name": "TupleFilesystemStoreBackend",
-                              "base_directory": str(self.settings.data_docs_dir)},
-        })
+        context.add_data_docs_site(
+            site_name="local",
+            site_config={
+                "class_name": "SiteBuilder",
+                "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
+                "store_backend": {
+                    "class_name": "TupleFilesystemStoreBackend",
+                    "base_directory": str(self.settings.data_docs_dir),
+                },
+            },
+        )
         context.data_sources.add_pandas("warehouse")
         return context
 
-    def validate(self, suite_name: str, frame: pd.DataFrame, id_columns: list[str],
-                 parameters: dict[str, Any] | None = None, raise_blocking: bool = True) -> GateResult:
+    def validate(
+        self,
+        suite_name: str,
+        frame: pd.DataFrame,
+        id_columns: list[str],
+        parameters: dict[str, Any] | None = None,
+        raise_blocking: bool = True,
+    ) -> GateResult:
         """Validate ``frame``; raise QualityGateFailed on any blocking failure, log warnings.
 
         ``parameters`` fill the suite's ``{"$PARAMETER": name}`` values (figures known only at run time).
@@ -194,8 +226,13 @@ class QualityGate:
             if raise_blocking:
                 raise QualityGateFailed(gate.blocking)
             return gate
-        log.info("quality gate %s passed: %d expectations on %d rows (%d warnings)",
-                 suite_name, gate.evaluated, gate.rows, len(gate.warnings))
+        log.info(
+            "quality gate %s passed: %d expectations on %d rows (%d warnings)",
+            suite_name,
+            gate.evaluated,
+            gate.rows,
+            len(gate.warnings),
+        )
         return gate
 
     @cache
@@ -210,17 +247,26 @@ class QualityGate:
         asset = self._context.data_sources.get("warehouse").add_dataframe_asset(suite_name)
         # A copy: GX writes into the suite's meta (its version), and the cached definition stays as read.
         suite = self._context.suites.add(gx.ExpectationSuite(**copy.deepcopy(self._definition(suite_name))))
-        definition = self._context.validation_definitions.add(gx.ValidationDefinition(
-            name=f"{suite_name}_validation", data=asset.add_batch_definition_whole_dataframe(suite_name),
-            suite=suite))
-        return self._context.checkpoints.add(gx.Checkpoint(
-            name=f"{suite_name}_checkpoint",
-            validation_definitions=[definition],
-            # SUMMARY keeps a sample of unexpected rows with their ids; COMPLETE would list every one,
-            # which costs more than the validation itself on a million rows.
-            result_format={"result_format": "SUMMARY", "unexpected_index_column_names": list(id_columns),
-                           "partial_unexpected_count": SAMPLE_SIZE},
-        ))
+        definition = self._context.validation_definitions.add(
+            gx.ValidationDefinition(
+                name=f"{suite_name}_validation",
+                data=asset.add_batch_definition_whole_dataframe(suite_name),
+                suite=suite,
+            )
+        )
+        return self._context.checkpoints.add(
+            gx.Checkpoint(
+                name=f"{suite_name}_checkpoint",
+                validation_definitions=[definition],
+                # SUMMARY keeps a sample of unexpected rows with their ids; COMPLETE would list every one,
+                # which costs more than the validation itself on a million rows.
+                result_format={
+                    "result_format": "SUMMARY",
+                    "unexpected_index_column_names": list(id_columns),
+                    "partial_unexpected_count": SAMPLE_SIZE,
+                },
+            )
+        )
 
     @property
     def data_docs_index(self) -> Path:
@@ -241,14 +287,19 @@ class QualityGate:
 def _failure(suite_name: str, result: Any, id_columns: list[str]) -> ExpectationFailure:
     config = result.expectation_config
     kwargs = config.kwargs
-    column = kwargs.get("column") or ",".join(
-        kwargs.get("column_list") or [kwargs[key] for key in ("column_A", "column_B") if kwargs.get(key)]) or None
+    column = (
+        kwargs.get("column")
+        or ",".join(kwargs.get("column_list") or [kwargs[key] for key in ("column_A", "column_B") if kwargs.get(key)])
+        or None
+    )
     details = result.result or {}
     error = (result.exception_info or {}).get("exception_message")
     revealing = column is not None and not (set(column.split(",")) & PII_COLUMNS)
-    sample_ids = [{key: _plain(row.get(key)) for key in id_columns}
-                  for row in (details.get("partial_unexpected_index_list") or [])[:SAMPLE_SIZE]
-                  if isinstance(row, dict)]
+    sample_ids = [
+        {key: _plain(row.get(key)) for key in id_columns}
+        for row in (details.get("partial_unexpected_index_list") or [])[:SAMPLE_SIZE]
+        if isinstance(row, dict)
+    ]
     return ExpectationFailure(
         suite=suite_name,
         expectation=config.type + (f" (error: {error})" if error else ""),
@@ -257,9 +308,11 @@ def _failure(suite_name: str, result: Any, id_columns: list[str]) -> Expectation
         unexpected_count=details.get("unexpected_count"),
         sample_ids=sample_ids,
         sample_values=[_plain(value) for value in (details.get("partial_unexpected_list") or [])[:SAMPLE_SIZE]]
-        if revealing else [],
+        if revealing
+        else [],
         observed_value=_plain(details.get("observed_value"))
-        if revealing and not isinstance(details.get("observed_value"), (list, dict)) else None,
+        if revealing and not isinstance(details.get("observed_value"), (list, dict))
+        else None,
     )
 
 

@@ -42,8 +42,11 @@ class AirflowApi:
 
     def __init__(self, endpoints: Endpoints):
         self.base = f"{endpoints.airflow_url}/api/v2"
-        self.token = request_json(f"{endpoints.airflow_url}/auth/token", method="POST",
-                                  body={"username": endpoints.user, "password": endpoints.password})["access_token"]
+        self.token = request_json(
+            f"{endpoints.airflow_url}/auth/token",
+            method="POST",
+            body={"username": endpoints.user, "password": endpoints.password},
+        )["access_token"]
 
     def call(self, path: str, method: str = "GET", body: dict | None = None) -> dict:
         return request_json(f"{self.base}/{path}", method, body, {"Authorization": f"Bearer {self.token}"})
@@ -67,8 +70,13 @@ class AirflowApi:
     def backfill(self, dag_id: str, from_date: str, to_date: str, reprocess: str = "completed") -> int:
         """A backfill over logical dates [from_date, to_date], one run at a time; ``reprocess``
         "completed" reruns days already done. Returns the backfill id."""
-        body = {"dag_id": dag_id, "from_date": from_date, "to_date": to_date, "reprocess_behavior": reprocess,
-                "max_active_runs": 1}
+        body = {
+            "dag_id": dag_id,
+            "from_date": from_date,
+            "to_date": to_date,
+            "reprocess_behavior": reprocess,
+            "max_active_runs": 1,
+        }
         return self.call("backfills", "POST", body)["id"]
 
     def runs(self, dag_id: str) -> list[dict]:
@@ -99,8 +107,7 @@ class AirflowApi:
 
 def request_json(url: str, method: str = "GET", body: dict | None = None, headers: dict | None = None) -> dict:
     data = json.dumps(body).encode() if body is not None else None
-    request = urllib.request.Request(url, data, {"Content-Type": "application/json", **(headers or {})},
-                                     method=method)
+    request = urllib.request.Request(url, data, {"Content-Type": "application/json", **(headers or {})}, method=method)
     with urllib.request.urlopen(request, timeout=30) as response:
         return json.loads(response.read() or b"{}")
 
@@ -147,13 +154,24 @@ def login(settings: Settings) -> tuple[str, str]:
 def commands(settings: Settings) -> dict[str, list[str]]:
     mlflow = str(Path(sys.executable).with_name("mlflow"))
     return {
-        "airflow-api-server": airflow_command("api-server", "--host", "127.0.0.1", "--port",
-                                              str(settings.airflow_ui_port)),
+        "airflow-api-server": airflow_command(
+            "api-server", "--host", "127.0.0.1", "--port", str(settings.airflow_ui_port)
+        ),
         "airflow-scheduler": airflow_command("scheduler"),
         "airflow-dag-processor": airflow_command("dag-processor"),
         "airflow-triggerer": airflow_command("triggerer"),
-        "mlflow-server": [mlflow, "server", "--backend-store-uri", settings.mlflow_tracking_uri,
-                          "--host", "127.0.0.1", "--port", str(settings.mlflow_ui_port), "--workers", "1"],
+        "mlflow-server": [
+            mlflow,
+            "server",
+            "--backend-store-uri",
+            settings.mlflow_tracking_uri,
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(settings.mlflow_ui_port),
+            "--workers",
+            "1",
+        ],
     }
 
 
@@ -171,12 +189,21 @@ def start(settings: Settings) -> Endpoints:
     try:
         for name, command in commands(settings).items():
             with (logs / f"{name}.log").open("ab") as log:
-                processes[name] = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT,
-                                                   stdin=subprocess.DEVNULL, start_new_session=True)
+                processes[name] = subprocess.Popen(
+                    command,
+                    env=env,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    stdin=subprocess.DEVNULL,
+                    start_new_session=True,
+                )
         # Each service leads its own session: its pid is the process group id.
         pid_file(settings).write_text(json.dumps({name: p.pid for name, p in processes.items()}, indent=2))
-        endpoints = Endpoints(f"http://127.0.0.1:{settings.airflow_ui_port}",
-                              f"http://127.0.0.1:{settings.mlflow_ui_port}", *login(settings))
+        endpoints = Endpoints(
+            f"http://127.0.0.1:{settings.airflow_ui_port}",
+            f"http://127.0.0.1:{settings.mlflow_ui_port}",
+            *login(settings),
+        )
         _wait_healthy(f"{endpoints.airflow_url}/api/v2/monitor/health", processes, logs)
         _wait_healthy(f"{endpoints.mlflow_url}/health", processes, logs)
         return endpoints
@@ -189,7 +216,9 @@ def create_pool(env: dict[str, str]) -> None:
     """The one-slot pool every warehouse task takes (crm.orchestration.WAREHOUSE_POOL)."""
     from crm.orchestration import WAREHOUSE_POOL
 
-    run_airflow(env, "pools", "set", WAREHOUSE_POOL, "1", "DuckDB allows one writer at a time: one warehouse task at once")
+    run_airflow(
+        env, "pools", "set", WAREHOUSE_POOL, "1", "DuckDB allows one writer at a time: one warehouse task at once"
+    )
 
 
 def serialize_dags(env: dict[str, str]) -> None:
@@ -269,10 +298,13 @@ def _signal_group(pgid: int, sig: int) -> None:
 def serve(settings: Settings) -> int:
     """`crm ui`: start, print where everything is, and stop everything on Ctrl-C or SIGTERM."""
     endpoints = start(settings)
-    print(f"Airflow UI:  {endpoints.airflow_url}  (login {endpoints.user} / {endpoints.password})\n"
-          f"MLflow UI:   {endpoints.mlflow_url}\n"
-          f"Logs:        {settings.airflow_home / 'logs' / 'services'}\n"
-          "Ctrl-C or `make stop` stops every service.", flush=True)
+    print(
+        f"Airflow UI:  {endpoints.airflow_url}  (login {endpoints.user} / {endpoints.password})\n"
+        f"MLflow UI:   {endpoints.mlflow_url}\n"
+        f"Logs:        {settings.airflow_home / 'logs' / 'services'}\n"
+        "Ctrl-C or `make stop` stops every service.",
+        flush=True,
+    )
 
     def _stop(signum, frame):
         raise KeyboardInterrupt

@@ -138,8 +138,9 @@ class Settings:
         ``CRM_PII_HASH_KEY`` in production (a secret store fills it); otherwise one generated per home
         and kept under it, readable only by the owner. Not a field, so it never shows in a repr or log.
         """
-        return os.environ.get(PII_HASH_KEY_VARIABLE) or home_secret(self.home / ".crm" / "pii_hash_key",
-                                                                    lambda: secrets.token_hex(32))
+        return os.environ.get(PII_HASH_KEY_VARIABLE) or home_secret(
+            self.home / ".crm" / "pii_hash_key", lambda: secrets.token_hex(32)
+        )
 
     def hash_pii(self, value: str) -> str:
         """The keyed hash (HMAC-SHA256, hex) of one identifier, as audit logs store it."""
@@ -182,8 +183,14 @@ def _parse(name: str, text: str) -> object:
     try:
         if name == "as_of_date":
             return date.fromisoformat(text)
-        if name in ("churn_window_days", "random_seed", "training_max_rows", "gate_recent_days", "airflow_ui_port",
-                    "mlflow_ui_port"):
+        if name in (
+            "churn_window_days",
+            "random_seed",
+            "training_max_rows",
+            "gate_recent_days",
+            "airflow_ui_port",
+            "mlflow_ui_port",
+        ):
             return int(text)
         if name == "full_refresh":
             if text.lower() not in ("true", "false", "1", "0", "yes", "no"):
@@ -192,5 +199,7 @@ def _parse(name: str, text: str) -> object:
         if name == "daily_dbt_tasks" and text not in ("model", "build"):
             raise ValueError
     except ValueError:
-        raise ValueError(f"{variable}={text!r} is not valid: expected {_EXPECTED.get(name, 'a whole number')}") from None
+        raise ValueError(
+            f"{variable}={text!r} is not valid: expected {_EXPECTED.get(name, 'a whole number')}"
+        ) from None
     return text

@@ -50,13 +50,16 @@ def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConne
 
 def table_exists(con: duckdb.DuckDBPyConnection, qualified_name: str) -> bool:
     schema, name = qualified_name.split(".")
-    return bool(con.execute(
-        "select count(*) from information_schema.tables where table_schema = ? and table_name = ?", [schema, name]
-    ).fetchone()[0])
+    return bool(
+        con.execute(
+            "select count(*) from information_schema.tables where table_schema = ? and table_name = ?", [schema, name]
+        ).fetchone()[0]
+    )
 
 
-def replace_as_of_date(con: duckdb.DuckDBPyConnection, qualified_name: str, frame: pd.DataFrame,
-                       as_of_date: date) -> int:
+def replace_as_of_date(
+    con: duckdb.DuckDBPyConnection, qualified_name: str, frame: pd.DataFrame, as_of_date: date
+) -> int:
     """Replace one as-of date's rows of a table with ``frame`` in one transaction.
 
     Readers see the old rows or the new ones, never a mix; rerunning a date never duplicates it.
@@ -69,8 +72,10 @@ def replace_as_of_date(con: duckdb.DuckDBPyConnection, qualified_name: str, fram
             con.execute(f"create table if not exists {qualified_name} as select * from incoming_rows limit 0")
             existing = [row[0] for row in con.execute(f"describe {qualified_name}").fetchall()]
             if existing != list(frame.columns):
-                raise ValueError(f"{qualified_name} has columns {existing}, the new rows have {list(frame.columns)}: "
-                                 f"migrate or drop the table before writing rows of the new shape")
+                raise ValueError(
+                    f"{qualified_name} has columns {existing}, the new rows have {list(frame.columns)}: "
+                    f"migrate or drop the table before writing rows of the new shape"
+                )
             con.execute(f"delete from {qualified_name} where as_of_date = ?", [as_of_date])
             con.execute(f"insert into {qualified_name} by name select * from incoming_rows")
     finally:
@@ -98,7 +103,8 @@ def contact_details_in_text(con: duckdb.DuckDBPyConnection, table: str) -> dict[
     text_columns = [row[0] for row in con.execute(f"describe {table}").fetchall() if row[1] == "VARCHAR"]
     findings: dict[str, dict[str, int]] = {}
     for column in text_columns:
-        emails, phones = con.execute(f"""
+        emails, phones = con.execute(
+            f"""
             with distinct_values as (select distinct "{column}" as value from {table} where "{column}" is not null)
             select
                 count(*) filter (where contains(value, '@') and regexp_matches(value, $email)),
@@ -106,7 +112,8 @@ def contact_details_in_text(con: duckdb.DuckDBPyConnection, table: str) -> dict[
                     regexp_extract_all(value, $phone, 2),
                     lambda number: length(regexp_replace(number, '[^0-9]', '', 'g')) >= 7
                               and not regexp_matches(number, $date))) > 0)
-            from distinct_values""", {"email": EMAIL_PATTERN, "phone": PHONE_PATTERN, "date": DATE_PATTERN}
+            from distinct_values""",
+            {"email": EMAIL_PATTERN, "phone": PHONE_PATTERN, "date": DATE_PATTERN},
         ).fetchone()
         found = {kind: count for kind, count in (("an email address", emails), ("a phone number", phones)) if count}
         if found:
@@ -114,8 +121,9 @@ def contact_details_in_text(con: duckdb.DuckDBPyConnection, table: str) -> dict[
     return findings
 
 
-def publish_copy(settings: Settings, tables: Iterable[str],
-                 partitions: Mapping[str, str] | None = None) -> dict[str, int]:
+def publish_copy(
+    settings: Settings, tables: Iterable[str], partitions: Mapping[str, str] | None = None
+) -> dict[str, int]:
     """Write ``tables`` into a new BI database file and move it over the previous one.
 
     The rename is atomic: BI readers see the previous copy or the new one, never a half-written
@@ -173,22 +181,28 @@ def _refuse_pii(con: duckdb.DuckDBPyConnection, table: str) -> None:
     columns = [row[0] for row in con.execute(f"describe warehouse.{table}").fetchall()]
     leaking = sorted(set(columns) & PII_COLUMNS)
     if leaking:
-        raise PublicationRefused(f"{table} has raw PII column(s) {', '.join(leaking)}: it cannot be "
-                                 f"published to BI; the previous BI copy stays")
+        raise PublicationRefused(
+            f"{table} has raw PII column(s) {', '.join(leaking)}: it cannot be "
+            f"published to BI; the previous BI copy stays"
+        )
     findings = contact_details_in_text(con, f"warehouse.{table}")
     if findings:
-        described = "; ".join(f"column {column}: " + ", ".join(f"{count} distinct value(s) with {kind}"
-                                                                for kind, count in found.items())
-                              for column, found in findings.items())
-        raise PublicationRefused(f"{table} looks like it holds raw contact details ({described}): it "
-                                 f"cannot be published to BI; hash or mask them in the mart "
-                                 f"(macros hash_pii, mask_email, mask_phone); the previous BI copy stays")
+        described = "; ".join(
+            f"column {column}: " + ", ".join(f"{count} distinct value(s) with {kind}" for kind, count in found.items())
+            for column, found in findings.items()
+        )
+        raise PublicationRefused(
+            f"{table} looks like it holds raw contact details ({described}): it "
+            f"cannot be published to BI; hash or mask them in the mart "
+            f"(macros hash_pii, mask_email, mask_phone); the previous BI copy stays"
+        )
 
 
 def _published_before(con: duckdb.DuckDBPyConnection, exclude: Iterable[str]) -> list[str]:
     """The tables of the BI file being written (a copy of the previous one) that are not in ``exclude``."""
-    found = con.execute("select schema_name || '.' || table_name from duckdb_tables() "
-                        "where database_name = 'bi'").fetchall()
+    found = con.execute(
+        "select schema_name || '.' || table_name from duckdb_tables() where database_name = 'bi'"
+    ).fetchall()
     return sorted({row[0] for row in found} - set(exclude))
 
 
@@ -206,8 +220,10 @@ def publish_partitions(con: duckdb.DuckDBPyConnection, table: str, partition: st
     of its partitions changed (WHOLE_TABLE_ABOVE).
     """
     schema, name = table.split(".")
-    layout = "select column_name, data_type from duckdb_columns() where database_name = ? and schema_name = ? " \
-             "and table_name = ? order by column_index"
+    layout = (
+        "select column_name, data_type from duckdb_columns() where database_name = ? and schema_name = ? "
+        "and table_name = ? order by column_index"
+    )
     published = con.execute(layout, ["bi", schema, name]).fetchall()
     if not published or published != con.execute(layout, ["warehouse", schema, name]).fetchall():
         return None
@@ -224,8 +240,9 @@ def publish_partitions(con: duckdb.DuckDBPyConnection, table: str, partition: st
             select part from (select * from warehouse_partitions except select * from bi_partitions)
             union
             select part from (select * from bi_partitions except select * from warehouse_partitions)""")
-        changed, total = con.execute("select (select count(*) from changed_partitions), "
-                                     "(select count(*) from warehouse_partitions)").fetchone()
+        changed, total = con.execute(
+            "select (select count(*) from changed_partitions), (select count(*) from warehouse_partitions)"
+        ).fetchone()
         if changed > WHOLE_TABLE_ABOVE * max(total, 1):
             return None
         matches = f"exists (select 1 from changed_partitions where part is not distinct from ({partition}))"
@@ -240,8 +257,9 @@ def publish_partitions(con: duckdb.DuckDBPyConnection, table: str, partition: st
 FLOATING_TYPES = {"DOUBLE", "FLOAT", "REAL"}
 
 
-def table_checksums(database: Path, tables: Iterable[str],
-                    ignored_columns: Mapping[str, Iterable[str]] | None = None) -> dict[str, str]:
+def table_checksums(
+    database: Path, tables: Iterable[str], ignored_columns: Mapping[str, Iterable[str]] | None = None
+) -> dict[str, str]:
     """An md5 per table of its rows in sorted order, over every column except ``ignored_columns[table]``
     (floating-point values to 12 significant digits).
 
@@ -256,8 +274,10 @@ def table_checksums(database: Path, tables: Iterable[str],
             selected = ", ".join(
                 # Sums and means of doubles differ in the last bits with the order DuckDB's threads
                 # add them up in: compared to 12 significant digits, well beyond any published figure.
-                f"format('{{:.12g}}', \"{name}\") as \"{name}\"" if column_type in FLOATING_TYPES else f'"{name}"'
-                for name, column_type, *_ in con.execute(f"describe {table}").fetchall() if name not in ignored)
+                f'format(\'{{:.12g}}\', "{name}") as "{name}"' if column_type in FLOATING_TYPES else f'"{name}"'
+                for name, column_type, *_ in con.execute(f"describe {table}").fetchall()
+                if name not in ignored
+            )
             # A row's text is its struct literal (column names and values, nulls spelled out).
             checksums[table] = con.execute(
                 f"select md5(coalesce(string_agg(row_text, chr(10) order by row_text), '')) "
