@@ -17,9 +17,9 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import FunctionTransformer, StandardScaler
 
-from ml.features import NUMERIC_FEATURES, FEATURE_COLUMNS, MONEY_FEATURES
-from ml.metrics import classification_metrics
 from crm.progress import progress
+from ml.features import FEATURE_COLUMNS, MONEY_FEATURES, NUMERIC_FEATURES
+from ml.metrics import classification_metrics
 
 MODEL_NAME = "crm_churn"
 LABEL = "is_churned"

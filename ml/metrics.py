@@ -20,7 +20,7 @@ def expected_calibration_error(y_true: np.ndarray, probability: np.ndarray, bins
     y_sorted, p_sorted = np.asarray(y_true, dtype=float)[order], np.asarray(probability, dtype=float)[order]
     gaps = [
         abs(y.mean() - p.mean()) * len(y)
-        for y, p in zip(np.array_split(y_sorted, bins), np.array_split(p_sorted, bins))
+        for y, p in zip(np.array_split(y_sorted, bins), np.array_split(p_sorted, bins), strict=True)
         if len(y)
     ]
     return float(sum(gaps) / len(y_sorted))

@@ -6,7 +6,7 @@ import json
 import logging
 import time
 from dataclasses import dataclass
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 
 import duckdb
 import pandas as pd
@@ -183,7 +183,7 @@ def _write(
     scores["model_name"] = champion.name
     scores["model_version"] = str(champion.version)
     scores["run_id"] = champion.run_id
-    scores["scored_at"] = pd.Timestamp(datetime.now(timezone.utc).replace(tzinfo=None))
+    scores["scored_at"] = pd.Timestamp(datetime.now(UTC).replace(tzinfo=None))
     scores = scores.reindex(columns=list(SCORE_TABLES[table]))
     gate.validate(suite, scores, ID_COLUMNS, parameters={"customers_known_at_as_of": inputs.known, **parameters})
     as_of_date = inputs.as_of_date

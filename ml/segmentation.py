@@ -176,4 +176,4 @@ def name_clusters(profiles: pd.DataFrame) -> dict[int, str]:
         ]
     )
     rows, cols = linear_sum_assignment(-fit_score)
-    return {int(profiles.index[row]): names[col] for row, col in zip(rows, cols)}
+    return {int(profiles.index[row]): names[col] for row, col in zip(rows, cols, strict=True)}

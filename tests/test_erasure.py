@@ -158,9 +158,12 @@ def _pick_victims(settings: Settings) -> Victims:
             activity as (
                 select k.customer_key, k.ids,
                     (select count(*) from raw.orders o where list_contains(k.ids, o.customer_id)) as orders,
-                    (select count(*) from raw.tickets t where list_contains(k.ids, try_cast(t.customer_id as bigint))) as tickets,
-                    (select count(*) from raw.surveys s where list_contains(k.ids, try_cast(s.customer_id as bigint))) as surveys,
-                    (select count(*) from raw.marketing_events m where list_contains(k.ids, try_cast(m.customer_id as bigint))) as events,
+                    (select count(*) from raw.tickets t
+                     where list_contains(k.ids, try_cast(t.customer_id as bigint))) as tickets,
+                    (select count(*) from raw.surveys s
+                     where list_contains(k.ids, try_cast(s.customer_id as bigint))) as surveys,
+                    (select count(*) from raw.marketing_events m
+                     where list_contains(k.ids, try_cast(m.customer_id as bigint))) as events,
                     (select count(*) from raw.web_sessions w where list_contains(k.ids, w.customer_id)) as sessions
                 from keys k
             )

@@ -111,8 +111,11 @@ def _append_csv(landing: Path, source: str, records: list[dict[str, str]]) -> No
         handle.write(buffer.getvalue())
 
 
-def _append_jsonl(landing: Path, source: str, records: list[dict[str, object]], numbers: dict[str, str] = {}) -> None:
+def _append_jsonl(
+    landing: Path, source: str, records: list[dict[str, object]], numbers: dict[str, str] | None = None
+) -> None:
     """Append records; ``numbers`` writes fields as bare JSON number literals (such as 1e400)."""
+    numbers = numbers or {}
     path = partition_dir(landing, source, FIRST_DAY) / CONTRACTS[source].file_name
     lines = []
     for record in records:

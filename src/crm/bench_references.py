@@ -59,14 +59,17 @@ def duckdb_floor(landing: Path, as_of: date) -> int:
         select customer_id,
                count(*) filter (where created_at >= $end - interval 90 day) as tickets_last_90d,
                count(*) filter (where resolved_at is null or resolved_at >= $end) as open_tickets,
-               avg(date_diff('hour', created_at, resolved_at)) filter (where resolved_at < $end) as avg_hours_to_resolve,
+               avg(date_diff('hour', created_at, resolved_at)) filter (where resolved_at < $end)
+                   as avg_hours_to_resolve,
                avg(csat) as avg_ticket_csat
-        from read_json_auto('{_glob(landing, TICKETS)}', ignore_errors=true) where created_at < $end group by customer_id
+        from read_json_auto('{_glob(landing, TICKETS)}', ignore_errors=true)
+        where created_at < $end group by customer_id
     ),
     survey_features as (
         select customer_id, count(*) as survey_responses, avg(nps) as avg_nps, avg(csat) as avg_csat,
                arg_max(nps, responded_at) as last_nps, arg_max(csat, responded_at) as last_csat
-        from read_csv_auto('{_glob(landing, SURVEYS)}', ignore_errors=true) where responded_at < $end group by customer_id
+        from read_csv_auto('{_glob(landing, SURVEYS)}', ignore_errors=true)
+        where responded_at < $end group by customer_id
     ),
     email_features as (
         select customer_id,

@@ -123,7 +123,8 @@ def main(argv: list[str] | None = None) -> int:
             args.customers, args.days, args.out or settings.bench_dir / "results", settings.warehouse_dir / "bench"
         )
     elif args.command == "erase":
-        from crm.erasure import ErasureError, erase as erase_customers
+        from crm.erasure import ErasureError
+        from crm.erasure import erase as erase_customers
 
         try:
             result = erase_customers(settings, args.customer_ids, rebuild=not args.no_rebuild)

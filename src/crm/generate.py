@@ -387,8 +387,10 @@ class _Simulation:
                 str
             ),
             gender=rng.choice(np.array(["f", "m", "d"]), n, p=[0.49, 0.49, 0.02]),
-            city=np.array([COUNTRIES[c][3][p % len(COUNTRIES[c][3])] for c, p in zip(country, city_pick)]),
-            region=np.array([COUNTRIES[c][4][p % len(COUNTRIES[c][4])] for c, p in zip(country, city_pick)]),
+            city=np.array([COUNTRIES[c][3][p % len(COUNTRIES[c][3])] for c, p in zip(country, city_pick, strict=True)]),
+            region=np.array(
+                [COUNTRIES[c][4][p % len(COUNTRIES[c][4])] for c, p in zip(country, city_pick, strict=True)]
+            ),
             country=np.array([c[0] for c in COUNTRIES])[country],
             signup_date=signup.astype(str),
             acquisition_channel=rng.choice(np.array(["organic", "paid_search", "social", "referral", "email"]), n),

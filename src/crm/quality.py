@@ -235,11 +235,12 @@ class QualityGate:
         )
         return gate
 
-    @cache
+    # A gate lives as long as its process: caching on the instance is what is wanted here.
+    @cache  # noqa: B019
     def _definition(self, suite_name: str) -> dict[str, Any]:
         return load_suite_definition(self.settings.expectations_dir, suite_name)
 
-    @cache
+    @cache  # noqa: B019
     def _checkpoint(self, suite_name: str, id_columns: tuple[str, ...]):
         """The suite's checkpoint, built once per process from its JSON definition."""
         import great_expectations as gx
