@@ -11,11 +11,11 @@ import logging
 from dataclasses import dataclass
 from importlib.metadata import version
 
+import mlflow
+from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
-import mlflow
 from crm.settings import Settings
-from mlflow import MlflowClient
 
 log = logging.getLogger(__name__)
 

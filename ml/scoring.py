@@ -9,9 +9,9 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 
 import duckdb
+import mlflow
 import pandas as pd
 
-import mlflow
 from crm.gates import customers_known_at
 from crm.quality import QualityGate
 from crm.settings import Settings

@@ -8,12 +8,12 @@ import logging
 from dataclasses import dataclass
 from datetime import date, timedelta
 
+import mlflow
 import numpy as np
 import pandas as pd
 from mlflow.data.pandas_dataset import PandasDataset
 from mlflow.models import ModelSignature, infer_signature
 
-import mlflow
 from crm.settings import Settings
 from crm.warehouse import connect
 from ml import churn, explain, plots, registry, satisfaction, segmentation

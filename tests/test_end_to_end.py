@@ -14,17 +14,17 @@ import time
 from pathlib import Path
 
 import duckdb
+import mlflow
 import pytest
 import sqlalchemy
+from mlflow import MlflowClient
 
-import mlflow
 from crm import local_airflow
 from crm.cli import PIPELINE_DAG
 from crm.pipeline import PUBLISHED_TABLES, evaluate_against_truth
 from crm.settings import Settings
 from ml import explain, registry
 from ml.features import FEATURE_COLUMNS, load_features
-from mlflow import MlflowClient
 
 BIN = Path(sys.executable).parent
 
