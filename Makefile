@@ -34,7 +34,10 @@ browser:
 	@command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1 || [ "$$(id -u)" != 0 ] || \
 		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null)
 
+# Lint first (seconds), then the suite; pytest ends with the 15 slowest tests (addopts in pyproject.toml).
 test: install browser
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	$(BIN)/pytest
 
 # A benchmark, not a test: measures the stages at 100k, 300k and 1M customers, reports to bench/results/
