@@ -34,11 +34,12 @@ browser:
 	@command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1 || [ "$$(id -u)" != 0 ] || \
 		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null)
 
-# Lint first (seconds), then the suite; pytest ends with the 15 slowest tests (addopts in pyproject.toml).
+# Lint first (seconds), then the suite on two pytest-xdist workers, a test file to a worker in the
+# order tests/conftest.py gives (docs/testing.md); pytest ends with the 15 slowest tests.
 test: install browser
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/pytest
+	$(BIN)/pytest -n 2 --dist loadfile --no-loadscope-reorder
 
 # A benchmark, not a test: measures the stages at 100k, 300k and 1M customers, reports to bench/results/
 bench: install

@@ -1,22 +1,36 @@
+"""Shared fixtures: what is built once per session, and how a test gets a copy it may change.
+
+docs/testing.md explains them; a new test uses these instead of building a pipeline of its own.
+"""
+
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
+import json
 import os
+import re
 import shutil
 import socket
+import sqlite3
 import subprocess
 import sys
-from dataclasses import dataclass, field
+import traceback
+import zipfile
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field, replace
 from datetime import date
 from pathlib import Path
 
+import duckdb
 import pyarrow.parquet as pq
 import pytest
+from filelock import FileLock
 
 from crm import pipeline
 from crm.contracts import CONTRACTS
-from crm.generate import GeneratorConfig, generate
+from crm.generate import DefectRates, GeneratorConfig, generate
 from crm.settings import Settings
 
 
@@ -27,6 +41,82 @@ def pytest_configure(config: pytest.Config) -> None:
     # cache, which lives in an Airflow Variable; the Airflow processes the tests start do cache.
     os.environ.setdefault("AIRFLOW__COSMOS__ENABLE_CACHE_DBT_LS", "False")
     os.environ.setdefault("AIRFLOW__COSMOS__ENABLE_TELEMETRY", "False")
+
+
+# The order in which pytest-xdist hands out the test files (one file to one worker, see docs/testing.md):
+# the longest first, so that the two workers end together; the files that read the end-to-end home
+# after it is built (by the first file); the two that share the daily history next to each other.
+FILE_ORDER = (
+    "test_end_to_end.py",
+    "test_postgres_stack.py",
+    "test_crash_safety.py",
+    "test_idempotency.py",
+    "test_erasure.py",
+    "test_local_ui.py",
+    "test_warehouse.py",
+    "test_quality_gates.py",
+    "test_preflight.py",
+    "test_hostile_inputs.py",
+    "test_privacy.py",
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    def rank(item: pytest.Item) -> int:
+        name = item.path.name
+        return FILE_ORDER.index(name) if name in FILE_ORDER else len(FILE_ORDER)
+
+    items.sort(key=rank)  # stable: tests keep their order within a file
+
+
+def built_once(tmp_path_factory: pytest.TempPathFactory, name: str, build: Callable[[Path], None]) -> Path:
+    """The folder ``name``, made by ``build(folder)`` once per test session: under pytest-xdist the
+    first worker that asks builds it while the others wait, then all read it. A failed build is
+    reported to every test that asks, without building again."""
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent  # the workers' base folders share this parent
+    folder, done, failed = root / name, root / f"{name}.done", root / f"{name}.failed"
+    with FileLock(str(root / f"{name}.lock")):
+        if failed.exists():
+            pytest.fail(f"building {name} failed in another worker:\n{failed.read_text()}")
+        if not done.exists():
+            shutil.rmtree(folder, ignore_errors=True)
+            folder.mkdir()
+            try:
+                build(folder)
+            except BaseException:
+                failed.write_text(traceback.format_exc())
+                raise
+            done.touch()
+    return folder
+
+
+def copy_home(source: Path, target: Path) -> Path:
+    """A copy of a built home that is a home of its own: the absolute paths that Airflow's config and
+    metadata and MLflow's store keep (log folder, artifact locations, model sources) name the copy,
+    so nothing run in the copy writes into the original. A file copy: milliseconds, not a rebuild."""
+    shutil.copytree(source, target)
+    old, new = f"{source.resolve()}/", f"{target.resolve()}/"
+    config = target / ".airflow" / "airflow.cfg"
+    if config.exists():
+        config.write_text(config.read_text().replace(old, new))
+    for store in (target / ".airflow" / "airflow.db", target / "mlflow" / "mlflow.db"):
+        if store.exists():
+            _replace_in_sqlite(store, old, new)
+    return target
+
+
+def _replace_in_sqlite(path: Path, old: str, new: str) -> None:
+    with sqlite3.connect(path) as con:
+        tables = [row[0] for row in con.execute("select name from sqlite_master where type = 'table'")]
+        for table in tables:
+            for column in [row[1] for row in con.execute(f'pragma table_info("{table}")')]:
+                con.execute(
+                    f'update "{table}" set "{column}" = replace("{column}", ?, ?) '
+                    f'where typeof("{column}") = \'text\' and instr("{column}", ?) > 0',
+                    [old, new, old],
+                )
 
 
 def settings_for(home: Path) -> Settings:
@@ -63,18 +153,49 @@ def small_landing(tmp_path: Path) -> Settings:
     return settings
 
 
-@pytest.fixture(scope="session")
-def pipeline_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Settings, subprocess.CompletedProcess[str]]:
-    """One real end-to-end run through Airflow (`crm run`, as `make run` does) in a fresh home."""
-    home = tmp_path_factory.mktemp("pipeline_home")
-    completed = subprocess.run(
-        [str(Path(sys.executable).with_name("crm")), "run"],
-        env={**os.environ, "CRM_HOME": str(home)},
+def run_crm(settings: Settings, *args: str, timeout: float = 900, **environment: str):
+    """Run ``crm ARGS`` in a subprocess on the home of ``settings`` (plus ``environment``)."""
+    return subprocess.run(
+        [str(Path(sys.executable).with_name("crm")), *args],
+        env={**os.environ, "CRM_HOME": str(settings.home), **environment},
         capture_output=True,
         text=True,
-        timeout=900,
+        timeout=timeout,
     )
+
+
+@pytest.fixture(scope="session")
+def crm_command() -> Callable[..., subprocess.CompletedProcess[str]]:
+    """``crm_command(settings, *args, **environment)``: run the `crm` command on a home, as a user does."""
+    return run_crm
+
+
+@pytest.fixture(scope="session")
+def pipeline_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Settings, subprocess.CompletedProcess[str]]:
+    """One real end-to-end run through Airflow (`crm run`, as `make run` does) in a fresh home, once per
+    session. Read it, never change it: a test that changes a home works on ``home_copy()``."""
+
+    def run(home: Path) -> None:
+        completed = run_crm(settings_for(home), "run")
+        (home.parent / f"{home.name}.run.json").write_text(
+            json.dumps({"returncode": completed.returncode, "stdout": completed.stdout, "stderr": completed.stderr})
+        )
+
+    home = built_once(tmp_path_factory, "pipeline_home", run)
+    result = json.loads((home.parent / f"{home.name}.run.json").read_text())
+    completed = subprocess.CompletedProcess(["crm", "run"], result["returncode"], result["stdout"], result["stderr"])
     return settings_for(home), completed
+
+
+@pytest.fixture(scope="session")
+def home_copy(pipeline_run, tmp_path_factory: pytest.TempPathFactory) -> Callable[..., Settings]:
+    """``home_copy(name, **settings)``: a fresh copy of the end-to-end home, for a test that changes it."""
+
+    def make(name: str, **overrides: object) -> Settings:
+        home = copy_home(pipeline_run[0].home, tmp_path_factory.mktemp(name) / "home")
+        return Settings.from_env(home=home, **overrides)
+
+    return make
 
 
 @pytest.fixture(scope="session")
@@ -134,9 +255,8 @@ class DailyRuns:
             "CRM_MLFLOW_ARTIFACTS_DIR": str(settings.mlflow_artifacts_dir),
         }
 
-    def new_home(self, name: str) -> Path:
+    def new_home(self, home: Path) -> Path:
         """A home with the reference's landing data and PII hash key (one deployment, another warehouse)."""
-        home = self.root / name
         shutil.copytree(self.reference / "data", home / "data")
         shutil.copytree(self.reference / ".crm", home / ".crm")
         return home
@@ -154,23 +274,162 @@ class DailyRuns:
 def daily_runs(tmp_path_factory: pytest.TempPathFactory) -> DailyRuns:
     """The reference: the days of DAILY_RUN_DAYS run in order, without interruption, in one home; the
     champions are trained once, after the first day's build, in a copy of the reference: the training
-    data (features at the training dates) is no part of what a daily run builds and publishes."""
-    runs = DailyRuns(tmp_path_factory.mktemp("daily_runs"))
-    first = runs.settings(runs.reference, DAILY_RUN_DAYS[0])
-    generate(GeneratorConfig(customers=500, days=120, end_date=DAILY_RUN_DAYS[-1]), first.landing_dir, first.truth_dir)
-    first.pii_hash_key()  # created once, copied into every other home
-    for day in DAILY_RUN_DAYS:
-        settings = runs.settings(runs.reference, day)
-        if day == DAILY_RUN_DAYS[0]:
-            pipeline.load(settings)
-            pipeline.build_warehouse(settings)
-            training = runs.settings(runs.root / "training", day)
-            shutil.copytree(runs.reference, training.home)
-            pipeline.build_training_data(training)
-            for model in ("churn", "segments"):
-                pipeline.train(training, model)
-        runs.run_day(settings)
-        runs.checksums[day] = pipeline.published_checksums(settings)
-        if day == DAILY_RUN_DAYS[0]:
-            shutil.copytree(runs.reference, runs.after_first_day)
+    data (features at the training dates) is no part of what a daily run builds and publishes.
+    Built once per session; tests make new homes beside it (``new_home``) or copy it."""
+
+    def build(root: Path) -> None:
+        runs = DailyRuns(root)
+        first = runs.settings(runs.reference, DAILY_RUN_DAYS[0])
+        # More persons with a second CRM record than by default, so that identity resolution links some
+        # (the erasure test erases such a person).
+        defects = replace(DefectRates(), duplicate_person=0.1)
+        config = GeneratorConfig(customers=500, days=120, end_date=DAILY_RUN_DAYS[-1], defects=defects)
+        generate(config, first.landing_dir, first.truth_dir)
+        first.pii_hash_key()  # created once, copied into every other home
+        for day in DAILY_RUN_DAYS:
+            settings = runs.settings(runs.reference, day)
+            if day == DAILY_RUN_DAYS[0]:
+                pipeline.load(settings)
+                pipeline.build_warehouse(settings)
+                training = runs.settings(runs.root / "training", day)
+                shutil.copytree(runs.reference, training.home)
+                pipeline.build_training_data(training)
+                for model in ("churn", "segments"):
+                    pipeline.train(training, model)
+            runs.run_day(settings)
+            runs.checksums[day] = pipeline.published_checksums(settings)
+            if day == DAILY_RUN_DAYS[0]:
+                shutil.copytree(runs.reference, runs.after_first_day)
+        (root / "checksums.json").write_text(
+            json.dumps({day.isoformat(): tables for day, tables in runs.checksums.items()})
+        )
+
+    runs = DailyRuns(built_once(tmp_path_factory, "daily_runs", build))
+    checksums = json.loads((runs.root / "checksums.json").read_text())
+    runs.checksums = {date.fromisoformat(day): tables for day, tables in checksums.items()}
     return runs
+
+
+# PII scans ----------------------------------------------------------------------------------------
+
+EMAIL_TOKEN = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}")
+PHONE_TOKEN = re.compile(r"\+?[0-9][0-9 ()/.-]{5,}[0-9]")
+
+
+class PiiScan:
+    """Every email and phone the generator delivered, raw and normalised (what a leak could look like),
+    and where to look for them: table values, files, zip members, SQLite stores.
+
+    It extracts email- and phone-like tokens with two regular expressions and looks each one up in
+    the set of generated values, so a scan takes seconds."""
+
+    def __init__(self, landing_dir: Path) -> None:
+        self.emails: set[str] = set()
+        self.phone_digits: set[str] = set()
+        for path in sorted((landing_dir / "customers").glob("dt=*/customers.csv")):
+            with path.open(newline="", encoding="utf-8-sig") as file:
+                for row in csv.DictReader(file):
+                    email, phone = (row.get("email") or "").strip(), (row.get("phone") or "").strip()
+                    if "@" in email:
+                        self.emails.add(email.lower())
+                    digits = re.sub(r"[^0-9]", "", phone)
+                    if len(digits) >= 7:
+                        self.phone_digits.add(digits)
+
+    def found_in(self, text: str) -> set[str]:
+        """The generated emails and phones ``text`` contains (normalised; hashing them keeps reports PII-free)."""
+        hits = {token.lower() for token in EMAIL_TOKEN.findall(text)} & self.emails
+        return hits | {re.sub(r"[^0-9]", "", token) for token in PHONE_TOKEN.findall(text)} & self.phone_digits
+
+    def scan(self, texts: Iterable[tuple[str, str]], secret: str) -> tuple[dict[str, set[str]], int]:
+        """(where -> the values found there, how many texts were scanned); ``secret`` counts as a leak too."""
+        leaks: dict[str, set[str]] = {}
+        scanned = 0
+        for where, text in texts:
+            scanned += 1
+            hits = self.found_in(text)
+            if secret in text:
+                hits.add("<the PII hash key>")
+            if hits:
+                leaks.setdefault(where, set()).update(hits)
+        return leaks, scanned
+
+    def home_leaks(self, settings: Settings, *outputs: str) -> dict[str, set[str]]:
+        """Leaks in what runs leave in a home: Airflow's logs, dbt's logs and artifacts, the Data Docs, the
+        summary, the MLflow store and artifacts (when under the home), the BI copy, and ``outputs``."""
+        files = list(self.files(settings.airflow_home / "logs", settings.dbt_artifacts_dir, settings.data_docs_dir))
+        assert any(path.suffix == ".log" for path in files), "no log to scan"
+        texts = [
+            *(("output", output) for output in outputs),
+            ("run summary", settings.run_summary_path.read_text()),
+            *(text for path in files for text in self.file_texts(path)),
+        ]
+        store = Path(settings.mlflow_tracking_uri.removeprefix("sqlite:///"))
+        if store.is_relative_to(settings.home):
+            artifacts = self.files(settings.mlflow_artifacts_dir)
+            texts += [*self.sqlite_texts(store), *(text for path in artifacts for text in self.file_texts(path))]
+        if settings.bi_warehouse_path.exists():
+            with duckdb.connect(str(settings.bi_warehouse_path), read_only=True) as con:
+                tables = con.execute("select table_schema, table_name from information_schema.tables").fetchall()
+                texts += [
+                    (f"bi {schema}.{name}.{column}", value)
+                    for schema, name in tables
+                    for column, value in self.text_values(con, schema, name)
+                ]
+        return self.scan(texts, settings.pii_hash_key())[0]
+
+    @staticmethod
+    def report(leaks: dict[str, set[str]]) -> str:
+        """Where leaks were found, with fingerprints instead of the values (test output is a log too)."""
+        return "; ".join(
+            f"{where}: {len(values)} value(s), e.g. sha256 {hashlib.sha256(min(values).encode()).hexdigest()[:12]}"
+            for where, values in sorted(leaks.items())[:20]
+        )
+
+    @staticmethod
+    def text_values(con: duckdb.DuckDBPyConnection, schema: str, table: str) -> Iterator[tuple[str, str]]:
+        """(column, distinct value as text) of every column of one DuckDB table."""
+        for column, column_type, *_ in con.execute(f'describe "{schema}"."{table}"').fetchall():
+            if column_type in ("DATE", "BOOLEAN", "DOUBLE", "FLOAT") or column_type.startswith(
+                ("TIMESTAMP", "DECIMAL")
+            ):
+                continue
+            for (value,) in con.execute(
+                f'select distinct cast("{column}" as varchar) from "{schema}"."{table}" where "{column}" is not null'
+            ).fetchall():
+                yield column, value
+
+    @staticmethod
+    def files(*folders: Path) -> Iterator[Path]:
+        for folder in folders:
+            if folder.is_dir():
+                yield from (path for path in folder.rglob("*") if path.is_file())
+
+    @staticmethod
+    def file_texts(path: Path) -> Iterator[tuple[str, str]]:
+        """The text of a file, and of every member when it is a zip archive (skops models, for one)."""
+        if zipfile.is_zipfile(path):
+            with zipfile.ZipFile(path) as archive:
+                for member in archive.namelist():
+                    yield f"{path}!{member}", archive.read(member).decode("utf-8", errors="ignore")
+        else:
+            yield str(path), path.read_bytes().decode("utf-8", errors="ignore")
+
+    @staticmethod
+    def sqlite_texts(path: Path) -> Iterator[tuple[str, str]]:
+        """Every text value of every table of a SQLite database (the MLflow store)."""
+        with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as con:
+            tables = [row[0] for row in con.execute("select name from sqlite_master where type = 'table'")]
+            for table in tables:
+                for row in con.execute(f'select * from "{table}"'):
+                    for value in row:
+                        if isinstance(value, bytes):
+                            value = value.decode("utf-8", errors="ignore")
+                        if isinstance(value, str):
+                            yield f"mlflow.db {table}", value
+
+
+@pytest.fixture(scope="session")
+def pii_scan() -> type[PiiScan]:
+    """``pii_scan(landing_dir)``: a scanner for the PII a landing folder delivered (see PiiScan)."""
+    return PiiScan

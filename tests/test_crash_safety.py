@@ -153,9 +153,9 @@ def _assert_recovered(settings: Settings, published_before: dict[str, str]) -> N
     assert pipeline.published_checksums(settings) == published_before
 
 
-def test_a_daily_run_killed_in_every_step_converges_to_the_uninterrupted_run(daily_runs):
+def test_a_daily_run_killed_in_every_step_converges_to_the_uninterrupted_run(daily_runs, tmp_path):
     previous_day, day = daily_runs.days[-2], daily_runs.days[-1]
-    home = daily_runs.root / "crash"
+    home = tmp_path / "crash"
     shutil.copytree(daily_runs.after_first_day, home)
     settings = daily_runs.settings(home, day)
     env = daily_runs.env(settings)

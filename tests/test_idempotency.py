@@ -12,10 +12,10 @@ def _differences(actual: dict[str, str], expected: dict[str, str]) -> list[str]:
     return [table for table in expected if actual.get(table) != expected[table]]
 
 
-def test_backfill_in_reverse_order_then_a_full_refresh_rerun_publish_the_same_tables(daily_runs):
+def test_backfill_in_reverse_order_then_a_full_refresh_rerun_publish_the_same_tables(daily_runs, tmp_path):
     first, last = daily_runs.days[0], daily_runs.days[-1]
     expected = daily_runs.checksums[last]
-    home = daily_runs.new_home("reverse_order")
+    home = daily_runs.new_home(tmp_path / "reverse_order")
 
     # The last day first: its load takes every partition up to it at once; the earlier day then loads
     # nothing new and its build and scoring run on a warehouse that already holds the later day.
@@ -36,12 +36,12 @@ def test_backfill_in_reverse_order_then_a_full_refresh_rerun_publish_the_same_ta
     assert all(rows == customers > 100 for _, rows, customers in per_day)
 
 
-def test_dbt_docs_are_generated_again_only_when_the_project_or_the_tables_change(daily_runs):
+def test_dbt_docs_are_generated_again_only_when_the_project_or_the_tables_change(daily_runs, tmp_path):
     import shutil
 
     from crm.warehouse import connect
 
-    home = daily_runs.root / "docs_probe"
+    home = tmp_path / "docs_probe"
     shutil.copytree(daily_runs.reference, home)
     settings = daily_runs.settings(home, daily_runs.days[-1])
     catalog = settings.dbt_artifacts_dir / "target" / "catalog.json"
