@@ -1,5 +1,7 @@
-"""`crm ui` on the end-to-end run's home: real Airflow (api-server, scheduler, dag-processor,
-triggerer; LocalExecutor) and a real MLflow server, driven through their REST APIs and a browser."""
+"""`crm ui` on a copy of the end-to-end run's home: real Airflow (api-server, scheduler, dag-processor,
+triggerer; LocalExecutor) and a real MLflow server, driven through their REST APIs and a browser.
+
+One stack for the module: every check runs against it, and the last one stops it."""
 
 from __future__ import annotations
 
@@ -12,29 +14,39 @@ from pathlib import Path
 import pytest
 
 from crm import services
-from crm.settings import Settings
 
 
 @pytest.fixture(scope="module")
-def ui(pipeline_run, free_port):
-    """The services on the home of the end-to-end run (it has data, a warehouse and champions)."""
-    settings = Settings.from_env(
-        home=pipeline_run[0].home, airflow_ui_port=free_port(), mlflow_ui_port=free_port(), daily_schedule="none"
-    )
+def ui(home_copy, free_port):
+    """The services on a copy of the end-to-end run's home (it has data, a warehouse and champions)."""
+    settings = home_copy("ui", airflow_ui_port=free_port(), mlflow_ui_port=free_port(), daily_schedule="none")
     endpoints = services.start(settings)
     groups = json.loads(services.pid_file(settings).read_text())
     yield settings, endpoints, groups
     services.stop(settings)
 
 
-def test_airflow_api_lists_the_dags_and_a_triggered_daily_run_succeeds(ui):
-    settings, endpoints, _ = ui
+@pytest.fixture(scope="module")
+def daily_run(ui) -> tuple[set[str], str, str, dict[str, str]]:
+    """The DAGs the API lists, then one triggered crm_daily run, waited for: (dag ids, run id, state, task states).
+
+    About 60 tasks, one per dbt node, one at a time (the warehouse pool): 5 to 15 minutes on two cores."""
+    _, endpoints, _ = ui
     api = services.AirflowApi(endpoints)
     dags = {"crm_daily", "crm_training", "crm_pipeline"}
-    assert dags <= api.dag_ids(dags)
-    # About 60 tasks, one per dbt node, one at a time (the warehouse pool): 8 to 15 minutes on two cores.
+    listed = api.dag_ids(dags)
     run_id = api.trigger("crm_daily")
     state, tasks = api.wait_for_run("crm_daily", run_id, timeout_s=1800)
+    return listed, run_id, state, tasks
+
+
+def test_airflow_api_lists_the_dags_and_a_triggered_daily_run_succeeds(ui, daily_run):
+    """Runs crm_daily as users do, one task per dbt node under the real scheduler: the longest test
+    (5 to 15 minutes); the other checks share its stack."""
+    settings, endpoints, _ = ui
+    api = services.AirflowApi(endpoints)
+    listed, run_id, state, tasks = daily_run
+    assert {"crm_daily", "crm_training", "crm_pipeline"} <= listed
     logs = settings.airflow_home / "logs"
     assert state == "success", f"crm_daily ended {state}: {tasks} (logs under {logs})"
     assert tasks["score_models"] == tasks["publish_marts"] == "success", tasks
@@ -68,13 +80,40 @@ def _browser():
     return webdriver.Chrome(service=Service(shutil.which("chromedriver")), options=options)
 
 
-def _wait_for_text(driver, text: str, timeout_s: float = 60) -> bool:
+def _wait_until(condition, timeout_s: float = 60) -> bool:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        if text in driver.page_source:
+        if condition():
             return True
-        time.sleep(1)
+        time.sleep(0.5)
     return False
+
+
+def _wait_for_text(driver, text: str, timeout_s: float = 60) -> bool:
+    return _wait_until(lambda: text in driver.page_source, timeout_s)
+
+
+def _graph_laid_out(driver, tasks: set[str]) -> bool:
+    """The graph view shows a visible node for each of ``tasks`` (React Flow shows nodes once laid out)."""
+    from selenium.common.exceptions import StaleElementReferenceException
+    from selenium.webdriver.common.by import By
+
+    try:
+        nodes = [node for node in driver.find_elements(By.CSS_SELECTOR, ".react-flow__node") if node.is_displayed()]
+        shown = " ".join(node.text for node in nodes)
+    except StaleElementReferenceException:
+        return False  # re-rendered while we looked
+    return all(task in shown for task in tasks)
+
+
+def _assert_shows_a_page(png: Path) -> None:
+    """A PNG of the browser window with content: not a blank or single-colour page."""
+    from PIL import Image
+
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    with Image.open(png) as image:
+        colours = image.convert("RGB").getcolors(maxcolors=1 << 16)
+    assert colours is None or len(colours) > 16, f"{png.name} shows {len(colours)} colours: an empty page"
 
 
 def test_screenshots_show_the_dag_graph_and_the_registered_models(ui, tmp_path: Path):
@@ -92,23 +131,36 @@ def test_screenshots_show_the_dag_graph_and_the_registered_models(ui, tmp_path: 
         graph = driver.find_elements(By.CSS_SELECTOR, "[aria-label*='raph' i]")
         if graph:
             graph[0].click()
-        assert _wait_for_text(driver, "publish_marts")
-        time.sleep(2)  # the graph lays out after its nodes render
+        tasks = {"load_landing", "quality_gate_marts", "score_models", "publish_marts", "run_summary"}
+        assert _wait_until(lambda: _graph_laid_out(driver, tasks)), "the crm_daily graph did not show its tasks"
         airflow_png = tmp_path / "airflow_crm_daily.png"
         driver.save_screenshot(str(airflow_png))
 
         driver.get(f"{endpoints.mlflow_url}/#/models")
-        assert _wait_for_text(driver, "crm_segmentation"), "the MLflow models page did not list the models"
+        models = ("crm_churn", "crm_segmentation", "crm_satisfaction")
+        assert _wait_until(lambda: all(name in driver.page_source for name in models)), (
+            "the MLflow models page did not list the three models"
+        )
         driver.find_element(By.TAG_NAME, "body").send_keys(Keys.ESCAPE)  # a "what's new" dialog may cover it
         mlflow_png = tmp_path / "mlflow_models.png"
         driver.save_screenshot(str(mlflow_png))
     finally:
         driver.quit()
     for png in (airflow_png, mlflow_png):
-        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 20_000
+        _assert_shows_a_page(png)
+        assert png.stat().st_size > 20_000
+
+
+def test_the_daily_runs_task_logs_hold_no_email_or_phone(ui, daily_run, pii_scan):
+    """What test_privacy checks on `crm run`, on the scheduler's per-model task logs and the services' logs."""
+    settings, _, _ = ui
+    pii = pii_scan(settings.landing_dir)
+    leaks = pii.home_leaks(settings)
+    assert not leaks, pii.report(leaks)
 
 
 def test_stop_ends_every_service_process(ui):
+    """Last in this file: it stops the module's stack."""
     settings, _, groups = ui
     assert services.running(settings)
     assert set(services.stop(settings)) == set(groups)

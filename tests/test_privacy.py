@@ -2,20 +2,17 @@
 email or phone of a generated customer, published marts carry keyed hashes and masked values, and
 customers without email consent never reach a campaign audience.
 
-The scan extracts email- and phone-like tokens with two regular expressions and looks each one up
-in the set of generated values (normalised), so it takes seconds.
+The scan (conftest's PiiScan) extracts email- and phone-like tokens with two regular expressions and
+looks each one up in the set of generated values (normalised), so it takes seconds. The homes the
+other tests copy and run again are scanned there (test_end_to_end, test_local_ui).
 """
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import hmac
 import re
-import sqlite3
 import subprocess
-import zipfile
-from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import duckdb
@@ -27,98 +24,12 @@ from crm.pipeline import PUBLISHED_TABLES
 from crm.settings import CHECKOUT, Settings
 from crm.warehouse import PublicationRefused, publish_copy
 
-EMAIL_TOKEN = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}")
-PHONE_TOKEN = re.compile(r"\+?[0-9][0-9 ()/.-]{5,}[0-9]")
-
-
-class GeneratedPii:
-    """Every email and phone the generator delivered, raw and normalised (what a leak could look like)."""
-
-    def __init__(self, landing_dir: Path) -> None:
-        self.emails: set[str] = set()
-        self.phone_digits: set[str] = set()
-        for path in sorted((landing_dir / "customers").glob("dt=*/customers.csv")):
-            with path.open(newline="", encoding="utf-8-sig") as file:
-                for row in csv.DictReader(file):
-                    email, phone = (row.get("email") or "").strip(), (row.get("phone") or "").strip()
-                    if "@" in email:
-                        self.emails.add(email.lower())
-                    digits = re.sub(r"[^0-9]", "", phone)
-                    if len(digits) >= 7:
-                        self.phone_digits.add(digits)
-
-    def found_in(self, text: str) -> set[str]:
-        """The generated emails and phones ``text`` contains (normalised; hashing them keeps reports PII-free)."""
-        hits = {token.lower() for token in EMAIL_TOKEN.findall(text)} & self.emails
-        return hits | {re.sub(r"[^0-9]", "", token) for token in PHONE_TOKEN.findall(text)} & self.phone_digits
-
-
-def _report(leaks: dict[str, set[str]]) -> str:
-    """Where leaks were found, with fingerprints instead of the values (test output is a log too)."""
-    return "; ".join(
-        f"{where}: {len(values)} value(s), e.g. sha256 {hashlib.sha256(min(values).encode()).hexdigest()[:12]}"
-        for where, values in sorted(leaks.items())[:20]
-    )
-
-
-def _text_values(con: duckdb.DuckDBPyConnection, schema: str, table: str) -> Iterator[tuple[str, str]]:
-    """(column, distinct value as text) of every column of one DuckDB table."""
-    for column, column_type, *_ in con.execute(f'describe "{schema}"."{table}"').fetchall():
-        if column_type in ("DATE", "BOOLEAN", "DOUBLE", "FLOAT") or column_type.startswith(("TIMESTAMP", "DECIMAL")):
-            continue
-        for (value,) in con.execute(
-            f'select distinct cast("{column}" as varchar) from "{schema}"."{table}" where "{column}" is not null'
-        ).fetchall():
-            yield column, value
-
-
-def _files(*folders: Path) -> Iterator[Path]:
-    for folder in folders:
-        if folder.is_dir():
-            yield from (path for path in folder.rglob("*") if path.is_file())
-
-
-def _file_texts(path: Path) -> Iterator[tuple[str, str]]:
-    """The text of a file, and of every member when it is a zip archive (skops models, for one)."""
-    if zipfile.is_zipfile(path):
-        with zipfile.ZipFile(path) as archive:
-            for member in archive.namelist():
-                yield f"{path}!{member}", archive.read(member).decode("utf-8", errors="ignore")
-    else:
-        yield str(path), path.read_bytes().decode("utf-8", errors="ignore")
-
-
-def _sqlite_texts(path: Path) -> Iterator[tuple[str, str]]:
-    """Every text value of every table of a SQLite database (the MLflow store)."""
-    with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as con:
-        tables = [row[0] for row in con.execute("select name from sqlite_master where type = 'table'")]
-        for table in tables:
-            for row in con.execute(f'select * from "{table}"'):
-                for value in row:
-                    if isinstance(value, bytes):
-                        value = value.decode("utf-8", errors="ignore")
-                    if isinstance(value, str):
-                        yield f"mlflow.db {table}", value
-
-
-def _scan(pii: GeneratedPii, texts: Iterable[tuple[str, str]], secret: str) -> tuple[dict[str, set[str]], int]:
-    leaks: dict[str, set[str]] = {}
-    scanned = 0
-    for where, text in texts:
-        scanned += 1
-        hits = pii.found_in(text)
-        if secret in text:
-            hits.add("<the PII hash key>")
-        if hits:
-            leaks.setdefault(where, set()).update(hits)
-    return leaks, scanned
-
 
 @pytest.fixture(scope="module")
-def privacy_run(pipeline_run) -> tuple[Settings, subprocess.CompletedProcess[str], GeneratedPii]:
+def privacy_run(pipeline_run, pii_scan) -> tuple[Settings, subprocess.CompletedProcess[str], object]:
     settings, completed = pipeline_run
     assert completed.returncode == 0, completed.stdout[-2000:] + completed.stderr[-2000:]
-    pii = GeneratedPii(settings.landing_dir)
+    pii = pii_scan(settings.landing_dir)
     assert len(pii.emails) > 100 and len(pii.phone_digits) > 100
     return settings, completed, pii
 
@@ -129,7 +40,7 @@ def test_raw_pii_stays_in_the_restricted_schemas(privacy_run):
     with duckdb.connect(str(settings.warehouse_path), read_only=True) as con:
         for table in ("raw.customers", "staging.stg_crm__customers"):
             schema, name = table.split(".")
-            leaks, _ = _scan(pii, ((column, value) for column, value in _text_values(con, schema, name)), "-")
+            leaks, _ = pii.scan(((column, value) for column, value in pii.text_values(con, schema, name)), "-")
             assert {"email", "phone"} <= set(leaks), table
             assert len(leaks["email"]) > 0.9 * len(pii.emails), table
 
@@ -142,37 +53,37 @@ def test_bi_copy_holds_no_email_or_phone(privacy_run):
         texts = [
             (f"bi {schema}.{name}.{column}", value)
             for schema, name in tables
-            for column, value in _text_values(con, schema, name)
+            for column, value in pii.text_values(con, schema, name)
         ]
-    leaks, scanned = _scan(pii, texts, settings.pii_hash_key())
+    leaks, scanned = pii.scan(texts, settings.pii_hash_key())
     assert scanned > 1000
-    assert not leaks, _report(leaks)
+    assert not leaks, pii.report(leaks)
 
 
 def test_mlflow_store_and_artifacts_hold_no_email_or_phone(privacy_run):
     settings, _, pii = privacy_run
     store = Path(settings.mlflow_tracking_uri.removeprefix("sqlite:///"))
-    artifacts = list(_files(settings.mlflow_artifacts_dir))
+    artifacts = list(pii.files(settings.mlflow_artifacts_dir))
     assert any(path.name == "input_example.json" for path in artifacts)
-    texts = [*_sqlite_texts(store), *(text for path in artifacts for text in _file_texts(path))]
-    leaks, scanned = _scan(pii, texts, settings.pii_hash_key())
+    texts = [*pii.sqlite_texts(store), *(text for path in artifacts for text in pii.file_texts(path))]
+    leaks, scanned = pii.scan(texts, settings.pii_hash_key())
     assert scanned > 100
-    assert not leaks, _report(leaks)
+    assert not leaks, pii.report(leaks)
 
 
 def test_run_logs_hold_no_email_or_phone(privacy_run):
     """The run's own output, Airflow's task logs, dbt's logs and artifacts, the Data Docs and the summary."""
     settings, completed, pii = privacy_run
-    files = list(_files(settings.airflow_home / "logs", settings.dbt_artifacts_dir, settings.data_docs_dir))
+    files = list(pii.files(settings.airflow_home / "logs", settings.dbt_artifacts_dir, settings.data_docs_dir))
     assert any(path.suffix == ".log" for path in files)
     texts = [
         ("stdout", completed.stdout),
         ("stderr", completed.stderr),
         ("run summary", settings.run_summary_path.read_text()),
-        *(text for path in files for text in _file_texts(path)),
+        *(text for path in files for text in pii.file_texts(path)),
     ]
-    leaks, _ = _scan(pii, texts, settings.pii_hash_key())
-    assert not leaks, _report(leaks)
+    leaks, _ = pii.scan(texts, settings.pii_hash_key())
+    assert not leaks, pii.report(leaks)
 
 
 def test_marts_carry_keyed_hashes_and_masked_values(privacy_run):
@@ -203,9 +114,9 @@ def test_campaign_audiences_leave_out_customers_without_consent(privacy_run):
 
 
 def test_the_hash_key_never_reaches_compiled_sql(privacy_run):
-    settings, _, _ = privacy_run
+    settings, _, pii = privacy_run
     secret = settings.pii_hash_key()
-    files = list(_files(settings.dbt_artifacts_dir))
+    files = list(pii.files(settings.dbt_artifacts_dir))
     assert any(path.suffix == ".sql" for path in files)
     assert not [path for path in files if secret in path.read_bytes().decode("utf-8", errors="ignore")]
 
