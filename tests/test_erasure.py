@@ -7,6 +7,7 @@ import csv
 import io
 import json
 import os
+import shutil
 import subprocess
 import sys
 from dataclasses import dataclass, replace
@@ -33,12 +34,7 @@ from crm.erasure import (
     read_customer_ids,
     record_suppression,
 )
-from crm.generate import DefectRates, GeneratorConfig, generate
 from crm.settings import Settings
-
-END = date(2026, 11, 23)
-WINDOW_DAYS = 20
-
 
 # The request file ---------------------------------------------------------------------------------
 
@@ -314,23 +310,13 @@ def _suppressed_rows(settings: Settings) -> dict[str, int]:
         )
 
 
-def test_erased_customers_leave_no_residue_and_stay_erased(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    # Everything up to the day before the last is delivered and run; the last day comes later.
-    day_before = date.fromordinal(END.toordinal() - 1)
-    # A short churn window: the segmentation fits one window before the scoring date, within 60 days.
-    settings = Settings.from_env(home=tmp_path, as_of_date=day_before, churn_window_days=WINDOW_DAYS)
-    # More persons with a second CRM record than by default, so that identity resolution links some.
-    generate(
-        GeneratorConfig(customers=300, days=60, end_date=END, defects=replace(DefectRates(), duplicate_person=0.1)),
-        settings.landing_dir,
-        settings.truth_dir,
-    )
-    pipeline.load(settings)
-    pipeline.build_warehouse(settings)
-    pipeline.build_training_data(settings)
-    pipeline.train(settings, "segments")
-    pipeline.score(settings, ("segments",))
-    pipeline.publish(settings)
+def test_erased_customers_leave_no_residue_and_stay_erased(daily_runs, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """The daily history after its first day (a copy): everything is delivered, everything up to the day
+    before the last is loaded, built, scored with both champions and published; the last day comes later."""
+    day_before, end = daily_runs.days[-2], daily_runs.days[-1]
+    home = tmp_path / "home"
+    shutil.copytree(daily_runs.after_first_day, home)
+    settings = daily_runs.settings(home, day_before)
     victims = _pick_victims(settings)
     with duckdb.connect(str(settings.bi_warehouse_path), read_only=True) as bi:
         assert (
@@ -351,12 +337,7 @@ def test_erased_customers_leave_no_residue_and_stay_erased(tmp_path: Path, monke
     crashed = next((settings.landing_dir / "orders").glob("dt=*")) / ("orders.parquet" + ERASING_SUFFIX)
     crashed.write_bytes(b"PAR1 half written")
     assert _database_residue(settings.bi_warehouse_path, settings, victims)
-    env = {
-        **os.environ,
-        "CRM_HOME": str(tmp_path),
-        "CRM_AS_OF_DATE": day_before.isoformat(),
-        "CRM_CHURN_WINDOW_DAYS": str(WINDOW_DAYS),
-    }
+    env = daily_runs.env(settings)
     crm = str(Path(sys.executable).with_name("crm"))
     # Without the closing dbt build and publish: the daily run below does both (and it saves a build here).
     erased = subprocess.run(
@@ -377,8 +358,9 @@ def test_erased_customers_leave_no_residue_and_stay_erased(tmp_path: Path, monke
     assert _database_residue(settings.bi_warehouse_path, settings, victims) == []
     # The same request again, through the crm_erasure DAG in real Airflow: it converges (nothing left
     # to remove), and its closing dbt build and publish bring nothing back.
-    for name in ("CRM_AS_OF_DATE", "CRM_CHURN_WINDOW_DAYS"):
-        monkeypatch.setenv(name, env[name])
+    for name, value in env.items():
+        if name.startswith("CRM_"):
+            monkeypatch.setenv(name, value)
     local_airflow.migrate(settings)
     dag_log = tmp_path / "erasure-dag.log"
     assert local_airflow.test_dag(settings, "crm_erasure", dag_log, {"customer_ids_file": str(request)}) == 0, (
@@ -403,8 +385,8 @@ def test_erased_customers_leave_no_residue_and_stay_erased(tmp_path: Path, monke
 
     # The last day delivers them again: a daily run and a full refresh keep them out of everything
     # but the restricted raw schema (dbt's reconciliation test counts them as suppressed).
-    _redeliver(settings, victims, END)
-    daily = replace(settings, as_of_date=END)
+    _redeliver(settings, victims, end)
+    daily = replace(settings, as_of_date=end)
     pipeline.load(daily)
     pipeline.build_warehouse(daily)
     pipeline.publish(daily)
