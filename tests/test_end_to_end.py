@@ -51,6 +51,8 @@ def _versions(settings: Settings) -> dict[str, str]:
 
 
 def test_run_succeeds_and_prints_the_summary(pipeline_run):
+    """The first test to ask builds the session's end-to-end home: a whole `crm run` through Airflow,
+    2 to 3 minutes, which every other test of this file, test_privacy and test_local_ui then reuse."""
     settings, completed = pipeline_run
     assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
     assert "CRM pipeline summary" in completed.stdout
@@ -333,6 +335,7 @@ def reruns(home_copy, crm_command) -> Reruns:
 
 
 def test_full_refresh_rerun_repairs_the_mart_and_keeps_one_row_per_customer(reruns: Reruns):
+    """The first of the reruns' tests to run waits for both reruns (two whole `crm run`s, about 4 minutes)."""
     run = reruns.full_refresh
     assert run.completed.returncode == 0, run.completed.stdout[-3000:] + run.completed.stderr[-3000:]
     assert len(run.scores) == len({row[0] for row in run.scores})
