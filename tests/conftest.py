@@ -31,6 +31,7 @@ from filelock import FileLock
 from crm import pipeline
 from crm.contracts import CONTRACTS
 from crm.generate import DefectRates, GeneratorConfig, generate
+from crm.landing import partition_files
 from crm.settings import Settings
 
 
@@ -128,7 +129,7 @@ def _delivered_records(landing: Path, source: str) -> int:
     lines, Parquet rows."""
     contract = CONTRACTS[source]
     total = 0
-    for path in (landing / source).glob(f"dt=*/{contract.file_name}"):
+    for path in (path for folder in (landing / source).glob("dt=*") for path in partition_files(contract, folder)):
         if contract.file_format == "parquet":
             total += pq.read_metadata(path).num_rows
         elif contract.file_format == "csv":

@@ -334,7 +334,7 @@ def test_erased_customers_leave_no_residue_and_stay_erased(daily_runs, tmp_path:
     # temporary file left behind); the warehouse and the BI copy still hold the customers.
     record_suppression(settings, victims.requested)
     erase_landing(settings)
-    crashed = next((settings.landing_dir / "orders").glob("dt=*")) / ("orders.parquet" + ERASING_SUFFIX)
+    crashed = next((settings.landing_dir / "orders").glob("dt=*")) / (".orders.parquet" + ERASING_SUFFIX)
     crashed.write_bytes(b"PAR1 half written")
     assert _database_residue(settings.bi_warehouse_path, settings, victims)
     env = daily_runs.env(settings)

@@ -1,6 +1,7 @@
 """The landing boundary: every delivered line is loaded or kept as rejected; bad deliveries are refused clearly."""
 
 import logging
+import os
 import shutil
 from dataclasses import replace
 from datetime import date
@@ -177,3 +178,200 @@ def test_renamed_column_batch_from_the_generator_is_refused(tmp_path: Path):
     generate(GeneratorConfig(customers=100, days=20, defects=defects), tmp_path / "landing", tmp_path / "truth")
     with pytest.raises(LandingError, match=r"source 'customers': missing required column\(s\) email"):
         load_landing(duckdb.connect(":memory:"), tmp_path / "landing")
+
+
+# Real deliveries: part files, corrections, dates that cannot be true ------------------------------
+
+
+def _split_parquet(path: Path, names: list[str]) -> None:
+    """Deliver a Parquet file as part files, as Spark or BigQuery would write it."""
+    table = pq.read_table(path)
+    size = -(-table.num_rows // len(names))
+    for index, name in enumerate(names):
+        pq.write_table(table.slice(index * size, size), path.with_name(name))
+    path.unlink()
+
+
+def test_a_partition_delivered_as_part_files_loads_every_file(small_landing: Settings, delivered_records):
+    landing = small_landing.landing_dir
+    orders = partition_dir(landing, "orders", LAST_DAY)
+    delivered = pq.read_metadata(orders / "orders.parquet").num_rows
+    parts = ["orders-part-0002.parquet", "orders-part-0010.parquet", "part-00001-3f2a.snappy.parquet"]
+    _split_parquet(orders / "orders.parquet", parts)
+    # What export tools leave beside their parts: success markers and checksums, not records.
+    (orders / "_SUCCESS").write_text("")
+    (orders / ".orders-part-0002.parquet.crc").write_bytes(b"\x00crc")
+    customers = partition_dir(landing, "customers", LAST_DAY) / "customers.csv"
+    frame = pd.read_csv(customers, dtype=str)
+    frame.iloc[:2].to_csv(customers, index=False)
+    frame.iloc[2:].to_csv(customers.with_name("customers_2.csv"), index=False)
+
+    con = duckdb.connect(":memory:")
+    load_landing(con, landing)
+    logged = con.execute(
+        f"select file, row_count from {LOAD_LOG_TABLE} where source = 'orders' and partition_date = ? order by file",
+        [LAST_DAY],
+    ).fetchall()
+    assert sorted(Path(file).name for file, _ in logged) == sorted(parts)
+    assert sum(rows for _, rows in logged) == delivered
+    assert (
+        con.execute("select count(*) from raw.orders where _partition_date = ?", [LAST_DAY]).fetchone()[0] == delivered
+    )
+    for source in ("orders", "customers"):
+        raw = con.execute(f"select count(*) from raw.{source}").fetchone()[0]
+        rejected = con.execute(f"select count(*) from {REJECTED_ROWS_TABLE} where source = ?", [source]).fetchone()[0]
+        assert raw + rejected == delivered_records(landing, source), source
+    assert (
+        con.execute(
+            "select count(distinct _source_file) from raw.customers where _partition_date = ?", [LAST_DAY]
+        ).fetchone()[0]
+        == 2
+    )
+    # The files load in natural name order (part 2 before part 10), whatever the directory order.
+    from crm.landing import discover
+
+    found = next(p for p in discover(landing)[0]["orders"] if p.day == LAST_DAY)
+    assert [f.name for f in found.files] == ["orders-part-0002.parquet", "orders-part-0010.parquet", parts[2]]
+
+
+@pytest.mark.parametrize(
+    ("intruder", "why"),
+    [
+        ("orders.csv", "orders.csv (not a .parquet file)"),
+        ("web_sessions.parquet", "web_sessions.parquet (not named for source orders)"),
+        ("backup", "backup (a folder)"),
+    ],
+)
+def test_a_file_that_cannot_belong_to_the_partition_is_refused_by_name(small_landing: Settings, intruder, why):
+    landing = small_landing.landing_dir
+    target = partition_dir(landing, "orders", LAST_DAY) / intruder
+    if intruder == "backup":
+        target.mkdir()
+    else:
+        shutil.copy(partition_dir(landing, "web_sessions", LAST_DAY) / "web_sessions.parquet", target)
+    con = duckdb.connect(":memory:")
+    with pytest.raises(LandingError) as error:
+        load_landing(con, landing)
+    assert why in str(error.value) and str(target.parent) in str(error.value) and "'orders'" in str(error.value)
+    assert con.execute("select count(*) from raw.orders").fetchone()[0] == 0
+    assert con.execute("select count(*) from raw.customers").fetchone()[0] > 0, "the other sources load"
+
+
+def test_a_symbolic_link_out_of_the_landing_folder_is_refused(small_landing: Settings, tmp_path: Path):
+    landing = small_landing.landing_dir
+    outside = tmp_path / "elsewhere" / "surveys.csv"
+    outside.parent.mkdir()
+    target = partition_dir(landing, "surveys", LAST_DAY) / "surveys.csv"
+    shutil.move(target, outside)
+    target.symlink_to(outside)
+    # A link that stays inside the landing folder is only another name for a delivered file.
+    kept = landing / ".uploads" / "products-last-day"
+    kept.parent.mkdir()
+    shutil.move(partition_dir(landing, "products", LAST_DAY), kept)
+    partition_dir(landing, "products", LAST_DAY).symlink_to(kept)
+    con = duckdb.connect(":memory:")
+    with pytest.raises(
+        LandingError, match=r"source 'surveys': surveys\.csv \(a symbolic link to .*, outside the landing folder\)"
+    ):
+        load_landing(con, landing)
+    assert con.execute("select count(*) from raw.surveys").fetchone()[0] == 0
+    assert con.execute("select count(*) from raw.products where _partition_date = ?", [LAST_DAY]).fetchone()[0] == len(
+        pd.read_csv(kept / "products.csv")
+    )
+
+
+def test_a_corrected_redelivery_replaces_the_day_and_an_unchanged_one_is_a_no_op(small_landing: Settings):
+    landing = small_landing.landing_dir
+    target = partition_dir(landing, "customers", LAST_DAY) / "customers.csv"
+    con = duckdb.connect(":memory:")
+    load_landing(con, landing)
+    # Reloading, or a file touched or copied without a change, loads nothing.
+    os.utime(target, ns=(0, 1_000_000_000))
+    assert set(load_landing(con, landing).values()) == {0}
+    assert con.execute(f"select max(delivery) from {LOAD_LOG_TABLE}").fetchone()[0] == 1
+
+    frame = pd.read_csv(target, dtype=str)
+    corrected = frame.iloc[1:].assign(city="Corrected City")  # one record withdrawn, the others corrected
+    corrected.to_csv(target, index=False)
+    assert load_landing(con, landing) == {source: 0 for source in CONTRACTS if source != "customers"} | {
+        "customers": len(corrected)
+    }
+    rows = con.execute(
+        "select distinct city, _delivery from raw.customers where _partition_date = ?", [LAST_DAY]
+    ).fetchall()
+    assert rows == [("Corrected City", 2)], "the day holds only its latest delivery"
+    deliveries = con.execute(
+        f"select delivery, row_count, fingerprint from {LOAD_LOG_TABLE} "
+        f"where source = 'customers' and partition_date = ? order by delivery",
+        [LAST_DAY],
+    ).fetchall()
+    assert [(d, n) for d, n, _ in deliveries] == [(1, len(frame)), (2, len(corrected))]
+    assert deliveries[0][2] != deliveries[1][2] and all(len(f) == 64 for _, _, f in deliveries)
+    assert set(load_landing(con, landing).values()) == {0}, "the correction is loaded once"
+
+
+def test_a_partition_dated_in_the_future_is_held_back(small_landing: Settings, caplog: pytest.LogCaptureFixture):
+    landing = small_landing.landing_dir
+    shutil.copytree(partition_dir(landing, "orders", LAST_DAY), partition_dir(landing, "orders", date(2099, 1, 1)))
+    con = duckdb.connect(":memory:")
+    with caplog.at_level(logging.WARNING, logger="crm.landing"):
+        load_landing(con, landing)
+    assert con.execute(f"select max(partition_date) from {LOAD_LOG_TABLE} where source = 'orders'").fetchone()[0] == (
+        LAST_DAY
+    )
+    assert any("dt=2099-01-01" in r.getMessage() and "held back" in r.getMessage() for r in caplog.records)
+
+
+def test_an_exception_that_is_not_ours_stops_only_its_source(small_landing: Settings, monkeypatch):
+    import crm.landing
+
+    real = crm.landing.check_file
+
+    def failing(contract, path):
+        if contract.name == "tickets":
+            raise RuntimeError("disk quota exceeded")
+        return real(contract, path)
+
+    monkeypatch.setattr(crm.landing, "check_file", failing)
+    con = duckdb.connect(":memory:")
+    with pytest.raises(LandingError) as error:
+        load_landing(con, small_landing.landing_dir)
+    assert "source 'tickets'" in str(error.value) and "RuntimeError: disk quota exceeded" in str(error.value)
+    assert str(small_landing.landing_dir / "tickets") in str(error.value)
+    assert con.execute("select count(*) from raw.tickets").fetchone()[0] == 0
+    assert con.execute("select count(*) from raw.orders").fetchone()[0] > 0
+
+
+def test_a_warehouse_from_before_part_files_and_corrections_is_carried_over(small_landing: Settings):
+    """A load log of one row per partition (no deliveries, no fingerprints) and raw tables without
+    ``_delivery`` become first deliveries; nothing is loaded again."""
+    con = duckdb.connect(":memory:")
+    load_landing(con, small_landing.landing_dir)
+    con.execute(
+        f"create table old_log as select source, partition_date, file, row_count, rejected_count, loaded_at "
+        f"from {LOAD_LOG_TABLE}"
+    )
+    con.execute(f"drop table {LOAD_LOG_TABLE}")
+    con.execute(
+        f"create table {LOAD_LOG_TABLE} (source varchar not null, partition_date date not null, file varchar not null, "
+        "row_count bigint not null, rejected_count bigint not null, loaded_at timestamp not null, "
+        "primary key (source, partition_date))"
+    )
+    con.execute(f"insert into {LOAD_LOG_TABLE} select * from old_log")
+    for source in CONTRACTS:
+        con.execute(f"alter table raw.{source} drop column _delivery")
+    con.execute(f"alter table {REJECTED_ROWS_TABLE} drop column delivery")
+    raw_before = {s: con.execute(f"select count(*) from raw.{s}").fetchone()[0] for s in CONTRACTS}
+
+    assert set(load_landing(con, small_landing.landing_dir).values()) == {0}
+    assert {s: con.execute(f"select count(*) from raw.{s}").fetchone()[0] for s in CONTRACTS} == raw_before
+    assert (
+        con.execute(
+            f"select count(*), count(*) filter (where delivery = 1 and length(fingerprint) = 64) from {LOAD_LOG_TABLE}"
+        ).fetchone()
+        == (con.execute("select count(*) from old_log").fetchone()[0],) * 2
+    )
+    assert con.execute("select distinct _delivery from raw.customers").fetchall() == [(1,)]
+    assert con.execute(f"select count(*) from {REJECTED_ROWS_TABLE} where delivery is distinct from 1").fetchone() == (
+        0,
+    )

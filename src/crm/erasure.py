@@ -41,7 +41,15 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from crm.contracts import CONTRACTS, SourceContract
-from crm.landing import ERASED_IDS_TABLE, LOAD_LOG_TABLE, PARTITION_PREFIX, REJECTED_ROWS_TABLE
+from crm.landing import (
+    ERASED_IDS_TABLE,
+    LOAD_LOG_TABLE,
+    PARTITION_PREFIX,
+    REJECTED_ROWS_TABLE,
+    ensure_raw_schema,
+    partition_files,
+    record_rewritten_files,
+)
 from crm.settings import Settings
 from crm.warehouse import connect, table_exists, transaction
 
@@ -305,14 +313,22 @@ def _landing_order_ids(settings: Settings, customers: set[str]) -> set[str]:
 
 
 def _partition_files(settings: Settings, contract: SourceContract) -> list[Path]:
+    """Every file a load of the source would read (part files too)."""
     source_dir = settings.landing_dir / contract.name
     if not source_dir.is_dir():
         return []
+    root = settings.landing_dir.resolve()
     return [
-        folder / contract.file_name
+        path
         for folder in sorted(source_dir.iterdir())
-        if folder.is_dir() and folder.name.startswith(PARTITION_PREFIX) and (folder / contract.file_name).is_file()
+        if folder.is_dir() and folder.name.startswith(PARTITION_PREFIX)
+        for path in partition_files(contract, folder, root, refuse_foreign=False)
     ]
+
+
+def _erasing_path(path: Path) -> Path:
+    """Where a rewrite is written before it replaces ``path``: a hidden name, which loads skip."""
+    return path.with_name(f".{path.name}{ERASING_SUFFIX}")
 
 
 def erase_landing(settings: Settings) -> dict[str, int]:
@@ -324,6 +340,7 @@ def erase_landing(settings: Settings) -> dict[str, int]:
     with connect(settings, read_only=True) as con:
         suppression = Suppression.read(settings, con)
     removed: dict[str, int] = {}
+    rewritten: list[Path] = []
     if not suppression:
         return removed
     rewriters: dict[str, Callable[[SourceContract, Path, Suppression], tuple[int, bytes] | None]] = {
@@ -335,19 +352,26 @@ def erase_landing(settings: Settings) -> dict[str, int]:
         contract = CONTRACTS[name]
         total = 0
         for path in _partition_files(settings, contract):
-            path.with_name(path.name + ERASING_SUFFIX).unlink(missing_ok=True)
+            _erasing_path(path).unlink(missing_ok=True)
             result = rewriters[contract.file_format](contract, path, suppression)
             if result is not None:
                 count, content = result
                 _replace_atomically(path, content)
+                rewritten.append(path)
                 total += count
         removed[name] = total
+    if rewritten and settings.warehouse_path.exists():
+        # A crash before this line makes the next load take the rewritten files as a corrected
+        # re-delivery: more work, the same rows.
+        with connect(settings) as con:
+            ensure_raw_schema(con)
+            record_rewritten_files(con, rewritten)
     log.info("erasure: landing records removed per source: %s", removed)
     return removed
 
 
 def _replace_atomically(path: Path, content: bytes) -> None:
-    temporary = path.with_name(path.name + ERASING_SUFFIX)
+    temporary = _erasing_path(path)
     with temporary.open("wb") as handle:
         handle.write(content)
         handle.flush()
@@ -586,9 +610,14 @@ def _recount_load_log(con: duckdb.DuckDBPyConnection) -> None:
         con.execute(
             f"""
             update {LOAD_LOG_TABLE} as loads set
-                row_count = (select count(*) from {contract.raw_table} r where r._source_file = loads.file),
-                rejected_count = (select count(*) from {REJECTED_ROWS_TABLE} q where q.source_file = loads.file)
-            where loads.source = ?""",
+                row_count = (select count(*) from {contract.raw_table} r
+                             where r._source_file = loads.file and r._delivery = loads.delivery),
+                rejected_count = (select count(*) from {REJECTED_ROWS_TABLE} q
+                                  where q.source_file = loads.file and q.delivery = loads.delivery)
+            where loads.source = ?
+                -- earlier deliveries' rows left raw when a correction replaced them: their counts stay
+                and loads.delivery = (select max(delivery) from {LOAD_LOG_TABLE} l
+                                      where l.source = loads.source and l.partition_date = loads.partition_date)""",
             [name],
         )
 

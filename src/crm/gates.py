@@ -84,13 +84,20 @@ def partition_frame(con: duckdb.DuckDBPyConnection, contract: SourceContract, da
     bounded = "true" if contract.steady_volume else "false"
     return con.execute(
         f"""
-        with history as (
+        with partitions as (
+            -- a partition's rows are those of its latest delivery, in all of its files
+            select partition_date, sum(row_count) as row_count, sum(rejected_count) as rejected_count
+            from {LOAD_LOG_TABLE}
+            where source = $source
+            group by partition_date, delivery
+            qualify delivery = max(delivery) over (partition by partition_date)
+        ),
+        history as (
             select partition_date, row_count, rejected_count,
                    count(*) over recent as prior_partitions,
                    quantile_cont(row_count, 0.05) over recent as low,
                    quantile_cont(row_count, 0.95) over recent as high
-            from {LOAD_LOG_TABLE}
-            where source = $source
+            from partitions
             window recent as (order by partition_date rows between {BOUNDS_HISTORY} preceding and 1 preceding)
         )
         select $source as source, partition_date, row_count, rejected_count,

@@ -1,8 +1,13 @@
 """Checking and loading daily deliveries into the warehouse's raw schema.
 
-Deliveries land as ``<landing>/<source>/dt=YYYY-MM-DD/<source>.<format>`` (crm.contracts). A load
-takes every partition of a source not loaded before, checks each file against the contract, and
-inserts the whole batch in one transaction. A file that breaks the contract (missing or empty,
+Deliveries land as ``<landing>/<source>/dt=YYYY-MM-DD/<source>.<format>`` (crm.contracts), or as part
+files of that format (``<source>-part-0001.parquet``, ``<source>_2.csv``, ``part-00000-….parquet``), read
+in natural name order; hidden and marker files (names starting with ``.`` or ``_``, such as Spark's
+``_SUCCESS``) are skipped, and any other entry of a partition folder, or a symbolic link leading out of
+the landing folder, refuses the source. A load takes every partition of a source that is new or
+whose files changed since it was loaded (a corrected re-delivery, told by content fingerprints),
+checks each file against the contract, and inserts the whole batch in one transaction; the load
+log keeps a row per file and delivery. A file that breaks the contract (missing or empty,
 unreadable, a contract column missing, a bad partition folder) stops that source's load before
 anything is written, with a message naming the file, the source and the problem; the other sources
 load. Text files must be UTF-8 (a byte order mark is allowed) with lines of at most
@@ -16,11 +21,14 @@ reason, in ``raw._rejected_rows``: nothing is dropped. Columns beyond the contra
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import logging
+import os
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import date
+from datetime import UTC, date, datetime, timedelta
 from itertools import islice
 from pathlib import Path
 
@@ -45,6 +53,9 @@ JSONL_SAMPLE_LINES = 200
 # since the CSV reader cannot skip it and keep it as rejected. JSON lines have no limit.
 MAX_CSV_LINE_BYTES = 8 * 1024 * 1024
 REPEATED_HEADER_REASON = "repeated header line (files concatenated?)"
+# Entries of a partition folder that are not part of the delivery: hidden files and the markers export
+# tools write beside their part files (Spark's _SUCCESS, Hadoop's .crc checksums).
+IGNORED_NAME_PREFIXES = (".", "_")
 
 
 class LandingError(Exception):
@@ -69,7 +80,8 @@ class CheckedFile:
 class Partition:
     source: str
     day: date
-    path: Path
+    folder: Path
+    files: tuple[Path, ...]  # the delivery's files, in natural name order
 
 
 def partition_dir(landing_dir: Path, source: str, day: date) -> Path:
@@ -79,14 +91,18 @@ def partition_dir(landing_dir: Path, source: str, day: date) -> Path:
 def discover(landing_dir: Path) -> tuple[dict[str, list[Partition]], list[LandingError]]:
     """Every delivered partition per source, oldest first, and the problems found on the way.
 
-    A source with a problem (a bad partition folder, a required source missing) is left out of the
-    partitions, so that only its load stops; an unknown source folder is a problem of its own.
+    A source with a problem (a bad partition folder, a file that cannot belong to it, a symbolic link
+    leading out of the landing folder, a required source missing) is left out of the partitions, so
+    that only its load stops; an unknown source folder is a problem of its own.
     """
     if not landing_dir.is_dir():
         raise LandingError(f"landing folder {landing_dir} does not exist")
+    root = landing_dir.resolve()
     found: dict[str, list[Partition]] = {}
     problems: list[LandingError] = []
-    for source_dir in sorted(p for p in landing_dir.iterdir() if p.is_dir()):
+    for source_dir in sorted(
+        p for p in landing_dir.iterdir() if p.is_dir() and not p.name.startswith(IGNORED_NAME_PREFIXES)
+    ):
         contract = CONTRACTS.get(source_dir.name)
         if contract is None:
             problems.append(
@@ -97,9 +113,11 @@ def discover(landing_dir: Path) -> tuple[dict[str, list[Partition]], list[Landin
             )
             continue
         try:
+            _refuse_link_out(root, source_dir, contract)
             found[contract.name] = [
-                Partition(contract.name, _partition_day(folder), folder / contract.file_name)
-                for folder in sorted(p for p in source_dir.iterdir() if p.is_dir())
+                Partition(contract.name, _partition_day(folder), folder, partition_files(contract, folder, root))
+                for folder in sorted(source_dir.iterdir())
+                if not folder.name.startswith(IGNORED_NAME_PREFIXES)
             ]
         except LandingError as problem:
             problems.append(problem)
@@ -113,7 +131,88 @@ def discover(landing_dir: Path) -> tuple[dict[str, list[Partition]], list[Landin
     return found, problems
 
 
+def partition_files(
+    contract: SourceContract, folder: Path, root: Path | None = None, refuse_foreign: bool = True
+) -> tuple[Path, ...]:
+    """The files that make a partition's delivery, in natural name order (part-2 before part-10).
+
+    A delivery is the contract's file or part files of the contract's format named for the source
+    (``orders-part-0001.parquet``, ``customers_2.csv``) or as Spark and Hadoop name them
+    (``part-00000-<id>.snappy.parquet``). Hidden and marker files are skipped. Anything else (another
+    format, a file named for something else, a folder, a symbolic link leading out of ``root``)
+    cannot belong to the partition and refuses it, naming every such entry (with ``refuse_foreign``
+    false they are left out instead, as an erasure does, which must find every delivered record).
+    """
+    root = root or folder.parent.parent.resolve()
+    _refuse_link_out(root, folder, contract)
+    pattern = _part_file_pattern(contract)
+    files, foreign = [], []
+    for entry in folder.iterdir():
+        if entry.name.startswith(IGNORED_NAME_PREFIXES):
+            continue
+        if entry.is_symlink() and not Path(os.path.realpath(entry)).is_relative_to(root):
+            foreign.append(f"{entry.name} (a symbolic link to {os.readlink(entry)}, outside the landing folder)")
+        elif not entry.is_file():
+            foreign.append(f"{entry.name} (a folder)")
+        elif not entry.name.endswith(f".{contract.file_format}"):
+            foreign.append(f"{entry.name} (not a .{contract.file_format} file)")
+        elif not pattern.fullmatch(entry.name):
+            foreign.append(f"{entry.name} (not named for source {contract.name})")
+        else:
+            files.append(entry)
+    where = f"{folder}: source {contract.name!r}"
+    expected = (
+        f"{contract.file_name}, {contract.name}-<part>.{contract.file_format} or part-<part>.{contract.file_format}"
+    )
+    if foreign and refuse_foreign:
+        raise LandingError(
+            f"{where}: {', '.join(sorted(foreign))} cannot belong to this partition (expected {expected})"
+        )
+    if not files and refuse_foreign:
+        raise LandingError(f"{where}: expected file {contract.file_name} is missing (found nothing of {expected})")
+    return tuple(sorted(files, key=_natural_order))
+
+
+def _part_file_pattern(contract: SourceContract) -> re.Pattern[str]:
+    return re.compile(rf"(?:{re.escape(contract.name)}(?:[-_.].*)?|part-.*)\.{contract.file_format}")
+
+
+def _natural_order(path: Path) -> list[object]:
+    return [(0, int(part)) if part.isdigit() else (1, part) for part in re.split(r"(\d+)", path.name)]
+
+
+def _refuse_link_out(root: Path, path: Path, contract: SourceContract) -> None:
+    """A symbolic link that leads out of the landing folder is refused: the folder is a trust boundary."""
+    if path.is_symlink() and not Path(os.path.realpath(path)).is_relative_to(root):
+        raise LandingError(
+            f"{path}: source {contract.name!r}: is a symbolic link to {os.readlink(path)}, outside the landing "
+            f"folder; deliver the file itself (the landing folder is a trust boundary)"
+        )
+
+
+def record_rewritten_files(con: duckdb.DuckDBPyConnection, paths: list[Path]) -> None:
+    """The platform's own rewrite of delivered files (an erasure) is no re-delivery: the load log takes
+    their new size, time and fingerprint (on their latest delivery)."""
+    con.executemany(
+        f"""
+        update {LOAD_LOG_TABLE} as loads set file_bytes = ?, file_modified_ns = ?, fingerprint = ?
+        where file = ? and delivery = (select max(delivery) from {LOAD_LOG_TABLE} as l where l.file = loads.file)""",
+        [[path.stat().st_size, path.stat().st_mtime_ns, file_fingerprint(path), str(path)] for path in paths],
+    )
+
+
+def file_fingerprint(path: Path) -> str:
+    """The SHA-256 of a delivered file's content: the load log tells a corrected re-delivery by it."""
+    with path.open("rb") as handle:
+        return hashlib.file_digest(handle, "sha256").hexdigest()
+
+
 def _partition_day(folder: Path) -> date:
+    if not folder.is_dir():
+        raise LandingError(
+            f"{folder}: source {folder.parent.name!r}: a file beside the partition folders cannot belong to "
+            f"the source; deliver it inside a dt=YYYY-MM-DD folder"
+        )
     try:
         if not folder.name.startswith(PARTITION_PREFIX):
             raise ValueError
@@ -128,16 +227,7 @@ def _partition_day(folder: Path) -> date:
 def ensure_raw_schema(con: duckdb.DuckDBPyConnection) -> None:
     """The raw schema: the load log, the rejected lines, and every contract's table."""
     con.execute("create schema if not exists raw")
-    con.execute(f"""
-        create table if not exists {LOAD_LOG_TABLE} (
-            source varchar not null,
-            partition_date date not null,
-            file varchar not null,
-            row_count bigint not null,
-            rejected_count bigint not null,
-            loaded_at timestamp not null,
-            primary key (source, partition_date)
-        )""")
+    _ensure_load_log(con)
     con.execute(f"""
         create table if not exists {REJECTED_ROWS_TABLE} (
             source varchar not null,
@@ -146,8 +236,11 @@ def ensure_raw_schema(con: duckdb.DuckDBPyConnection) -> None:
             line_number bigint,
             raw_line varchar,
             reason varchar not null,
-            loaded_at timestamp not null
+            loaded_at timestamp not null,
+            delivery integer not null default 1
         )""")
+    # Warehouses from before re-deliveries: every line so far came from a first delivery.
+    _add_column_if_missing(con, REJECTED_ROWS_TABLE, "delivery", "integer default 1")
     con.execute(f"""
         create table if not exists {ERASED_IDS_TABLE} (
             id_kind varchar not null,
@@ -157,6 +250,51 @@ def ensure_raw_schema(con: duckdb.DuckDBPyConnection) -> None:
             primary key (id_kind, id_hash)
         )""")
     _ensure_raw_tables(con)
+
+
+_LOAD_LOG_COLUMNS = """
+    source varchar not null,
+    partition_date date not null,
+    file varchar not null,
+    row_count bigint not null,
+    rejected_count bigint not null,
+    loaded_at timestamp not null,
+    -- 1 for a partition's first delivery, one more for each corrected re-delivery of it
+    delivery integer not null,
+    -- what the file was when loaded: a changed size or time leads to comparing the fingerprint
+    file_bytes bigint,
+    file_modified_ns bigint,
+    fingerprint varchar,
+    primary key (source, partition_date, delivery, file)"""
+
+
+def _add_column_if_missing(con: duckdb.DuckDBPyConnection, table: str, column: str, definition: str) -> None:
+    schema, name = table.split(".")
+    if not con.execute(
+        "select count(*) from duckdb_columns() where schema_name = ? and table_name = ? and column_name = ?",
+        [schema, name, column],
+    ).fetchone()[0]:
+        con.execute(f"alter table {table} add column {column} {definition}")
+
+
+def _ensure_load_log(con: duckdb.DuckDBPyConnection) -> None:
+    """The load log, one row per loaded file; a log from before part files and re-deliveries (one row
+    per partition) is carried over as first deliveries, their fingerprints taken at the next load."""
+    old = con.execute(
+        "select count(*) filter (where column_name = 'delivery'), count(*) from duckdb_columns() "
+        "where schema_name = 'raw' and table_name = ?",
+        [LOAD_LOG_TABLE.removeprefix("raw.")],
+    ).fetchone()
+    if old[1] and not old[0]:
+        with transaction(con):
+            con.execute(f"alter table {LOAD_LOG_TABLE} rename to _loaded_partitions_before_deliveries")
+            con.execute(f"create table {LOAD_LOG_TABLE} ({_LOAD_LOG_COLUMNS})")
+            con.execute(
+                f"insert into {LOAD_LOG_TABLE} select source, partition_date, file, row_count, rejected_count, "
+                f"loaded_at, 1, null, null, null from raw._loaded_partitions_before_deliveries"
+            )
+            con.execute("drop table raw._loaded_partitions_before_deliveries")
+    con.execute(f"create table if not exists {LOAD_LOG_TABLE} ({_LOAD_LOG_COLUMNS})")
 
 
 # Raw column types: CSV and JSON lines arrive as text (staging types them, so a bad value is
@@ -180,23 +318,15 @@ def _ensure_raw_tables(con: duckdb.DuckDBPyConnection) -> None:
         )
         con.execute(
             f"create table if not exists {contract.raw_table} ({columns}, _extra varchar, "
-            f"_partition_date date, _source_file varchar, _loaded_at timestamp)"
+            f"_partition_date date, _source_file varchar, _loaded_at timestamp, _delivery integer default 1)"
         )
+        _add_column_if_missing(con, contract.raw_table, "_delivery", "integer default 1")
 
 
-def loaded_days(con: duckdb.DuckDBPyConnection, source: str) -> set[date]:
-    rows = con.execute(f"select partition_date from {LOAD_LOG_TABLE} where source = ?", [source]).fetchall()
-    return {row[0] for row in rows}
-
-
-def check_file(contract: SourceContract, partition: Partition) -> CheckedFile:
-    """Check the file exists, is readable as its format, and has every contract column (of the
+def check_file(contract: SourceContract, path: Path) -> CheckedFile:
+    """Check a delivered file is readable as its format and has every contract column (of the
     contract's kind of type, for Parquet); return its columns and what the load must divert."""
-    path = partition.path
     where = f"{path}: source {contract.name!r}"
-    if not path.is_file():
-        others = sorted(p.name for p in path.parent.iterdir())
-        raise LandingError(f"{where}: expected file {contract.file_name} is missing (found {others or 'nothing'})")
     if path.stat().st_size == 0:
         if contract.file_format == "jsonl":  # zero JSON lines is a day without records
             return CheckedFile(list(contract.column_names), [], [])
@@ -346,25 +476,109 @@ def _file_list(paths: list[Path]) -> str:
     return "[" + ", ".join(_quote(p) for p in paths) + "]"
 
 
+@dataclass(frozen=True)
+class DeliveredFile:
+    path: Path
+    size: int
+    modified_ns: int
+    fingerprint: str
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """A partition's files to load, as its delivery ``number``: 1 first, then one more per correction."""
+
+    partition: Partition
+    number: int
+    files: tuple[DeliveredFile, ...]
+
+
+def deliveries_to_load(
+    con: duckdb.DuckDBPyConnection, contract: SourceContract, partitions: list[Partition]
+) -> list[Delivery]:
+    """The partitions never loaded (delivery 1) and those whose files changed since their latest
+    delivery (a corrected re-delivery: the next number).
+
+    A partition whose files have the names, sizes and times logged is unchanged without being read;
+    otherwise the content fingerprints decide, so a copied or touched file is no re-delivery (its
+    new size and time are logged, so the next load need not read it again).
+    """
+    logged: dict[date, tuple[int, dict[str, tuple]]] = {}
+    for day, number, file, size, modified_ns, fingerprint in con.execute(
+        f"""
+        select partition_date, delivery, file, file_bytes, file_modified_ns, fingerprint from {LOAD_LOG_TABLE}
+        where source = ? qualify delivery = max(delivery) over (partition by partition_date)""",
+        [contract.name],
+    ).fetchall():
+        logged.setdefault(day, (number, {}))[1][Path(file).name] = (size, modified_ns, fingerprint, file)
+    deliveries, unchanged = [], []
+    for partition in partitions:
+        stats = {path.name: path.stat() for path in partition.files}
+        number, files = logged.get(partition.day, (0, {}))
+        if files.keys() == stats.keys() and all(
+            files[name][:2] == (stat.st_size, stat.st_mtime_ns) for name, stat in stats.items()
+        ):
+            continue
+        current = tuple(
+            DeliveredFile(path, stats[path.name].st_size, stats[path.name].st_mtime_ns, file_fingerprint(path))
+            for path in partition.files
+        )
+        # A log from before fingerprints (None) counts the file as it is now as what was loaded.
+        if files.keys() == stats.keys() and all(files[f.path.name][2] in (None, f.fingerprint) for f in current):
+            unchanged += [(f.size, f.modified_ns, f.fingerprint, files[f.path.name][3], number) for f in current]
+        else:
+            deliveries.append(Delivery(partition, number + 1, current))
+    if unchanged:
+        con.executemany(
+            f"update {LOAD_LOG_TABLE} set file_bytes = ?, file_modified_ns = ?, fingerprint = ? "
+            f"where file = ? and delivery = ? and source = '{contract.name}'",
+            unchanged,
+        )
+    return deliveries
+
+
 def load_source(
     con: duckdb.DuckDBPyConnection, contract: SourceContract, partitions: list[Partition], gate: BatchGate | None = None
 ) -> int:
-    """Load the partitions not loaded yet in one transaction; return how many rows were inserted.
+    """Load the new and the re-delivered partitions in one transaction; return how many rows were inserted.
 
+    A corrected re-delivery replaces its partition's rows in raw (every raw row carries the delivery
+    it came from; the load log keeps every delivery's files, fingerprints and counts), and the next
+    build rebuilds the incremental models (crm.pipeline), so records a correction removed go too.
     ``gate`` sees the batch before it commits; if it raises, the batch is rolled back.
     """
-    done = loaded_days(con, contract.name)
-    new = [p for p in partitions if p.day not in done]
-    if not new:
+    deliveries = deliveries_to_load(con, contract, partitions)
+    if not deliveries:
         return 0
-    headers = {p.path: check_file(contract, p) for p in new}
+    headers = {}
+    for delivery in deliveries:
+        for file in delivery.files:
+            try:
+                headers[file.path] = check_file(contract, file.path)
+            except (OSError, csv.Error) as error:  # the file vanished or cannot be opened
+                raise LandingError(f"{file.path}: source {contract.name!r}: cannot be read: {error}") from None
+    corrected = [d.partition.day.isoformat() for d in deliveries if d.number > 1]
+    if corrected:
+        log.warning("source %s: corrected re-delivery of %s: loading it as a new delivery", contract.name, corrected)
     try:
         with transaction(con):
             con.execute(
                 "create temp table landing_partitions as select * from (values "
-                + ", ".join(f"({_quote(p.path)}, date {_quote(p.day.isoformat())})" for p in new)
-                + ") as t(source_file, partition_date)"
+                + ", ".join(
+                    f"({_quote(f.path)}, date {_quote(d.partition.day.isoformat())}, {d.number}, {f.size}, "
+                    f"{f.modified_ns}, {_quote(f.fingerprint)})"
+                    for d in deliveries
+                    for f in d.files
+                )
+                + ") as t(source_file, partition_date, delivery, file_bytes, file_modified_ns, fingerprint)"
             )
+            # A corrected re-delivery replaces the partition: its earlier rows and lines leave raw (the
+            # load log keeps what each delivery was: files, fingerprints, counts).
+            for day in [d.partition.day for d in deliveries if d.number > 1]:
+                con.execute(f"delete from {contract.raw_table} where _partition_date = ?", [day])
+                con.execute(
+                    f"delete from {REJECTED_ROWS_TABLE} where source = ? and partition_date = ?", [contract.name, day]
+                )
             # Files with the same columns are read together (CSV readers need one header per scan).
             groups: dict[tuple[str, ...], dict[Path, CheckedFile]] = {}
             for path, checked in headers.items():
@@ -374,39 +588,45 @@ def load_source(
             # One pass over the new rows per table: the log reconciles with raw and rejects by construction.
             counts = con.execute(
                 f"""
-                insert into {LOAD_LOG_TABLE}
+                insert into {LOAD_LOG_TABLE} (
+                    source, partition_date, file, row_count, rejected_count, loaded_at, delivery,
+                    file_bytes, file_modified_ns, fingerprint
+                )
                 select ?, p.partition_date, p.source_file, coalesce(loaded.n, 0), coalesce(rejected.n, 0),
-                       current_timestamp::timestamp
+                       current_timestamp::timestamp, p.delivery, p.file_bytes, p.file_modified_ns, p.fingerprint
                 from landing_partitions p
                 left join (
-                    select _source_file as source_file, count(*) as n from {contract.raw_table}
+                    select _source_file as source_file, _delivery as delivery, count(*) as n
+                    from {contract.raw_table}
                     where _source_file in (select source_file from landing_partitions) group by all
-                ) loaded using (source_file)
+                ) loaded using (source_file, delivery)
                 left join (
-                    select source_file, count(*) as n from {REJECTED_ROWS_TABLE}
+                    select source_file, delivery, count(*) as n from {REJECTED_ROWS_TABLE}
                     where source_file in (select source_file from landing_partitions) group by all
-                ) rejected using (source_file)
+                ) rejected using (source_file, delivery)
                 returning row_count, rejected_count""",
                 [contract.name],
             ).fetchall()
             con.execute("drop table landing_partitions")
             if gate is not None:
-                gate(con, contract, [p.day for p in new])
+                gate(con, contract, [d.partition.day for d in deliveries])
     except duckdb.Error as error:
         raise LandingError(
-            f"source {contract.name!r}: load of {len(new)} partition(s) failed, nothing was "
+            f"source {contract.name!r}: load of {len(deliveries)} partition(s) failed, nothing was "
             f"written: {_first_line(error)}"
         ) from None
     except Exception as error:
         raise LandingError(
-            f"source {contract.name!r}: {len(new)} new partition(s) refused, nothing was written: {error}"
+            f"source {contract.name!r}: {len(deliveries)} new partition(s) refused, nothing was written: {error}"
         ) from error
     inserted, rejected = sum(row[0] for row in counts), sum(row[1] for row in counts)
     log.info(
-        "source %s: loaded %d rows from %d new partition(s), %d unparseable line(s) kept in %s",
+        "source %s: loaded %d rows from %d new or corrected partition(s) (%d file(s)), %d unparseable line(s) "
+        "kept in %s",
         contract.name,
         inserted,
-        len(new),
+        len(deliveries),
+        len(headers),
         rejected,
         REJECTED_ROWS_TABLE,
     )
@@ -425,7 +645,8 @@ def _insert_group(
     )
     wanted = ", ".join(_ident(c) for c in contract.column_names)
     lineage = (
-        "p.partition_date as _partition_date, p.source_file as _source_file, current_timestamp::timestamp as _loaded_at"
+        "p.partition_date as _partition_date, p.source_file as _source_file, "
+        "current_timestamp::timestamp as _loaded_at, p.delivery as _delivery"
     )
     if contract.file_format == "jsonl":
         _insert_jsonl(con, contract, paths, lineage)
@@ -460,7 +681,7 @@ def _insert_group(
             f"""
             insert into {REJECTED_ROWS_TABLE}
             select ?, p.partition_date, p.source_file, r.line, r.csv_line,
-                   r.error_type || ': ' || r.error_message, current_timestamp::timestamp
+                   r.error_type || ': ' || r.error_message, current_timestamp::timestamp, p.delivery
             from landing_rejects r
             join landing_scans s using (scan_id, file_id)
             join landing_partitions p on p.source_file = s.file_path
@@ -495,7 +716,7 @@ def _divert_repeated_headers(
         if checked.repeated_header_lines:
             con.executemany(
                 f"insert into {REJECTED_ROWS_TABLE} select ?, partition_date, source_file, ?, ?, ?, "
-                f"current_timestamp::timestamp from landing_partitions where source_file = ?",
+                f"current_timestamp::timestamp, delivery from landing_partitions where source_file = ?",
                 [
                     [contract.name, number, line, REPEATED_HEADER_REASON, str(path)]
                     for number, line in checked.repeated_header_lines
@@ -525,7 +746,7 @@ def _divert_out_of_range(
                to_json(struct_pack({
             ", ".join(f"{_ident(c)} := cast({_ident(c)} as varchar)" for c in contract.column_names)
         })),
-               'value out of range: ' || f._reason, current_timestamp::timestamp
+               'value out of range: ' || f._reason, current_timestamp::timestamp, p.delivery
         from landing_parquet f join landing_partitions p on p.source_file = f.filename
         where f._diverted""",
         [contract.name],
@@ -562,7 +783,7 @@ def _insert_jsonl(con: duckdb.DuckDBPyConnection, contract: SourceContract, path
         f"""
         insert into {REJECTED_ROWS_TABLE}
         select ?, p.partition_date, p.source_file, l.line_number, l.line, 'malformed JSON line: not a JSON object',
-               current_timestamp::timestamp
+               current_timestamp::timestamp, p.delivery
         from landing_lines l join landing_partitions p on p.source_file = l.filename
         where not l.is_object""",
         [contract.name],
@@ -570,27 +791,49 @@ def _insert_jsonl(con: duckdb.DuckDBPyConnection, contract: SourceContract, path
     con.execute("drop table landing_lines")
 
 
+def latest_plausible_day() -> date:
+    """Tomorrow (UTC): no exporter's time zone is further ahead, so a later partition cannot be true yet."""
+    return datetime.now(UTC).date() + timedelta(days=1)
+
+
 def load_landing(
     con: duckdb.DuckDBPyConnection, landing_dir: Path, gate: BatchGate | None = None, up_to: date | None = None
 ) -> dict[str, int]:
-    """Load every source's new partitions (those of days up to ``up_to`` when given); return rows
-    inserted per source.
+    """Load every source's new and re-delivered partitions (those of days up to ``up_to`` when given);
+    return rows inserted per source.
 
     A source with a bad delivery loads nothing; the others load. Then every problem is raised together.
     Sources load in contract order, so the customer master is in before the activity that refers to it.
-    A daily run for day D loads up to D only, so a backfill of past days sees what each day saw.
+    A daily run for day D loads up to D only, so a backfill of past days sees what each day saw; a
+    partition dated after tomorrow (no exporter's time zone is further ahead) is held back until its
+    day comes, so a mistyped date never moves the scoring date.
     """
     ensure_raw_schema(con)
     partitions, problems = discover(landing_dir)
+    latest_plausible = latest_plausible_day()
+    last_day = min(up_to, latest_plausible) if up_to else latest_plausible
     inserted = {}
     for source in progress([name for name in CONTRACTS if name in partitions], "loading sources", unit="source"):
-        days = [partition for partition in partitions[source] if up_to is None or partition.day <= up_to]
+        days = [partition for partition in partitions[source] if partition.day <= last_day]
+        for partition in partitions[source]:
+            if partition.day > latest_plausible:
+                log.warning(
+                    "%s: source %s: dated after tomorrow, held back until its day comes", partition.folder, source
+                )
         if not days:
             continue
         try:
             inserted[source] = load_source(con, CONTRACTS[source], days, gate)
         except LandingError as problem:
             problems.append(problem)
+        except Exception as error:  # not ours: still one source's problem, and the others load
+            log.exception("source %s: load failed", source)
+            problems.append(
+                LandingError(
+                    f"{landing_dir / source}: source {source!r}: load failed, nothing was written: "
+                    f"{type(error).__name__}: {_first_line(error)}"
+                )
+            )
     if problems:
         raise LandingError("\n".join(str(problem) for problem in problems))
     return inserted
