@@ -11,6 +11,7 @@ import subprocess
 import threading
 import time
 from dataclasses import dataclass
+from datetime import date, timedelta
 from pathlib import Path
 
 import duckdb
@@ -230,6 +231,56 @@ def test_champion_loads_from_the_registry(pipeline_run):
     assert probability.shape == (len(features),) and len(written) == len(features)
     stored = [written[key] for key in features["customer_key"]]
     assert probability == pytest.approx(stored, abs=1e-9)
+
+
+def _problems(completed: subprocess.CompletedProcess[str], step: str) -> list[str]:
+    """The console lines that report a failed `crm STEP`: one per problem."""
+    prefix = f"crm {step}: "
+    return [line.removeprefix(prefix) for line in completed.stderr.splitlines() if line.startswith(prefix)]
+
+
+def test_a_step_fails_with_one_line_per_problem_and_changes_nothing(home_copy, crm_command):
+    """An as-of date beyond the data stops each step before anything is built or trained; a bad
+    delivery names file, source and cause; the traceback goes to the log, never to the console."""
+    settings = home_copy("one_line_problems")
+    warehouse_before = settings.warehouse_path.read_bytes()
+    versions_before = _versions(settings)
+    for step in ("build", "train", "run"):
+        completed = crm_command(settings, step, CRM_AS_OF_DATE="2030-01-01")
+        assert completed.returncode == 1, completed.stderr[-2000:]
+        problems = _problems(completed, step)
+        assert (
+            problems[0].startswith("as-of date 2030-01-01 is ")
+            and "after the last delivered order day" in (problems[0])
+        ), completed.stderr[-2000:]
+        assert "Traceback" not in completed.stderr
+    assert settings.warehouse_path.read_bytes() == warehouse_before
+    assert _versions(settings) == versions_before
+    assert "Traceback" in (settings.home / "logs" / "crm.log").read_text()
+
+    last_day = max(folder.name for folder in (settings.landing_dir / "orders").iterdir())
+    day = f"dt={date.fromisoformat(last_day.removeprefix('dt=')) + timedelta(days=1)}"
+    (settings.landing_dir / "surveys" / day).mkdir()
+    (settings.landing_dir / "surveys" / day / "surveys.csv").write_text("response_id;customer_id\n1;2\n")
+    (settings.landing_dir / "tickets" / day).mkdir()
+    (settings.landing_dir / "tickets" / day / "tickets.csv").write_text("ticket_id\n1\n")
+    loads_before = _loads(settings)
+    completed = crm_command(settings, "load")
+    assert completed.returncode == 1
+    problems = _problems(completed, "load")
+    surveys = settings.landing_dir / "surveys" / day / "surveys.csv"
+    assert any(line.startswith(f"{surveys}: source 'surveys': missing required column(s)") for line in problems)
+    assert any("source 'tickets': tickets.csv (not a .jsonl file)" in line for line in problems), problems
+    assert "Traceback" not in completed.stderr
+    assert _loads(settings) == loads_before, "nothing else was new: nothing was loaded"
+
+
+def _loads(settings: Settings) -> tuple:
+    with duckdb.connect(str(settings.warehouse_path), read_only=True) as con:
+        return (
+            con.execute("select * from raw._loaded_partitions order by all").fetchall(),
+            con.execute("select count(*) from raw.surveys").fetchone(),
+        )
 
 
 def test_broken_mart_stops_training_scoring_and_publishing(home_copy):

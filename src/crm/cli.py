@@ -6,8 +6,9 @@ import argparse
 import json
 import logging
 import sys
+import traceback
 from dataclasses import fields, replace
-from datetime import date
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 from crm import pipeline
@@ -15,6 +16,8 @@ from crm.generate import DefectRates
 from crm.settings import Settings
 
 PIPELINE_DAG = "crm_pipeline"
+# Under the home: the tracebacks of failed commands, whose console output is one line per problem.
+FAILURE_LOG = Path("logs") / "crm.log"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -81,10 +84,42 @@ def main(argv: list[str] | None = None) -> int:
     bench.add_argument("--days", type=int, default=730)
     bench.add_argument("--out", type=Path, default=None, help="report folder (default: bench/results)")
 
+    parser.add_argument(
+        "--verbose", action="store_true", help="print a failure's traceback on the console too (the log always has it)"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    settings = Settings.from_env()
+    try:
+        settings = Settings.from_env()
+        return _run(parser, args, settings)
+    except Exception as error:  # one line per problem on the console; the traceback goes to the log
+        return _report_failure(args.command, error, args.verbose)
 
+
+def _report_failure(command: str, error: Exception, verbose: bool) -> int:
+    """Print the failure as one line per problem (a landing refusal names file, source and cause on
+    each line); append the traceback to the home's failure log, and print it with ``--verbose``."""
+    trace = "".join(traceback.format_exception(error))
+    log_path = None
+    try:
+        log_path = Settings.from_env().home / FAILURE_LOG
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        with log_path.open("a") as handle:
+            handle.write(f"{datetime.now(UTC).isoformat(timespec='seconds')} crm {command} failed\n{trace}\n")
+    except (OSError, ValueError):
+        log_path = None
+    if verbose:
+        print(trace, file=sys.stderr)
+    ours = type(error).__module__.split(".")[0] in ("crm", "ml")
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()] or [""]
+    for line in lines:
+        print(f"crm {command}: {line if ours else f'{type(error).__name__}: {line}'.rstrip(': ')}", file=sys.stderr)
+    if log_path is not None and not verbose:
+        print(f"crm {command}: the traceback is in {log_path} (or run with --verbose)", file=sys.stderr)
+    return 1
+
+
+def _run(parser: argparse.ArgumentParser, args: argparse.Namespace, settings: Settings) -> int:
     if args.command == "generate":
         from crm.generate import GeneratorConfig, generate
 
@@ -173,6 +208,17 @@ def run_through_airflow(settings: Settings) -> int:
 
     if pipeline.ensure_demo_data(settings):
         print(f"generated the demo dataset into {settings.landing_dir}")
+    if settings.as_of_date is not None:
+        # Refused before Airflow starts: the run would load, then stop at its first build.
+        from crm.landing import discover, latest_plausible_day
+
+        delivered = [
+            partition.day
+            for partition in discover(settings.landing_dir)[0].get("orders", [])
+            if partition.day <= latest_plausible_day()
+        ]
+        if delivered:
+            pipeline.check_as_of_date(settings, max(delivered))
     local_airflow.migrate(settings)
     log_path = settings.airflow_home / "logs" / f"{PIPELINE_DAG}-latest.log"
     code = local_airflow.test_dag(settings, PIPELINE_DAG, log_path)

@@ -157,6 +157,7 @@ def plan_dbt_build() -> dict[str, object]:
     from crm import pipeline
 
     settings = settings_for_run()
+    settings = pipeline.refreshed_after_corrections(settings)
     return {"vars": pipeline.dbt_vars(settings), "full_refresh": settings.full_refresh}
 
 

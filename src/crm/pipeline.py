@@ -120,19 +120,41 @@ def load(settings: Settings) -> dict[str, object]:
     return {"rows": rows, "raw_gate": {"validations": gate.validations, "seconds": round(gate.seconds, 2)}}
 
 
-def plan(settings: Settings) -> AsOfPlan:
-    """Score at the configured as-of date, or at the last delivered order day."""
-    from crm.warehouse import connect
+class AsOfDateBeyondData(ValueError):
+    """The configured scoring date lies after the delivered data (beyond the tolerance)."""
 
-    scoring = settings.as_of_date
-    if scoring is None:
+
+def plan(settings: Settings) -> AsOfPlan:
+    """Score at the configured as-of date, or at the last delivered order day.
+
+    A configured date more than ``as_of_tolerance_days`` after the last delivered order day is
+    refused (AsOfDateBeyondData): features and scores there would describe days nobody delivered.
+    """
+    from crm.warehouse import connect, table_exists
+
+    last_delivered = None
+    if settings.as_of_date is None or settings.warehouse_path.exists():
         with connect(settings, read_only=True) as con:
-            scoring = con.execute(
-                f"select max(partition_date) from {LOAD_LOG_TABLE} where source = 'orders'"
-            ).fetchone()[0]
-        if scoring is None:
-            raise LookupError("no order partition is loaded: nothing to plan")
-    return AsOfPlan.ending(scoring, settings.churn_window_days)
+            if settings.as_of_date is None or table_exists(con, LOAD_LOG_TABLE):
+                last_delivered = con.execute(
+                    f"select max(partition_date) from {LOAD_LOG_TABLE} where source = 'orders'"
+                ).fetchone()[0]
+    if last_delivered is not None:
+        check_as_of_date(settings, last_delivered)
+    elif settings.as_of_date is None:
+        raise LookupError("no order partition is loaded: nothing to plan")
+    return AsOfPlan.ending(settings.as_of_date or last_delivered, settings.churn_window_days)
+
+
+def check_as_of_date(settings: Settings, last_delivered: date) -> None:
+    """Refuse a configured as-of date more than the tolerance after the last delivered order day."""
+    if settings.as_of_date is None or (settings.as_of_date - last_delivered).days <= settings.as_of_tolerance_days:
+        return
+    raise AsOfDateBeyondData(
+        f"as-of date {settings.as_of_date} is {(settings.as_of_date - last_delivered).days} days after the last "
+        f"delivered order day {last_delivered} (tolerance: {settings.as_of_tolerance_days} day(s)): deliver the "
+        f"days up to it, or set CRM_AS_OF_DATE to {last_delivered} or earlier"
+    )
 
 
 # dbt selections: the models only training reads (labels), and what the training-data build makes:
@@ -151,10 +173,37 @@ def build_warehouse(settings: Settings) -> None:
     training reads. Nor are the marts that read the scores (publish builds them)."""
     from crm.dbt import run_dbt
 
+    settings = refreshed_after_corrections(settings)
     run_dbt(
         settings, ["build", "--exclude", TRAINING_ONLY, SCORE_READERS, *_full_refresh(settings)], dbt_vars(settings)
     )
     record_tested_loads(settings)
+
+
+def refreshed_after_corrections(settings: Settings) -> Settings:
+    """The settings of the next build: a full refresh when a corrected re-delivery was loaded since the
+    last build that passed. The incremental models only add what is new, so a record the correction
+    removed or an earlier version it changed would otherwise stay."""
+    from dataclasses import replace
+
+    from crm.warehouse import connect, table_exists
+
+    if settings.full_refresh or not settings.warehouse_path.exists():
+        return settings
+    with connect(settings, read_only=True) as con:
+        if not table_exists(con, TESTED_LOADS_TABLE):
+            return settings
+        corrected = con.execute(
+            f"select distinct source || ' ' || partition_date from {LOAD_LOG_TABLE} "
+            f"where delivery > 1 and loaded_at > (select max(loads_through) from {TESTED_LOADS_TABLE}) order by 1"
+        ).fetchall()
+    if not corrected:
+        return settings
+    log.warning(
+        "corrected re-deliveries since the last build (%s): this build refreshes the incremental models in full",
+        ", ".join(row[0] for row in corrected),
+    )
+    return replace(settings, full_refresh=True)
 
 
 def build_training_data(settings: Settings) -> None:

@@ -37,6 +37,9 @@ class Settings:
     run_summary_path: Path
     # The date the pipeline scores at; None means "the last delivered landing day".
     as_of_date: date | None
+    # How many days the as-of date may lie after the last delivered order day (a daily run before
+    # the day's export arrived); further out the run stops before anything is built or trained.
+    as_of_tolerance_days: int
     # Churn: no completed order within this many days after the as-of date.
     churn_window_days: int
     random_seed: int
@@ -82,6 +85,7 @@ class Settings:
             "mlflow_artifacts_dir": mlflow_dir / "artifacts",
             "run_summary_path": home / "warehouse" / "run_summary.json",
             "as_of_date": None,
+            "as_of_tolerance_days": 1,
             "churn_window_days": 90,
             "random_seed": 42,
             "training_max_rows": 300_000,
@@ -184,6 +188,7 @@ def _parse(name: str, text: str) -> object:
         if name == "as_of_date":
             return date.fromisoformat(text)
         if name in (
+            "as_of_tolerance_days",
             "churn_window_days",
             "random_seed",
             "training_max_rows",
