@@ -535,7 +535,9 @@ class _Simulation:
         unknown = rng.random(count) < rates.unknown_customer
         customer[unknown] = 10_000_000_000 + order_ids[unknown]
         bad_amount = rng.random(count) < rates.non_positive_amount
-        amount[bad_amount] = -np.abs(amount[bad_amount]) * rng.integers(0, 2, int(bad_amount.sum()))
+        # Negative (an amount of 0 is a free order, not a defect); drawn as before, so the rest of the
+        # dataset stays the same.
+        amount[bad_amount] = -(np.abs(amount[bad_amount]) + 0.01) * (1 + rng.integers(0, 2, int(bad_amount.sum())))
         future = rng.random(count) < rates.future_timestamp
         ordered_at[future] += rng.integers(30, 400, int(future.sum())).astype("timedelta64[D]").astype("timedelta64[s]")
         for kind, mask in (

@@ -9,6 +9,12 @@ source as (
 
 ),
 
+currency_rates as (
+
+    select * from {{ ref('currency_rates') }}
+
+),
+
 typed as (
 
     select
@@ -39,8 +45,11 @@ final as (
             when ordered_at is null then 'missing or invalid ordered_at'
             when status not in ('completed', 'cancelled', 'returned') or status is null then 'unknown status'
             when amount is not null and not {{ is_finite_number('amount') }} then 'amount not a finite number'
-            when amount is null or amount <= 0 then 'missing, zero or negative amount'
-            when currency not in ('EUR', 'CHF', 'GBP') or currency is null then 'unknown currency'
+            -- An amount of 0 is a free or promotional order: an order, not a defect.
+            when amount is null or amount < 0 then 'missing or negative amount'
+            -- The accepted currencies are the deployment's configuration: the seed currency_rates.
+            when currency is null or currency not in (select currency from currency_rates)
+                then 'unknown currency (not in seed currency_rates)'
             -- An order cannot be placed after the day it was delivered (one day of clock skew allowed).
             when ordered_at > {{ dbt.dateadd('day', 2, 'delivered_on') }} then 'ordered_at in the future'
         end as rejection_reason
