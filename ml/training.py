@@ -135,7 +135,13 @@ def _prepare_supervised(
     """
     name, label, inputs, window_param = SUPERVISED[model]
     train, validation = _examples(model, settings, train_date, validation_date)
-    _preflight(name, train, validation, label, first_data_day, train_date, settings.churn_window_days)
+    check = preflight_result(settings, model, train, validation, first_data_day, train_date)
+    for note in check.notes:
+        log.info("preflight %s: %s", name, note)
+    if not check.passed:
+        raise TrainingSkipped(
+            f"{name} training skipped by the preflight; the current champion keeps serving: " + "; ".join(check.reasons)
+        )
     available = len(train)
     train = training_sample(train, settings.training_max_rows, settings.random_seed)
     params = {
@@ -176,29 +182,42 @@ def preflight_check(
 ) -> PreflightResult:
     """The training preflight of ``model`` (churn or satisfaction) on the data it would train on."""
     train, validation = _examples(model, settings, train_date, validation_date)
-    return check_training_data(
-        train, validation, SUPERVISED[model][1], first_data_day, train_date, settings.churn_window_days
-    )
+    return preflight_result(settings, model, train, validation, first_data_day, train_date)
 
 
-def _preflight(
-    model_name: str,
+def preflight_result(
+    settings: Settings,
+    model: str,
     train: pd.DataFrame,
     validation: pd.DataFrame,
-    label: str,
     first_data_day: date,
     train_date: date,
-    window_days: int,
-) -> None:
-    """Raise TrainingSkipped with the reasons when the data does not suffice; log the notes."""
-    check = check_training_data(train, validation, label, first_data_day, train_date, window_days)
-    for note in check.notes:
-        log.info("preflight %s: %s", model_name, note)
-    if not check.passed:
-        raise TrainingSkipped(
-            f"{model_name} training skipped by the preflight; the current champion "
-            f"keeps serving: " + "; ".join(check.reasons)
-        )
+) -> PreflightResult:
+    """The preflight's result; when a set's churn labels are all one class, a reason more says why."""
+    label = SUPERVISED[model][1]
+    check = check_training_data(train, validation, label, first_data_day, train_date, settings.churn_window_days)
+    one_class = any(len(frame) and frame[label].nunique() == 1 for frame in (train, validation))
+    if model == "churn" and one_class:
+        return PreflightResult([*check.reasons, _orders_diagnosis(settings)], check.notes)
+    return check
+
+
+def _orders_diagnosis(settings: Settings) -> str:
+    """Where the orders went, for a churn label that is one class (everyone churned: no completed
+    order left): the completed orders staging kept and the quarantine's main reasons for orders."""
+    with connect(settings, read_only=True) as con:
+        completed = con.execute("select count(*) from staging.stg_shop__orders where status = 'completed'").fetchone()[
+            0
+        ]
+        reasons = con.execute(
+            "select reason, count(*) from audit.rejected_rows where source = 'orders' "
+            "group by reason order by count(*) desc, reason limit 3"
+        ).fetchall()
+    where = ", ".join(f"{count:,} {reason!r}" for reason, count in reasons) or "none"
+    return (
+        f"every label is one class: staging kept {completed:,} completed order(s); orders quarantined by "
+        f"reason (audit.rejected_rows): {where}"
+    )
 
 
 def _promote_on_validation(

@@ -18,11 +18,12 @@ from datetime import date
 from pathlib import Path
 
 import duckdb
+import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from crm import pipeline
+from crm import gates, pipeline
 from crm.contracts import CONTRACTS
 from crm.generate import GeneratorConfig, generate
 from crm.landing import (
@@ -33,7 +34,11 @@ from crm.landing import (
     load_landing,
     partition_dir,
 )
+from crm.quality import QualityGate, QualityGateFailed
 from crm.settings import Settings
+from crm.warehouse import connect
+from ml.features import FEATURE_COLUMNS
+from ml.training import preflight_result
 
 FIRST_DAY = date(2026, 9, 25)  # the generator's first day: the full customer master, outside the gate's recent days
 LAST_DAY = date(2026, 11, 23)
@@ -254,6 +259,24 @@ def _wrong_date_formats(landing: Path) -> list[Expect]:
     ]
 
 
+def _currencies_and_free_orders(landing: Path) -> list[Expect]:
+    """An order in US dollars and a free one (amount 0) are orders. On the last day every order comes
+    in a currency without a rate: the day is quarantined, and the quarantine gate blocks it."""
+    orders = partition_dir(landing, "orders", FIRST_DAY) / "orders.parquet"
+    table = pq.read_table(orders)
+    good = next(row for row in table.to_pylist() if row["status"] == "completed" and (row["amount"] or 0) > 1)
+    extra = [dict(good, order_id=910016, currency="USD", amount=100.0), dict(good, order_id=910017, amount=0.0)]
+    pq.write_table(pa.Table.from_pylist(table.to_pylist() + extra, schema=table.schema), orders)
+    last = partition_dir(landing, "orders", LAST_DAY) / "orders.parquet"
+    day = pq.read_table(last)
+    position = day.schema.get_field_index("currency")
+    pq.write_table(day.set_column(position, "currency", pa.array(["JPY"] * day.num_rows)), last)
+    return [
+        Expect("orders", "910016", loaded_value=("stg_shop__orders", "currency", "USD")),
+        Expect("orders", "910017", loaded_value=("stg_shop__orders", "amount", 0.0)),
+    ]
+
+
 ROW_LEVEL_CASES: dict[str, Callable[[Path], list[Expect]]] = {
     "utf8_byte_order_mark": _bom,
     "quoted_newlines": _quoted_newlines,
@@ -262,6 +285,7 @@ ROW_LEVEL_CASES: dict[str, Callable[[Path], list[Expect]]] = {
     "repeated_header_row": _repeated_header,
     "sql_like_text": _sql_text,
     "wrong_date_formats": _wrong_date_formats,
+    "currencies_and_free_orders": _currencies_and_free_orders,
 }
 
 
@@ -277,7 +301,7 @@ def hostile_build(
     return settings, expected
 
 
-_KEYS = {"customers": "customer_id", "surveys": "response_id", "tickets": "ticket_id"}
+_KEYS = {"customers": "customer_id", "surveys": "response_id", "tickets": "ticket_id", "orders": "order_id"}
 
 
 @pytest.mark.parametrize("case", list(ROW_LEVEL_CASES))
@@ -308,6 +332,24 @@ def test_hostile_record_is_loaded_or_quarantined_with_a_reason(hostile_build, ca
             assert con.execute("select count(*) from raw.customers").fetchone()[0] > 0
             extra = con.execute("select distinct _extra from raw.campaigns where _extra is not null").fetchall()
             assert extra == [('{"x\\"); drop table raw.customers; --":"v"}',)]
+
+
+def test_a_day_mostly_quarantined_blocks_the_mart_gate_naming_the_reason(hostile_build):
+    """Every order of the last day is in a currency without a rate: the build passes, the gate does not."""
+    settings, _ = hostile_build
+    with connect(settings, read_only=True) as con:
+        delivered = con.execute("select count(*) from raw.orders where _partition_date = ?", [LAST_DAY]).fetchone()[0]
+        frames = gates.mart_frames(con, LAST_DAY, settings.gate_recent_days, settings.quarantine_share_limit)
+    with pytest.raises(QualityGateFailed) as error:
+        gates.gate_marts(QualityGate(settings), frames)
+    blocked = [f for f in error.value.failures if f.suite == gates.QUARANTINE_SUITE]
+    assert [
+        (ids["source"], str(ids["partition_date"])[:10], ids["dominant_reason"])
+        for failure in blocked
+        for ids in failure.sample_ids
+    ] == [("orders", str(LAST_DAY), "unknown currency (not in seed currency_rates)")]
+    # (limit, share): every one of the day's orders is quarantined.
+    assert delivered > 0 and [tuple(map(float, pair)) for pair in blocked[0].sample_values] == [(0.05, 1.0)]
 
 
 def test_nothing_delivered_is_dropped(hostile_build, delivered_records):
@@ -408,3 +450,14 @@ def test_hostile_file_is_refused_clearly_and_writes_nothing(generated: Path, tmp
     assert con.execute(f"select count(*) from {LOAD_LOG_TABLE} where source = ?", [source]).fetchone()[0] == 0
     healthy = "orders" if source != "orders" else "customers"
     assert con.execute(f"select count(*) from raw.{healthy}").fetchone()[0] > 0
+
+
+def test_a_churn_label_of_one_class_says_where_the_orders_went(hostile_build):
+    """Everyone churned (no completed order left): the preflight's reason counts the completed orders
+    staging kept and names the quarantine's main reasons for orders."""
+    settings, _ = hostile_build
+    everyone_churned = pd.DataFrame({"is_churned": [1] * 200, **{c: [0.0] * 200 for c in FEATURE_COLUMNS}})
+    check = preflight_result(settings, "churn", everyone_churned, everyone_churned, date(2025, 1, 1), FIRST_DAY)
+    assert not check.passed
+    diagnosis = next(reason for reason in check.reasons if reason.startswith("every label is one class"))
+    assert "completed order(s)" in diagnosis and "'unknown currency (not in seed currency_rates)'" in diagnosis

@@ -148,7 +148,7 @@ def test_clean_marts_pass_every_mart_suite(clean_built, quality: QualityGate):
     with connect(settings, read_only=True) as con:
         frames = gates.mart_frames(con, LAST_DAY, settings.gate_recent_days)
     results = gates.gate_marts(quality, frames)
-    assert [r.suite for r in results] == ["dim_customers", "fct_orders", "customer_features"]
+    assert [r.suite for r in results] == ["dim_customers", "fct_orders", "customer_features", "quarantine_shares"]
     assert all(r.rows > 0 and not r.blocking for r in results)
     # With 45 days of history most customers have not ordered yet: reported, as it should be.
     assert [(r.suite, f.column) for r in results for f in r.warnings] == [("customer_features", "recency_days")]
@@ -189,6 +189,24 @@ def test_changed_date_format_refuses_the_batch_and_writes_nothing(clean_built, q
         assert con.execute("select count(*) from raw.orders").fetchone()[0] > 0  # other sources load
 
 
+def test_one_bad_value_in_a_small_day_is_quarantined_not_refused(clean_built, quality: QualityGate, tmp_path: Path):
+    """A day of 4 customers with one unreadable date: a row-level problem, not a systemic one."""
+    settings = _copy_landing(clean_built[0], tmp_path)
+    path = partition_dir(settings.landing_dir, "customers", LAST_DAY) / "customers.csv"
+    with path.open(newline="") as handle:
+        rows = list(csv.DictReader(handle))[:4]
+    year, month, day = rows[0]["signup_date"].split("-")
+    rows[0]["signup_date"] = f"{day}/{month}/{year}"
+    with path.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    with connect(settings) as con:
+        load_landing(con, settings.landing_dir, gates.RawBatchGate(quality, settings.gate_recent_days))
+        loaded = con.execute("select count(*) from raw.customers where _partition_date = ?", [LAST_DAY]).fetchone()
+    assert loaded == (4,), "the day loads; staging quarantines the bad row (missing or invalid signup_date)"
+
+
 def test_empty_daily_delivery_is_outside_the_learned_row_count_bounds(
     clean_built, quality: QualityGate, tmp_path: Path
 ):
@@ -202,6 +220,24 @@ def test_empty_daily_delivery_is_outside_the_learned_row_count_bounds(
     assert "column row_count,expected_min_rows" in message and f"'partition_date': '{LAST_DAY}" in message
     with connect(settings, read_only=True) as con:
         assert con.execute("select count(*) from raw.orders").fetchone()[0] == 0
+
+
+def test_row_count_bounds_are_configurable_per_source(clean_built, quality: QualityGate, tmp_path: Path):
+    """A cohort whose sign-ups ended delivers empty days: bounds off lets them load; fixed bounds refuse
+    a day outside them, whatever the history."""
+    settings = _copy_landing(clean_built[0], tmp_path / "off")
+    path = partition_dir(settings.landing_dir, "orders", LAST_DAY) / "orders.parquet"
+    pq.write_table(pq.read_table(path).slice(0, 0), path)
+    with connect(settings) as con:
+        load_landing(con, settings.landing_dir, gates.RawBatchGate(quality, 1, "orders=off"))
+        assert con.execute(f"select count(*) from {LOAD_LOG_TABLE} where partition_date = ?", [LAST_DAY]).fetchone()[
+            0
+        ] == len(CONTRACTS)
+
+    settings = _copy_landing(clean_built[0], tmp_path / "fixed")
+    with connect(settings) as con, pytest.raises(LandingError) as error:
+        load_landing(con, settings.landing_dir, gates.RawBatchGate(quality, 1, "customers=0..1"))
+    assert "source 'customers'" in str(error.value) and "column expected_max_rows,row_count" in str(error.value)
 
 
 def test_mart_suites_block_on_broken_referential_integrity_and_missing_features(

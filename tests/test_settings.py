@@ -3,7 +3,7 @@ from pathlib import Path
 
 import pytest
 
-from crm.settings import Settings
+from crm.settings import Settings, parse_row_count_bounds
 
 
 def test_paths_default_under_home(tmp_path: Path):
@@ -30,3 +30,27 @@ def test_bad_environment_value_names_the_variable(monkeypatch: pytest.MonkeyPatc
     monkeypatch.setenv("CRM_AS_OF_DATE", "01/03/2026")
     with pytest.raises(ValueError, match="CRM_AS_OF_DATE"):
         Settings.from_env()
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "message"),
+    [
+        ("CRM_ROW_COUNT_BOUNDS", "customer=off", "unknown source 'customer'"),
+        ("CRM_ROW_COUNT_BOUNDS", "orders=5..1", "expected orders=learned, =off or =MIN..MAX"),
+        ("CRM_QUARANTINE_SHARE_LIMIT", "5%", "a share between 0 and 1"),
+        ("CRM_AS_OF_TOLERANCE_DAYS", "one", "a whole number"),
+    ],
+)
+def test_bad_gate_setting_names_the_variable_and_the_item(monkeypatch: pytest.MonkeyPatch, variable, value, message):
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(ValueError, match=variable) as error:
+        Settings.from_env()
+    assert message in str(error.value)
+
+
+def test_gate_settings_parse(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("CRM_ROW_COUNT_BOUNDS", "customers=off, orders=100..5000")
+    monkeypatch.setenv("CRM_QUARANTINE_SHARE_LIMIT", "0.2")
+    settings = Settings.from_env()
+    assert parse_row_count_bounds(settings.row_count_bounds) == {"customers": "off", "orders": (100, 5000)}
+    assert settings.quarantine_share_limit == 0.2

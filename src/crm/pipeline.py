@@ -107,7 +107,7 @@ def load(settings: Settings) -> dict[str, object]:
     from crm.warehouse import connect
     from ml.scoring import ensure_score_tables
 
-    gate = RawBatchGate(QualityGate(settings), settings.gate_recent_days)
+    gate = RawBatchGate(QualityGate(settings), settings.gate_recent_days, settings.row_count_bounds)
     try:
         with connect(settings) as con:
             ensure_score_tables(con)
@@ -284,13 +284,16 @@ def _stored_feature_dates(settings: Settings) -> set[date]:
 
 
 def gate_marts(settings: Settings) -> dict[str, object]:
-    """The mart suites: the customer dimension, the new orders, and the features at the scoring date."""
+    """The mart suites: the customer dimension, the new orders, the features at the scoring date, and
+    each source's quarantined share of the recent days."""
     from crm import gates
     from crm.quality import QualityGate
     from crm.warehouse import connect
 
     with connect(settings, read_only=True) as con:
-        frames = gates.mart_frames(con, plan(settings).scoring, settings.gate_recent_days)
+        frames = gates.mart_frames(
+            con, plan(settings).scoring, settings.gate_recent_days, settings.quarantine_share_limit
+        )
     quality = QualityGate(settings)
     try:
         results = gates.gate_marts(quality, frames)

@@ -49,6 +49,13 @@ class Settings:
     # The quality gates check the rows of the last this many days: each load's newest raw partitions
     # and the newest orders in the marts (older rows were checked when they were new).
     gate_recent_days: int
+    # The mart gate blocks when a source's quarantined share of a recent day passes this (and the day
+    # is large enough to judge: crm.gates.quarantine_frame), naming the dominant reason.
+    quarantine_share_limit: float
+    # The raw gate's daily row-count bounds per source: "learned" from the source's previous days (the
+    # default, except for sources that arrive in bursts: "off"), "off", or fixed "MIN..MAX", as in
+    # "customers=off,orders=100..5000" (a cohort whose sign-ups ended delivers empty customer days).
+    row_count_bounds: str
     # Rebuild every incremental model from scratch (after a logic change, or to verify a run).
     full_refresh: bool
     # Airflow's metadata database: SQLite under the home by default, PostgreSQL in production.
@@ -90,6 +97,8 @@ class Settings:
             "random_seed": 42,
             "training_max_rows": 300_000,
             "gate_recent_days": 7,
+            "quarantine_share_limit": 0.05,
+            "row_count_bounds": "",
             "full_refresh": False,
             "airflow_database_url": f"sqlite:///{home / '.airflow' / 'airflow.db'}",
             "daily_schedule": "@daily",
@@ -177,13 +186,40 @@ def home_secret(path: Path, make: Callable[[], str]) -> str:
     return path.read_text().strip()
 
 
-_EXPECTED = {"as_of_date": "YYYY-MM-DD", "full_refresh": "true or false", "daily_dbt_tasks": "model or build"}
+def parse_row_count_bounds(text: str) -> dict[str, str | tuple[int, int]]:
+    """``source=learned|off|MIN..MAX`` items, comma-separated, as a dict per source."""
+    from crm.contracts import CONTRACTS
+
+    bounds: dict[str, str | tuple[int, int]] = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        source, _, mode = (piece.strip() for piece in item.partition("="))
+        low, dots, high = mode.partition("..")
+        if source not in CONTRACTS:
+            raise ValueError(f"CRM_ROW_COUNT_BOUNDS: {item!r}: unknown source {source!r}")
+        if mode in ("learned", "off"):
+            bounds[source] = mode
+        elif dots and low.isdigit() and high.isdigit() and int(low) <= int(high):
+            bounds[source] = (int(low), int(high))
+        else:
+            raise ValueError(f"CRM_ROW_COUNT_BOUNDS: {item!r}: expected {source}=learned, =off or =MIN..MAX")
+    return bounds
+
+
+_EXPECTED = {
+    "quarantine_share_limit": "a share between 0 and 1, e.g. 0.05",
+    "as_of_date": "YYYY-MM-DD",
+    "full_refresh": "true or false",
+    "daily_dbt_tasks": "model or build",
+}
 
 
 def _parse(name: str, text: str) -> object:
     variable = f"CRM_{name.upper()}"
     if name.endswith(("_dir", "_path")):
         return Path(text).resolve()
+    if name == "row_count_bounds":
+        parse_row_count_bounds(text)  # refuses a bad value now, naming the item it cannot read
+        return text
     try:
         if name == "as_of_date":
             return date.fromisoformat(text)
@@ -197,6 +233,11 @@ def _parse(name: str, text: str) -> object:
             "mlflow_ui_port",
         ):
             return int(text)
+        if name == "quarantine_share_limit":
+            share = float(text)
+            if not 0 <= share <= 1:
+                raise ValueError
+            return share
         if name == "full_refresh":
             if text.lower() not in ("true", "false", "1", "0", "yes", "no"):
                 raise ValueError
