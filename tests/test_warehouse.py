@@ -1,5 +1,6 @@
 """The dbt warehouse on real DuckDB: point-in-time features do not change when later data arrives."""
 
+import logging
 import shutil
 from dataclasses import replace
 from datetime import date, datetime, timedelta
@@ -73,8 +74,9 @@ def _checksums(settings: Settings) -> dict[str, str]:
         }
 
 
-def test_incremental_runs_equal_a_full_refresh(tmp_path: Path):
-    """Two loads and three dbt builds (a month delivered late, then a full refresh): about 1.5 minutes."""
+def test_incremental_runs_equal_a_full_refresh(tmp_path: Path, caplog: pytest.LogCaptureFixture):
+    """Two loads and three dbt builds (a month delivered late with a correction of a day built
+    before, then a full refresh): about 1.5 minutes."""
     # The first build scores at END while the last month is still missing: a tolerance that allows it.
     settings = Settings.from_env(home=tmp_path, as_of_date=END, gate_recent_days=GATE_DAYS, as_of_tolerance_days=40)
     generate(GeneratorConfig(customers=300, days=120, end_date=END), settings.landing_dir, settings.truth_dir)
@@ -91,11 +93,42 @@ def test_incremental_runs_equal_a_full_refresh(tmp_path: Path):
     pipeline.build_warehouse(settings)
     for folder in last_days:
         shutil.move(tmp_path / "held" / folder.parent.name / folder.name, folder)
+    # With the late month comes a correction of a day already built: every record's city changes and
+    # one customer who signed up that day is withdrawn.
+    day, corrected, withdrawn = _correct_customers_day(settings.landing_dir, date(2026, 10, 20))
     pipeline.load(settings)
-    pipeline.build_warehouse(settings)
+    with caplog.at_level(logging.WARNING, logger="crm.pipeline"):
+        pipeline.build_warehouse(settings)
+    assert any("refreshes the incremental models in full" in r.getMessage() for r in caplog.records)
     incremental = _checksums(settings)
+    with duckdb.connect(str(settings.warehouse_path), read_only=True) as con:
+        withdrawn_rows = "select count(*) from staging.stg_crm__customers where customer_id = ?"
+        assert con.execute(withdrawn_rows, [withdrawn]).fetchone() == (0,)
+        cities = con.execute(
+            "select distinct city from staging.stg_crm__customers where delivered_on = ?", [day]
+        ).fetchall()
+        assert corrected > 1 and cities == [("Corrected City",)], "the versions kept of that day are the corrected"
     pipeline.build_warehouse(Settings.from_env(home=tmp_path, as_of_date=END, full_refresh=True))
     assert _checksums(settings) == incremental
+
+
+def _correct_customers_day(landing: Path, last: date) -> tuple[date, int, int]:
+    """Deliver again, corrected, the busiest customers day up to ``last`` after the first (the
+    initial master): a new city for every record, and without one customer who has no record on any
+    other day. Returns the day, the records kept and the withdrawn id."""
+    import pandas as pd
+
+    days = {
+        date.fromisoformat(path.parent.name[3:]): pd.read_csv(path, dtype=str)
+        for path in sorted((landing / "customers").glob("dt=*/customers.csv"))
+    }
+    first = min(days)
+    day = max((d for d in days if first < d <= last), key=lambda d: len(days[d]))
+    others = {customer_id for d, frame in days.items() if d != day for customer_id in frame["customer_id"]}
+    withdrawn = next(customer_id for customer_id in days[day]["customer_id"] if customer_id not in others)
+    kept = days[day][days[day]["customer_id"] != withdrawn].assign(city="Corrected City")
+    kept.to_csv(landing / "customers" / f"dt={day}" / "customers.csv", index=False)
+    return day, len(kept), int(withdrawn)
 
 
 def test_a_transaction_writes_all_or_nothing_and_reports_its_own_error():
