@@ -9,6 +9,7 @@ from pathlib import Path
 
 import duckdb
 import pandas as pd
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
@@ -375,3 +376,41 @@ def test_a_warehouse_from_before_part_files_and_corrections_is_carried_over(smal
     assert con.execute(f"select count(*) from {REJECTED_ROWS_TABLE} where delivery is distinct from 1").fetchone() == (
         0,
     )
+
+
+def test_conflicting_versions_in_one_delivery_are_quarantined_both(small_landing: Settings, delivered_records):
+    """One key twice with the same updated_at but different values: neither wins silently."""
+    landing = small_landing.landing_dir
+    target = partition_dir(landing, "customers", LAST_DAY) / "customers.csv"
+    frame = pd.read_csv(target, dtype=str)
+    twin = frame.iloc[[0]].assign(city="Elsewhere")
+    exact_copy = frame.iloc[[1]]  # the same record twice is no conflict
+    pd.concat([frame, twin, exact_copy]).to_csv(target, index=False)
+    orders = partition_dir(landing, "orders", LAST_DAY) / "orders.parquet"
+    table = pq.read_table(orders)
+    conflicting = table.slice(0, 1).to_pylist()[0] | {"amount": 1234.5}
+    pq.write_table(pa.concat_tables([table, pa.Table.from_pylist([conflicting], schema=table.schema)]), orders)
+
+    con = duckdb.connect(":memory:")
+    load_landing(con, landing)
+    rejected = con.execute(
+        f"select source, record_key, reason, raw_line from {REJECTED_ROWS_TABLE} "
+        f"where reason like 'conflicting versions%' order by source, raw_line"
+    ).fetchall()
+    customer, order = frame.iloc[0]["customer_id"], table.slice(0, 1).to_pylist()[0]["order_id"]
+    assert [(s, k) for s, k, _, _ in rejected] == [("customers", customer)] * 2 + [("orders", str(order))] * 2
+    assert "Elsewhere" in rejected[0][3] or "Elsewhere" in rejected[1][3]
+    assert con.execute(
+        "select count(*) from raw.customers where customer_id = ? and _partition_date = ?", [customer, LAST_DAY]
+    ).fetchone() == (0,)
+    assert con.execute(
+        "select count(*) from raw.customers where customer_id = ? and _partition_date = ?",
+        [frame.iloc[1]["customer_id"], LAST_DAY],
+    ).fetchone() == (2,)
+    for source in ("customers", "orders"):
+        raw = con.execute(f"select count(*) from raw.{source}").fetchone()[0]
+        kept = con.execute(f"select count(*) from {REJECTED_ROWS_TABLE} where source = ?", [source]).fetchone()[0]
+        assert raw + kept == delivered_records(landing, source), source
+        assert con.execute(
+            f"select sum(row_count), sum(rejected_count) from {LOAD_LOG_TABLE} where source = ?", [source]
+        ).fetchone() == (raw, kept)

@@ -175,7 +175,7 @@ class Suppression:
         """Whether an unparseable line of ``contract``'s source belongs to an erased customer."""
         if self.mentions_contact(text):
             return True
-        if contract.file_format == "jsonl":
+        if contract.file_format in ("jsonl", "parquet"):  # Parquet rows are kept as JSON objects
             return any(self.customer(m) for m in _JSON_CUSTOMER_ID.findall(text))
         if contract.file_format == "csv" and CUSTOMER_ID in contract.column_names:
             fields = next(csv.reader([text]), [])

@@ -53,6 +53,10 @@ JSONL_SAMPLE_LINES = 200
 # since the CSV reader cannot skip it and keep it as rejected. JSON lines have no limit.
 MAX_CSV_LINE_BYTES = 8 * 1024 * 1024
 REPEATED_HEADER_REASON = "repeated header line (files concatenated?)"
+CONFLICTING_VERSIONS_REASON = "conflicting versions in one delivery: the same key and updated_at, different values"
+# The columns every insert of a line that cannot be loaded names (record_key: only where a record, not
+# a line, is rejected).
+_REJECTED_COLUMNS = "(source, partition_date, source_file, line_number, raw_line, reason, loaded_at, delivery)"
 # Entries of a partition folder that are not part of the delivery: hidden files and the markers export
 # tools write beside their part files (Spark's _SUCCESS, Hadoop's .crc checksums).
 IGNORED_NAME_PREFIXES = (".", "_")
@@ -237,10 +241,12 @@ def ensure_raw_schema(con: duckdb.DuckDBPyConnection) -> None:
             raw_line varchar,
             reason varchar not null,
             loaded_at timestamp not null,
-            delivery integer not null default 1
+            delivery integer not null default 1,
+            record_key varchar
         )""")
     # Warehouses from before re-deliveries: every line so far came from a first delivery.
     _add_column_if_missing(con, REJECTED_ROWS_TABLE, "delivery", "integer default 1")
+    _add_column_if_missing(con, REJECTED_ROWS_TABLE, "record_key", "varchar")
     con.execute(f"""
         create table if not exists {ERASED_IDS_TABLE} (
             id_kind varchar not null,
@@ -585,6 +591,7 @@ def load_source(
                 groups.setdefault(tuple(checked.columns), {})[path] = checked
             for columns, files in groups.items():
                 _insert_group(con, contract, list(columns), files)
+            _divert_conflicting_versions(con, contract)
             # One pass over the new rows per table: the log reconciles with raw and rejects by construction.
             counts = con.execute(
                 f"""
@@ -679,7 +686,7 @@ def _insert_group(
     if contract.file_format == "csv":
         con.execute(
             f"""
-            insert into {REJECTED_ROWS_TABLE}
+            insert into {REJECTED_ROWS_TABLE} {_REJECTED_COLUMNS}
             select ?, p.partition_date, p.source_file, r.line, r.csv_line,
                    r.error_type || ': ' || r.error_message, current_timestamp::timestamp, p.delivery
             from landing_rejects r
@@ -692,6 +699,47 @@ def _insert_group(
         )
         con.execute("drop table landing_rejects")
         con.execute("drop table landing_scans")
+
+
+def _divert_conflicting_versions(con: duckdb.DuckDBPyConnection, contract: SourceContract) -> None:
+    """Two versions of one record in one delivery with the same key and ``updated_at`` but different
+    values: neither can be taken for the truth, and the first in the file would win silently. Both
+    leave raw for the rejected lines, with the reason and the key, in the source's own format."""
+    if "updated_at" not in contract.column_names:
+        return
+    columns = [_ident(c) for c in contract.column_names]
+    keys = [_ident(c) for c in contract.key]
+    if contract.file_format == "csv":  # a CSV line in contract order, as erasure reads one
+        quoted = [f"'\"' || replace(coalesce({c}, ''), '\"', '\"\"') || '\"'" for c in columns]
+        line = "concat_ws(',', " + ", ".join(quoted) + ")"
+    else:
+        line = "to_json(struct_pack(" + ", ".join(f"{c} := cast({c} as varchar)" for c in columns) + "))"
+    con.execute(
+        f"""
+        create temp table landing_conflicts as
+        select * from (
+            select *, min(_version) over same_record <> max(_version) over same_record as _conflicting
+            from (
+                select rowid as _row_id, *, md5(cast(row({", ".join(columns)}) as varchar)) as _version
+                from {contract.raw_table} as r
+                where exists (select 1 from landing_partitions p
+                              where p.source_file = r._source_file and p.delivery = r._delivery)
+                    and "updated_at" is not null and {" and ".join(f"{k} is not null" for k in keys)}
+            )
+            window same_record as (partition by {", ".join(keys)}, "updated_at", _partition_date)
+        )
+        where _conflicting"""
+    )
+    con.execute(
+        f"""
+        insert into {REJECTED_ROWS_TABLE} ({_REJECTED_COLUMNS.strip("()")}, record_key)
+        select ?, _partition_date, _source_file, null, {line}, ?, current_timestamp::timestamp, _delivery,
+               concat_ws('|', {", ".join(f"cast({k} as varchar)" for k in keys)})
+        from landing_conflicts""",
+        [contract.name, CONFLICTING_VERSIONS_REASON],
+    )
+    con.execute(f"delete from {contract.raw_table} where rowid in (select _row_id from landing_conflicts)")
+    con.execute("drop table landing_conflicts")
 
 
 def _divert_repeated_headers(
@@ -715,8 +763,8 @@ def _divert_repeated_headers(
             )
         if checked.repeated_header_lines:
             con.executemany(
-                f"insert into {REJECTED_ROWS_TABLE} select ?, partition_date, source_file, ?, ?, ?, "
-                f"current_timestamp::timestamp, delivery from landing_partitions where source_file = ?",
+                f"insert into {REJECTED_ROWS_TABLE} {_REJECTED_COLUMNS} select ?, partition_date, source_file, "
+                f"?, ?, ?, current_timestamp::timestamp, delivery from landing_partitions where source_file = ?",
                 [
                     [contract.name, number, line, REPEATED_HEADER_REASON, str(path)]
                     for number, line in checked.repeated_header_lines
@@ -741,7 +789,7 @@ def _divert_out_of_range(
     )
     con.execute(
         f"""
-        insert into {REJECTED_ROWS_TABLE}
+        insert into {REJECTED_ROWS_TABLE} {_REJECTED_COLUMNS}
         select ?, p.partition_date, p.source_file, f.file_row_number + 1,
                to_json(struct_pack({
             ", ".join(f"{_ident(c)} := cast({_ident(c)} as varchar)" for c in contract.column_names)
@@ -781,7 +829,7 @@ def _insert_jsonl(con: duckdb.DuckDBPyConnection, contract: SourceContract, path
     con.execute(f"insert into {contract.raw_table} by name {select_sql}")
     con.execute(
         f"""
-        insert into {REJECTED_ROWS_TABLE}
+        insert into {REJECTED_ROWS_TABLE} {_REJECTED_COLUMNS}
         select ?, p.partition_date, p.source_file, l.line_number, l.line, 'malformed JSON line: not a JSON object',
                current_timestamp::timestamp, p.delivery
         from landing_lines l join landing_partitions p on p.source_file = l.filename

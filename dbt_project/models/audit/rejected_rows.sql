@@ -83,7 +83,9 @@ final as (
 
     union all
 
-    select source, 'load', 'line ' || cast(line_number as varchar), reason, partition_date, loaded_at,
+    -- a line that could not be parsed, or a record the load refused whole (conflicting versions)
+    select source, 'load', coalesce(record_key, 'line ' || cast(line_number as varchar)), reason, partition_date,
+        loaded_at,
         cast(null as bigint)
     from unparseable
 
