@@ -430,7 +430,29 @@ def _parquet_wrong_type(landing: Path) -> tuple[str, Path, list[str]]:
     return "orders", path, ["column type(s) break the contract: amount is string, the contract wants a number type"]
 
 
-FILE_LEVEL_CASES = [_semicolons, _tabs, _latin1_csv, _latin1_jsonl, _line_above_limit, _parquet_wrong_type]
+def _duplicated_column(landing: Path) -> tuple[str, Path, list[str]]:
+    path = _csv_path(landing, "customers", LAST_DAY)
+    header, *rows = _read_csv(path)
+    buffer = io.StringIO()
+    csv.writer(buffer, lineterminator="\n").writerows([[*header, "city"], *([*row, "Elsewhere"] for row in rows)])
+    path.write_text(buffer.getvalue(), encoding="utf-8")
+    column = header.index("city") + 1
+    return (
+        "customers",
+        path,
+        [f"the header names a column more than once (city in columns {column}, {len(header) + 1})"],
+    )
+
+
+FILE_LEVEL_CASES = [
+    _semicolons,
+    _tabs,
+    _latin1_csv,
+    _latin1_jsonl,
+    _line_above_limit,
+    _parquet_wrong_type,
+    _duplicated_column,
+]
 
 
 @pytest.mark.parametrize("hostile", FILE_LEVEL_CASES, ids=lambda f: f.__name__.strip("_"))

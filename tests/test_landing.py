@@ -414,3 +414,44 @@ def test_conflicting_versions_in_one_delivery_are_quarantined_both(small_landing
         assert con.execute(
             f"select sum(row_count), sum(rejected_count) from {LOAD_LOG_TABLE} where source = ?", [source]
         ).fetchone() == (raw, kept)
+
+
+def test_broken_csv_shapes_quarantine_the_bad_lines_and_load_the_rest(small_landing: Settings, delivered_records):
+    """Backslash-escaped quotes, a last line cut inside a quote, a trailing delimiter on every line and a
+    200 KB header field: the bad lines are kept with their line numbers, everything else loads."""
+    landing = small_landing.landing_dir
+
+    def lines_of(source: str) -> tuple[Path, list[str]]:
+        path = partition_dir(landing, source, LAST_DAY) / CONTRACTS[source].file_name
+        return path, path.read_text(encoding="utf-8").splitlines()
+
+    surveys, lines = lines_of("surveys")
+    first = lines[1].split(",")
+    lines.append(",".join([*first[:-1], '"he said \\"fine\\" and left"']))
+    surveys.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    backslash_line = len(lines)
+    campaigns, lines = lines_of("campaigns")
+    lines.append(lines[-1].rsplit(",", 1)[0] + ',"cut off in the middle')
+    campaigns.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    cut_line = len(lines)
+    customers, lines = lines_of("customers")
+    customers.write_text("\n".join(f"{line}," for line in lines) + "\n", encoding="utf-8")
+    products, lines = lines_of("products")
+    lines = [f"{lines[0]},{'n' * 200_000}", *(f"{line}," for line in lines[1:])]
+    products.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+    con = duckdb.connect(":memory:")
+    load_landing(con, landing)
+    rejected = con.execute(
+        f"select source, line_number, reason from {REJECTED_ROWS_TABLE} where partition_date = ? order by source",
+        [LAST_DAY],
+    ).fetchall()
+    assert [(source, line) for source, line, _ in rejected] == [("campaigns", cut_line), ("surveys", backslash_line)]
+    assert all("unterminated quote" in reason for _, _, reason in rejected)
+    for source in ("customers", "products", "surveys", "campaigns"):
+        raw = con.execute(f"select count(*) from raw.{source}").fetchone()[0]
+        kept = con.execute(f"select count(*) from {REJECTED_ROWS_TABLE} where source = ?", [source]).fetchone()[0]
+        assert raw + kept == delivered_records(landing, source), source
+    # The empty column after each trailing delimiter is no extra data.
+    extras = "select distinct _extra from raw.customers where _partition_date = ?"
+    assert con.execute(extras, [LAST_DAY]).fetchall() == [(None,)]

@@ -52,6 +52,8 @@ JSONL_SAMPLE_LINES = 200
 # The longest CSV line DuckDB is asked to read (its default is 2 MB); a longer line refuses the file,
 # since the CSV reader cannot skip it and keep it as rejected. JSON lines have no limit.
 MAX_CSV_LINE_BYTES = 8 * 1024 * 1024
+# Python's csv module reads headers and repeated headers here: a field may be as long as a line.
+csv.field_size_limit(max(csv.field_size_limit(), MAX_CSV_LINE_BYTES))
 REPEATED_HEADER_REASON = "repeated header line (files concatenated?)"
 CONFLICTING_VERSIONS_REASON = "conflicting versions in one delivery: the same key and updated_at, different values"
 # The columns every insert of a line that cannot be loaded names (record_key: only where a record, not
@@ -78,6 +80,9 @@ class CheckedFile:
     columns: list[str]
     repeated_header_lines: list[tuple[int, str]]  # (1-based line number, line text)
     parquet_out_of_range: list[str]  # integer columns whose Parquet type can exceed bigint
+    # A CSV with an odd number of quote characters: a quote is left open (a line cut off). DuckDB
+    # reports such a record only when it reads the file on its own, not within several files.
+    open_quote: bool = False
 
 
 @dataclass(frozen=True)
@@ -340,12 +345,21 @@ def check_file(contract: SourceContract, path: Path) -> CheckedFile:
             f"{where}: file is empty (a day without records still needs the "
             f"{'header line' if contract.file_format == 'csv' else 'Parquet schema'})"
         )
-    if contract.file_format != "parquet":
-        _check_text(contract, path, where)
+    open_quote = _check_text(contract, path, where) if contract.file_format != "parquet" else False
     try:
         columns = _columns_of(contract, path)
     except (OSError, ValueError, UnicodeDecodeError, pa.ArrowException) as error:
         raise LandingError(f"{where}: cannot be read as {contract.file_format}: {_first_line(error)}") from None
+    repeated = sorted({name for name in columns if columns.count(name) > 1})
+    if repeated:
+        positions = "; ".join(
+            f"{name} in columns {', '.join(str(i + 1) for i, c in enumerate(columns) if c == name)}"
+            for name in repeated
+        )
+        raise LandingError(
+            f"{where}: the header names a column more than once ({positions}): which values are meant "
+            f"cannot be told, so none is dropped silently; deliver one column per name"
+        )
     missing = [name for name in contract.column_names if name not in columns]
     if missing:
         hint = ""
@@ -355,13 +369,16 @@ def check_file(contract: SourceContract, path: Path) -> CheckedFile:
     if contract.file_format == "parquet":
         return CheckedFile(columns, [], _check_parquet_types(contract, path, where))
     repeats = _repeated_header_lines(path, columns) if contract.file_format == "csv" else []
-    return CheckedFile(columns, repeats, [])
+    return CheckedFile(columns, repeats, [], open_quote)
 
 
-def _check_text(contract: SourceContract, path: Path, where: str) -> None:
-    """Refuse a text file that is not UTF-8, or a CSV with a line DuckDB cannot read, naming the line."""
+def _check_text(contract: SourceContract, path: Path, where: str) -> bool:
+    """Refuse a text file that is not UTF-8, or a CSV with a line DuckDB cannot read, naming the line;
+    return whether a quote is left open (an odd number of quote characters in the file)."""
+    quotes = 0
     with path.open("rb") as handle:
         for number, line in enumerate(handle, 1):
+            quotes += line.count(b'"')
             if contract.file_format == "csv" and len(line) > MAX_CSV_LINE_BYTES:
                 raise LandingError(
                     f"{where}: line {number} is {len(line):,} bytes long, above the limit of "
@@ -376,6 +393,7 @@ def _check_text(contract: SourceContract, path: Path, where: str) -> None:
                     f"{error.start + 1} of the line); the contract requires UTF-8: was the "
                     f"file exported as latin-1 or Windows-1252?"
                 ) from None
+    return quotes % 2 == 1
 
 
 def _repeated_header_lines(path: Path, columns: list[str]) -> list[tuple[int, str]]:
@@ -449,7 +467,8 @@ def _columns_of(contract: SourceContract, path: Path) -> list[str]:
             header = next(csv.reader(handle), None)
             if not header:
                 raise ValueError("no header line")
-            return [name.strip() for name in header]
+            # An unnamed column (a trailing delimiter on every line) is named as DuckDB would name it.
+            return [name.strip() or f"column{index}" for index, name in enumerate(header)]
         keys: dict[str, None] = {}
         parsed = 0
         for line in islice(handle, JSONL_SAMPLE_LINES):
@@ -586,10 +605,11 @@ def load_source(
                     f"delete from {REJECTED_ROWS_TABLE} where source = ? and partition_date = ?", [contract.name, day]
                 )
             # Files with the same columns are read together (CSV readers need one header per scan).
-            groups: dict[tuple[str, ...], dict[Path, CheckedFile]] = {}
+            # A file with a quote left open is read on its own, so that DuckDB reports its last record.
+            groups: dict[tuple[tuple[str, ...], Path | None], dict[Path, CheckedFile]] = {}
             for path, checked in headers.items():
-                groups.setdefault(tuple(checked.columns), {})[path] = checked
-            for columns, files in groups.items():
+                groups.setdefault((tuple(checked.columns), path if checked.open_quote else None), {})[path] = checked
+            for (columns, _), files in groups.items():
                 _insert_group(con, contract, list(columns), files)
             _divert_conflicting_versions(con, contract)
             # One pass over the new rows per table: the log reconciles with raw and rejects by construction.
@@ -645,8 +665,10 @@ def _insert_group(
 ) -> None:
     paths = list(files)
     extras = [c for c in columns if c not in contract.column_names and c != "filename"]
+    # Null when every extra value of the row is (an empty column after a trailing delimiter).
     extra_sql = (
-        "to_json(struct_pack(" + ", ".join(f"{_ident(c)} := {_ident(c)}" for c in extras) + "))"
+        f"case when {' and '.join(f'{_ident(c)} is null' for c in extras)} then null else "
+        "to_json(struct_pack(" + ", ".join(f"{_ident(c)} := {_ident(c)}" for c in extras) + ")) end"
         if extras
         else "cast(null as varchar)"
     )
@@ -659,9 +681,12 @@ def _insert_group(
         _insert_jsonl(con, contract, paths, lineage)
         return
     if contract.file_format == "csv":
+        # The columns are the header's as checked, not sniffed: a sniffer gives up on a whole file for
+        # one bad quote, where a fixed dialect rejects that record and loads the rest.
+        names = "{" + ", ".join(f"{_quote(c)}: 'VARCHAR'" for c in columns if c != "filename") + "}"
         reader = (
-            f"read_csv({_file_list(paths)}, header = true, all_varchar = true, filename = true, "
-            f"delim = ',', quote = '\"', escape = '\"', max_line_size = {MAX_CSV_LINE_BYTES}, "
+            f"read_csv({_file_list(paths)}, header = true, auto_detect = false, columns = {names}, "
+            f"filename = true, delim = ',', quote = '\"', escape = '\"', max_line_size = {MAX_CSV_LINE_BYTES}, "
             f"store_rejects = true, rejects_table = 'landing_rejects', rejects_scan = 'landing_scans')"
         )
         diverted = (
