@@ -233,7 +233,10 @@ def dbt_vars(settings: Settings, training: bool = False) -> dict[str, object]:
     """
     as_of = plan(settings)
     dates = as_of.training_dates() if training else [as_of.scoring.isoformat()]
-    variables: dict[str, object] = {"churn_window_days": settings.churn_window_days}
+    variables: dict[str, object] = {
+        "churn_window_days": settings.churn_window_days,
+        "earliest_plausible_date": settings.earliest_plausible_date.isoformat(),
+    }
     if settings.full_refresh:
         dates = sorted(set(dates) | {day.isoformat() for day in _stored_feature_dates(settings)})
     else:

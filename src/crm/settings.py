@@ -37,6 +37,9 @@ class Settings:
     run_summary_path: Path
     # The date the pipeline scores at; None means "the last delivered landing day".
     as_of_date: date | None
+    # Order and sign-up dates before this are quarantined as implausibly early (1970-01-01 and
+    # 1900-01-01 are what zero or empty values become in many exporters).
+    earliest_plausible_date: date
     # How many days the as-of date may lie after the last delivered order day (a daily run before
     # the day's export arrived); further out the run stops before anything is built or trained.
     as_of_tolerance_days: int
@@ -93,6 +96,7 @@ class Settings:
             "run_summary_path": home / "warehouse" / "run_summary.json",
             "as_of_date": None,
             "as_of_tolerance_days": 1,
+            "earliest_plausible_date": date(1990, 1, 1),
             "churn_window_days": 90,
             "random_seed": 42,
             "training_max_rows": 300_000,
@@ -208,6 +212,7 @@ def parse_row_count_bounds(text: str) -> dict[str, str | tuple[int, int]]:
 _EXPECTED = {
     "quarantine_share_limit": "a share between 0 and 1, e.g. 0.05",
     "as_of_date": "YYYY-MM-DD",
+    "earliest_plausible_date": "YYYY-MM-DD",
     "full_refresh": "true or false",
     "daily_dbt_tasks": "model or build",
 }
@@ -221,7 +226,7 @@ def _parse(name: str, text: str) -> object:
         parse_row_count_bounds(text)  # refuses a bad value now, naming the item it cannot read
         return text
     try:
-        if name == "as_of_date":
+        if name in ("as_of_date", "earliest_plausible_date"):
             return date.fromisoformat(text)
         if name in (
             "as_of_tolerance_days",

@@ -50,6 +50,7 @@ final as (
             when updated_at is null then 'missing or invalid updated_at'
             -- Nobody signs up after the day their record was delivered (one day of clock skew allowed).
             when signup_date > {{ dbt.dateadd('day', 1, 'delivered_on') }} then 'signup_date after the delivery day'
+            when signup_date < cast('{{ var("earliest_plausible_date") }}' as date) then 'signup_date implausibly early'
             -- Optional, but a date that cannot be read is a delivery error, not a missing value.
             when raw_birth_date is not null and birth_date is null then 'invalid birth_date'
         end as rejection_reason

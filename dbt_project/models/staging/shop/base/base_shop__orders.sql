@@ -52,6 +52,7 @@ final as (
                 then 'unknown currency (not in seed currency_rates)'
             -- An order cannot be placed after the day it was delivered (one day of clock skew allowed).
             when ordered_at > {{ dbt.dateadd('day', 2, 'delivered_on') }} then 'ordered_at in the future'
+            when ordered_at < cast('{{ var("earliest_plausible_date") }}' as date) then 'ordered_at implausibly early'
         end as rejection_reason
 
     from typed
