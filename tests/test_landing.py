@@ -25,19 +25,22 @@ def test_every_delivered_record_is_loaded_or_kept_as_rejected(small_landing: Set
     con = duckdb.connect(":memory:")
     loaded = load_landing(con, small_landing.landing_dir)
     assert set(loaded) == set(CONTRACTS)
-    for source in CONTRACTS:
-        raw = con.execute(f"select count(*) from raw.{source}").fetchone()[0]
-        rejected = con.execute(f"select count(*) from {REJECTED_ROWS_TABLE} where source = ?", [source]).fetchone()[0]
-        logged = con.execute(
-            f"select sum(row_count), sum(rejected_count) from {LOAD_LOG_TABLE} where source = ?", [source]
-        ).fetchone()
-        assert raw + rejected == delivered_records(small_landing.landing_dir, source), source
-        assert logged == (raw, rejected)
+    _assert_every_record_is_accounted_for(con, small_landing.landing_dir, tuple(CONTRACTS), delivered_records)
     manifest = pd.read_json(small_landing.truth_dir / "manifest.json", typ="series")
     malformed = {s: kinds.get("malformed_line", 0) for s, kinds in manifest["defects"].items()}
     assert con.execute(f"select count(*) from {REJECTED_ROWS_TABLE}").fetchone()[0] == sum(malformed.values()) > 0
     # A second load finds nothing new.
     assert set(load_landing(con, small_landing.landing_dir).values()) == {0}
+
+
+def _assert_every_record_is_accounted_for(con, landing: Path, sources: tuple[str, ...], delivered_records) -> None:
+    """Per source: records delivered = raw rows + lines kept as rejected, and the load log says so."""
+    for source in sources:
+        raw = con.execute(f"select count(*) from raw.{source}").fetchone()[0]
+        rejected = con.execute(f"select count(*) from {REJECTED_ROWS_TABLE} where source = ?", [source]).fetchone()[0]
+        assert raw + rejected == delivered_records(landing, source), source
+        logged = f"select sum(row_count), sum(rejected_count) from {LOAD_LOG_TABLE} where source = ?"
+        assert con.execute(logged, [source]).fetchone() == (raw, rejected), source
 
 
 def test_unannounced_extra_column_is_kept_not_dropped(small_landing: Settings):
@@ -218,10 +221,7 @@ def test_a_partition_delivered_as_part_files_loads_every_file(small_landing: Set
     assert (
         con.execute("select count(*) from raw.orders where _partition_date = ?", [LAST_DAY]).fetchone()[0] == delivered
     )
-    for source in ("orders", "customers"):
-        raw = con.execute(f"select count(*) from raw.{source}").fetchone()[0]
-        rejected = con.execute(f"select count(*) from {REJECTED_ROWS_TABLE} where source = ?", [source]).fetchone()[0]
-        assert raw + rejected == delivered_records(landing, source), source
+    _assert_every_record_is_accounted_for(con, landing, ("orders", "customers"), delivered_records)
     assert (
         con.execute(
             "select count(distinct _source_file) from raw.customers where _partition_date = ?", [LAST_DAY]
@@ -407,13 +407,7 @@ def test_conflicting_versions_in_one_delivery_are_quarantined_both(small_landing
         "select count(*) from raw.customers where customer_id = ? and _partition_date = ?",
         [frame.iloc[1]["customer_id"], LAST_DAY],
     ).fetchone() == (2,)
-    for source in ("customers", "orders"):
-        raw = con.execute(f"select count(*) from raw.{source}").fetchone()[0]
-        kept = con.execute(f"select count(*) from {REJECTED_ROWS_TABLE} where source = ?", [source]).fetchone()[0]
-        assert raw + kept == delivered_records(landing, source), source
-        assert con.execute(
-            f"select sum(row_count), sum(rejected_count) from {LOAD_LOG_TABLE} where source = ?", [source]
-        ).fetchone() == (raw, kept)
+    _assert_every_record_is_accounted_for(con, landing, ("customers", "orders"), delivered_records)
 
 
 def test_broken_csv_shapes_quarantine_the_bad_lines_and_load_the_rest(small_landing: Settings, delivered_records):
@@ -448,10 +442,9 @@ def test_broken_csv_shapes_quarantine_the_bad_lines_and_load_the_rest(small_land
     ).fetchall()
     assert [(source, line) for source, line, _ in rejected] == [("campaigns", cut_line), ("surveys", backslash_line)]
     assert all("unterminated quote" in reason for _, _, reason in rejected)
-    for source in ("customers", "products", "surveys", "campaigns"):
-        raw = con.execute(f"select count(*) from raw.{source}").fetchone()[0]
-        kept = con.execute(f"select count(*) from {REJECTED_ROWS_TABLE} where source = ?", [source]).fetchone()[0]
-        assert raw + kept == delivered_records(landing, source), source
+    _assert_every_record_is_accounted_for(
+        con, landing, ("customers", "products", "surveys", "campaigns"), delivered_records
+    )
     # The empty column after each trailing delimiter is no extra data.
     extras = "select distinct _extra from raw.customers where _partition_date = ?"
     assert con.execute(extras, [LAST_DAY]).fetchall() == [(None,)]
