@@ -376,6 +376,12 @@ def test_nothing_delivered_is_dropped(hostile_build, delivered_records):
                 ).fetchone()[0]
                 == 0
             )
+        # Every quarantined row names the file it came in.
+        unnamed = "select count(*) from audit.rejected_rows where source_file is null or source_file = ''"
+        assert con.execute(unnamed).fetchone() == (0,)
+        named = "select distinct source_file from audit.rejected_rows where source = 'orders' and partition_date = ?"
+        last_orders = partition_dir(settings.landing_dir, "orders", LAST_DAY) / "orders.parquet"
+        assert con.execute(named, [LAST_DAY]).fetchall() == [(str(last_orders),)]
 
 
 # File-level refusals ------------------------------------------------------------------------------

@@ -1,5 +1,5 @@
-{#- Quarantine: every raw row that did not make it into staging, with source, key, reason and load
-    date. Lines that could not even be parsed at load time are included from the load's own log,
+{#- Quarantine: every raw row that did not make it into staging, with source, file, key, reason and
+    load date. Lines that could not even be parsed at load time are included from the load's own log,
     and order rows accepted in staging but kept out of the marts because their customer is not in
     the customer master are included as rejected at `marts`. `source` is the landing source name,
     as in raw.<source>.
@@ -71,14 +71,15 @@ final as (
         rejection_reason as reason,
         delivered_on as partition_date,
         loaded_at,
-        {{ customer_column or 'cast(null as bigint)' }} as customer_id
+        {{ customer_column or 'cast(null as bigint)' }} as customer_id,
+        source_file
     from {{ source_name }}
 
     union all
     {% endfor %}
 
     select 'orders', 'marts', raw_order_id, 'customer not in the customer master', delivered_on, loaded_at,
-        customer_id
+        customer_id, source_file
     from orders_of_unknown_customers
 
     union all
@@ -86,7 +87,7 @@ final as (
     -- a line that could not be parsed, or a record the load refused whole (conflicting versions)
     select source, 'load', coalesce(record_key, 'line ' || cast(line_number as varchar)), reason, partition_date,
         loaded_at,
-        cast(null as bigint)
+        cast(null as bigint), source_file
     from unparseable
 
 )

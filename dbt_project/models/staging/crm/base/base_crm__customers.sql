@@ -32,7 +32,9 @@ typed as (
         lower(trim(email_consent)) in ('true', '1', 'yes') as has_email_consent,
         {{ dbt.safe_cast("updated_at", api.Column.translate_type("timestamp")) }} as updated_at,
         _partition_date as delivered_on,
-        _loaded_at as loaded_at
+        _loaded_at as loaded_at,
+        -- the delivered file, so that the quarantine names it
+        _source_file as source_file
 
     from source
 

@@ -21,7 +21,9 @@ typed as (
         {{ dbt.safe_cast("trim(sent_on)", api.Column.translate_type("date")) }} as sent_on,
         nullif(trim(subject), '') as subject,
         _partition_date as delivered_on,
-        _loaded_at as loaded_at
+        _loaded_at as loaded_at,
+        -- the delivered file, so that the quarantine names it
+        _source_file as source_file
 
     from source
 

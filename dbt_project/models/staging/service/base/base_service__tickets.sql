@@ -26,7 +26,9 @@ typed as (
         nullif(trim(csat), '') as raw_csat,
         {{ dbt.safe_cast("nullif(trim(csat), '')", api.Column.translate_type("integer")) }} as csat,
         _partition_date as delivered_on,
-        _loaded_at as loaded_at
+        _loaded_at as loaded_at,
+        -- the delivered file, so that the quarantine names it
+        _source_file as source_file
 
     from source
 

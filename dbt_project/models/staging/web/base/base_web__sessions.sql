@@ -20,7 +20,9 @@ typed as (
         {{ dbt.safe_cast("pages_viewed", api.Column.translate_type("integer")) }} as pages_viewed,
         lower(trim(device)) as device,
         _partition_date as delivered_on,
-        _loaded_at as loaded_at
+        _loaded_at as loaded_at,
+        -- the delivered file, so that the quarantine names it
+        _source_file as source_file
 
     from source
 
