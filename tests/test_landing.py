@@ -411,17 +411,22 @@ def test_conflicting_versions_in_one_delivery_are_quarantined_both(small_landing
 
 
 def test_broken_csv_shapes_quarantine_the_bad_lines_and_load_the_rest(small_landing: Settings, delivered_records):
-    """Backslash-escaped quotes, a last line cut inside a quote, a trailing delimiter on every line and a
-    200 KB header field: the bad lines are kept with their line numbers, everything else loads."""
+    """Backslash-escaped quotes, a quote left open in the middle of a file, a last line cut inside a
+    quote, a trailing delimiter on every line and a 200 KB header field: the bad lines are kept with
+    their line numbers, everything else loads."""
     landing = small_landing.landing_dir
 
     def lines_of(source: str) -> tuple[Path, list[str]]:
         path = partition_dir(landing, source, LAST_DAY) / CONTRACTS[source].file_name
         return path, path.read_text(encoding="utf-8").splitlines()
 
+    surveys_delivered = delivered_records(landing, "surveys")
     surveys, lines = lines_of("surveys")
     first = lines[1].split(",")
     lines.append(",".join([*first[:-1], '"he said \\"fine\\" and left"']))
+    # A quote opened in the middle of the file and never closed: that line is rejected, not the rest.
+    open_text = ",".join([*first[:-1], '"a comment whose quote never closes'])
+    lines.insert(1, open_text)
     surveys.write_text("\n".join(lines) + "\n", encoding="utf-8")
     backslash_line = len(lines)
     campaigns, lines = lines_of("campaigns")
@@ -440,11 +445,25 @@ def test_broken_csv_shapes_quarantine_the_bad_lines_and_load_the_rest(small_land
         f"select source, line_number, reason from {REJECTED_ROWS_TABLE} where partition_date = ? order by source",
         [LAST_DAY],
     ).fetchall()
-    assert [(source, line) for source, line, _ in rejected] == [("campaigns", cut_line), ("surveys", backslash_line)]
+    assert [(source, line) for source, line, _ in rejected] == [
+        ("campaigns", cut_line),
+        ("surveys", 2),
+        ("surveys", backslash_line),
+    ]
     assert all("unterminated quote" in reason for _, _, reason in rejected)
-    _assert_every_record_is_accounted_for(
-        con, landing, ("customers", "products", "surveys", "campaigns"), delivered_records
+    open_line = "select raw_line from raw._rejected_rows where source = 'surveys' and line_number = 2"
+    assert con.execute(open_line).fetchone() == (open_text,)
+    raw_surveys = con.execute("select count(*) from raw.surveys where _partition_date = ?", [LAST_DAY]).fetchone()
+    assert raw_surveys == (backslash_line - 1 - 2,), "every other line of the day loads, from its own file"
+    assert con.execute(
+        "select distinct _source_file from raw.surveys where _partition_date = ?", [LAST_DAY]
+    ).fetchall() == [(str(surveys),)]
+    surveys_kept = (
+        con.execute("select count(*) from raw.surveys").fetchone()[0]
+        + con.execute(f"select count(*) from {REJECTED_ROWS_TABLE} where source = 'surveys'").fetchone()[0]
     )
+    assert surveys_kept == surveys_delivered + 2, "the records delivered, and the two lines added"
+    _assert_every_record_is_accounted_for(con, landing, ("customers", "products", "campaigns"), delivered_records)
     # The empty column after each trailing delimiter is no extra data.
     extras = "select distinct _extra from raw.customers where _partition_date = ?"
     assert con.execute(extras, [LAST_DAY]).fetchall() == [(None,)]

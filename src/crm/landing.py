@@ -26,8 +26,9 @@ import json
 import logging
 import os
 import re
+import tempfile
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
 from itertools import islice
 from pathlib import Path
@@ -664,9 +665,17 @@ def load_source(
     return inserted
 
 
+OPEN_QUOTE_REASON = "unterminated quote: the quote opened on this line is never closed (the rest of the file loads)"
+_OPEN_QUOTE_PLACEHOLDER = "__landing_open_quote_line__"
+
+
 def _insert_group(
     con: duckdb.DuckDBPyConnection, contract: SourceContract, columns: list[str], files: dict[Path, CheckedFile]
 ) -> None:
+    (first, checked), *others = files.items()
+    if checked.open_quote and not others:
+        _insert_with_open_quote(con, contract, columns, first, checked)
+        return
     paths = list(files)
     extras = [c for c in columns if c not in contract.column_names and c != "filename"]
     # Null when every extra value of the row is (an empty column after a trailing delimiter).
@@ -728,6 +737,57 @@ def _insert_group(
         )
         con.execute("drop table landing_rejects")
         con.execute("drop table landing_scans")
+
+
+def _insert_with_open_quote(
+    con: duckdb.DuckDBPyConnection, contract: SourceContract, columns: list[str], path: Path, checked: CheckedFile
+) -> None:
+    """A CSV whose quote opened on one line is never closed would be one record from that line to the
+    end of the file. The load reads a copy with that line replaced by a placeholder (rejected as a
+    short line), so the rest of the file loads; the line is kept as rejected with its own text. The
+    delivered file is not changed, and the rows keep it as their source file."""
+    lines = path.read_bytes().splitlines(keepends=True)
+    open_line, odd = None, False
+    for number, line in enumerate(lines, 1):
+        if line.count(b'"') % 2:
+            odd = not odd
+            if odd:
+                open_line = number  # the quote still open at the end was opened on the last such line
+    if open_line is None or open_line == 1:  # an open quote in the header: the header check names it
+        _insert_group(con, contract, columns, {path: replace(checked, open_quote=False)})
+        return
+    original = lines[open_line - 1].decode("utf-8").rstrip("\r\n")
+    with tempfile.TemporaryDirectory() as folder:
+        copy = Path(folder) / path.name
+        lines[open_line - 1] = _OPEN_QUOTE_PLACEHOLDER.encode() + b"\n"
+        copy.write_bytes(b"".join(lines))
+        con.execute(
+            "insert into landing_partitions select ?, partition_date, delivery, file_bytes, file_modified_ns, "
+            "fingerprint from landing_partitions where source_file = ?",
+            [str(copy), str(path)],
+        )
+        _insert_group(con, contract, columns, {copy: replace(checked, open_quote=False)})
+        con.execute(f"update {contract.raw_table} set _source_file = ? where _source_file = ?", [str(path), str(copy)])
+        con.execute(
+            f"""
+            update {REJECTED_ROWS_TABLE} set
+                source_file = ?,
+                line_number = case when rtrim(raw_line, chr(13) || chr(10)) = ? then ? else line_number end,
+                reason = case when rtrim(raw_line, chr(13) || chr(10)) = ? then ? else reason end,
+                raw_line = case when rtrim(raw_line, chr(13) || chr(10)) = ? then ? else raw_line end
+            where source_file = ?""",
+            [
+                str(path),
+                _OPEN_QUOTE_PLACEHOLDER,
+                open_line,
+                _OPEN_QUOTE_PLACEHOLDER,
+                OPEN_QUOTE_REASON,
+                _OPEN_QUOTE_PLACEHOLDER,
+                original,
+                str(copy),
+            ],
+        )
+        con.execute("delete from landing_partitions where source_file = ?", [str(copy)])
 
 
 def _divert_conflicting_versions(con: duckdb.DuckDBPyConnection, contract: SourceContract) -> None:
