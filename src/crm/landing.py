@@ -163,7 +163,7 @@ def partition_files(
         for entry in entries:
             if entry.name.startswith(IGNORED_NAME_PREFIXES):
                 continue
-            if entry.is_symlink() and not Path(os.path.realpath(entry.path)).is_relative_to(root):
+            if _links_out(root, Path(entry.path)):
                 link = os.readlink(entry.path)
                 foreign.append(f"{entry.name} (a symbolic link to {link}, outside the landing folder)")
             elif not entry.is_file():
@@ -195,9 +195,14 @@ def _natural_order(path: Path) -> list[object]:
     return [(0, int(part)) if part.isdigit() else (1, part) for part in re.split(r"(\d+)", path.name)]
 
 
+def _links_out(root: Path, path: Path) -> bool:
+    """Whether ``path`` is a symbolic link that leads out of the landing folder ``root``."""
+    return path.is_symlink() and not Path(os.path.realpath(path)).is_relative_to(root)
+
+
 def _refuse_link_out(root: Path, path: Path, contract: SourceContract) -> None:
     """A symbolic link that leads out of the landing folder is refused: the folder is a trust boundary."""
-    if path.is_symlink() and not Path(os.path.realpath(path)).is_relative_to(root):
+    if _links_out(root, path):
         raise LandingError(
             f"{path}: source {contract.name!r}: is a symbolic link to {os.readlink(path)}, outside the landing "
             f"folder; deliver the file itself (the landing folder is a trust boundary)"
@@ -211,7 +216,7 @@ def record_rewritten_files(con: duckdb.DuckDBPyConnection, paths: list[Path]) ->
         f"""
         update {LOAD_LOG_TABLE} as loads set file_bytes = ?, file_modified_ns = ?, fingerprint = ?
         where file = ? and delivery = (select max(delivery) from {LOAD_LOG_TABLE} as l where l.file = loads.file)""",
-        [[path.stat().st_size, path.stat().st_mtime_ns, file_fingerprint(path), str(path)] for path in paths],
+        [[(stat := path.stat()).st_size, stat.st_mtime_ns, file_fingerprint(path), str(path)] for path in paths],
     )
 
 
