@@ -124,10 +124,16 @@ def discover(landing_dir: Path) -> tuple[dict[str, list[Partition]], list[Landin
             continue
         try:
             _refuse_link_out(root, source_dir, contract)
+            # os.scandir: a daily load lists every partition of two years, and the entries' types come
+            # with the listing instead of a system call each.
+            with os.scandir(source_dir) as listing:
+                folders = sorted(
+                    (entry for entry in listing if not entry.name.startswith(IGNORED_NAME_PREFIXES)),
+                    key=lambda entry: entry.name,
+                )
             found[contract.name] = [
-                Partition(contract.name, _partition_day(folder), folder, partition_files(contract, folder, root))
-                for folder in sorted(source_dir.iterdir())
-                if not folder.name.startswith(IGNORED_NAME_PREFIXES)
+                Partition(contract.name, _partition_day(folder), Path(folder), partition_files(contract, folder, root))
+                for folder in folders
             ]
         except LandingError as problem:
             problems.append(problem)
@@ -142,7 +148,7 @@ def discover(landing_dir: Path) -> tuple[dict[str, list[Partition]], list[Landin
 
 
 def partition_files(
-    contract: SourceContract, folder: Path, root: Path | None = None, refuse_foreign: bool = True
+    contract: SourceContract, folder: Path | os.DirEntry[str], root: Path | None = None, refuse_foreign: bool = True
 ) -> tuple[Path, ...]:
     """The files that make a partition's delivery, in natural name order (part-2 before part-10).
 
@@ -153,17 +159,15 @@ def partition_files(
     cannot belong to the partition and refuses it, naming every such entry (with ``refuse_foreign``
     false they are left out instead, as an erasure does, which must find every delivered record).
     """
-    root = root or folder.parent.parent.resolve()
+    root = root or Path(folder).parent.parent.resolve()
     _refuse_link_out(root, folder, contract)
     pattern = _part_file_pattern(contract)
     files, foreign = [], []
-    # os.scandir: the entry types come with the listing, so a daily load that lists every partition
-    # of two years does not stat each file twice.
     with os.scandir(folder) as entries:
         for entry in entries:
             if entry.name.startswith(IGNORED_NAME_PREFIXES):
                 continue
-            if _links_out(root, Path(entry.path)):
+            if _links_out(root, entry):
                 link = os.readlink(entry.path)
                 foreign.append(f"{entry.name} (a symbolic link to {link}, outside the landing folder)")
             elif not entry.is_file():
@@ -174,7 +178,7 @@ def partition_files(
                 foreign.append(f"{entry.name} (not named for source {contract.name})")
             else:
                 files.append(Path(entry.path))
-    where = f"{folder}: source {contract.name!r}"
+    where = f"{os.fspath(folder)}: source {contract.name!r}"
     expected = (
         f"{contract.file_name}, {contract.name}-<part>.{contract.file_format} or part-<part>.{contract.file_format}"
     )
@@ -184,7 +188,7 @@ def partition_files(
         )
     if not files and refuse_foreign:
         raise LandingError(f"{where}: expected file {contract.file_name} is missing (found nothing of {expected})")
-    return tuple(sorted(files, key=_natural_order))
+    return tuple(sorted(files, key=_natural_order) if len(files) > 1 else files)
 
 
 def _part_file_pattern(contract: SourceContract) -> re.Pattern[str]:
@@ -195,17 +199,18 @@ def _natural_order(path: Path) -> list[object]:
     return [(0, int(part)) if part.isdigit() else (1, part) for part in re.split(r"(\d+)", path.name)]
 
 
-def _links_out(root: Path, path: Path) -> bool:
-    """Whether ``path`` is a symbolic link that leads out of the landing folder ``root``."""
+def _links_out(root: Path, path: Path | os.DirEntry[str]) -> bool:
+    """Whether ``path`` is a symbolic link that leads out of the landing folder ``root`` (a listed entry
+    answers whether it is a link without a system call)."""
     return path.is_symlink() and not Path(os.path.realpath(path)).is_relative_to(root)
 
 
-def _refuse_link_out(root: Path, path: Path, contract: SourceContract) -> None:
+def _refuse_link_out(root: Path, path: Path | os.DirEntry[str], contract: SourceContract) -> None:
     """A symbolic link that leads out of the landing folder is refused: the folder is a trust boundary."""
     if _links_out(root, path):
         raise LandingError(
-            f"{path}: source {contract.name!r}: is a symbolic link to {os.readlink(path)}, outside the landing "
-            f"folder; deliver the file itself (the landing folder is a trust boundary)"
+            f"{os.fspath(path)}: source {contract.name!r}: is a symbolic link to {os.readlink(path)}, outside "
+            f"the landing folder; deliver the file itself (the landing folder is a trust boundary)"
         )
 
 
@@ -226,11 +231,11 @@ def file_fingerprint(path: Path) -> str:
         return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
-def _partition_day(folder: Path) -> date:
+def _partition_day(folder: os.DirEntry[str]) -> date:
     if not folder.is_dir():
         raise LandingError(
-            f"{folder}: source {folder.parent.name!r}: a file beside the partition folders cannot belong to "
-            f"the source; deliver it inside a dt=YYYY-MM-DD folder"
+            f"{folder.path}: source {Path(folder.path).parent.name!r}: a file beside the partition folders "
+            f"cannot belong to the source; deliver it inside a dt=YYYY-MM-DD folder"
         )
     try:
         if not folder.name.startswith(PARTITION_PREFIX):
@@ -238,7 +243,7 @@ def _partition_day(folder: Path) -> date:
         return date.fromisoformat(folder.name.removeprefix(PARTITION_PREFIX))
     except ValueError:
         raise LandingError(
-            f"{folder}: source {folder.parent.name!r}: partition folder must be named "
+            f"{folder.path}: source {Path(folder.path).parent.name!r}: partition folder must be named "
             f"dt=YYYY-MM-DD with a real date, got {folder.name!r}"
         ) from None
 
@@ -259,9 +264,6 @@ def ensure_raw_schema(con: duckdb.DuckDBPyConnection) -> None:
             delivery integer not null default 1,
             record_key varchar
         )""")
-    # Warehouses from before re-deliveries: every line so far came from a first delivery.
-    _add_column_if_missing(con, REJECTED_ROWS_TABLE, "delivery", "integer default 1")
-    _add_column_if_missing(con, REJECTED_ROWS_TABLE, "record_key", "varchar")
     con.execute(f"""
         create table if not exists {ERASED_IDS_TABLE} (
             id_kind varchar not null,
@@ -271,6 +273,15 @@ def ensure_raw_schema(con: duckdb.DuckDBPyConnection) -> None:
             primary key (id_kind, id_hash)
         )""")
     _ensure_raw_tables(con)
+    # Warehouses from before re-deliveries: every row and line so far came from a first delivery.
+    _add_missing_columns(
+        con,
+        [
+            (REJECTED_ROWS_TABLE, "delivery", "integer default 1"),
+            (REJECTED_ROWS_TABLE, "record_key", "varchar"),
+            *[(contract.raw_table, "_delivery", "integer default 1") for contract in CONTRACTS.values()],
+        ],
+    )
 
 
 _LOAD_LOG_COLUMNS = """
@@ -289,13 +300,17 @@ _LOAD_LOG_COLUMNS = """
     primary key (source, partition_date, delivery, file)"""
 
 
-def _add_column_if_missing(con: duckdb.DuckDBPyConnection, table: str, column: str, definition: str) -> None:
-    schema, name = table.split(".")
-    if not con.execute(
-        "select count(*) from duckdb_columns() where schema_name = ? and table_name = ? and column_name = ?",
-        [schema, name, column],
-    ).fetchone()[0]:
-        con.execute(f"alter table {table} add column {column} {definition}")
+def _add_missing_columns(con: duckdb.DuckDBPyConnection, columns: list[tuple[str, str, str]]) -> None:
+    """Add each (raw table, column, definition) the table lacks; the catalog is read once (every load
+    runs this)."""
+    existing = set(
+        con.execute(
+            "select 'raw.' || table_name, column_name from duckdb_columns() where schema_name = 'raw'"
+        ).fetchall()
+    )
+    for table, column, definition in columns:
+        if (table, column) not in existing:
+            con.execute(f"alter table {table} add column {column} {definition}")
 
 
 def _ensure_load_log(con: duckdb.DuckDBPyConnection) -> None:
@@ -341,7 +356,6 @@ def _ensure_raw_tables(con: duckdb.DuckDBPyConnection) -> None:
             f"create table if not exists {contract.raw_table} ({columns}, _extra varchar, "
             f"_partition_date date, _source_file varchar, _loaded_at timestamp, _delivery integer default 1)"
         )
-        _add_column_if_missing(con, contract.raw_table, "_delivery", "integer default 1")
 
 
 def check_file(contract: SourceContract, path: Path) -> CheckedFile:
@@ -545,7 +559,7 @@ def deliveries_to_load(
         where source = ? qualify delivery = max(delivery) over (partition by partition_date)""",
         [contract.name],
     ).fetchall():
-        logged.setdefault(day, (number, {}))[1][Path(file).name] = (size, modified_ns, fingerprint, file)
+        logged.setdefault(day, (number, {}))[1][os.path.basename(file)] = (size, modified_ns, fingerprint, file)
     deliveries, unchanged = [], []
     for partition in partitions:
         stats = {path.name: path.stat() for path in partition.files}
@@ -808,28 +822,41 @@ def _divert_conflicting_versions(con: duckdb.DuckDBPyConnection, contract: Sourc
         line = "concat_ws(',', " + ", ".join(quoted) + ")"
     else:
         line = "to_json(struct_pack(" + ", ".join(f"{c} := cast({c} as varchar)" for c in columns) + "))"
+    record = ", ".join([*keys, '"updated_at"', "_partition_date"])
+    # Only a record that comes more than once is compared in full: a two-year first load has millions
+    # of rows and a handful of repeats, so the keys are grouped first and the rows hashed after.
     con.execute(
         f"""
         create temp table landing_conflicts as
-        select * from (
-            select *, min(_version) over same_record <> max(_version) over same_record as _conflicting
-            from (
-                select rowid as _row_id, *, md5(cast(row({", ".join(columns)}) as varchar)) as _version
-                from {contract.raw_table} as r
-                where exists (select 1 from landing_partitions p
-                              where p.source_file = r._source_file and p.delivery = r._delivery)
-                    and "updated_at" is not null and {" and ".join(f"{k} is not null" for k in keys)}
-            )
-            window same_record as (partition by {", ".join(keys)}, "updated_at", _partition_date)
+        with new_rows as (
+            select rowid as _row_id, * from {contract.raw_table} as r
+            where exists (select 1 from landing_partitions p
+                          where p.source_file = r._source_file and p.delivery = r._delivery)
+                and "updated_at" is not null and {" and ".join(f"{k} is not null" for k in keys)}
+        ),
+
+        repeated as (
+            select {record} from new_rows group by {record} having count(*) > 1
+        ),
+
+        candidates as (
+            select new_rows.*, md5(cast(row({", ".join(columns)}) as varchar)) as _version
+            from new_rows inner join repeated using ({record})
+        ),
+
+        conflicting as (
+            select {record} from candidates group by {record} having min(_version) <> max(_version)
         )
-        where _conflicting"""
+
+        select candidates._row_id from candidates inner join conflicting using ({record})"""
     )
     con.execute(
         f"""
         insert into {REJECTED_ROWS_TABLE} ({_REJECTED_COLUMNS.strip("()")}, record_key)
         select ?, _partition_date, _source_file, null, {line}, ?, current_timestamp::timestamp, _delivery,
                concat_ws('|', {", ".join(f"cast({k} as varchar)" for k in keys)})
-        from landing_conflicts""",
+        from {contract.raw_table}
+        where rowid in (select _row_id from landing_conflicts)""",
         [contract.name, CONFLICTING_VERSIONS_REASON],
     )
     con.execute(f"delete from {contract.raw_table} where rowid in (select _row_id from landing_conflicts)")
