@@ -19,9 +19,8 @@ import duckdb
 import pytest
 import yaml
 
-from crm.dbt_pii import hmac_pads
 from crm.pipeline import PUBLISHED_TABLES
-from crm.settings import CHECKOUT, Settings
+from crm.settings import CHECKOUT, Settings, hmac_pads
 from crm.warehouse import PublicationRefused, publish_copy
 
 
@@ -174,12 +173,29 @@ def test_publication_passes_hashes_masks_dates_and_codes(tmp_path: Path):
 
 def test_dbt_profile_reads_every_credential_from_the_environment():
     profile = yaml.safe_load((CHECKOUT / "dbt_project" / "profiles.yml").read_text())
-    output = profile["crm"]["outputs"]["local"]
+    output = profile["crm"]["outputs"]["duckdb"]
     assert output["path"] == "{{ env_var('CRM_WAREHOUSE_PATH') }}"
     plugin = next(plugin for plugin in output["plugins"] if plugin["module"] == "crm.dbt_pii")
     # The DBT_ENV_SECRET_ prefix makes dbt scrub the value from its logs; without it (Airflow's dbt
     # tasks) the plugin takes the key from the settings.
     assert plugin["config"]["pii_hash_key"] == "{{ env_var('DBT_ENV_SECRET_PII_HASH_KEY', '') }}"
+    team = profile["crm"]["outputs"]["postgres"]
+    assert team["password"] == "{{ env_var('DBT_ENV_SECRET_POSTGRES_PASSWORD', '') }}"
+    assert all(str(value).startswith("{{ env_var(") for key, value in team.items() if key in ("host", "user", "dbname"))
+
+
+def test_postgres_connections_get_the_hash_pads_not_the_key(tmp_path):
+    """On PostgreSQL the pads reach dbt's connections as libpq session options; the key itself and
+    the warehouse password travel only in variables dbt scrubs from its logs."""
+    settings = Settings.from_env(
+        home=tmp_path, warehouse_url="postgresql+psycopg://crm:s3cret@db.internal:5433/warehouse"
+    )
+    env = settings.dbt_env()
+    inner, outer = hmac_pads(settings.pii_hash_key())
+    assert env["PGOPTIONS"] == f"-c crm.pii_hmac_inner={inner.hex()} -c crm.pii_hmac_outer={outer.hex()}"
+    assert settings.pii_hash_key() not in env["PGOPTIONS"]
+    assert env["DBT_ENV_SECRET_POSTGRES_PASSWORD"] == "s3cret"
+    assert not any("s3cret" in value for name, value in env.items() if not name.startswith("DBT_ENV_SECRET_"))
 
 
 def test_no_secret_is_committed():

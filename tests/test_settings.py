@@ -54,3 +54,23 @@ def test_gate_settings_parse(monkeypatch: pytest.MonkeyPatch):
     settings = Settings.from_env()
     assert parse_row_count_bounds(settings.row_count_bounds) == {"customers": "off", "orders": (100, 5000)}
     assert settings.quarantine_share_limit == 0.2
+
+
+def test_the_warehouse_is_duckdb_unless_a_postgresql_url_is_set(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    assert Settings.from_env(home=tmp_path).warehouse_engine == "duckdb"
+    assert Settings.from_env(home=tmp_path).dbt_env()["CRM_DBT_TARGET"] == "duckdb"
+    monkeypatch.setenv("CRM_WAREHOUSE_URL", "postgresql+psycopg://crm@db.internal:5433/warehouse")
+    settings = Settings.from_env(home=tmp_path)
+    assert settings.warehouse_engine == "postgres"
+    env = settings.dbt_env()
+    assert (env["CRM_DBT_TARGET"], env["CRM_POSTGRES_HOST"], env["CRM_POSTGRES_PORT"]) == (
+        "postgres",
+        "db.internal",
+        "5433",
+    )
+    assert (env["CRM_POSTGRES_USER"], env["CRM_POSTGRES_DATABASE"]) == ("crm", "warehouse")
+    monkeypatch.setenv("CRM_WAREHOUSE_URL", "mysql://crm@db/warehouse")
+    with pytest.raises(
+        ValueError, match="CRM_WAREHOUSE_URL='mysql://crm@db/warehouse' is not valid: expected a PostgreSQL URL"
+    ):
+        Settings.from_env(home=tmp_path)

@@ -5,7 +5,7 @@
 
 {#- An id as the CRM delivers it, in one canonical text form: the integer, without spaces or sign. -#}
 {% macro canonical_id(column) -%}
-    {{ dbt.safe_cast("trim(cast(" ~ column ~ " as varchar))", api.Column.translate_type("bigint")) }}
+    {{ dbt.safe_cast("trim(cast(" ~ column ~ " as " ~ type_text() ~ "))", api.Column.translate_type("bigint")) }}
 {%- endmacro %}
 
 {#- The id kinds (customer_id, order_id, ...) that have at least one id on the suppression list,
@@ -41,7 +41,7 @@
         select candidate_id
         from (select distinct {{ canonical_id(id_column) }} as candidate_id from {{ relation }}) as candidates
         where candidate_id is not null
-            and {{ hash_pii('cast(candidate_id as varchar)') }} in (
+            and {{ hash_pii('cast(candidate_id as ' ~ type_text() ~ ')') }} in (
                 select id_hash from {{ source('erasure', '_erased_ids') }} where id_kind = '{{ id_kind }}'
             )
     ), false)

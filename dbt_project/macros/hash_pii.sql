@@ -1,8 +1,9 @@
 {#- The keyed hash that stands in for an email, phone or other identifier outside the restricted
-    schemas: HMAC-SHA256 (RFC 2104) in hex, from DuckDB's built-in sha256 and the pads of the secret
-    key that the crm.dbt_pii plugin sets on every connection (profiles.yml; the key itself never
-    enters SQL). Equals crm.settings.Settings.hash_pii of the same text; null stays null. Without the
-    plugin the build fails here rather than publish unkeyed hashes. -#}
+    schemas: HMAC-SHA256 (RFC 2104) in hex, from the warehouse's built-in sha256 and the pads of the
+    secret key, which every connection holds as session settings (DuckDB: the crm.dbt_pii plugin named
+    in profiles.yml; PostgreSQL: the connection options crm.settings.Settings.dbt_env passes). The key
+    itself never enters SQL. Equals crm.settings.Settings.hash_pii of the same text; null stays null.
+    Without the pads the build fails here rather than publish unkeyed hashes. -#}
 {% macro hash_pii(expression) -%}
     {{ return(adapter.dispatch('hash_pii', 'crm')(expression)) }}
 {%- endmacro %}
@@ -14,9 +15,19 @@
         when ({{ expression }}) is not null
             then sha256(
                 getvariable('pii_hmac_outer')
-                || unhex(sha256(getvariable('pii_hmac_inner') || encode(cast({{ expression }} as varchar))))
+                || unhex(sha256(getvariable('pii_hmac_inner') || encode(cast({{ expression }} as {{ type_text() }}))))
             )
     end
+{%- endmacro %}
+
+{#- PostgreSQL's sha256 is built in (11 and later): no extension to install. current_setting fails
+    on a connection without the pads. -#}
+{% macro postgres__hash_pii(expression) -%}
+    case when ({{ expression }}) is not null then encode(sha256(
+        decode(current_setting('crm.pii_hmac_outer'), 'hex')
+        || sha256(decode(current_setting('crm.pii_hmac_inner'), 'hex')
+                  || convert_to(cast({{ expression }} as text), 'UTF8'))
+    ), 'hex') end
 {%- endmacro %}
 
 {#- Masked forms a person can recognise without learning the value: the first character of an

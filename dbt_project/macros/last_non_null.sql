@@ -9,3 +9,12 @@
         rows between unbounded preceding and unbounded following
     )
 {%- endmacro %}
+
+{#- PostgreSQL has no `ignore nulls`: the first element of the non-null values, aggregated in the
+    window's order over the whole partition. -#}
+{% macro postgres__last_non_null(column, partition_by, order_by) -%}
+    (array_agg({{ column }}) filter (where {{ column }} is not null) over (
+        partition by {{ partition_by }} order by {{ order_by }}
+        rows between unbounded preceding and unbounded following
+    ))[1]
+{%- endmacro %}

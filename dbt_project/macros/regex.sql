@@ -12,28 +12,25 @@
     regexp_like({{ expression }}, '^(?:{{ pattern }})$')
 {%- endmacro %}
 
+{% macro postgres__regex_full_match(expression, pattern) -%}
+    ({{ expression }} ~ '^(?:{{ pattern }})$')
+{%- endmacro %}
+
 {% macro regex_remove(expression, pattern) -%}
     {{ return(adapter.dispatch('regex_remove', 'crm')(expression, pattern)) }}
 {%- endmacro %}
 
-{% macro duckdb__regex_remove(expression, pattern) -%}
-    regexp_replace({{ expression }}, '{{ pattern }}', '', 'g')
-{%- endmacro %}
-
+{#- DuckDB and PostgreSQL both replace only the first match unless told 'g'. -#}
 {% macro default__regex_remove(expression, pattern) -%}
-    regexp_replace({{ expression }}, '{{ pattern }}', '')
+    regexp_replace({{ expression }}, '{{ pattern }}', '', 'g')
 {%- endmacro %}
 
 {% macro regex_replace(expression, pattern, replacement) -%}
     {{ return(adapter.dispatch('regex_replace', 'crm')(expression, pattern, replacement)) }}
 {%- endmacro %}
 
-{% macro duckdb__regex_replace(expression, pattern, replacement) -%}
-    regexp_replace({{ expression }}, '{{ pattern }}', '{{ replacement }}', 'g')
-{%- endmacro %}
-
 {% macro default__regex_replace(expression, pattern, replacement) -%}
-    regexp_replace({{ expression }}, '{{ pattern }}', '{{ replacement }}')
+    regexp_replace({{ expression }}, '{{ pattern }}', '{{ replacement }}', 'g')
 {%- endmacro %}
 
 {#- Free text with email addresses and phone numbers replaced by placeholders, so that text features

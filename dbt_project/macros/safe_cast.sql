@@ -1,6 +1,77 @@
-{#- dbt's cross-database safe_cast falls back to a plain cast on DuckDB, which fails the whole build
-    on one bad value. DuckDB's try_cast yields null instead, so the row can be quarantined. dbt finds
-    this implementation first through the dispatch search order in dbt_project.yml. -#}
+{#- A cast that yields null for a value that does not convert, so that the row can be quarantined:
+    dbt's cross-database safe_cast is a plain cast on DuckDB and PostgreSQL, which fails the whole
+    build on one bad value. dbt finds these implementations first through the dispatch search order
+    in dbt_project.yml. -#}
 {% macro duckdb__safe_cast(field, type) -%}
     try_cast({{ field }} as {{ type }})
+{%- endmacro %}
+
+{#- PostgreSQL (before 16) has no try_cast: functions that catch the conversion error, created by
+    create_safe_cast_functions before every run. Other types (dbt's unit tests cast their fixtures
+    through safe_cast too) take dbt's plain cast. -#}
+{% macro postgres__safe_cast(field, type) -%}
+    {%- set function_type = type | trim | lower | replace(' ', '_') -%}
+    {%- if function_type in ['bigint', 'integer', 'double_precision', 'date', 'timestamp'] -%}
+        {{ target.schema }}.crm_try_cast_{{ function_type }}(cast({{ field }} as text))
+    {%- else -%}
+        cast({{ field }} as {{ type }})
+    {%- endif -%}
+{%- endmacro %}
+
+{#- The functions behind postgres__safe_cast, made to read what DuckDB's try_cast reads: integers
+    from '12.0', '1e3' or ' 3.25 ' (rounded half away from zero), doubles beyond their range as
+    infinity or zero, dates and timestamps only in ISO form (PostgreSQL alone would also read
+    'yesterday', 'Jan 5 2024' or '20240105'). On other warehouses this is nothing. -#}
+{% macro create_safe_cast_functions() -%}
+    {{ return(adapter.dispatch('create_safe_cast_functions', 'crm')()) }}
+{%- endmacro %}
+
+{% macro default__create_safe_cast_functions() -%}
+    select 1
+{%- endmacro %}
+
+{% macro postgres__create_safe_cast_functions() -%}
+    {%- set iso_date = "'^\\s*[0-9]{4}-[0-9]{1,2}-[0-9]{1,2}([ T]|\\s*$)'" -%}
+    {%- set infinite = "case lower(trim(value)) when 'infinity' then 'infinity' when 'inf' then 'infinity' "
+        ~ "when '-infinity' then '-infinity' when '-inf' then '-infinity' end" -%}
+    create schema if not exists {{ target.schema }};
+    {% for type in ['bigint', 'integer'] %}
+    create or replace function {{ target.schema }}.crm_try_cast_{{ type }}(value text) returns {{ type }}
+    language plpgsql immutable parallel restricted as $$
+    begin
+        return cast(round(cast(value as numeric)) as {{ type }});
+    exception when others then
+        return null;
+    end $$;
+    {% endfor %}
+    create or replace function {{ target.schema }}.crm_try_cast_double_precision(value text)
+    returns double precision language plpgsql immutable parallel restricted as $$
+    begin
+        if value ~* '^\s*[+-]?0x' then
+            return null;
+        end if;
+        return cast(value as double precision);
+    exception when others then
+        begin
+            return case
+                when cast(value as numeric) > 1 then cast('infinity' as double precision)
+                when cast(value as numeric) < -1 then cast('-infinity' as double precision)
+                else cast(0 as double precision)
+            end;
+        exception when others then
+            return null;
+        end;
+    end $$;
+    {% for type in ['date', 'timestamp'] %}
+    create or replace function {{ target.schema }}.crm_try_cast_{{ type }}(value text) returns {{ type }}
+    language plpgsql immutable parallel restricted as $$
+    begin
+        if value !~ {{ iso_date }} then
+            return cast({{ infinite }} as {{ type }});
+        end if;
+        return cast(value as {{ type }});
+    exception when others then
+        return null;
+    end $$;
+    {% endfor %}
 {%- endmacro %}

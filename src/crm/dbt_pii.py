@@ -9,25 +9,14 @@ the warehouse file, and a mart's hash equals ``Settings.hash_pii`` of the same v
 
 from __future__ import annotations
 
-import hashlib
 from typing import Any
 
 from dbt.adapters.duckdb.plugins import BasePlugin
 
-from crm.settings import Settings
+from crm.settings import Settings, hmac_pads
 
-SHA256_BLOCK_SIZE = 64
 INNER_PAD_VARIABLE = "pii_hmac_inner"
 OUTER_PAD_VARIABLE = "pii_hmac_outer"
-
-
-def hmac_pads(key: str) -> tuple[bytes, bytes]:
-    """The inner and outer HMAC-SHA256 pads of ``key`` (RFC 2104)."""
-    block = key.encode()
-    if len(block) > SHA256_BLOCK_SIZE:
-        block = hashlib.sha256(block).digest()
-    block = block.ljust(SHA256_BLOCK_SIZE, b"\0")
-    return bytes(byte ^ 0x36 for byte in block), bytes(byte ^ 0x5C for byte in block)
 
 
 class Plugin(BasePlugin):

@@ -50,7 +50,7 @@ from crm.landing import (
     partition_files,
     record_rewritten_files,
 )
-from crm.settings import Settings
+from crm.settings import Settings, hmac_pads
 from crm.warehouse import connect, table_exists, transaction
 
 log = logging.getLogger(__name__)
@@ -187,7 +187,7 @@ class Suppression:
 def hash_key_connection(settings: Settings, con: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyConnection:
     """Give a connection the PII hash key (as HMAC pads, like dbt's connections), so that it can read
     the staging views, which hash ids to suppress erased customers."""
-    from crm.dbt_pii import INNER_PAD_VARIABLE, OUTER_PAD_VARIABLE, hmac_pads
+    from crm.dbt_pii import INNER_PAD_VARIABLE, OUTER_PAD_VARIABLE
 
     inner, outer = hmac_pads(settings.pii_hash_key())
     con.execute(f"set variable {INNER_PAD_VARIABLE} = ?", [inner])

@@ -209,11 +209,15 @@ def dbt_models(group_id: str = "dbt"):
         project_config=ProjectConfig(
             settings.dbt_project_dir,
             env_vars={
-                name: value for name, value in settings.dbt_env().items() if not name.startswith("DBT_ENV_SECRET_")
+                name: value
+                for name, value in settings.dbt_env().items()
+                if not name.startswith("DBT_ENV_SECRET_") and name != "PGOPTIONS"
             },
         ),
         profile_config=ProfileConfig(
-            profile_name="crm", target_name="local", profiles_yml_filepath=settings.dbt_project_dir / "profiles.yml"
+            profile_name="crm",
+            target_name=settings.warehouse_engine,
+            profiles_yml_filepath=settings.dbt_project_dir / "profiles.yml",
         ),
         execution_config=ExecutionConfig(execution_mode=ExecutionMode.LOCAL, invocation_mode=InvocationMode.DBT_RUNNER),
         # Parsing lists the project with `dbt ls` in a subprocess (cached by cosmos); unit tests run

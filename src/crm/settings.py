@@ -26,6 +26,9 @@ class Settings:
     landing_dir: Path
     truth_dir: Path
     warehouse_path: Path
+    # Where the warehouse lives: empty for the embedded DuckDB file at warehouse_path (the default), or
+    # a PostgreSQL URL (postgresql+psycopg://user:password@host:port/database) for a team warehouse.
+    warehouse_url: str
     # The read-only copy BI tools query, replaced as a whole after each successful run.
     bi_warehouse_path: Path
     dbt_project_dir: Path
@@ -86,6 +89,7 @@ class Settings:
             "landing_dir": home / "data" / "landing",
             "truth_dir": home / "data" / "truth",
             "warehouse_path": home / "warehouse" / "crm.duckdb",
+            "warehouse_url": "",
             "bi_warehouse_path": home / "warehouse" / "bi.duckdb",
             "dbt_project_dir": CHECKOUT / "dbt_project",
             "dags_dir": CHECKOUT / "dags",
@@ -122,6 +126,11 @@ class Settings:
             raw = os.environ.get(f"CRM_{field.name.upper()}", "")
             values[field.name] = _parse(field.name, raw) if raw and field.name != "home" else defaults[field.name]
         return cls(**values)  # type: ignore[arg-type]
+
+    @property
+    def warehouse_engine(self) -> str:
+        """ "duckdb" (the embedded default) or "postgres"."""
+        return "postgres" if self.warehouse_url else "duckdb"
 
     @property
     def warehouse_dir(self) -> Path:
@@ -167,7 +176,8 @@ class Settings:
         """Environment variables for a dbt invocation (dbt_project/profiles.yml reads the first two).
 
         The hash key goes by dbt's DBT_ENV_SECRET_ prefix, which dbt scrubs from its logs."""
-        return {
+        env = {
+            "CRM_DBT_TARGET": self.warehouse_engine,
             "CRM_WAREHOUSE_PATH": str(self.warehouse_path),
             "DBT_ENV_SECRET_PII_HASH_KEY": self.pii_hash_key(),
             "CRM_DUCKDB_MEMORY_LIMIT": self.duckdb_memory_limit,
@@ -176,9 +186,35 @@ class Settings:
             "DBT_LOG_PATH": str(self.dbt_artifacts_dir / "logs"),
             "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
         }
+        if self.warehouse_engine == "postgres":
+            from sqlalchemy.engine import make_url
+
+            url = make_url(self.warehouse_url)
+            inner, outer = hmac_pads(self.pii_hash_key())
+            env |= {
+                "CRM_POSTGRES_HOST": url.host or "localhost",
+                "CRM_POSTGRES_PORT": str(url.port or 5432),
+                "CRM_POSTGRES_USER": url.username or "postgres",
+                "CRM_POSTGRES_DATABASE": url.database or "postgres",
+                "DBT_ENV_SECRET_POSTGRES_PASSWORD": url.password or "",
+                # libpq's session settings for every connection dbt opens: the PII hash pads that
+                # the hash_pii macro reads (dbt passes no settings of its own to PostgreSQL).
+                "PGOPTIONS": f"-c crm.pii_hmac_inner={inner.hex()} -c crm.pii_hmac_outer={outer.hex()}",
+            }
+        return env
 
 
 PII_HASH_KEY_VARIABLE = "CRM_PII_HASH_KEY"
+SHA256_BLOCK_SIZE = 64
+
+
+def hmac_pads(key: str) -> tuple[bytes, bytes]:
+    """The inner and outer HMAC-SHA256 pads of ``key`` (RFC 2104)."""
+    block = key.encode()
+    if len(block) > SHA256_BLOCK_SIZE:
+        block = hashlib.sha256(block).digest()
+    block = block.ljust(SHA256_BLOCK_SIZE, b"\0")
+    return bytes(byte ^ 0x36 for byte in block), bytes(byte ^ 0x5C for byte in block)
 
 
 def home_secret(path: Path, make: Callable[[], str]) -> str:
@@ -215,6 +251,7 @@ _EXPECTED = {
     "earliest_plausible_date": "YYYY-MM-DD",
     "full_refresh": "true or false",
     "daily_dbt_tasks": "model or build",
+    "warehouse_url": "a PostgreSQL URL, postgresql+psycopg://user:password@host:port/database (empty: DuckDB)",
 }
 
 
@@ -248,6 +285,8 @@ def _parse(name: str, text: str) -> object:
                 raise ValueError
             return text.lower() in ("true", "1", "yes")
         if name == "daily_dbt_tasks" and text not in ("model", "build"):
+            raise ValueError
+        if name == "warehouse_url" and not text.startswith(("postgresql://", "postgresql+")):
             raise ValueError
     except ValueError:
         raise ValueError(

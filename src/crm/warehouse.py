@@ -20,8 +20,19 @@ from crm.contracts import PII_COLUMNS
 from crm.settings import Settings
 
 
+class EngineNotSupported(RuntimeError):
+    """A stage that runs on DuckDB only was asked to run on another warehouse."""
+
+
 @contextmanager
 def connect(settings: Settings, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
+    if settings.warehouse_engine != "duckdb":
+        # Better no run than a run whose Python stages write to one warehouse and dbt to another.
+        raise EngineNotSupported(
+            "CRM_WAREHOUSE_URL is set: dbt builds the project on PostgreSQL, but loading, the quality gates, "
+            "scoring and publication run on the embedded DuckDB warehouse only so far; unset CRM_WAREHOUSE_URL "
+            "to run the pipeline (docs/architecture.md, the warehouse)"
+        )
     if not read_only:
         settings.warehouse_dir.mkdir(parents=True, exist_ok=True)
     elif not settings.warehouse_path.exists():

@@ -13,7 +13,7 @@ final as (
         count(*) as customer_records,
         count(distinct customer_key) as resolved_customers,
         count(*) - count(distinct customer_key) as merged_records,
-        cast(count(*) - count(distinct customer_key) as double) / nullif(count(*), 0) as consolidation_rate,
+        cast(count(*) - count(distinct customer_key) as {{ type_double() }}) / nullif(count(*), 0) as consolidation_rate,
         cast(sum(case when match_rule = 'shared email' then 1 else 0 end) as bigint) as merged_by_email,
         cast(sum(case when match_rule = 'shared phone' then 1 else 0 end) as bigint) as merged_by_phone
 

@@ -85,7 +85,7 @@ final as (
     union all
 
     -- a line that could not be parsed, or a record the load refused whole (conflicting versions)
-    select source, 'load', coalesce(record_key, 'line ' || cast(line_number as varchar)), reason, partition_date,
+    select source, 'load', coalesce(record_key, 'line ' || cast(line_number as {{ type_text() }})), reason, partition_date,
         loaded_at,
         cast(null as bigint), source_file
     from unparseable

@@ -44,7 +44,7 @@ final as (
         orders.status,
         orders.amount,
         orders.currency,
-        cast(round(orders.amount * currency_rates.eur_per_unit, 2) as double) as amount_eur,
+        cast({{ round_double("orders.amount * currency_rates.eur_per_unit", 2) }} as {{ type_double() }}) as amount_eur,
         orders.channel,
         orders.updated_at,
         orders.delivered_on,

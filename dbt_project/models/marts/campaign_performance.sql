@@ -147,12 +147,12 @@ rates as (
         campaign_days.sent_on,
         cast(coalesce(treated.recipients, 0) as integer) as recipients,
         cast(coalesce(treated.conversions, 0) as integer) as conversions,
-        cast(treated.conversions as double) / nullif(treated.recipients, 0) as conversion_rate,
-        cast(treated.revenue as double) / nullif(treated.recipients, 0) as revenue_per_recipient,
+        cast(treated.conversions as {{ type_double() }}) / nullif(treated.recipients, 0) as conversion_rate,
+        cast(treated.revenue as {{ type_double() }}) / nullif(treated.recipients, 0) as revenue_per_recipient,
         cast(coalesce(control.recipients, 0) as integer) as control_recipients,
         cast(coalesce(control.conversions, 0) as integer) as control_conversions,
-        cast(control.conversions as double) / nullif(control.recipients, 0) as control_conversion_rate,
-        cast(control.revenue as double) / nullif(control.recipients, 0) as control_revenue_per_recipient
+        cast(control.conversions as {{ type_double() }}) / nullif(control.recipients, 0) as control_conversion_rate,
+        cast(control.revenue as {{ type_double() }}) / nullif(control.recipients, 0) as control_revenue_per_recipient
 
     from treated_variants
     inner join campaign_days on campaign_days.campaign_id = treated_variants.campaign_id

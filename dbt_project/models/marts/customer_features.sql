@@ -13,7 +13,8 @@
     tags=['point_in_time'],
     post_hook=[
         "create schema if not exists audit",
-        "create or replace table audit.customer_features_watermark as
+        "drop table if exists audit.customer_features_watermark",
+        "create table audit.customer_features_watermark as
          select max(loaded_at) as loads_through from {{ source('shop', '_loaded_partitions') }}",
     ]
 ) }}
@@ -146,42 +147,51 @@ final as (
         cast(order_history.days_since_first_order as integer) as days_since_first_order,
         cast(coalesce(order_history.frequency, 0) as integer) as frequency,
         -- Money is rounded to cents: float sums depend on summation order, rounded ones do not.
-        cast(round(coalesce(order_history.monetary, 0), 2) as double) as monetary,
+        cast({{ round_double("coalesce(order_history.monetary, 0)", 2) }} as {{ type_double() }}) as monetary,
         cast(
-            round(
-                case when order_history.frequency > 0 then round(order_history.monetary, 2) / order_history.frequency end,
+            {{ round_double(
+                "case when order_history.frequency > 0 then "
+                ~ round_double("order_history.monetary", 2) ~ " / order_history.frequency end",
                 2
-            )
-            as double
+            ) }}
+            as {{ type_double() }}
         ) as avg_order_value,
         cast(coalesce(order_history.orders_last_90d, 0) as integer) as orders_last_90d,
         cast(coalesce(order_history.orders_prev_90d, 0) as integer) as orders_prev_90d,
-        cast(round(coalesce(order_history.monetary_last_90d, 0), 2) as double) as monetary_last_90d,
+        cast({{ round_double("coalesce(order_history.monetary_last_90d, 0)", 2) }} as {{ type_double() }}) as monetary_last_90d,
         cast(coalesce(order_history.cancelled_orders, 0) as integer) as cancelled_orders,
         cast(coalesce(order_history.returned_orders, 0) as integer) as returned_orders,
         -- Optional sources: null when the source had delivered nothing by the date, never invented.
         cast(case when coverage.has_tickets then coalesce(engagement.tickets_last_90d, 0) end as integer)
             as tickets_last_90d,
         cast(case when coverage.has_tickets then coalesce(engagement.open_tickets, 0) end as integer) as open_tickets,
-        cast(round(engagement.avg_hours_to_resolve, 2) as double) as avg_hours_to_resolve,
+        cast({{ round_double("engagement.avg_hours_to_resolve", 2) }} as {{ type_double() }}) as avg_hours_to_resolve,
         cast(case when coverage.has_tickets then coalesce(engagement.bad_ticket_experiences, 0) end as integer)
             as bad_ticket_experiences,
-        cast(round(engagement.avg_ticket_csat, 2) as double) as avg_ticket_csat,
+        cast({{ round_double("engagement.avg_ticket_csat", 2) }} as {{ type_double() }}) as avg_ticket_csat,
         cast(engagement.last_nps as integer) as last_nps,
         cast(engagement.last_csat as integer) as last_csat,
         cast(case when coverage.has_surveys then coalesce(engagement.survey_responses, 0) end as integer)
             as survey_responses,
-        cast(round(engagement.avg_nps, 2) as double) as avg_nps,
-        cast(round(engagement.avg_csat, 2) as double) as avg_csat,
+        cast({{ round_double("engagement.avg_nps", 2) }} as {{ type_double() }}) as avg_nps,
+        cast({{ round_double("engagement.avg_csat", 2) }} as {{ type_double() }}) as avg_csat,
         cast(case when coverage.has_marketing_events then coalesce(engagement.emails_sent_last_90d, 0) end as integer)
             as emails_sent_last_90d,
         cast(
-            round(cast(engagement.emails_opened_last_90d as double) / nullif(engagement.emails_sent_last_90d, 0), 4)
-            as double
+            {{ round_double(
+                "cast(engagement.emails_opened_last_90d as " ~ type_double() ~ ")"
+                ~ " / nullif(engagement.emails_sent_last_90d, 0)",
+                4
+            ) }}
+            as {{ type_double() }}
         ) as email_open_rate_last_90d,
         cast(
-            round(cast(engagement.emails_clicked_last_90d as double) / nullif(engagement.emails_sent_last_90d, 0), 4)
-            as double
+            {{ round_double(
+                "cast(engagement.emails_clicked_last_90d as " ~ type_double() ~ ")"
+                ~ " / nullif(engagement.emails_sent_last_90d, 0)",
+                4
+            ) }}
+            as {{ type_double() }}
         ) as email_click_rate_last_90d,
         cast(case when coverage.has_marketing_events then coalesce(engagement.has_unsubscribed, 0) end as integer)
             as has_unsubscribed,
@@ -189,7 +199,7 @@ final as (
             as sessions_last_30d,
         cast(case when coverage.has_web_sessions then coalesce(engagement.sessions_last_90d, 0) end as integer)
             as sessions_last_90d,
-        cast(round(engagement.pages_per_session_last_90d, 2) as double) as pages_per_session_last_90d
+        cast({{ round_double("engagement.pages_per_session_last_90d", 2) }} as {{ type_double() }}) as pages_per_session_last_90d
 
     from customer_dates
     left join order_history

@@ -43,7 +43,7 @@ final as (
         cast(recency_score as integer) as recency_score,
         cast(frequency_score as integer) as frequency_score,
         cast(monetary_score as integer) as monetary_score,
-        cast(recency_score as varchar) || cast(frequency_score as varchar) || cast(monetary_score as varchar)
+        cast(recency_score as {{ type_text() }}) || cast(frequency_score as {{ type_text() }}) || cast(monetary_score as {{ type_text() }})
             as rfm_code,
         case
             when recency_score >= 4 and frequency_score >= 4 and monetary_score >= 4 then 'Champions'

@@ -22,7 +22,7 @@ final as (
         tickets.created_at,
         tickets.resolved_at,
         cast(
-            {{ dbt.datediff('tickets.created_at', 'tickets.resolved_at', 'second') }} / 3600.0 as double
+            {{ dbt.datediff('tickets.created_at', 'tickets.resolved_at', 'second') }} / 3600.0 as {{ type_double() }}
         ) as hours_to_resolve,
         tickets.channel,
         tickets.category,

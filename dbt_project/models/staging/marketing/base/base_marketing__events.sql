@@ -24,7 +24,7 @@ typed as (
         lower(trim(event_type)) as event_type,
         {{ dbt.safe_cast("trim(event_at)", api.Column.translate_type("timestamp")) }} as event_at,
         nullif(trim(revenue), '') as raw_revenue,
-        {{ dbt.safe_cast("nullif(trim(revenue), '')", api.Column.translate_type("double")) }} as revenue,
+        {{ dbt.safe_cast("nullif(trim(revenue), '')", type_double()) }} as revenue,
         _partition_date as delivered_on,
         _loaded_at as loaded_at,
         -- the delivered file, so that the quarantine names it

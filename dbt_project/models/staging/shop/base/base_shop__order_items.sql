@@ -12,13 +12,13 @@ source as (
 typed as (
 
     select
-        coalesce(cast(order_id as varchar), '') || '-' || coalesce(cast(line_number as varchar), '')
+        coalesce(cast(order_id as {{ type_text() }}), '') || '-' || coalesce(cast(line_number as {{ type_text() }}), '')
             as raw_order_item_key,
         {{ dbt.safe_cast("order_id", api.Column.translate_type("bigint")) }} as order_id,
         {{ dbt.safe_cast("line_number", api.Column.translate_type("integer")) }} as line_number,
         {{ dbt.safe_cast("product_id", api.Column.translate_type("bigint")) }} as product_id,
         {{ dbt.safe_cast("quantity", api.Column.translate_type("integer")) }} as quantity,
-        {{ dbt.safe_cast("unit_price", api.Column.translate_type("double")) }} as unit_price,
+        {{ dbt.safe_cast("unit_price", type_double()) }} as unit_price,
         _partition_date as delivered_on,
         _loaded_at as loaded_at,
         -- the delivered file, so that the quarantine names it

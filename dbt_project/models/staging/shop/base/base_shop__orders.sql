@@ -18,12 +18,12 @@ currency_rates as (
 typed as (
 
     select
-        cast(order_id as varchar) as raw_order_id,
+        cast(order_id as {{ type_text() }}) as raw_order_id,
         {{ dbt.safe_cast("order_id", api.Column.translate_type("bigint")) }} as order_id,
         {{ dbt.safe_cast("customer_id", api.Column.translate_type("bigint")) }} as customer_id,
         {{ dbt.safe_cast("ordered_at", api.Column.translate_type("timestamp")) }} as ordered_at,
         lower(trim(status)) as status,
-        {{ dbt.safe_cast("amount", api.Column.translate_type("double")) }} as amount,
+        {{ dbt.safe_cast("amount", type_double()) }} as amount,
         upper(trim(currency)) as currency,
         lower(trim(channel)) as channel,
         {{ dbt.safe_cast("updated_at", api.Column.translate_type("timestamp")) }} as updated_at,

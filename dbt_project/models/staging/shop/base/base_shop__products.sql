@@ -14,7 +14,7 @@ typed as (
         {{ dbt.safe_cast("trim(product_id)", api.Column.translate_type("bigint")) }} as product_id,
         trim(product_name) as product_name,
         lower(trim(category)) as category,
-        {{ dbt.safe_cast("trim(list_price)", api.Column.translate_type("double")) }} as list_price,
+        {{ dbt.safe_cast("trim(list_price)", type_double()) }} as list_price,
         {{ dbt.safe_cast("trim(updated_at)", api.Column.translate_type("timestamp")) }} as updated_at,
         _partition_date as delivered_on,
         _loaded_at as loaded_at,

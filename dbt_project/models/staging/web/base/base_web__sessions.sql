@@ -12,7 +12,7 @@ source as (
 typed as (
 
     select
-        cast(session_id as varchar) as raw_session_id,
+        cast(session_id as {{ type_text() }}) as raw_session_id,
         {{ dbt.safe_cast("session_id", api.Column.translate_type("bigint")) }} as session_id,
         {{ dbt.safe_cast("customer_id", api.Column.translate_type("bigint")) }} as customer_id,
         {{ dbt.safe_cast("started_at", api.Column.translate_type("timestamp")) }} as started_at,
