@@ -5,6 +5,7 @@ docs/testing.md explains them; a new test uses these instead of building a pipel
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import hashlib
 import io
@@ -17,8 +18,10 @@ import sqlite3
 import subprocess
 import sys
 import traceback
+import uuid
 import zipfile
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import date
 from pathlib import Path
@@ -28,7 +31,7 @@ import pyarrow.parquet as pq
 import pytest
 from filelock import FileLock
 
-from crm import pipeline
+from crm import pipeline, postgres
 from crm.contracts import CONTRACTS
 from crm.generate import DefectRates, GeneratorConfig, generate
 from crm.landing import partition_files
@@ -209,6 +212,33 @@ def free_port():
             return sock.getsockname()[1]
 
     return pick
+
+
+# The machine's PostgreSQL server (trust authentication) for the tests of the production configuration.
+POSTGRES_SERVER = "postgresql+psycopg://postgres@127.0.0.1:5432"
+
+
+@pytest.fixture(scope="session")
+def postgres_database() -> Callable[[str], contextlib.AbstractContextManager[str]]:
+    """``with postgres_database(prefix) as url``: a database of the test's own on the local PostgreSQL
+    server, dropped afterwards. Without a server the test skips with the reason, except under CI=true,
+    where it fails."""
+    return _postgres_database
+
+
+@contextmanager
+def _postgres_database(prefix: str) -> Iterator[str]:
+    url = f"{POSTGRES_SERVER}/{prefix}_{uuid.uuid4().hex[:10]}"
+    try:
+        postgres.create_database(url)
+    except postgres.psycopg.OperationalError as error:
+        if os.environ.get("CI") == "true":
+            raise
+        pytest.skip(f"no PostgreSQL server at {POSTGRES_SERVER}: {error}".strip())
+    try:
+        yield url
+    finally:
+        postgres.drop_database(url)
 
 
 # Daily runs for the reliability tests (idempotency, crash safety): a small dataset, a 30-day churn

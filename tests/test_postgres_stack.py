@@ -7,50 +7,26 @@ Each test run creates its own two databases and drops them afterwards.
 
 from __future__ import annotations
 
-import os
-import uuid
 from datetime import UTC, datetime, timedelta
 
-import psycopg2
 import pytest
+from sqlalchemy.engine import make_url
 
-from crm import services
+from crm import postgres, services
 from crm.generate import GeneratorConfig, generate
 from crm.landing import LOAD_LOG_TABLE
 from crm.settings import Settings
 from crm.warehouse import connect
 
-SERVER = {"host": "127.0.0.1", "port": 5432, "user": "postgres", "dbname": "postgres"}
-
-
-def _admin_connection():
-    try:
-        connection = psycopg2.connect(connect_timeout=5, **SERVER)
-    except psycopg2.OperationalError as error:
-        if os.environ.get("CI") == "true":
-            raise
-        pytest.skip(f"no PostgreSQL server at {SERVER['host']}:{SERVER['port']}: {error}".strip())
-    connection.autocommit = True
-    return connection
-
 
 @pytest.fixture(scope="module")
-def databases():
-    suffix = uuid.uuid4().hex[:10]
-    names = {"airflow": f"crm_test_airflow_{suffix}", "mlflow": f"crm_test_mlflow_{suffix}"}
-    connection = _admin_connection()
-    with connection.cursor() as cursor:
-        for name in names.values():
-            cursor.execute(f'create database "{name}"')
-    yield names
-    with connection.cursor() as cursor:
-        for name in names.values():
-            cursor.execute(f'drop database if exists "{name}" with (force)')
-    connection.close()
+def databases(postgres_database):
+    with postgres_database("crm_test_airflow") as airflow, postgres_database("crm_test_mlflow") as mlflow:
+        yield {"airflow": airflow, "mlflow": mlflow}
 
 
-def _url(driver: str, database: str) -> str:
-    return f"{driver}://{SERVER['user']}@{SERVER['host']}:{SERVER['port']}/{database}"
+def _url(driver: str, database_url: str) -> str:
+    return make_url(database_url).set(drivername=driver).render_as_string(hide_password=False)
 
 
 def test_scheduled_and_backfilled_daily_runs_succeed_with_airflow_and_mlflow_on_postgresql(
@@ -100,15 +76,12 @@ def test_scheduled_and_backfilled_daily_runs_succeed_with_airflow_and_mlflow_on_
             f"select count(*), count(distinct (source, partition_date)) from {LOAD_LOG_TABLE}"
         ).fetchone()
         assert loads[0] == loads[1] > 0, loads
-    with psycopg2.connect(dbname=databases["airflow"], **{k: v for k, v in SERVER.items() if k != "dbname"}) as conn:
-        with conn.cursor() as cursor:
-            # The rerun reprocessed the scheduled run in place (it became part of the backfill).
-            cursor.execute(
-                "select run_type, count(*) from dag_run where dag_id = 'crm_daily' and state = 'success' "
-                "group by run_type"
-            )
-            assert dict(cursor.fetchall()) == {"backfill": 2}
-    with psycopg2.connect(dbname=databases["mlflow"], **{k: v for k, v in SERVER.items() if k != "dbname"}) as conn:
-        with conn.cursor() as cursor:
-            cursor.execute("select count(*) from information_schema.tables where table_name = 'registered_models'")
-            assert cursor.fetchone()[0] == 1
+    with postgres.connect(databases["airflow"]) as conn:
+        # The rerun reprocessed the scheduled run in place (it became part of the backfill).
+        runs = conn.execute(
+            "select run_type, count(*) from dag_run where dag_id = 'crm_daily' and state = 'success' group by run_type"
+        ).fetchall()
+        assert dict(runs) == {"backfill": 2}
+    with postgres.connect(databases["mlflow"]) as conn:
+        tables = conn.execute("select count(*) from information_schema.tables where table_name = 'registered_models'")
+        assert tables.fetchone()[0] == 1
