@@ -24,6 +24,7 @@ from airflow.sdk import chain, dag
 
 from crm import orchestration as steps
 from crm.settings import Settings
+from ml import tasks as model_steps
 
 # From the environment only (CRM_DAILY_SCHEDULE, CRM_DAILY_DBT_TASKS): parsing never opens the warehouse.
 SETTINGS = Settings.from_env()
@@ -47,7 +48,7 @@ def crm_daily():
         steps.load_landing(),
         *build,
         steps.quality_gate_marts(),
-        steps.score_models(),
+        model_steps.score_models(),
         steps.publish_marts(),
         steps.run_summary(),
     )

@@ -22,6 +22,7 @@ from airflow.sdk import chain, dag
 
 from crm import orchestration as steps
 from crm.pipeline import MODELS
+from ml import tasks as model_steps
 
 
 @dag(
@@ -37,8 +38,8 @@ def crm_pipeline():
         steps.dbt_build(),
         steps.quality_gate_marts(),
         steps.build_training_data(),
-        *(steps.train(m) for m in MODELS),
-        steps.score_models(),
+        *(model_steps.train(m) for m in MODELS),
+        model_steps.score_models(),
         steps.publish_marts(),
         steps.run_summary(),
     )

@@ -19,6 +19,7 @@ from airflow.timetables.trigger import CronTriggerTimetable
 
 from crm import orchestration as steps
 from crm.pipeline import MODELS
+from ml import tasks as model_steps
 
 
 @dag(
@@ -30,10 +31,10 @@ from crm.pipeline import MODELS
     **steps.DAG_ARGS,
 )
 def crm_training():
-    preflight = steps.build_training_data() >> steps.training_preflight()
+    preflight = steps.build_training_data() >> model_steps.training_preflight()
     previous = preflight
     for model in MODELS:  # one after another: each opens the DuckDB file
-        trained = steps.train(model)
+        trained = model_steps.train(model)
         previous >> trained
         previous = trained
 

@@ -12,11 +12,11 @@ import pandas as pd
 from sklearn.inspection import permutation_importance
 from sklearn.pipeline import Pipeline
 
+from crm.score_tables import TOP_DRIVERS
 from ml.blocks import BLOCK_ROWS
 
 IMPORTANCE_SAMPLE = 5_000
 DRIVER_CANDIDATES = 8  # the most important features are the candidates for a customer's drivers
-TOP_DRIVERS = 3
 # Drivers are explained where a retention team acts: customer_360's medium and high churn risk bands.
 # Below it every candidate would be predicted again for customers nobody contacts (most of the cost).
 DRIVERS_FROM_PROBABILITY = 0.4

@@ -8,12 +8,17 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 
-import duckdb
 import mlflow
 import pandas as pd
 
 from crm.gates import customers_known_at
 from crm.quality import QualityGate
+from crm.score_tables import (
+    CHURN_SCORES_TABLE,
+    SATISFACTION_SCORES_TABLE,
+    SCORE_TABLES,
+    SEGMENT_SCORES_TABLE,
+)
 from crm.settings import Settings
 from crm.warehouse import connect, replace_as_of_date
 from ml import churn, explain, registry, satisfaction, segmentation
@@ -26,47 +31,9 @@ from ml.features import (
 
 log = logging.getLogger(__name__)
 
-CHURN_SCORES_TABLE = "scores.churn"
-SEGMENT_SCORES_TABLE = "scores.segments"
-SATISFACTION_SCORES_TABLE = "scores.satisfaction"
-_PROVENANCE = {"model_name": "varchar", "model_version": "varchar", "run_id": "varchar", "scored_at": "timestamp"}
-# Score tables exist before the first scoring run, so dbt can read them as sources (customer_360).
-SCORE_TABLES = {
-    CHURN_SCORES_TABLE: {
-        "customer_key": "bigint",
-        "as_of_date": "date",
-        "churn_probability": "double",
-        **_PROVENANCE,
-        **{f"driver_{rank}": "varchar" for rank in range(1, explain.TOP_DRIVERS + 1)},
-    },
-    SEGMENT_SCORES_TABLE: {
-        "customer_key": "bigint",
-        "as_of_date": "date",
-        "segment_id": "bigint",
-        "segment_name": "varchar",
-        **_PROVENANCE,
-    },
-    SATISFACTION_SCORES_TABLE: {
-        "customer_key": "bigint",
-        "as_of_date": "date",
-        "satisfied_probability": "double",
-        **_PROVENANCE,
-    },
-}
-
 
 class NoChampion(LookupError):
     """No version of the model has been promoted yet (its training has not succeeded once)."""
-
-
-def ensure_score_tables(con: duckdb.DuckDBPyConnection) -> None:
-    """Create the score tables, and add columns that a newer version of them has (appended, so existing
-    rows keep their values and the new columns are null for them)."""
-    con.execute("create schema if not exists scores")
-    for table, columns in SCORE_TABLES.items():
-        con.execute(f"create table if not exists {table} ({', '.join(f'{n} {t}' for n, t in columns.items())})")
-        for name, column_type in columns.items():
-            con.execute(f"alter table {table} add column if not exists {name} {column_type}")
 
 
 @dataclass(frozen=True)

@@ -36,6 +36,7 @@ from crm.contracts import CONTRACTS
 from crm.generate import DefectRates, GeneratorConfig, generate
 from crm.landing import partition_files
 from crm.settings import Settings
+from ml import steps
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -297,7 +298,7 @@ class DailyRuns:
         """What crm_daily does for one day, minus the read-only mart gate; models without a champion skip."""
         pipeline.load(settings)
         pipeline.build_warehouse(settings)
-        pipeline.score(settings)
+        steps.score(settings)
         pipeline.publish(settings)
 
 
@@ -328,8 +329,8 @@ def daily_runs(tmp_path_factory: pytest.TempPathFactory) -> DailyRuns:
                 shutil.copytree(runs.reference, training.home)
                 pipeline.build_training_data(training)
                 for model in ("churn", "segments"):
-                    pipeline.train(training, model)
-            pipeline.score(settings)
+                    steps.train(training, model)
+            steps.score(settings)
             pipeline.publish(settings)
             runs.checksums[day] = pipeline.published_checksums(settings)
             if day == DAILY_RUN_DAYS[0]:

@@ -27,6 +27,7 @@ import duckdb
 from crm import pipeline
 from crm.landing import LOAD_LOG_TABLE
 from crm.settings import Settings
+from ml import steps
 
 STEP_TIMEOUT_S = 300
 
@@ -196,7 +197,7 @@ def test_a_daily_run_killed_in_every_step_converges_to_the_uninterrupted_run(dai
     _assert_recovered(settings, published_before)
     with duckdb.connect(str(settings.warehouse_path), read_only=True) as con:
         assert con.execute("select count(*) from scores.churn where as_of_date = ?", [day]).fetchone()[0] == 0
-    pipeline.score(settings)
+    steps.score(settings)
 
     # Mid publish: three tables written whole into the next BI file (a copy of the previous one),
     # which is never renamed into place.

@@ -9,6 +9,7 @@ import pytest
 from crm import pipeline
 from crm.generate import GeneratorConfig, generate
 from crm.settings import Settings
+from ml import steps
 from ml.features import FEATURE_COLUMNS
 from ml.preflight import MIN_LABELS_PER_CLASS, TrainingSkipped, check_training_data
 
@@ -62,6 +63,6 @@ def test_small_warehouse_skips_training_with_the_reasons(tmp_path):
     pipeline.build_warehouse(settings)
     pipeline.build_training_data(settings)
     with pytest.raises(TrainingSkipped, match="training skipped by the preflight.*labels") as skipped:
-        pipeline.train(settings)
+        steps.train(settings)
     assert "current champion keeps serving" in str(skipped.value)
     assert not (settings.mlflow_artifacts_dir / "crm_churn").exists()

@@ -21,9 +21,9 @@ from crm.contracts import CONTRACTS
 from crm.generate import DefectRates, GeneratorConfig, generate
 from crm.landing import LOAD_LOG_TABLE, LandingError, load_landing, partition_dir
 from crm.quality import GateResult, QualityGate, QualityGateFailed
+from crm.score_tables import ensure_score_tables
 from crm.settings import Settings
 from crm.warehouse import connect
-from ml.scoring import ensure_score_tables
 
 DAYS = 45
 # The row-level suites check the last days of the generated history one day at a time.

@@ -14,6 +14,7 @@ from crm.contracts import CONTRACTS
 from crm.generate import GeneratorConfig, generate
 from crm.settings import Settings
 from crm.warehouse import transaction
+from ml import steps
 
 END = date(2026, 11, 23)
 AS_OF = date(2026, 10, 1)
@@ -209,7 +210,7 @@ def test_the_daily_build_computes_the_scoring_date_and_the_training_data_build_t
     pipeline.build_warehouse(settings)
     assert stored_dates() == ({END}, None), "a daily build: the scoring date only, no labels"
     with pytest.raises(TrainingDataMissing, match=f"no features at {as_of.validation}.*crm build --training"):
-        pipeline.train(settings, "segments")
+        steps.train(settings, "segments")
 
     pipeline.build_training_data(settings)
     assert stored_dates() == ({as_of.train, as_of.validation, END}, {as_of.train, as_of.validation})

@@ -170,18 +170,15 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace, settings: Se
     elif args.command == "summary":
         print(pipeline.format_summary(pipeline.summarize(settings)))
     elif args.command == "train":
-        print(json.dumps(pipeline.train(settings, args.model), indent=2, default=str))
+        print(json.dumps(pipeline.model_step("train")(settings, args.model), indent=2, default=str))
     elif args.command == "score":
-        print(json.dumps(pipeline.score(settings, tuple(args.model or pipeline.MODELS)), indent=2, default=str))
+        scores = pipeline.model_step("score")(settings, tuple(args.model or pipeline.MODELS))
+        print(json.dumps(scores, indent=2, default=str))
     elif args.command == "build":
         (pipeline.build_training_data if args.training else pipeline.build_warehouse)(settings)
     else:
-        step = {
-            "load": pipeline.load,
-            "gate": pipeline.gate_marts,
-            "evaluate": pipeline.evaluate_against_truth,
-            "publish": pipeline.publish,
-        }[args.command]
+        platform_steps = {"load": pipeline.load, "gate": pipeline.gate_marts, "publish": pipeline.publish}
+        step = platform_steps.get(args.command) or pipeline.model_step(args.command)  # evaluate
         result = step(settings)
         if result is not None:
             print(json.dumps(result, indent=2, default=str))

@@ -218,10 +218,17 @@ def mart_frames(
     """Each mart suite's frame and id columns: the customer dimension whole, the orders of the last
     ``recent_days`` days, the features at the scoring date joined to every customer known then, and
     each source's quarantined share of each of the last days."""
-    from ml.features import FEATURE_COLUMNS
-
     params = {"as_of": scoring, "since": scoring - timedelta(days=recent_days - 1)}
-    features = ", ".join(f"features.{column}" for column in FEATURE_COLUMNS)
+    # Every feature column the mart's contract has (the models choose among them).
+    feature_columns = [
+        name
+        for (name,) in con.execute(
+            "select column_name from information_schema.columns where table_schema = 'marts' "
+            "and table_name = 'customer_features' and column_name not in ('customer_key', 'as_of_date') "
+            "order by ordinal_position"
+        ).fetchall()
+    ]
+    features = ", ".join(f"features.{column}" for column in feature_columns)
     return {
         "dim_customers": (_vectorisable(con.execute("select * from marts.dim_customers").df()), ["customer_key"]),
         "fct_orders": (
@@ -250,7 +257,7 @@ def mart_frames(
             order by customer_key""",
                     {"as_of": scoring},
                 ).df(),
-                FEATURE_COLUMNS,
+                feature_columns,
             ),
             ["customer_key", "as_of_date"],
         ),

@@ -247,44 +247,6 @@ def quality_gate_marts() -> dict[str, object]:
         return pipeline.gate_marts(settings_for_run())
 
 
-@task
-def training_preflight() -> dict[str, dict[str, object]]:
-    """Whether the data suffices to train churn and satisfaction; a failing model skips its training."""
-    from crm import pipeline
-
-    return pipeline.preflight(settings_for_run())
-
-
-@task(trigger_rule=TriggerRule.NONE_FAILED)
-def train_model(model: str) -> dict[str, object]:
-    """Train, register (alias challenger) and promote to champion only if it beats the champion."""
-    from airflow.sdk.exceptions import AirflowSkipException
-
-    from crm import pipeline
-    from ml.preflight import TrainingSkipped
-
-    try:
-        return pipeline.train(settings_for_run(), model)
-    except TrainingSkipped as skipped:
-        raise AirflowSkipException(str(skipped)) from None
-
-
-@task(trigger_rule=TriggerRule.NONE_FAILED)
-def score_models() -> dict[str, dict[str, object]]:
-    """Score every customer with each model's champion (a model without one is skipped; the task skips
-    when none has one); each score suite gates before that model's rows of the date are replaced."""
-    from airflow.sdk.exceptions import AirflowSkipException
-
-    from crm import pipeline
-    from ml.scoring import NoChampion
-
-    try:
-        with data_errors_fail_at_once():
-            return pipeline.score(settings_for_run())
-    except NoChampion as missing:
-        raise AirflowSkipException(str(missing)) from None
-
-
 @task(trigger_rule=TriggerRule.NONE_FAILED)
 def publish_marts() -> dict[str, int]:
     """Rebuild the marts that read the scores, then replace the BI copy atomically."""
@@ -300,7 +262,3 @@ def run_summary() -> dict[str, object]:
     summary = pipeline.summarize(settings_for_run())
     print(pipeline.format_summary(summary))
     return summary
-
-
-def train(model: str):
-    return train_model.override(task_id=f"train_{model}")(model)

@@ -9,8 +9,11 @@ from __future__ import annotations
 import json
 import logging
 import time
-from dataclasses import asdict, dataclass
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import date, timedelta
+from importlib.metadata import entry_points
+from typing import Any
 
 from crm.landing import LOAD_LOG_TABLE
 from crm.settings import Settings
@@ -95,6 +98,22 @@ def ensure_demo_data(settings: Settings) -> bool:
     return True
 
 
+MODEL_STEPS_GROUP = "crm.model_steps"
+
+
+def model_step(name: str) -> Callable[..., Any]:
+    """A step of the model package (train, preflight, score, evaluate, registered_models), found by
+    its entry point (group ``crm.model_steps`` in pyproject.toml): the model package builds on the
+    platform, so the platform never imports it."""
+    found = entry_points(group=MODEL_STEPS_GROUP, name=name)
+    if not found:
+        raise LookupError(
+            f"no model step {name!r} is installed (entry points {MODEL_STEPS_GROUP}): "
+            f"install the project (make install)"
+        )
+    return next(iter(found)).load()
+
+
 def load(settings: Settings) -> dict[str, object]:
     """Load new landing partitions; each source's batch passes its raw quality suites before it commits.
 
@@ -104,8 +123,8 @@ def load(settings: Settings) -> dict[str, object]:
     from crm.gates import RawBatchGate
     from crm.landing import load_landing
     from crm.quality import QualityGate
+    from crm.score_tables import ensure_score_tables
     from crm.warehouse import connect
-    from ml.scoring import ensure_score_tables
 
     gate = RawBatchGate(QualityGate(settings), settings.gate_recent_days, settings.row_count_bounds)
     try:
@@ -305,90 +324,11 @@ def gate_marts(settings: Settings) -> dict[str, object]:
     return {result.suite: {"rows": result.rows, "warnings": len(result.warnings)} for result in results}
 
 
-def train(settings: Settings, model: str = "churn") -> dict[str, object]:
-    """Train, register and promote ``model`` (churn, segments or satisfaction).
-
-    Churn and satisfaction train at the training date and validate at the validation date, and raise
-    ml.preflight.TrainingSkipped when the data does not suffice; the segmentation fits at the
-    validation date.
-    """
-    from ml.training import train_churn, train_satisfaction, train_segmentation
-
-    as_of = plan(settings)
-    if model == "segments":
-        report = train_segmentation(settings, as_of.validation)
-    else:
-        trainer = {"churn": train_churn, "satisfaction": train_satisfaction}[model]
-        report = trainer(settings, as_of.train, as_of.validation, _first_order_day(settings))
-    return {
-        "model": report.model_name,
-        "version": report.version,
-        "candidate": report.candidate,
-        "rows": report.rows,
-        "metrics": report.metrics,
-        "decision": report.decision.describe(),
-    }
-
-
-def preflight(settings: Settings) -> dict[str, dict[str, object]]:
-    """The training preflight of the supervised models (churn, satisfaction) without training:
-    per model whether it passes, the reasons when not, and notes. The segmentation needs no labels."""
-    from ml.training import preflight_check
-
-    as_of = plan(settings)
-    first_day = _first_order_day(settings)
-    results = {}
-    for model in ("churn", "satisfaction"):
-        check = preflight_check(settings, model, as_of.train, as_of.validation, first_day)
-        results[model] = {"passed": check.passed, "reasons": check.reasons, "notes": check.notes}
-    return results
-
-
-def _first_order_day(settings: Settings) -> date:
+def first_order_day(settings: Settings) -> date:
     from crm.warehouse import connect
 
     with connect(settings, read_only=True) as con:
         return con.execute(f"select min(partition_date) from {LOAD_LOG_TABLE} where source = 'orders'").fetchone()[0]
-
-
-def score(settings: Settings, models: tuple[str, ...] = MODELS) -> dict[str, dict[str, object]]:
-    """Score every customer known at the scoring date with the champion of each of ``models`` (churn,
-    segments, satisfaction), in one process: the features are read once, and the imports and the
-    quality gate's context are paid once instead of once per model.
-
-    A model without a champion yet is skipped (``{"skipped": reason}``); raises ml.scoring.NoChampion
-    when none of them has one. A blocking score gate raises before that model's rows are written
-    (the models scored before it keep their new rows, each replaced in its own transaction).
-    """
-    from crm.quality import QualityGate
-    from ml.scoring import SCORERS, NoChampion, read_scoring_inputs
-
-    quality = QualityGate(settings)
-    inputs = read_scoring_inputs(settings, plan(settings).scoring)
-    results: dict[str, dict[str, object]] = {}
-    try:
-        for model in models:
-            try:
-                report = SCORERS[model](settings, inputs, quality)
-            except NoChampion as missing:
-                log.info("%s not scored: %s", model, missing)
-                results[model] = {"skipped": str(missing)}
-                continue
-            results[model] = {**asdict(report), "as_of_date": report.as_of_date.isoformat()}
-    finally:
-        quality.build_data_docs()
-    if all("skipped" in result for result in results.values()):
-        raise NoChampion("; ".join(result["skipped"] for result in results.values()))
-    return results
-
-
-def evaluate_against_truth(settings: Settings) -> dict[str, object]:
-    """Model quality against the generator's ground truth (only for generated data; see ml.ground_truth)."""
-    from crm.warehouse import connect
-    from ml.ground_truth import evaluate
-
-    with connect(settings, read_only=True) as con:
-        return evaluate(con, settings.truth_dir)
 
 
 def publish(settings: Settings) -> dict[str, int]:
@@ -459,7 +399,6 @@ def published_checksums(settings: Settings) -> dict[str, str]:
 def summarize(settings: Settings) -> dict[str, object]:
     """Row counts, registered models and where everything is; written to run_summary.json too."""
     from crm.warehouse import connect, table_exists
-    from ml import registry
 
     with connect(settings, read_only=True) as con:
         counts = {
@@ -482,7 +421,6 @@ def summarize(settings: Settings) -> dict[str, object]:
             if table_exists(con, "audit.rejected_rows")
             else {}
         )
-    client = registry.configure(settings)
     summary = {
         "as_of_date": plan(settings).scoring.isoformat(),
         "tables": counts,
@@ -494,7 +432,7 @@ def summarize(settings: Settings) -> dict[str, object]:
             "consolidation_rate": round(identity[2] or 0.0, 4),
         },
         "quarantined_rows": quarantined,
-        "models": registry.registered_models_summary(client),
+        "models": model_step("registered_models")(settings),
         "warehouse": str(settings.warehouse_path),
         "bi_warehouse": str(settings.bi_warehouse_path),
         "mlflow_tracking_uri": settings.mlflow_tracking_uri,

@@ -1,0 +1,97 @@
+"""The model package's pipeline steps: train, preflight, score, evaluate against the generator's
+truth, and the registered models for the run summary.
+
+The `crm` command and crm.pipeline find them by their entry points (group ``crm.model_steps`` in
+pyproject.toml), the DAGs through ml.tasks: the model package builds on the platform, never the
+other way round.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict
+
+from crm.pipeline import MODELS, first_order_day, plan
+from crm.quality import QualityGate
+from crm.settings import Settings
+from crm.warehouse import connect
+from ml import registry
+from ml.ground_truth import evaluate
+from ml.scoring import SCORERS, NoChampion, read_scoring_inputs
+from ml.training import preflight_check, train_churn, train_satisfaction, train_segmentation
+
+log = logging.getLogger(__name__)
+
+
+def train(settings: Settings, model: str = "churn") -> dict[str, object]:
+    """Train, register and promote ``model`` (churn, segments or satisfaction).
+
+    Churn and satisfaction train at the training date and validate at the validation date, and raise
+    ml.preflight.TrainingSkipped when the data does not suffice; the segmentation fits at the
+    validation date.
+    """
+    as_of = plan(settings)
+    if model == "segments":
+        report = train_segmentation(settings, as_of.validation)
+    else:
+        trainer = {"churn": train_churn, "satisfaction": train_satisfaction}[model]
+        report = trainer(settings, as_of.train, as_of.validation, first_order_day(settings))
+    return {
+        "model": report.model_name,
+        "version": report.version,
+        "candidate": report.candidate,
+        "rows": report.rows,
+        "metrics": report.metrics,
+        "decision": report.decision.describe(),
+    }
+
+
+def preflight(settings: Settings) -> dict[str, dict[str, object]]:
+    """The training preflight of the supervised models (churn, satisfaction) without training:
+    per model whether it passes, the reasons when not, and notes. The segmentation needs no labels."""
+    as_of = plan(settings)
+    first_day = first_order_day(settings)
+    results = {}
+    for model in ("churn", "satisfaction"):
+        check = preflight_check(settings, model, as_of.train, as_of.validation, first_day)
+        results[model] = {"passed": check.passed, "reasons": check.reasons, "notes": check.notes}
+    return results
+
+
+def score(settings: Settings, models: tuple[str, ...] = MODELS) -> dict[str, dict[str, object]]:
+    """Score every customer known at the scoring date with the champion of each of ``models`` (churn,
+    segments, satisfaction), in one process: the features are read once, and the imports and the
+    quality gate's context are paid once instead of once per model.
+
+    A model without a champion yet is skipped (``{"skipped": reason}``); raises ml.scoring.NoChampion
+    when none of them has one. A blocking score gate raises before that model's rows are written
+    (the models scored before it keep their new rows, each replaced in its own transaction).
+    """
+    quality = QualityGate(settings)
+    inputs = read_scoring_inputs(settings, plan(settings).scoring)
+    results: dict[str, dict[str, object]] = {}
+    try:
+        for model in models:
+            try:
+                report = SCORERS[model](settings, inputs, quality)
+            except NoChampion as missing:
+                log.info("%s not scored: %s", model, missing)
+                results[model] = {"skipped": str(missing)}
+                continue
+            results[model] = {**asdict(report), "as_of_date": report.as_of_date.isoformat()}
+    finally:
+        quality.build_data_docs()
+    if all("skipped" in result for result in results.values()):
+        raise NoChampion("; ".join(result["skipped"] for result in results.values()))
+    return results
+
+
+def evaluate_against_truth(settings: Settings) -> dict[str, object]:
+    """Model quality against the generator's ground truth (only for generated data; see ml.ground_truth)."""
+    with connect(settings, read_only=True) as con:
+        return evaluate(con, settings.truth_dir)
+
+
+def registered_models(settings: Settings) -> dict[str, object]:
+    """Each registered model's champion and challenger, for the run summary."""
+    return registry.registered_models_summary(registry.configure(settings))

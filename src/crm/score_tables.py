@@ -1,0 +1,49 @@
+"""The score tables: what the platform keeps of every model's scores, per customer and scoring date.
+
+Their columns are a contract: dbt reads them as sources (customer_360, the audiences), the score
+gates validate them, and BI reads them. The model package writes them; they exist before its first
+scoring run, so that a build can read them empty.
+"""
+
+from __future__ import annotations
+
+import duckdb
+
+CHURN_SCORES_TABLE = "scores.churn"
+SEGMENT_SCORES_TABLE = "scores.segments"
+SATISFACTION_SCORES_TABLE = "scores.satisfaction"
+# The churn drivers kept per customer at medium or high risk.
+TOP_DRIVERS = 3
+_PROVENANCE = {"model_name": "varchar", "model_version": "varchar", "run_id": "varchar", "scored_at": "timestamp"}
+SCORE_TABLES = {
+    CHURN_SCORES_TABLE: {
+        "customer_key": "bigint",
+        "as_of_date": "date",
+        "churn_probability": "double",
+        **_PROVENANCE,
+        **{f"driver_{rank}": "varchar" for rank in range(1, TOP_DRIVERS + 1)},
+    },
+    SEGMENT_SCORES_TABLE: {
+        "customer_key": "bigint",
+        "as_of_date": "date",
+        "segment_id": "bigint",
+        "segment_name": "varchar",
+        **_PROVENANCE,
+    },
+    SATISFACTION_SCORES_TABLE: {
+        "customer_key": "bigint",
+        "as_of_date": "date",
+        "satisfied_probability": "double",
+        **_PROVENANCE,
+    },
+}
+
+
+def ensure_score_tables(con: duckdb.DuckDBPyConnection) -> None:
+    """Create the score tables, and add columns that a newer version of them has (appended, so existing
+    rows keep their values and the new columns are null for them)."""
+    con.execute("create schema if not exists scores")
+    for table, columns in SCORE_TABLES.items():
+        con.execute(f"create table if not exists {table} ({', '.join(f'{n} {t}' for n, t in columns.items())})")
+        for name, column_type in columns.items():
+            con.execute(f"alter table {table} add column if not exists {name} {column_type}")
