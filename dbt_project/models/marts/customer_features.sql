@@ -13,11 +13,13 @@
     tags=['point_in_time'],
     post_hook=[
         "create schema if not exists audit",
-        "drop table if exists audit.customer_features_watermark",
-        "create table audit.customer_features_watermark as
+        "drop table if exists {{ source('build_state', 'customer_features_watermark') }}",
+        "create table {{ source('build_state', 'customer_features_watermark') }} as
          select max(loaded_at) as loads_through from {{ source('shop', '_loaded_partitions') }}",
     ]
 ) }}
+
+-- depends_on: {{ source('build_state', 'customer_features_watermark') }}
 
 with
 
@@ -52,7 +54,9 @@ as_of_dates as (
     where as_of_date not in (select distinct as_of_date from {{ this }})
         or as_of_date >= (
             select min(partition_date) from {{ source('shop', '_loaded_partitions') }}
-            where loaded_at > (select max(loads_through) from audit.customer_features_watermark)
+            where loaded_at > (
+                select max(loads_through) from {{ source('build_state', 'customer_features_watermark') }}
+            )
         )
     {% endif %}
 
