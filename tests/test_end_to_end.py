@@ -22,10 +22,11 @@ from mlflow import MlflowClient
 
 from crm import local_airflow
 from crm.cli import PIPELINE_DAG
-from crm.pipeline import PUBLISHED_TABLES, evaluate_against_truth
+from crm.pipeline import PUBLISHED_TABLES
 from crm.settings import Settings
 from ml import churn, explain, registry
 from ml.features import FEATURE_COLUMNS, load_features
+from ml.steps import evaluate_against_truth
 
 
 def _scores(settings: Settings) -> list[tuple]:
