@@ -32,6 +32,7 @@ import pytest
 from filelock import FileLock
 
 from crm import pipeline, postgres
+from crm.contact_rules import EMAIL_IN_TEXT, PHONE_IN_TEXT
 from crm.contracts import CONTRACTS
 from crm.generate import DefectRates, GeneratorConfig, generate
 from crm.landing import partition_files
@@ -347,8 +348,8 @@ def daily_runs(tmp_path_factory: pytest.TempPathFactory) -> DailyRuns:
 
 # PII scans ----------------------------------------------------------------------------------------
 
-EMAIL_TOKEN = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}")
-PHONE_TOKEN = re.compile(r"\+?[0-9][0-9 ()/.-]{5,}[0-9]")
+EMAIL_TOKEN = re.compile(EMAIL_IN_TEXT)
+PHONE_TOKEN = re.compile(PHONE_IN_TEXT)
 
 
 class PiiScan:

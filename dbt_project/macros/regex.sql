@@ -36,6 +36,7 @@
 {#- Free text with email addresses and phone numbers replaced by placeholders, so that text features
     (and the vocabulary a model stores) never hold contact details. -#}
 {% macro mask_contact_details(expression) -%}
-    {{ regex_replace(regex_replace(expression, '[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+[.][A-Za-z]+', ' email_address '),
-                     '[+]?[0-9][0-9 ()/.-]{5,}[0-9]', ' phone_number ') }}
+    {%- set rules = var('contact_rules') -%}
+    {{ regex_replace(regex_replace(expression, rules['email_in_text'], ' email_address '),
+                     rules['phone_in_text'], ' phone_number ') }}
 {%- endmacro %}

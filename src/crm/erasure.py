@@ -40,6 +40,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from crm.contact_rules import EMAIL_IN_TEXT, PHONE_IN_TEXT
 from crm.contracts import CONTRACTS, SourceContract
 from crm.landing import (
     ERASED_IDS_TABLE,
@@ -66,8 +67,8 @@ ERASING_SUFFIX = ".erasing"
 IDENTITY_VIEW = "staging.int_customer_identity"
 
 _INTEGER = re.compile(r"[+-]?\d+")
-_EMAIL = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}")
-_PHONE = re.compile(r"\+?\d[\d ()./-]{5,}\d")
+_EMAIL = re.compile(EMAIL_IN_TEXT)
+_PHONE = re.compile(PHONE_IN_TEXT)
 _JSON_CUSTOMER_ID = re.compile(r'"customer_id"\s*:\s*"?\s*([+-]?\d+)')
 
 

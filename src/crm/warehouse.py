@@ -16,6 +16,7 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 
+from crm.contact_rules import EMAIL_IN_TEXT, PHONE_IN_TEXT
 from crm.contracts import PII_COLUMNS
 from crm.settings import Settings
 
@@ -101,8 +102,8 @@ class PublicationRefused(ValueError):
 # What raw contact details look like inside any text: an email address anywhere in a value; a phone
 # number as a run of at least 7 digits with the usual separators, not glued to letters or digits
 # (a hex hash holds digit runs too, always next to letters), and not an ISO date.
-EMAIL_PATTERN = r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}"
-PHONE_PATTERN = r"(^|[^0-9A-Za-z])(\+?[0-9][0-9 ()/.-]{5,}[0-9])($|[^0-9A-Za-z])"
+EMAIL_PATTERN = EMAIL_IN_TEXT
+PHONE_PATTERN = rf"(^|[^0-9A-Za-z])({PHONE_IN_TEXT})($|[^0-9A-Za-z])"
 DATE_PATTERN = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}"
 
 

@@ -44,8 +44,8 @@ final as (
 
     select
         *,
-        {{ regex_full_match('email_normalised', '[a-z0-9._%+-]+@[a-z0-9.-]+\.[a-z]{2,}') }} as is_email_valid,
-        {{ regex_full_match('phone_normalised', '\+?[0-9]{7,15}') }} as is_phone_valid,
+        {{ regex_full_match('email_normalised', var('contact_rules')['valid_email']) }} as is_email_valid,
+        {{ regex_full_match('phone_normalised', var('contact_rules')['valid_phone']) }} as is_phone_valid,
         case
             when customer_id is null then 'missing or invalid customer_id'
             when signup_date is null then 'missing or invalid signup_date'
