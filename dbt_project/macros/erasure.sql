@@ -8,25 +8,13 @@
     {{ dbt.safe_cast("trim(cast(" ~ column ~ " as " ~ type_text() ~ "))", api.Column.translate_type("bigint")) }}
 {%- endmacro %}
 
-{#- The id kinds (customer_id, order_id, ...) that have at least one id on the suppression list,
-    read when the model is compiled. Every dbt build recompiles the staging views, and `crm erase`
-    ends with a build, so a view never lags behind the list. Read from the warehouse table itself,
-    not through source(), which a unit test replaces by its fixture rows. -#}
+{#- The id kinds (customer_id, order_id, ...) that have at least one id on the suppression list:
+    the var `erased_id_kinds`, which crm.pipeline.dbt_vars reads from raw._erased_ids before every
+    build, so that compiled SQL depends on the run's vars, not on what the warehouse holds while dbt
+    compiles (`crm erase` ends with a build, so a view never lags behind the list). Without the var
+    (a bare dbt command, a unit test) every kind is checked: the full condition, correct but slower. -#}
 {% macro erased_id_kinds() -%}
-    {%- if not execute or 'sources' not in graph -%}
-        {#- parsing or a unit test: the full condition, which records the source dependency and which
-            a unit test runs on its fixture rows -#}
-        {{ return(none) }}
-    {%- endif -%}
-    {%- set node = graph.sources.values() | selectattr('source_name', 'equalto', 'erasure')
-        | selectattr('name', 'equalto', '_erased_ids') | first -%}
-    {%- set relation = adapter.get_relation(database=node.database, schema=node.schema,
-        identifier=node.identifier) -%}
-    {%- if relation is none -%}
-        {{ return([]) }}
-    {%- endif -%}
-    {%- set result = run_query("select distinct id_kind from " ~ relation) -%}
-    {{ return(result.columns[0].values() | list) }}
+    {{ return(var('erased_id_kinds', none)) }}
 {%- endmacro %}
 
 {#- True when the row's id is on the suppression list. Only the distinct ids of the relation are

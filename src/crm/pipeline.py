@@ -242,8 +242,8 @@ def _full_refresh(settings: Settings) -> list[str]:
 
 def dbt_vars(settings: Settings, training: bool = False) -> dict[str, object]:
     """The dbt vars of a build: the as-of dates to compute (the scoring date; with ``training`` the
-    training and validation dates), the window, and from which partition on the large staging tables
-    are tested.
+    training and validation dates), the window, the id kinds on the suppression list, and from which
+    partition on the large staging tables are tested.
 
     A full refresh also recomputes every as-of date the warehouse holds features for: otherwise it
     would keep only this run's dates and drop the other days' features (and with them what
@@ -255,6 +255,7 @@ def dbt_vars(settings: Settings, training: bool = False) -> dict[str, object]:
     variables: dict[str, object] = {
         "churn_window_days": settings.churn_window_days,
         "earliest_plausible_date": settings.earliest_plausible_date.isoformat(),
+        "erased_id_kinds": _erased_id_kinds(settings),
     }
     if settings.full_refresh:
         dates = sorted(set(dates) | {day.isoformat() for day in _stored_feature_dates(settings)})
@@ -263,6 +264,19 @@ def dbt_vars(settings: Settings, training: bool = False) -> dict[str, object]:
         if since is not None:
             variables["tests_since"] = since.isoformat()
     return {"as_of_dates": dates, **variables}
+
+
+def _erased_id_kinds(settings: Settings) -> list[str]:
+    """The id kinds with an id on the suppression list: staging hashes only the ids of these kinds to
+    keep erased records out (macros/erasure.sql)."""
+    from crm.landing import ERASED_IDS_TABLE
+    from crm.warehouse import connect, table_exists
+
+    with connect(settings, read_only=True) as con:
+        if not table_exists(con, ERASED_IDS_TABLE):
+            return []
+        kinds = con.execute(f"select distinct id_kind from {ERASED_IDS_TABLE} order by 1").fetchall()
+    return [kind for (kind,) in kinds]
 
 
 def _untested_since(settings: Settings) -> date | None:
