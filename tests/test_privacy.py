@@ -195,6 +195,7 @@ def test_postgres_connections_get_the_hash_pads_not_the_key(tmp_path):
     assert env["PGOPTIONS"] == f"-c crm.pii_hmac_inner={inner.hex()} -c crm.pii_hmac_outer={outer.hex()}"
     assert settings.pii_hash_key() not in env["PGOPTIONS"]
     assert env["DBT_ENV_SECRET_POSTGRES_PASSWORD"] == "s3cret"
+    assert "s3cret" not in repr(settings)  # settings are logged
     assert not any("s3cret" in value for name, value in env.items() if not name.startswith("DBT_ENV_SECRET_"))
 
 

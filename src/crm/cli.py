@@ -178,7 +178,8 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace, settings: Se
         (pipeline.build_training_data if args.training else pipeline.build_warehouse)(settings)
     else:
         platform_steps = {"load": pipeline.load, "gate": pipeline.gate_marts, "publish": pipeline.publish}
-        step = platform_steps.get(args.command) or pipeline.model_step(args.command)  # evaluate
+        # evaluate is the model package's
+        step = platform_steps.get(args.command) or pipeline.model_step(args.command)
         result = step(settings)
         if result is not None:
             print(json.dumps(result, indent=2, default=str))

@@ -7,6 +7,7 @@ checkout, which is also the default home, so a clone runs with no configuration 
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import hmac
 import os
@@ -28,7 +29,7 @@ class Settings:
     warehouse_path: Path
     # Where the warehouse lives: empty for the embedded DuckDB file at warehouse_path (the default), or
     # a PostgreSQL URL (postgresql+psycopg://user:password@host:port/database) for a team warehouse.
-    warehouse_url: str
+    warehouse_url: str = dataclasses.field(repr=False)  # it may hold a password
     # The read-only copy BI tools query, replaced as a whole after each successful run.
     bi_warehouse_path: Path
     dbt_project_dir: Path
@@ -129,7 +130,7 @@ class Settings:
 
     @property
     def warehouse_engine(self) -> str:
-        """ "duckdb" (the embedded default) or "postgres"."""
+        """The warehouse's engine: duckdb (the embedded default) or postgres."""
         return "postgres" if self.warehouse_url else "duckdb"
 
     @property
@@ -173,9 +174,10 @@ class Settings:
         return hmac.new(self.pii_hash_key().encode(), value.encode(), hashlib.sha256).hexdigest()
 
     def dbt_env(self) -> dict[str, str]:
-        """Environment variables for a dbt invocation (dbt_project/profiles.yml reads the first two).
+        """Environment variables for a dbt invocation (dbt_project/profiles.yml reads them).
 
-        The hash key goes by dbt's DBT_ENV_SECRET_ prefix, which dbt scrubs from its logs."""
+        The hash key and the warehouse password go by dbt's DBT_ENV_SECRET_ prefix, which dbt scrubs
+        from its logs."""
         env = {
             "CRM_DBT_TARGET": self.warehouse_engine,
             "CRM_WAREHOUSE_PATH": str(self.warehouse_path),
