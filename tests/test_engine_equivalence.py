@@ -22,7 +22,8 @@ import pytest
 
 from crm import postgres
 from crm.dbt import run_dbt
-from crm.pipeline import SCORE_READERS, TRAINING_ONLY, dbt_vars
+from crm.pipeline import PUBLISHED_TABLES, SCORE_READERS, TRAINING_ONLY, dbt_vars
+from crm.warehouse import PublicationRefused, contact_details_in_text
 
 COMPARED_SCHEMAS = ("staging", "audit", "snapshots", "marts")
 # What the DuckDB homes hold that dbt's daily build does not make: the scores and the marts that
@@ -80,28 +81,33 @@ def _differences(duckdb_path, postgres_url) -> tuple[list[str], list[str]]:
 
 
 @pytest.fixture(scope="module")
-def builds(daily_runs, postgres_database, tmp_path_factory) -> dict[datetime.date, tuple[list[str], list[str]]]:
+def team_warehouse(postgres_database):
+    with postgres_database("crm_test_engines") as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def builds(daily_runs, team_warehouse, tmp_path_factory) -> dict[datetime.date, tuple[list[str], list[str]]]:
     """dbt on PostgreSQL for each day of the daily history, in order (the second day's build is
     incremental on the first's), each compared with the DuckDB home after that day: the tables
     compared and the differences, per day."""
     team_home = tmp_path_factory.mktemp("team")
     shutil.copytree(daily_runs.reference / ".crm", team_home / ".crm")  # one deployment: one PII hash key
     results = {}
-    with postgres_database("crm_test_engines") as team_warehouse:
-        for day, reference in zip(daily_runs.days, (daily_runs.after_first_day, daily_runs.reference), strict=True):
-            local = daily_runs.settings(reference, day)
-            team = daily_runs.settings(team_home, day, warehouse_url=team_warehouse)
-            with (
-                duckdb.connect(str(local.warehouse_path), read_only=True) as source,
-                postgres.connect(team_warehouse) as target,
-            ):
-                copied = postgres.copy_schemas_from_duckdb(source, target, ["raw"])
-            assert copied["raw.orders"] > 0 and copied["raw.customers"] > 0, copied
-            # The DuckDB build's vars, except that PostgreSQL's data tests check every row.
-            variables = {name: value for name, value in dbt_vars(local).items() if name != "tests_since"}
-            assert variables["as_of_dates"] == [day.isoformat()], variables
-            run_dbt(team, ["build", "--exclude", TRAINING_ONLY, SCORE_READERS], variables)
-            results[day] = _differences(local.warehouse_path, team_warehouse)
+    for day, reference in zip(daily_runs.days, (daily_runs.after_first_day, daily_runs.reference), strict=True):
+        local = daily_runs.settings(reference, day)
+        team = daily_runs.settings(team_home, day, warehouse_url=team_warehouse)
+        with (
+            duckdb.connect(str(local.warehouse_path), read_only=True) as source,
+            postgres.connect(team_warehouse) as target,
+        ):
+            copied = postgres.copy_schemas_from_duckdb(source, target, ["raw"])
+        assert copied["raw.orders"] > 0 and copied["raw.customers"] > 0, copied
+        # The DuckDB build's vars, except that PostgreSQL's data tests check every row.
+        variables = {name: value for name, value in dbt_vars(local).items() if name != "tests_since"}
+        assert variables["as_of_dates"] == [day.isoformat()], variables
+        run_dbt(team, ["build", "--exclude", TRAINING_ONLY, SCORE_READERS], variables)
+        results[day] = _differences(local.warehouse_path, team_warehouse)
     return results
 
 
@@ -113,3 +119,51 @@ def test_dbt_gives_the_same_rows_on_duckdb_and_postgresql(builds, daily_runs, da
     print(f"{day}: compared {len(compared)} tables: " + ", ".join(compared))
     assert len(compared) >= 40, compared
     assert not differences, "\n".join(differences)
+
+
+def test_publication_on_postgresql_replaces_the_bi_schemas_at_once_and_refuses_contact_details(builds, team_warehouse):
+    """BI reads bi_marts: a publication replaces it in one transaction; one table with an email in a
+    text column refuses the whole publication and the previous one stays, as with the DuckDB copy."""
+    marts = [table for table in PUBLISHED_TABLES if table.startswith("marts.") and table not in NOT_BUILT_BY_DBT]
+    with postgres.connect(team_warehouse) as team:
+        published = postgres.publish_schemas(team, marts)
+        for table in marts:
+            source = team.execute(f"select count(*) from {table}").fetchone()[0]
+            assert published[table] == source > 0, (table, published[table], source)
+            copy = team.execute(f"select count(*) from {postgres.published_name(table)}").fetchone()[0]
+            assert copy == source, table
+        team.commit()  # the counts' transaction: a publication runs in a transaction of its own
+        with team.transaction():
+            team.execute(
+                "create table marts.contact_notes as select 1 as customer_key, 'write to a@example.com' as note"
+            )
+        with pytest.raises(
+            PublicationRefused, match=r"marts.contact_notes .*column note: 1 distinct value\(s\) with an email"
+        ):
+            postgres.publish_schemas(team, [*marts[:2], "marts.contact_notes"])
+        still_published = team.execute(
+            "select table_name from information_schema.tables where table_schema = 'bi_marts' order by 1"
+        ).fetchall()
+        assert sorted(name for (name,) in still_published) == sorted(table.split(".")[1] for table in marts)
+
+
+def test_the_contact_details_guard_counts_the_same_on_both_engines(team_warehouse):
+    """The BI guard's findings come from engine SQL on each side; the same texts give the same counts."""
+    texts = [
+        "call +49 30 1234567 before noon",
+        "a.b@example.com",
+        "x@y.z",
+        "5e884898da28047151d0e56f8dc6292773603d0d6aabbdd62a11ef721d1542d8",
+        "2026-11-24 10:00:00",
+        "order 123456 of 2026",
+        "(030) 555-0199 or +33 1 23 45 67 89",
+        None,
+    ]
+    values = ", ".join("(null)" if text is None else f"('{text}')" for text in texts)
+    with duckdb.connect() as local:
+        local.execute(f"create table notes as select * from (values {values}) as t(note)")
+        on_duckdb = contact_details_in_text(local, "notes")
+    with postgres.connect(team_warehouse) as team, team.transaction():
+        team.execute(f"create table public.notes as select * from (values {values}) as t(note)")
+        on_postgres = postgres.contact_details_in_text(team, "public.notes")
+    assert on_duckdb == on_postgres == {"note": {"an email address": 2, "a phone number": 2}}, (on_duckdb, on_postgres)

@@ -1,5 +1,5 @@
-"""The PostgreSQL warehouse (``CRM_WAREHOUSE_URL``): connections, databases, and tables copied in
-from DuckDB with ``COPY``.
+"""The PostgreSQL warehouse (``CRM_WAREHOUSE_URL``): connections, databases, tables copied in from
+DuckDB with ``COPY``, and the publication BI reads (schemas replaced in one transaction).
 
 dbt builds the whole project on PostgreSQL (profiles.yml's ``postgres`` target). Loading the landing
 files and the Python stages still write to DuckDB; until they go through this layer, a team moves an
@@ -19,6 +19,8 @@ import duckdb
 import psycopg
 from psycopg import sql
 from sqlalchemy.engine import URL, make_url
+
+from crm.warehouse import DATE_PATTERN, EMAIL_PATTERN, PHONE_PATTERN, refuse_pii
 
 # DuckDB's types as PostgreSQL names them (those the raw layer and the marts use).
 _POSTGRES_TYPES = {
@@ -72,6 +74,14 @@ def drop_database(url: str | URL) -> None:
         con.execute(sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(parsed.database)))
 
 
+def _own_transaction(con: psycopg.Connection):
+    """A transaction of the caller's own, committed when the block ends: on a connection already
+    inside a transaction it would be a savepoint, which commits nothing."""
+    if con.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+        raise ValueError("the connection is inside a transaction: commit or roll it back first")
+    return con.transaction()
+
+
 def postgres_type(duckdb_type: str) -> str:
     if duckdb_type.startswith("DECIMAL"):
         return duckdb_type.replace("DECIMAL", "numeric")
@@ -97,7 +107,7 @@ def copy_schemas_from_duckdb(
         [schemas],
     ).fetchall()
     copied: dict[str, int] = {}
-    with tempfile.TemporaryDirectory(prefix="crm-copy-") as folder, postgres_con.transaction():
+    with tempfile.TemporaryDirectory(prefix="crm-copy-") as folder, _own_transaction(postgres_con):
         for schema in schemas:
             postgres_con.execute(sql.SQL("create schema if not exists {}").format(sql.Identifier(schema)))
         for schema, table in tables:
@@ -143,3 +153,88 @@ def copy_schemas_from_duckdb(
             os.remove(path)
             copied[f"{schema}.{table}"] = duckdb_con.execute(f'select count(*) from {schema}."{table}"').fetchone()[0]
     return copied
+
+
+# BI reads the published copy of schema ``marts`` as ``bi_marts``: replaced as a whole after each run.
+PUBLISHED_SCHEMA_PREFIX = "bi_"
+
+
+def published_name(table: str) -> str:
+    """Where BI reads ``table`` (schema.name) on PostgreSQL: bi_<schema>.<name>."""
+    schema, name = table.split(".")
+    return f"{PUBLISHED_SCHEMA_PREFIX}{schema}.{name}"
+
+
+def contact_details_in_text(con: psycopg.Connection, table: str) -> dict[str, dict[str, int]]:
+    """Per text column of ``table``: how many distinct values look like an email or a phone number (the
+    rules of crm.contact_rules, as crm.warehouse.contact_details_in_text counts them on DuckDB). Counts
+    only: the values are never read into Python."""
+    schema, name = table.split(".")
+    text_columns = [
+        column
+        for (column,) in con.execute(
+            "select column_name from information_schema.columns where table_schema = %s and table_name = %s "
+            "and data_type in ('text', 'character varying') order by ordinal_position",
+            [schema, name],
+        ).fetchall()
+    ]
+    findings: dict[str, dict[str, int]] = {}
+    for column in text_columns:
+        query = sql.SQL(
+            """
+            with distinct_values as (select distinct {column} as value from {table} where {column} is not null)
+            select
+                count(*) filter (where strpos(value, '@') > 0 and value ~ %(email)s),
+                count(*) filter (where exists (
+                    select 1 from regexp_matches(value, %(phone)s, 'g') as found(parts)
+                    where length(regexp_replace(parts[2], '[^0-9]', '', 'g')) >= 7 and parts[2] !~ %(date)s))
+            from distinct_values"""
+        ).format(column=sql.Identifier(column), table=sql.Identifier(schema, name))
+        emails, phones = con.execute(
+            query, {"email": EMAIL_PATTERN, "phone": PHONE_PATTERN, "date": DATE_PATTERN}
+        ).fetchone()
+        found = {kind: count for kind, count in (("an email address", emails), ("a phone number", phones)) if count}
+        if found:
+            findings[column] = found
+    return findings
+
+
+def publish_schemas(con: psycopg.Connection, tables: list[str]) -> dict[str, int]:
+    """Publish ``tables`` (schema.name) for BI in one transaction: each schema's tables are copied into a
+    new schema that then takes the published name (bi_<schema>), so a reader sees the previous
+    publication or this one, never a mix, and a refused or failed publication leaves the previous
+    one as it was. A table with raw PII or contact details in text refuses the whole publication
+    (crm.warehouse.refuse_pii). Returns the rows published per table."""
+    rows: dict[str, int] = {}
+    schemas = sorted({table.split(".")[0] for table in tables})
+    with _own_transaction(con):
+        for table in tables:
+            schema, name = table.split(".")
+            columns = [
+                column
+                for (column,) in con.execute(
+                    "select column_name from information_schema.columns where table_schema = %s and table_name = %s",
+                    [schema, name],
+                ).fetchall()
+            ]
+            if not columns:
+                raise ValueError(f"{table} does not exist: nothing was published")
+            refuse_pii(table, columns, lambda table=table: contact_details_in_text(con, table))
+        for schema in schemas:
+            published = f"{PUBLISHED_SCHEMA_PREFIX}{schema}"
+            staged = sql.Identifier(f"{published}__next")
+            con.execute(sql.SQL("drop schema if exists {} cascade").format(staged))
+            con.execute(sql.SQL("create schema {}").format(staged))
+            for table in (table for table in tables if table.split(".")[0] == schema):
+                name = table.split(".")[1]
+                con.execute(
+                    sql.SQL("create table {} as select * from {}").format(
+                        sql.Identifier(f"{published}__next", name), sql.Identifier(schema, name)
+                    )
+                )
+                rows[table] = con.execute(
+                    sql.SQL("select count(*) from {}").format(sql.Identifier(f"{published}__next", name))
+                ).fetchone()[0]
+            con.execute(sql.SQL("drop schema if exists {} cascade").format(sql.Identifier(published)))
+            con.execute(sql.SQL("alter schema {} rename to {}").format(staged, sql.Identifier(published)))
+    return rows

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import date
 from pathlib import Path
@@ -191,13 +191,20 @@ def publish_copy(
 def _refuse_pii(con: duckdb.DuckDBPyConnection, table: str) -> None:
     """Raise PublicationRefused if ``table`` of the warehouse has a raw PII column or contact details in text."""
     columns = [row[0] for row in con.execute(f"describe warehouse.{table}").fetchall()]
+    refuse_pii(table, columns, lambda: contact_details_in_text(con, f"warehouse.{table}"))
+
+
+def refuse_pii(table: str, columns: list[str], find_contact_details: Callable[[], dict[str, dict[str, int]]]) -> None:
+    """Raise PublicationRefused if ``table`` has a raw PII column among ``columns``, or if the engine's
+    ``find_contact_details`` (per text column, how many values look like an email or a phone) finds
+    any: the one rule of what may be published, whatever the warehouse."""
     leaking = sorted(set(columns) & PII_COLUMNS)
     if leaking:
         raise PublicationRefused(
             f"{table} has raw PII column(s) {', '.join(leaking)}: it cannot be "
             f"published to BI; the previous BI copy stays"
         )
-    findings = contact_details_in_text(con, f"warehouse.{table}")
+    findings = find_contact_details()
     if findings:
         described = "; ".join(
             f"column {column}: " + ", ".join(f"{count} distinct value(s) with {kind}" for kind, count in found.items())
