@@ -149,15 +149,15 @@ def plan(settings: Settings) -> AsOfPlan:
     A configured date more than ``as_of_tolerance_days`` after the last delivered order day is
     refused (AsOfDateBeyondData): features and scores there would describe days nobody delivered.
     """
-    from crm.warehouse import connect, table_exists
+    from crm.warehouse import open_warehouse, warehouse_exists
 
     last_delivered = None
-    if settings.as_of_date is None or settings.warehouse_path.exists():
-        with connect(settings, read_only=True) as con:
-            if settings.as_of_date is None or table_exists(con, LOAD_LOG_TABLE):
-                last_delivered = con.execute(
+    if settings.as_of_date is None or warehouse_exists(settings):
+        with open_warehouse(settings, read_only=True) as warehouse:
+            if settings.as_of_date is None or warehouse.table_exists(LOAD_LOG_TABLE):
+                last_delivered = warehouse.row(
                     f"select max(partition_date) from {LOAD_LOG_TABLE} where source = 'orders'"
-                ).fetchone()[0]
+                )[0]
     if last_delivered is not None:
         check_as_of_date(settings, last_delivered)
     elif settings.as_of_date is None:
@@ -205,17 +205,17 @@ def refreshed_after_corrections(settings: Settings) -> Settings:
     removed or an earlier version it changed would otherwise stay."""
     from dataclasses import replace
 
-    from crm.warehouse import connect, table_exists
+    from crm.warehouse import open_warehouse, warehouse_exists
 
-    if settings.full_refresh or not settings.warehouse_path.exists():
+    if settings.full_refresh or not warehouse_exists(settings):
         return settings
-    with connect(settings, read_only=True) as con:
-        if not table_exists(con, TESTED_LOADS_TABLE):
+    with open_warehouse(settings, read_only=True) as warehouse:
+        if not warehouse.table_exists(TESTED_LOADS_TABLE):
             return settings
-        corrected = con.execute(
-            f"select distinct source || ' ' || partition_date from {LOAD_LOG_TABLE} "
+        corrected = warehouse.rows(
+            f"select distinct source || ' ' || cast(partition_date as varchar) from {LOAD_LOG_TABLE} "
             f"where delivery > 1 and loaded_at > (select max(loads_through) from {TESTED_LOADS_TABLE}) order by 1"
-        ).fetchall()
+        )
     if not corrected:
         return settings
     log.warning(
@@ -270,27 +270,26 @@ def _erased_id_kinds(settings: Settings) -> list[str]:
     """The id kinds with an id on the suppression list: staging hashes only the ids of these kinds to
     keep erased records out (macros/erasure.sql)."""
     from crm.landing import ERASED_IDS_TABLE
-    from crm.warehouse import connect, table_exists
+    from crm.warehouse import open_warehouse
 
-    with connect(settings, read_only=True) as con:
-        if not table_exists(con, ERASED_IDS_TABLE):
+    with open_warehouse(settings, read_only=True) as warehouse:
+        if not warehouse.table_exists(ERASED_IDS_TABLE):
             return []
-        kinds = con.execute(f"select distinct id_kind from {ERASED_IDS_TABLE} order by 1").fetchall()
-    return [kind for (kind,) in kinds]
+        return [kind for (kind,) in warehouse.rows(f"select distinct id_kind from {ERASED_IDS_TABLE} order by 1")]
 
 
 def _untested_since(settings: Settings) -> date | None:
     """The earliest partition loaded since the last build whose tests passed; None when no build has
     passed yet (everything is tested). With nothing new loaded, the day after the newest partition."""
-    from crm.warehouse import connect, table_exists
+    from crm.warehouse import open_warehouse
 
-    with connect(settings, read_only=True) as con:
-        if not table_exists(con, TESTED_LOADS_TABLE):
+    with open_warehouse(settings, read_only=True) as warehouse:
+        if not warehouse.table_exists(TESTED_LOADS_TABLE):
             return None
-        earliest, newest = con.execute(
+        earliest, newest = warehouse.row(
             f"select min(partition_date) filter (where loaded_at > (select max(loads_through) from "
             f"{TESTED_LOADS_TABLE})), max(partition_date) from {LOAD_LOG_TABLE}"
-        ).fetchone()
+        )
     return earliest if earliest is not None else newest + timedelta(days=1) if newest is not None else None
 
 
@@ -298,25 +297,25 @@ def record_tested_loads(settings: Settings) -> None:
     """Record that every partition loaded so far passed the dbt tests: the next build tests the large
     staging tables from the partitions loaded after it. Called only after a build succeeded, so a
     failed test is run again by the next build."""
-    from crm.warehouse import connect
+    from crm.warehouse import open_warehouse
 
-    with connect(settings) as con:
-        con.execute("create schema if not exists audit")
-        con.execute(
-            f"create or replace table {TESTED_LOADS_TABLE} as "
-            f"select max(loaded_at) as loads_through from {LOAD_LOG_TABLE}"
+    with open_warehouse(settings) as warehouse, warehouse.transaction():
+        warehouse.execute("create schema if not exists audit")
+        warehouse.execute(f"drop table if exists {TESTED_LOADS_TABLE}")
+        warehouse.execute(
+            f"create table {TESTED_LOADS_TABLE} as select max(loaded_at) as loads_through from {LOAD_LOG_TABLE}"
         )
 
 
 def _stored_feature_dates(settings: Settings) -> set[date]:
-    from crm.warehouse import connect, table_exists
+    from crm.warehouse import open_warehouse, warehouse_exists
 
-    if not settings.warehouse_path.exists():
+    if not warehouse_exists(settings):
         return set()
-    with connect(settings, read_only=True) as con:
-        if not table_exists(con, "marts.customer_features"):
+    with open_warehouse(settings, read_only=True) as warehouse:
+        if not warehouse.table_exists("marts.customer_features"):
             return set()
-        return {row[0] for row in con.execute("select distinct as_of_date from marts.customer_features").fetchall()}
+        return {day for (day,) in warehouse.rows("select distinct as_of_date from marts.customer_features")}
 
 
 def gate_marts(settings: Settings) -> dict[str, object]:

@@ -6,12 +6,14 @@ writer opens, writes and closes; readers use ``read_only=True``.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import date
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import duckdb
 import pandas as pd
@@ -19,6 +21,9 @@ import pandas as pd
 from crm.contact_rules import EMAIL_IN_TEXT, PHONE_IN_TEXT
 from crm.contracts import PII_COLUMNS
 from crm.settings import Settings
+
+if TYPE_CHECKING:
+    import psycopg
 
 
 class EngineNotSupported(RuntimeError):
@@ -30,9 +35,9 @@ def connect(settings: Settings, read_only: bool = False) -> Iterator[duckdb.Duck
     if settings.warehouse_engine != "duckdb":
         # Better no run than a run whose Python stages write to one warehouse and dbt to another.
         raise EngineNotSupported(
-            "CRM_WAREHOUSE_URL is set: dbt builds the project on PostgreSQL, but loading, the quality gates, "
-            "scoring and publication run on the embedded DuckDB warehouse only so far; unset CRM_WAREHOUSE_URL "
-            "to run the pipeline (docs/architecture.md, the warehouse)"
+            "CRM_WAREHOUSE_URL is set: `crm build` runs on PostgreSQL, but loading, the quality gates, "
+            "scoring, publication and erasure run on the embedded DuckDB warehouse only so far; unset "
+            "CRM_WAREHOUSE_URL to run them (README, choosing the warehouse)"
         )
     if not read_only:
         settings.warehouse_dir.mkdir(parents=True, exist_ok=True)
@@ -58,6 +63,85 @@ def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConne
     # Outside the handler: DuckDB rolls a failed commit back itself, and a rollback then would fail
     # too and hide the commit's own error (a write conflict, a constraint).
     con.execute("commit")
+
+
+class Warehouse:
+    """What the pipeline's own bookkeeping queries need, the same on every engine: rows of a query, a
+    statement, a transaction, whether a table exists. Queries use ``?`` placeholders and SQL that DuckDB
+    and PostgreSQL read alike."""
+
+    def rows(self, query: str, params: Sequence[object] = ()) -> list[tuple]:
+        raise NotImplementedError
+
+    def execute(self, statement: str, params: Sequence[object] = ()) -> None:
+        raise NotImplementedError
+
+    def transaction(self) -> contextlib.AbstractContextManager[object]:
+        raise NotImplementedError
+
+    def row(self, query: str, params: Sequence[object] = ()) -> tuple:
+        return self.rows(query, params)[0]
+
+    def table_exists(self, qualified_name: str) -> bool:
+        schema, name = qualified_name.split(".")
+        return bool(
+            self.row(
+                "select count(*) from information_schema.tables where table_schema = ? and table_name = ?",
+                [schema, name],
+            )[0]
+        )
+
+
+class DuckDBWarehouse(Warehouse):
+    def __init__(self, con: duckdb.DuckDBPyConnection) -> None:
+        self.con = con
+
+    def rows(self, query: str, params: Sequence[object] = ()) -> list[tuple]:
+        return self.con.execute(query, list(params)).fetchall()
+
+    def execute(self, statement: str, params: Sequence[object] = ()) -> None:
+        self.con.execute(statement, list(params))
+
+    def transaction(self) -> contextlib.AbstractContextManager[object]:
+        return transaction(self.con)
+
+
+class PostgresWarehouse(Warehouse):
+    def __init__(self, con: psycopg.Connection) -> None:
+        self.con = con
+
+    def rows(self, query: str, params: Sequence[object] = ()) -> list[tuple]:
+        return self.con.execute(_postgres_placeholders(query), list(params)).fetchall()
+
+    def execute(self, statement: str, params: Sequence[object] = ()) -> None:
+        self.con.execute(_postgres_placeholders(statement), list(params))
+
+    def transaction(self) -> contextlib.AbstractContextManager[object]:
+        return self.con.transaction()
+
+
+def _postgres_placeholders(query: str) -> str:
+    # psycopg takes %s; a literal % (as in like '%x') must be doubled.
+    return query.replace("%", "%%").replace("?", "%s")
+
+
+def warehouse_exists(settings: Settings) -> bool:
+    """Whether there is a warehouse to read: the DuckDB file, or (PostgreSQL) always: the database is
+    the deployment's."""
+    return settings.warehouse_engine != "duckdb" or settings.warehouse_path.exists()
+
+
+@contextmanager
+def open_warehouse(settings: Settings, read_only: bool = False) -> Iterator[Warehouse]:
+    """The warehouse of ``settings`` for the pipeline's bookkeeping queries, on its engine."""
+    if settings.warehouse_engine == "postgres":
+        from crm import postgres
+
+        with postgres.connect(settings.warehouse_url, autocommit=True) as con:
+            yield PostgresWarehouse(con)
+    else:
+        with connect(settings, read_only=read_only) as con:
+            yield DuckDBWarehouse(con)
 
 
 def table_exists(con: duckdb.DuckDBPyConnection, qualified_name: str) -> bool:
