@@ -16,6 +16,7 @@ from __future__ import annotations
 import collections
 import datetime
 import decimal
+import json
 import shutil
 
 import duckdb
@@ -23,6 +24,7 @@ import pytest
 
 from crm import postgres
 from crm.pipeline import PUBLISHED_TABLES, build_warehouse, dbt_vars
+from crm.settings import Settings
 from crm.warehouse import PublicationRefused, contact_details_in_text
 
 COMPARED_SCHEMAS = ("staging", "audit", "snapshots", "marts")
@@ -87,7 +89,9 @@ def team_warehouse(postgres_database):
 
 
 @pytest.fixture(scope="module")
-def builds(daily_runs, team_warehouse, tmp_path_factory) -> dict[datetime.date, tuple[list[str], list[str]]]:
+def builds(
+    daily_runs, team_warehouse, tmp_path_factory, crm_command
+) -> dict[datetime.date, tuple[list[str], list[str]]]:
     """dbt on PostgreSQL for each day of the daily history, in order (the second day's build is
     incremental on the first's), each compared with the DuckDB home after that day: the tables
     compared and the differences, per day."""
@@ -97,11 +101,12 @@ def builds(daily_runs, team_warehouse, tmp_path_factory) -> dict[datetime.date, 
     for day, reference in zip(daily_runs.days, (daily_runs.after_first_day, daily_runs.reference), strict=True):
         local = daily_runs.settings(reference, day)
         team = daily_runs.settings(team_home, day, warehouse_url=team_warehouse)
-        with (
-            duckdb.connect(str(local.warehouse_path), read_only=True) as source,
-            postgres.connect(team_warehouse) as target,
-        ):
-            copied = postgres.copy_schemas_from_duckdb(source, target, ["raw"])
+        # Loading runs on DuckDB only so far: the raw layer comes over as a team does it, `crm copy-raw`.
+        copying = crm_command(
+            team, "copy-raw", CRM_WAREHOUSE_URL=team_warehouse, CRM_WAREHOUSE_PATH=str(local.warehouse_path)
+        )
+        assert copying.returncode == 0, copying.stderr
+        copied = json.loads(copying.stdout)
         assert copied["raw.orders"] > 0 and copied["raw.customers"] > 0, copied
         # The pipeline's build step, as `crm build` runs it: its vars come from PostgreSQL's own load
         # log and build state, and must plan what the DuckDB home planned (tests_since aside: the
@@ -169,3 +174,10 @@ def test_the_contact_details_guard_counts_the_same_on_both_engines(team_warehous
         team.execute(f"create table public.notes as select * from (values {values}) as t(note)")
         on_postgres = postgres.contact_details_in_text(team, "public.notes")
     assert on_duckdb == on_postgres == {"note": {"an email address": 2, "a phone number": 2}}, (on_duckdb, on_postgres)
+
+
+def test_copy_raw_without_a_postgresql_warehouse_says_so(crm_command, tmp_path):
+    completed = crm_command(Settings.from_env(home=tmp_path), "copy-raw", CRM_WAREHOUSE_URL="")
+    assert completed.returncode != 0
+    assert "CRM_WAREHOUSE_URL is not set" in completed.stderr, completed.stderr
+    assert "Traceback" not in completed.stderr

@@ -41,6 +41,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     gen.add_argument("--no-defects", action="store_true", help="clean data: every defect rate 0")
 
+    commands.add_parser(
+        "copy-raw",
+        help="copy the raw layer of the DuckDB warehouse (CRM_WAREHOUSE_PATH) into PostgreSQL (CRM_WAREHOUSE_URL)",
+    )
     docs = commands.add_parser("contract-docs", help="render the landing contract into docs/sources.md")
     docs.add_argument("--check", action="store_true", help="only check that docs/sources.md is current")
 
@@ -133,6 +137,10 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace, settings: Se
         )
         manifest = generate(config, args.out or settings.landing_dir, args.truth or settings.truth_dir)
         print(json.dumps({"rows": manifest["rows"], "defects": manifest["defects"]}, indent=2))
+    elif args.command == "copy-raw":
+        from crm import postgres
+
+        print(json.dumps(postgres.copy_raw_layer(settings), indent=2))
     elif args.command == "contract-docs":
         from crm.contracts import sync_docs
 

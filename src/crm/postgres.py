@@ -20,6 +20,7 @@ import psycopg
 from psycopg import sql
 from sqlalchemy.engine import URL, make_url
 
+from crm.settings import Settings
 from crm.warehouse import DATE_PATTERN, EMAIL_PATTERN, PHONE_PATTERN, refuse_pii
 
 # DuckDB's types as PostgreSQL names them (those the raw layer and the marts use).
@@ -153,6 +154,20 @@ def copy_schemas_from_duckdb(
             os.remove(path)
             copied[f"{schema}.{table}"] = duckdb_con.execute(f'select count(*) from {schema}."{table}"').fetchone()[0]
     return copied
+
+
+def copy_raw_layer(settings: Settings) -> dict[str, int]:
+    """``crm copy-raw``: the raw layer of the embedded warehouse (``warehouse_path``) into the PostgreSQL
+    warehouse (``warehouse_url``), while loading runs on DuckDB only: load there, copy, build here."""
+    if settings.warehouse_engine != "postgres":
+        raise ValueError("CRM_WAREHOUSE_URL is not set: there is no PostgreSQL warehouse to copy the raw layer into")
+    if not settings.warehouse_path.exists():
+        raise FileNotFoundError(f"no DuckDB warehouse at {settings.warehouse_path} (CRM_WAREHOUSE_PATH) to copy from")
+    with (
+        duckdb.connect(str(settings.warehouse_path), read_only=True) as source,
+        connect(settings.warehouse_url) as target,
+    ):
+        return copy_schemas_from_duckdb(source, target, ["raw"])
 
 
 # BI reads the published copy of schema ``marts`` as ``bi_marts``: replaced as a whole after each run.
