@@ -1,10 +1,10 @@
 """The PostgreSQL warehouse (``CRM_WAREHOUSE_URL``): connections, databases, tables copied in from
 DuckDB with ``COPY``, and the publication BI reads (schemas replaced in one transaction).
 
-dbt builds the whole project on PostgreSQL (profiles.yml's ``postgres`` target). Loading the landing
-files and the Python stages still write to DuckDB; until they go through this layer, a team moves an
-embedded warehouse's raw layer here with ``copy_schemas_from_duckdb``, which the engine equivalence
-test uses to give both engines the same rows.
+dbt builds the whole project on PostgreSQL (profiles.yml's ``postgres`` target) and ``crm build``
+runs here (crm.warehouse.open_warehouse). Loading the landing files and the other Python stages
+still write to DuckDB; until they go through this layer, a team moves an embedded warehouse's raw
+layer here with ``crm copy-raw`` (``copy_raw_layer``), as the engine equivalence test does.
 """
 
 from __future__ import annotations
@@ -75,7 +75,7 @@ def drop_database(url: str | URL) -> None:
         con.execute(sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(parsed.database)))
 
 
-def _own_transaction(con: psycopg.Connection):
+def _own_transaction(con: psycopg.Connection) -> psycopg.Transaction:
     """A transaction of the caller's own, committed when the block ends: on a connection already
     inside a transaction it would be a savepoint, which commits nothing."""
     if con.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
