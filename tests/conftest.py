@@ -179,7 +179,8 @@ def crm_command() -> Callable[..., subprocess.CompletedProcess[str]]:
 @pytest.fixture(scope="session")
 def pipeline_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Settings, subprocess.CompletedProcess[str]]:
     """One real end-to-end run through Airflow (`crm run`, as `make run` does) in a fresh home, once per
-    session. Read it, never change it: a test that changes a home works on ``home_copy()``."""
+    session: about one and a half to two and a half minutes (every DAG task, three trainings). Read it,
+    never change it: a test that changes a home works on ``home_copy()``."""
 
     def run(home: Path) -> None:
         completed = run_crm(settings_for(home), "run")
@@ -308,7 +309,8 @@ def daily_runs(tmp_path_factory: pytest.TempPathFactory) -> DailyRuns:
     """The reference: the days of DAILY_RUN_DAYS run in order, without interruption, in one home; the
     champions are trained once, after the first day's build, in a copy of the reference: the training
     data (features at the training dates) is no part of what a daily run builds and publishes.
-    Built once per session; tests make new homes beside it (``new_home``) or copy it."""
+    Built once per session (about one to one and a half minutes: two days' load, build, scoring and
+    publication, two trainings); tests make new homes beside it (``new_home``) or copy it."""
 
     def build(root: Path) -> None:
         runs = DailyRuns(root)

@@ -362,7 +362,8 @@ class Reruns:
 def reruns(home_copy, crm_command) -> Reruns:
     """Two more full runs on one copy of the home, while a BI client reads its BI copy: a full refresh
     over a mart broken as above, then a run whose training preflight fails. The tests below check
-    what each run left; the runs happen here, in this order, whichever test asks first."""
+    what each run left; the runs happen here, in this order, whichever test asks first. Two whole
+    runs through Airflow: about two to three minutes."""
     settings = home_copy("reruns")
     _break_customer_features(settings)
     reader = BiReader(settings.bi_warehouse_path)

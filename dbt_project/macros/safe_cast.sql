@@ -26,9 +26,8 @@
     {{ return(adapter.dispatch('create_safe_cast_functions', 'crm')()) }}
 {%- endmacro %}
 
-{% macro default__create_safe_cast_functions() -%}
-    select 1
-{%- endmacro %}
+{#- Nothing: dbt skips a hook that renders empty. -#}
+{% macro default__create_safe_cast_functions() -%}{%- endmacro %}
 
 {% macro postgres__create_safe_cast_functions() -%}
     {%- set iso_date = "'^\\s*[0-9]{4}-[0-9]{1,2}-[0-9]{1,2}([ T]|\\s*$)'" -%}

@@ -13,10 +13,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, timedelta
 from importlib.metadata import entry_points
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from crm.landing import LOAD_LOG_TABLE
 from crm.settings import Settings
+
+if TYPE_CHECKING:
+    from crm.warehouse import Warehouse
 
 log = logging.getLogger(__name__)
 
@@ -250,46 +253,44 @@ def dbt_vars(settings: Settings, training: bool = False) -> dict[str, object]:
     customer_rfm reads), so it would not equal the incremental runs it replays. Features are point
     in time, so each stored date comes out as it was. A full refresh tests every partition.
     """
+    from crm.warehouse import open_warehouse, warehouse_exists
+
     as_of = plan(settings)
     dates = as_of.training_dates() if training else [as_of.scoring.isoformat()]
     variables: dict[str, object] = {
         "churn_window_days": settings.churn_window_days,
         "earliest_plausible_date": settings.earliest_plausible_date.isoformat(),
-        "erased_id_kinds": _erased_id_kinds(settings),
+        "erased_id_kinds": [],
     }
-    if settings.full_refresh:
-        dates = sorted(set(dates) | {day.isoformat() for day in _stored_feature_dates(settings)})
-    else:
-        since = _untested_since(settings)
-        if since is not None:
-            variables["tests_since"] = since.isoformat()
+    if warehouse_exists(settings):
+        with open_warehouse(settings, read_only=True) as warehouse:
+            variables["erased_id_kinds"] = _erased_id_kinds(warehouse)
+            if settings.full_refresh:
+                dates = sorted(set(dates) | {day.isoformat() for day in _stored_feature_dates(warehouse)})
+            elif (since := _untested_since(warehouse)) is not None:
+                variables["tests_since"] = since.isoformat()
     return {"as_of_dates": dates, **variables}
 
 
-def _erased_id_kinds(settings: Settings) -> list[str]:
+def _erased_id_kinds(warehouse: Warehouse) -> list[str]:
     """The id kinds with an id on the suppression list: staging hashes only the ids of these kinds to
     keep erased records out (macros/erasure.sql)."""
     from crm.landing import ERASED_IDS_TABLE
-    from crm.warehouse import open_warehouse
 
-    with open_warehouse(settings, read_only=True) as warehouse:
-        if not warehouse.table_exists(ERASED_IDS_TABLE):
-            return []
-        return [kind for (kind,) in warehouse.rows(f"select distinct id_kind from {ERASED_IDS_TABLE} order by 1")]
+    if not warehouse.table_exists(ERASED_IDS_TABLE):
+        return []
+    return [kind for (kind,) in warehouse.rows(f"select distinct id_kind from {ERASED_IDS_TABLE} order by 1")]
 
 
-def _untested_since(settings: Settings) -> date | None:
+def _untested_since(warehouse: Warehouse) -> date | None:
     """The earliest partition loaded since the last build whose tests passed; None when no build has
     passed yet (everything is tested). With nothing new loaded, the day after the newest partition."""
-    from crm.warehouse import open_warehouse
-
-    with open_warehouse(settings, read_only=True) as warehouse:
-        if not warehouse.table_exists(TESTED_LOADS_TABLE):
-            return None
-        earliest, newest = warehouse.row(
-            f"select min(partition_date) filter (where loaded_at > (select max(loads_through) from "
-            f"{TESTED_LOADS_TABLE})), max(partition_date) from {LOAD_LOG_TABLE}"
-        )
+    if not warehouse.table_exists(TESTED_LOADS_TABLE):
+        return None
+    earliest, newest = warehouse.row(
+        f"select min(partition_date) filter (where loaded_at > (select max(loads_through) from "
+        f"{TESTED_LOADS_TABLE})), max(partition_date) from {LOAD_LOG_TABLE}"
+    )
     return earliest if earliest is not None else newest + timedelta(days=1) if newest is not None else None
 
 
@@ -307,15 +308,10 @@ def record_tested_loads(settings: Settings) -> None:
         )
 
 
-def _stored_feature_dates(settings: Settings) -> set[date]:
-    from crm.warehouse import open_warehouse, warehouse_exists
-
-    if not warehouse_exists(settings):
+def _stored_feature_dates(warehouse: Warehouse) -> set[date]:
+    if not warehouse.table_exists("marts.customer_features"):
         return set()
-    with open_warehouse(settings, read_only=True) as warehouse:
-        if not warehouse.table_exists("marts.customer_features"):
-            return set()
-        return {day for (day,) in warehouse.rows("select distinct as_of_date from marts.customer_features")}
+    return {day for (day,) in warehouse.rows("select distinct as_of_date from marts.customer_features")}
 
 
 def gate_marts(settings: Settings) -> dict[str, object]:

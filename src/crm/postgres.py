@@ -83,6 +83,16 @@ def _own_transaction(con: psycopg.Connection) -> psycopg.Transaction:
     return con.transaction()
 
 
+def _columns(con: psycopg.Connection, table: str) -> list[tuple[str, str]]:
+    """The columns of ``table`` (schema.name) and their types, in order; empty when it does not exist."""
+    schema, name = table.split(".")
+    return con.execute(
+        "select column_name, data_type from information_schema.columns "
+        "where table_schema = %s and table_name = %s order by ordinal_position",
+        [schema, name],
+    ).fetchall()
+
+
 def postgres_type(duckdb_type: str) -> str:
     if duckdb_type.startswith("DECIMAL"):
         return duckdb_type.replace("DECIMAL", "numeric")
@@ -118,14 +128,7 @@ def copy_schemas_from_duckdb(
                 [schema, table],
             ).fetchall()
             target = sql.Identifier(schema, table)
-            existing = [
-                name
-                for (name,) in postgres_con.execute(
-                    "select column_name from information_schema.columns "
-                    "where table_schema = %s and table_name = %s order by ordinal_position",
-                    [schema, table],
-                ).fetchall()
-            ]
+            existing = [name for name, _ in _columns(postgres_con, f"{schema}.{table}")]
             if not existing:
                 postgres_con.execute(
                     sql.SQL("create table {} ({})").format(
@@ -145,14 +148,15 @@ def copy_schemas_from_duckdb(
                 postgres_con.execute(sql.SQL("delete from {}").format(target))
             path = Path(folder) / f"{schema}.{table}.csv"
             duckdb_con.execute(f"copy {schema}.\"{table}\" to '{path}' (header false)")
+            cursor = postgres_con.cursor()
             with (
                 path.open("rb") as rows,
-                postgres_con.cursor().copy(sql.SQL("copy {} from stdin (format csv)").format(target)) as copy,
+                cursor.copy(sql.SQL("copy {} from stdin (format csv)").format(target)) as copy,
             ):
                 while chunk := rows.read(1 << 20):
                     copy.write(chunk)
             os.remove(path)
-            copied[f"{schema}.{table}"] = duckdb_con.execute(f'select count(*) from {schema}."{table}"').fetchone()[0]
+            copied[f"{schema}.{table}"] = cursor.rowcount
     return copied
 
 
@@ -185,14 +189,7 @@ def contact_details_in_text(con: psycopg.Connection, table: str) -> dict[str, di
     rules of crm.contact_rules, as crm.warehouse.contact_details_in_text counts them on DuckDB). Counts
     only: the values are never read into Python."""
     schema, name = table.split(".")
-    text_columns = [
-        column
-        for (column,) in con.execute(
-            "select column_name from information_schema.columns where table_schema = %s and table_name = %s "
-            "and data_type in ('text', 'character varying') order by ordinal_position",
-            [schema, name],
-        ).fetchall()
-    ]
+    text_columns = [column for column, kind in _columns(con, table) if kind in ("text", "character varying")]
     findings: dict[str, dict[str, int]] = {}
     for column in text_columns:
         query = sql.SQL(
@@ -224,14 +221,7 @@ def publish_schemas(con: psycopg.Connection, tables: list[str]) -> dict[str, int
     schemas = sorted({table.split(".")[0] for table in tables})
     with _own_transaction(con):
         for table in tables:
-            schema, name = table.split(".")
-            columns = [
-                column
-                for (column,) in con.execute(
-                    "select column_name from information_schema.columns where table_schema = %s and table_name = %s",
-                    [schema, name],
-                ).fetchall()
-            ]
+            columns = [column for column, _ in _columns(con, table)]
             if not columns:
                 raise ValueError(f"{table} does not exist: nothing was published")
             refuse_pii(table, columns, lambda table=table: contact_details_in_text(con, table))
@@ -242,14 +232,12 @@ def publish_schemas(con: psycopg.Connection, tables: list[str]) -> dict[str, int
             con.execute(sql.SQL("create schema {}").format(staged))
             for table in (table for table in tables if table.split(".")[0] == schema):
                 name = table.split(".")[1]
-                con.execute(
+                created = con.execute(
                     sql.SQL("create table {} as select * from {}").format(
                         sql.Identifier(f"{published}__next", name), sql.Identifier(schema, name)
                     )
                 )
-                rows[table] = con.execute(
-                    sql.SQL("select count(*) from {}").format(sql.Identifier(f"{published}__next", name))
-                ).fetchone()[0]
+                rows[table] = created.rowcount
             con.execute(sql.SQL("drop schema if exists {} cascade").format(sql.Identifier(published)))
             con.execute(sql.SQL("alter schema {} rename to {}").format(staged, sql.Identifier(published)))
     return rows

@@ -145,12 +145,7 @@ def open_warehouse(settings: Settings, read_only: bool = False) -> Iterator[Ware
 
 
 def table_exists(con: duckdb.DuckDBPyConnection, qualified_name: str) -> bool:
-    schema, name = qualified_name.split(".")
-    return bool(
-        con.execute(
-            "select count(*) from information_schema.tables where table_schema = ? and table_name = ?", [schema, name]
-        ).fetchone()[0]
-    )
+    return DuckDBWarehouse(con).table_exists(qualified_name)
 
 
 def replace_as_of_date(
