@@ -7,9 +7,12 @@ no feature logic is duplicated between them; transformations live in each model'
 from __future__ import annotations
 
 from datetime import date
+from typing import TYPE_CHECKING
 
-import duckdb
 import pandas as pd
+
+if TYPE_CHECKING:
+    from crm.warehouse import Warehouse
 
 FEATURES_TABLE = "marts.customer_features"
 CHURN_LABELS_TABLE = "marts.customer_churn_labels"
@@ -53,14 +56,14 @@ class TrainingDataMissing(LookupError):
     """No features at a date a model trains on: the training-data build has not run for it."""
 
 
-def require_features(con: duckdb.DuckDBPyConnection, *as_of_dates: date) -> None:
+def require_features(warehouse: Warehouse, *as_of_dates: date) -> None:
     """Raise TrainingDataMissing unless features are stored at every one of ``as_of_dates``."""
+    placeholders = ", ".join("cast(? as date)" for _ in as_of_dates)
     stored = {
         row[0]
-        for row in con.execute(
-            f"select distinct as_of_date from {FEATURES_TABLE} where as_of_date in (select unnest(?::date[]))",
-            [list(as_of_dates)],
-        ).fetchall()
+        for row in warehouse.rows(
+            f"select distinct as_of_date from {FEATURES_TABLE} where as_of_date in ({placeholders})", as_of_dates
+        )
     }
     missing = sorted(set(as_of_dates) - stored)
     if missing:
@@ -70,53 +73,54 @@ def require_features(con: duckdb.DuckDBPyConnection, *as_of_dates: date) -> None
         )
 
 
-def load_features(con: duckdb.DuckDBPyConnection, as_of_date: date) -> pd.DataFrame:
+def load_features(warehouse: Warehouse, as_of_date: date) -> pd.DataFrame:
     """Ids and features of every customer known at ``as_of_date``, ordered by customer."""
     columns = ", ".join(ID_COLUMNS + FEATURE_COLUMNS)
-    frame = con.execute(
-        f"select {columns} from {FEATURES_TABLE} where as_of_date = ? order by customer_key", [as_of_date]
-    ).df()
+    frame = warehouse.frame(
+        f"select {columns} from {FEATURES_TABLE} where as_of_date = cast(? as date) order by customer_key", [as_of_date]
+    )
     return _typed(frame)
 
 
-def load_churn_examples(con: duckdb.DuckDBPyConnection, as_of_date: date) -> pd.DataFrame:
+def load_churn_examples(warehouse: Warehouse, as_of_date: date) -> pd.DataFrame:
     """Features with their observed churn label at ``as_of_date`` (unobserved labels are left out)."""
     columns = ", ".join(f"features.{c}" for c in ID_COLUMNS + FEATURE_COLUMNS)
-    frame = con.execute(
+    frame = warehouse.frame(
         f"""
         select {columns}, labels.is_churned
         from {FEATURES_TABLE} as features
         inner join {CHURN_LABELS_TABLE} as labels using (customer_key, as_of_date)
-        where features.as_of_date = ? and labels.is_label_observed
+        where features.as_of_date = cast(? as date) and labels.is_label_observed
         order by features.customer_key""",
         [as_of_date],
-    ).df()
+    )
     frame = _typed(frame)
     frame["is_churned"] = frame["is_churned"].astype(int)
     return frame
 
 
-def load_features_with_text(con: duckdb.DuckDBPyConnection, as_of_date: date) -> pd.DataFrame:
+def load_features_with_text(warehouse: Warehouse, as_of_date: date) -> pd.DataFrame:
     """``load_features`` plus the customer's masked feedback text known at the date (empty if none)."""
-    frame = load_features(con, as_of_date)
-    text = con.execute(
-        f"select customer_key, {TEXT_COLUMN} from {FEEDBACK_TEXT_TABLE} where as_of_date = ?", [as_of_date]
-    ).df()
+    frame = load_features(warehouse, as_of_date)
+    text = warehouse.frame(
+        f"select customer_key, {TEXT_COLUMN} from {FEEDBACK_TEXT_TABLE} where as_of_date = cast(? as date)",
+        [as_of_date],
+    )
     frame = frame.merge(text, on="customer_key", how="left")
     frame[TEXT_COLUMN] = frame[TEXT_COLUMN].fillna("").astype(object)
     return frame
 
 
-def load_satisfaction_examples(con: duckdb.DuckDBPyConnection, as_of_date: date) -> pd.DataFrame:
+def load_satisfaction_examples(warehouse: Warehouse, as_of_date: date) -> pd.DataFrame:
     """Features and text of the customers who answered a survey in the window after ``as_of_date``,
     with whether they were satisfied (observed labels only)."""
-    labels = con.execute(
+    labels = warehouse.frame(
         f"""
         select customer_key, is_satisfied from {SATISFACTION_LABELS_TABLE}
-        where as_of_date = ? and is_label_observed""",
+        where as_of_date = cast(? as date) and is_label_observed""",
         [as_of_date],
-    ).df()
-    frame = load_features_with_text(con, as_of_date).merge(labels, on="customer_key", how="inner")
+    )
+    frame = load_features_with_text(warehouse, as_of_date).merge(labels, on="customer_key", how="inner")
     frame["is_satisfied"] = frame["is_satisfied"].astype(int)
     return frame.reset_index(drop=True)
 

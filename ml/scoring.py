@@ -18,9 +18,10 @@ from crm.score_tables import (
     SATISFACTION_SCORES_TABLE,
     SCORE_TABLES,
     SEGMENT_SCORES_TABLE,
+    ensure_score_tables,
 )
 from crm.settings import Settings
-from crm.warehouse import connect, replace_as_of_date
+from crm.warehouse import open_warehouse
 from ml import churn, explain, registry, satisfaction, segmentation
 from ml.blocks import in_blocks
 from ml.features import (
@@ -60,8 +61,10 @@ class ScoringInputs:
 
 
 def read_scoring_inputs(settings: Settings, as_of_date: date) -> ScoringInputs:
-    with connect(settings, read_only=True) as con:
-        return ScoringInputs(as_of_date, load_features_with_text(con, as_of_date), customers_known_at(con, as_of_date))
+    with open_warehouse(settings, read_only=True) as warehouse:
+        return ScoringInputs(
+            as_of_date, load_features_with_text(warehouse, as_of_date), customers_known_at(warehouse, as_of_date)
+        )
 
 
 def score_churn(settings: Settings, inputs: ScoringInputs, gate: QualityGate) -> ScoringReport:
@@ -154,8 +157,9 @@ def _write(
     scores = scores.reindex(columns=list(SCORE_TABLES[table]))
     gate.validate(suite, scores, ID_COLUMNS, parameters={"customers_known_at_as_of": inputs.known, **parameters})
     as_of_date = inputs.as_of_date
-    with connect(settings) as con:
-        replace_as_of_date(con, table, scores, as_of_date)
+    with open_warehouse(settings) as warehouse:
+        ensure_score_tables(warehouse)
+        warehouse.replace_partition(table, scores, "as_of_date", as_of_date)
     log.info(
         "scored %d customers at %s with %s v%s into %s", len(scores), as_of_date, champion.name, champion.version, table
     )

@@ -15,7 +15,7 @@ from mlflow.data.pandas_dataset import PandasDataset
 from mlflow.models import ModelSignature, infer_signature
 
 from crm.settings import Settings
-from crm.warehouse import connect
+from crm.warehouse import open_warehouse
 from ml import churn, explain, plots, registry, satisfaction, segmentation
 from ml.features import (
     FEATURE_COLUMNS,
@@ -172,9 +172,9 @@ def _examples(
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Labelled training and validation examples of a supervised model (churn or satisfaction)."""
     loader = {"churn": load_churn_examples, "satisfaction": load_satisfaction_examples}[model]
-    with connect(settings, read_only=True) as con:
-        require_features(con, train_date, validation_date)
-        return loader(con, train_date), loader(con, validation_date)
+    with open_warehouse(settings, read_only=True) as warehouse:
+        require_features(warehouse, train_date, validation_date)
+        return loader(warehouse, train_date), loader(warehouse, validation_date)
 
 
 def preflight_check(
@@ -205,14 +205,12 @@ def preflight_result(
 def _orders_diagnosis(settings: Settings) -> str:
     """Where the orders went, for a churn label that is one class (everyone churned: no completed
     order left): the completed orders staging kept and the quarantine's main reasons for orders."""
-    with connect(settings, read_only=True) as con:
-        completed = con.execute("select count(*) from staging.stg_shop__orders where status = 'completed'").fetchone()[
-            0
-        ]
-        reasons = con.execute(
+    with open_warehouse(settings, read_only=True) as warehouse:
+        completed = warehouse.row("select count(*) from staging.stg_shop__orders where status = 'completed'")[0]
+        reasons = warehouse.rows(
             "select reason, count(*) from audit.rejected_rows where source = 'orders' "
             "group by reason order by count(*) desc, reason limit 3"
-        ).fetchall()
+        )
     where = ", ".join(f"{count:,} {reason!r}" for reason, count in reasons) or "none"
     return (
         f"every label is one class: staging kept {completed:,} completed order(s); orders quarantined by "
@@ -312,9 +310,9 @@ def dataset(frame: pd.DataFrame, name: str, targets: str | None = None) -> Sampl
 def train_segmentation(settings: Settings, fit_date: date) -> TrainingReport:
     """Fit the segmentation on the features at ``fit_date``, log it, register it and promote it when its
     silhouette on the same customers beats the champion's."""
-    with connect(settings, read_only=True) as con:
-        require_features(con, fit_date)
-        features = load_features(con, fit_date)
+    with open_warehouse(settings, read_only=True) as warehouse:
+        require_features(warehouse, fit_date)
+        features = load_features(warehouse, fit_date)
     inputs = features[segmentation.SEGMENT_INPUTS]
     model = segmentation.CustomerSegmentation(random_state=settings.random_seed).fit(inputs)
     repeat = segmentation.repeat_buyers(inputs)

@@ -24,6 +24,7 @@ from crm import local_airflow
 from crm.cli import PIPELINE_DAG
 from crm.pipeline import PUBLISHED_TABLES
 from crm.settings import Settings
+from crm.warehouse import DuckDBWarehouse
 from ml import churn, explain, registry
 from ml.features import FEATURE_COLUMNS, load_features
 from ml.steps import evaluate_against_truth
@@ -222,7 +223,7 @@ def test_champion_loads_from_the_registry(pipeline_run):
     model = mlflow.sklearn.load_model("models:/crm_churn@champion")
     with duckdb.connect(str(settings.warehouse_path), read_only=True) as con:
         as_of = con.execute("select max(as_of_date) from scores.churn").fetchone()[0]
-        features = load_features(con, as_of)
+        features = load_features(DuckDBWarehouse(con), as_of)
         written = dict(
             con.execute(
                 "select customer_key, churn_probability from scores.churn where as_of_date = ?", [as_of]

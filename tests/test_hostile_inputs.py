@@ -36,7 +36,7 @@ from crm.landing import (
 )
 from crm.quality import QualityGate, QualityGateFailed
 from crm.settings import Settings
-from crm.warehouse import connect
+from crm.warehouse import DuckDBWarehouse, connect
 from ml.features import FEATURE_COLUMNS
 from ml.training import preflight_result
 
@@ -339,7 +339,9 @@ def test_a_day_mostly_quarantined_blocks_the_mart_gate_naming_the_reason(hostile
     settings, _ = hostile_build
     with connect(settings, read_only=True) as con:
         delivered = con.execute("select count(*) from raw.orders where _partition_date = ?", [LAST_DAY]).fetchone()[0]
-        frames = gates.mart_frames(con, LAST_DAY, settings.gate_recent_days, settings.quarantine_share_limit)
+        frames = gates.mart_frames(
+            DuckDBWarehouse(con), LAST_DAY, settings.gate_recent_days, settings.quarantine_share_limit
+        )
     with pytest.raises(QualityGateFailed) as error:
         gates.gate_marts(QualityGate(settings), frames)
     blocked = [f for f in error.value.failures if f.suite == gates.QUARANTINE_SUITE]

@@ -23,7 +23,7 @@ from crm.landing import LOAD_LOG_TABLE, LandingError, load_landing, partition_di
 from crm.quality import GateResult, QualityGate, QualityGateFailed
 from crm.score_tables import ensure_score_tables
 from crm.settings import Settings
-from crm.warehouse import connect
+from crm.warehouse import DuckDBWarehouse, connect
 
 DAYS = 45
 # The row-level suites check the last days of the generated history one day at a time.
@@ -56,7 +56,7 @@ def _validate_every_source(settings: Settings, quality: QualityGate) -> dict[str
     raw_gate = gates.RawBatchGate(quality, settings.gate_recent_days)
     results: dict[str, list[GateResult]] = {}
     with connect(settings) as con:
-        ensure_score_tables(con)
+        ensure_score_tables(DuckDBWarehouse(con))
         load_landing(con, settings.landing_dir)
         for source, contract in CONTRACTS.items():
             days = [
@@ -146,7 +146,7 @@ def test_clean_data_passes_every_raw_suite(clean_built):
 def test_clean_marts_pass_every_mart_suite(clean_built, quality: QualityGate):
     settings, _ = clean_built
     with connect(settings, read_only=True) as con:
-        frames = gates.mart_frames(con, LAST_DAY, settings.gate_recent_days)
+        frames = gates.mart_frames(DuckDBWarehouse(con), LAST_DAY, settings.gate_recent_days)
     results = gates.gate_marts(quality, frames)
     assert [r.suite for r in results] == ["dim_customers", "fct_orders", "customer_features", "quarantine_shares"]
     assert all(r.rows > 0 and not r.blocking for r in results)
@@ -259,7 +259,7 @@ def test_mart_suites_block_on_broken_referential_integrity_and_missing_features(
             "delete from marts.customer_features where customer_key = ? and as_of_date = ?", [dropped, LAST_DAY]
         )
     with connect(broken, read_only=True) as con:
-        frames = gates.mart_frames(con, LAST_DAY, 7)
+        frames = gates.mart_frames(DuckDBWarehouse(con), LAST_DAY, 7)
     with pytest.raises(QualityGateFailed) as error:
         gates.gate_marts(quality, frames)
     failed = {(f.suite, f.column): f for f in error.value.failures}
@@ -277,7 +277,7 @@ def test_mart_suites_block_on_broken_referential_integrity_and_missing_features(
 def test_score_suite_blocks_when_a_known_customer_is_not_scored(clean_built, quality: QualityGate):
     settings, _ = clean_built
     with connect(settings, read_only=True) as con:
-        known = gates.customers_known_at(con, LAST_DAY)
+        known = gates.customers_known_at(DuckDBWarehouse(con), LAST_DAY)
         scores = con.execute(
             "select customer_key, as_of_date, 0.5 as churn_probability, '1' as model_version "
             "from marts.customer_features where as_of_date = ?",

@@ -13,6 +13,7 @@ import logging
 import time
 from dataclasses import dataclass, replace
 from datetime import date, timedelta
+from typing import TYPE_CHECKING
 
 import duckdb
 import pandas as pd
@@ -21,6 +22,9 @@ from crm.contracts import CONTRACTS, SourceContract
 from crm.landing import LOAD_LOG_TABLE
 from crm.quality import GateResult, QualityGate, QualityGateFailed
 from crm.settings import Settings, parse_row_count_bounds
+
+if TYPE_CHECKING:
+    from crm.warehouse import Warehouse
 
 log = logging.getLogger(__name__)
 
@@ -202,109 +206,115 @@ def _shape_mask(column: str) -> str:
     return f"regexp_replace(regexp_replace({column}::varchar, '\\pL', 'x', 'g'), '\\pN', '9', 'g')"
 
 
-def customers_known_at(con: duckdb.DuckDBPyConnection, as_of_date: date) -> int:
+def customers_known_at(warehouse: Warehouse, as_of_date: date) -> int:
     """How many customers have features and scores at ``as_of_date``: signed up and delivered by then."""
-    return con.execute(f"select count(*) from ({_KNOWN_CUSTOMERS_SQL})", {"as_of": as_of_date}).fetchone()[0]
+    return warehouse.row(f"select count(*) from ({_KNOWN_CUSTOMERS_SQL}) as known", [as_of_date, as_of_date])[0]
 
 
+# Two parameters: the as-of date, twice.
 _KNOWN_CUSTOMERS_SQL = """
     select customer_key from marts.dim_customers
-    where signup_date <= $as_of and first_delivered_on <= $as_of"""
+    where signup_date <= cast(? as date) and first_delivered_on <= cast(? as date)"""
 
 
 def mart_frames(
-    con: duckdb.DuckDBPyConnection, scoring: date, recent_days: int, quarantine_share_limit: float = 0.05
+    warehouse: Warehouse, scoring: date, recent_days: int, quarantine_share_limit: float = 0.05
 ) -> dict[str, tuple[pd.DataFrame, list[str]]]:
     """Each mart suite's frame and id columns: the customer dimension whole, the orders of the last
     ``recent_days`` days, the features at the scoring date joined to every customer known then, and
-    each source's quarantined share of each of the last days."""
-    params = {"as_of": scoring, "since": scoring - timedelta(days=recent_days - 1)}
+    each source's quarantined share of each of the last days. The same SQL on every engine."""
+    since = scoring - timedelta(days=recent_days - 1)
     # Every feature column the mart's contract has (the models choose among them).
     feature_columns = [
-        name
-        for (name,) in con.execute(
-            "select column_name from information_schema.columns where table_schema = 'marts' "
-            "and table_name = 'customer_features' and column_name not in ('customer_key', 'as_of_date') "
-            "order by ordinal_position"
-        ).fetchall()
+        name for name in warehouse.columns("marts.customer_features") if name not in ("customer_key", "as_of_date")
     ]
     features = ", ".join(f"features.{column}" for column in feature_columns)
+    # The hashed customer id is no column the suite checks.
+    orders = ", ".join(f"orders.{name}" for name in warehouse.columns("marts.fct_orders") if name != "customer_id")
     return {
-        "dim_customers": (_vectorisable(con.execute("select * from marts.dim_customers").df()), ["customer_key"]),
+        "dim_customers": (_vectorisable(warehouse.frame("select * from marts.dim_customers")), ["customer_key"]),
         "fct_orders": (
-            con.execute(
-                """
-            select orders.* exclude (customer_id), customers.customer_key is not null as _customer_in_dim_customers,
-                   ($as_of + 1)::timestamp as _scoring_date_end
+            warehouse.frame(
+                f"""
+            select {orders}, customers.customer_key is not null as _customer_in_dim_customers,
+                   cast(cast(? as date) + 1 as timestamp) as _scoring_date_end
             from marts.fct_orders as orders
-            left join marts.dim_customers as customers using (customer_key)
-            where orders.order_date between $since and $as_of""",
-                params,
-            ).df(),
+            left join marts.dim_customers as customers on customers.customer_key = orders.customer_key
+            where orders.order_date between cast(? as date) and cast(? as date)""",
+                [scoring, since, scoring],
+            ),
             ["order_id"],
         ),
         "customer_features": (
             _as_floats(
-                con.execute(
+                warehouse.frame(
                     f"""
             with known as ({_KNOWN_CUSTOMERS_SQL}),
-            features as (select * from marts.customer_features where as_of_date = $as_of)
-            select coalesce(features.customer_key, known.customer_key) as customer_key, $as_of as as_of_date,
+            features as (select * from marts.customer_features where as_of_date = cast(? as date))
+            select coalesce(features.customer_key, known.customer_key) as customer_key,
+                   cast(? as date) as as_of_date,
                    {features},
                    known.customer_key is not null as _in_dim_customers,
                    features.customer_key is not null as _has_features
             from features full outer join known on known.customer_key = features.customer_key
             order by customer_key""",
-                    {"as_of": scoring},
-                ).df(),
+                    [scoring] * 4,
+                ),
                 feature_columns,
             ),
             ["customer_key", "as_of_date"],
         ),
         QUARANTINE_SUITE: (
-            quarantine_frame(con, scoring, recent_days, quarantine_share_limit),
+            quarantine_frame(warehouse, scoring, recent_days, quarantine_share_limit),
             ["source", "partition_date", "dominant_reason"],
         ),
     }
 
 
-def quarantine_frame(
-    con: duckdb.DuckDBPyConnection, scoring: date, recent_days: int, share_limit: float
-) -> pd.DataFrame:
+def quarantine_frame(warehouse: Warehouse, scoring: date, recent_days: int, share_limit: float) -> pd.DataFrame:
     """One row per source and delivered day of the last ``recent_days`` days: lines delivered (the
     latest delivery's raw rows and unparseable lines), rows quarantined (audit.rejected_rows, at
-    load, staging or marts), the most frequent reason, and ``quarantined_share``, left null for a
-    day too small to judge: fewer than SYSTEMIC_MIN_ROWS rows quarantined and not more than half of
-    the day (one bad value in a day of 4 is a row-level problem)."""
-    return con.execute(
+    load, staging or marts), the most frequent reason (the first by name among equals), and
+    ``quarantined_share``, left null for a day too small to judge: fewer than SYSTEMIC_MIN_ROWS rows
+    quarantined and not more than half of the day (one bad value in a day of 4 is a row-level
+    problem)."""
+    since = scoring - timedelta(days=recent_days - 1)
+    return warehouse.frame(
         f"""
-        with delivered as (
-            select source, partition_date, sum(row_count + rejected_count) as delivered_lines
+        with deliveries as (
+            select source, partition_date, delivery, cast(sum(row_count + rejected_count) as bigint) as delivered_lines,
+                   max(delivery) over (partition by source, partition_date) as latest_delivery
             from {LOAD_LOG_TABLE}
-            where partition_date between $since and $as_of
+            where partition_date between cast(? as date) and cast(? as date)
             group by source, partition_date, delivery
-            qualify delivery = max(delivery) over (partition by source, partition_date)
         ),
-        quarantined as (
-            select source, partition_date, count(*) as quarantined_rows, mode(reason) as dominant_reason
+        reasons as (
+            select source, partition_date, reason, count(*) as reason_rows,
+                   cast(sum(count(*)) over (partition by source, partition_date) as bigint) as quarantined_rows,
+                   row_number() over (partition by source, partition_date order by count(*) desc, reason) as rank
             from audit.rejected_rows
-            where partition_date between $since and $as_of
-            group by source, partition_date
+            where partition_date between cast(? as date) and cast(? as date)
+            group by source, partition_date, reason
         ),
         final as (
-            select delivered.source, delivered.partition_date, delivered.delivered_lines,
-                   coalesce(quarantined.quarantined_rows, 0) as quarantined_rows,
-                   coalesce(quarantined.dominant_reason, '') as dominant_reason,
-                   coalesce(quarantined.quarantined_rows, 0) / nullif(delivered.delivered_lines, 0) as share
-            from delivered left join quarantined using (source, partition_date)
+            select deliveries.source, deliveries.partition_date, deliveries.delivered_lines,
+                   coalesce(reasons.quarantined_rows, 0) as quarantined_rows,
+                   coalesce(reasons.reason, '') as dominant_reason,
+                   cast(coalesce(reasons.quarantined_rows, 0) as double precision)
+                       / nullif(deliveries.delivered_lines, 0) as share
+            from deliveries
+            left join reasons
+                on reasons.source = deliveries.source and reasons.partition_date = deliveries.partition_date
+                and reasons.rank = 1
+            where deliveries.delivery = deliveries.latest_delivery
         )
         select source, partition_date, delivered_lines, quarantined_rows, dominant_reason,
                case when quarantined_rows >= {SYSTEMIC_MIN_ROWS} or share > 0.5 then share end as quarantined_share,
-               $limit as _share_limit
+               cast(? as double precision) as _share_limit
         from final
         order by source, partition_date""",
-        {"as_of": scoring, "since": scoring - timedelta(days=recent_days - 1), "limit": share_limit},
-    ).df()
+        [since, scoring, since, scoring, share_limit],
+    )
 
 
 def _vectorisable(frame: pd.DataFrame) -> pd.DataFrame:

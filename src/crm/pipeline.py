@@ -124,16 +124,15 @@ def load(settings: Settings) -> dict[str, object]:
     including Data Docs).
     """
     from crm.gates import RawBatchGate
-    from crm.landing import load_landing
     from crm.quality import QualityGate
     from crm.score_tables import ensure_score_tables
-    from crm.warehouse import connect
+    from crm.warehouse import open_warehouse
 
     gate = RawBatchGate(QualityGate(settings), settings.gate_recent_days, settings.row_count_bounds)
     try:
-        with connect(settings) as con:
-            ensure_score_tables(con)
-            rows = load_landing(con, settings.landing_dir, gate, up_to=settings.as_of_date)
+        with open_warehouse(settings) as warehouse:
+            ensure_score_tables(warehouse)
+            rows = warehouse.load_landing(settings.landing_dir, gate, up_to=settings.as_of_date)
     finally:
         start = time.perf_counter()
         gate.quality.build_data_docs()
@@ -319,11 +318,11 @@ def gate_marts(settings: Settings) -> dict[str, object]:
     each source's quarantined share of the recent days."""
     from crm import gates
     from crm.quality import QualityGate
-    from crm.warehouse import connect
+    from crm.warehouse import open_warehouse
 
-    with connect(settings, read_only=True) as con:
+    with open_warehouse(settings, read_only=True) as warehouse:
         frames = gates.mart_frames(
-            con, plan(settings).scoring, settings.gate_recent_days, settings.quarantine_share_limit
+            warehouse, plan(settings).scoring, settings.gate_recent_days, settings.quarantine_share_limit
         )
     quality = QualityGate(settings)
     try:
@@ -334,10 +333,10 @@ def gate_marts(settings: Settings) -> dict[str, object]:
 
 
 def first_order_day(settings: Settings) -> date:
-    from crm.warehouse import connect
+    from crm.warehouse import open_warehouse
 
-    with connect(settings, read_only=True) as con:
-        return con.execute(f"select min(partition_date) from {LOAD_LOG_TABLE} where source = 'orders'").fetchone()[0]
+    with open_warehouse(settings, read_only=True) as warehouse:
+        return warehouse.row(f"select min(partition_date) from {LOAD_LOG_TABLE} where source = 'orders'")[0]
 
 
 def publish(settings: Settings) -> dict[str, int]:
@@ -348,12 +347,12 @@ def publish(settings: Settings) -> dict[str, int]:
     leaves the previously published tables as they were.
     """
     from crm.dbt import run_dbt
-    from crm.warehouse import publish_copy
+    from crm.warehouse import publish_for_bi
 
     run_dbt(settings, ["build", "--select", SCORE_READERS], dbt_vars(settings))
     generate_dbt_docs(settings)
-    rows = publish_copy(settings, PUBLISHED_TABLES, PUBLISHED_PARTITIONS)
-    log.info("published %d tables to %s", len(rows), settings.bi_warehouse_path)
+    rows = publish_for_bi(settings, PUBLISHED_TABLES, PUBLISHED_PARTITIONS)
+    log.info("published %d tables to %s", len(rows), settings.bi_location)
     return rows
 
 
@@ -381,7 +380,7 @@ def _docs_fingerprint(settings: Settings) -> str:
     import hashlib
     from importlib.metadata import version
 
-    from crm.warehouse import connect
+    from crm.warehouse import open_warehouse
 
     digest = hashlib.sha256(version("dbt-core").encode())
     for path in sorted(settings.dbt_project_dir.rglob("*")):
@@ -389,10 +388,11 @@ def _docs_fingerprint(settings: Settings) -> str:
             path.relative_to(settings.dbt_project_dir).parts
         ):
             digest.update(str(path.relative_to(settings.dbt_project_dir)).encode() + b"\0" + path.read_bytes())
-    with connect(settings, read_only=True) as con:
-        columns = con.execute(
-            "select table_schema, table_name, column_name, data_type from information_schema.columns order by all"
-        ).fetchall()
+    with open_warehouse(settings, read_only=True) as warehouse:
+        columns = warehouse.rows(
+            "select table_schema, table_name, column_name, data_type from information_schema.columns "
+            "where table_schema not in ('information_schema', 'pg_catalog') order by 1, 2, 3, 4"
+        )
     digest.update(repr(columns).encode())
     return digest.hexdigest()
 
@@ -407,27 +407,23 @@ def published_checksums(settings: Settings) -> dict[str, str]:
 
 def summarize(settings: Settings) -> dict[str, object]:
     """Row counts, registered models and where everything is; written to run_summary.json too."""
-    from crm.warehouse import connect, table_exists
+    from crm.warehouse import open_warehouse
 
-    with connect(settings, read_only=True) as con:
+    with open_warehouse(settings, read_only=True) as warehouse:
         counts = {
-            table: con.execute(f"select count(*) from {table}").fetchone()[0] if table_exists(con, table) else None
+            table: warehouse.row(f"select count(*) from {table}")[0] if warehouse.table_exists(table) else None
             for table in PUBLISHED_TABLES
         }
         identity = (
-            con.execute(
+            warehouse.row(
                 "select customer_records, resolved_customers, consolidation_rate from audit.identity_resolution"
-            ).fetchone()
-            if table_exists(con, "audit.identity_resolution")
+            )
+            if warehouse.table_exists("audit.identity_resolution")
             else None
         )
         quarantined = (
-            dict(
-                con.execute(
-                    "select source, count(*) from audit.rejected_rows group by source order by source"
-                ).fetchall()
-            )
-            if table_exists(con, "audit.rejected_rows")
+            dict(warehouse.rows("select source, count(*) from audit.rejected_rows group by source order by source"))
+            if warehouse.table_exists("audit.rejected_rows")
             else {}
         )
     summary = {
@@ -442,8 +438,8 @@ def summarize(settings: Settings) -> dict[str, object]:
         },
         "quarantined_rows": quarantined,
         "models": model_step("registered_models")(settings),
-        "warehouse": str(settings.warehouse_path),
-        "bi_warehouse": str(settings.bi_warehouse_path),
+        "warehouse": settings.warehouse_location,
+        "bi_warehouse": settings.bi_location,
         "mlflow_tracking_uri": settings.mlflow_tracking_uri,
         "mlflow_artifacts": str(settings.mlflow_artifacts_dir),
         "data_docs": str(settings.data_docs_dir / "index.html"),

@@ -13,13 +13,21 @@ import os
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import date
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import duckdb
+import pandas as pd
 import psycopg
+import pyarrow as pa
 from psycopg import sql
 from sqlalchemy.engine import URL, make_url
 
+if TYPE_CHECKING:
+    from crm.landing import BatchGate
+
+from crm.contracts import CONTRACTS
 from crm.settings import Settings
 from crm.warehouse import DATE_PATTERN, EMAIL_PATTERN, PHONE_PATTERN, refuse_pii
 
@@ -93,6 +101,57 @@ def _columns(con: psycopg.Connection, table: str) -> list[tuple[str, str]]:
     ).fetchall()
 
 
+# PostgreSQL's type oids and the Arrow types their values take in a frame: the frame then goes through
+# DuckDB's own conversion to pandas, so a frame has the same dtypes on both engines (nullable integers,
+# datetime64 dates, numerics as floats).
+_ARROW_TYPES = {
+    16: pa.bool_(),
+    20: pa.int64(),
+    21: pa.int16(),
+    23: pa.int32(),
+    700: pa.float32(),
+    701: pa.float64(),
+    1700: pa.float64(),
+    1082: pa.date32(),
+    1114: pa.timestamp("us"),
+    1184: pa.timestamp("us", tz="UTC"),
+}
+
+
+def arrow_table(cursor: psycopg.Cursor) -> pa.Table:
+    """The rows of an executed query as an Arrow table, typed by the columns' PostgreSQL types."""
+    names = [column.name for column in cursor.description]
+    rows = cursor.fetchall()
+    columns = list(zip(*rows, strict=True)) if rows else [() for _ in names]
+    arrays = []
+    for column, values in zip(cursor.description, columns, strict=True):
+        arrow_type = _ARROW_TYPES.get(column.type_code, pa.string())
+        if column.type_code == 1700:
+            values = [None if value is None else float(value) for value in values]
+        elif arrow_type == pa.string():
+            values = [None if value is None else str(value) for value in values]
+        arrays.append(pa.array(values, type=arrow_type))
+    return pa.Table.from_arrays(arrays, names=names)
+
+
+def frame(cursor: psycopg.Cursor) -> pd.DataFrame:
+    """The rows of an executed query as a pandas frame with the dtypes DuckDB's ``df()`` gives."""
+    return duckdb.from_arrow(arrow_table(cursor)).df()
+
+
+def copy_frame(con: psycopg.Connection, table: str, rows: pd.DataFrame) -> int:
+    """Append the rows of a frame to ``table`` (schema.name, the frame's columns) with ``COPY``."""
+    schema, name = table.split(".")
+    statement = sql.SQL("copy {} ({}) from stdin").format(
+        sql.Identifier(schema, name), sql.SQL(", ").join(sql.Identifier(column) for column in rows.columns)
+    )
+    values = rows.astype(object).where(rows.notna(), None)
+    with con.cursor().copy(statement) as copy:
+        for row in values.itertuples(index=False, name=None):
+            copy.write_row(row)
+    return len(rows)
+
+
 def postgres_type(duckdb_type: str) -> str:
     if duckdb_type.startswith("DECIMAL"):
         return duckdb_type.replace("DECIMAL", "numeric")
@@ -109,55 +168,156 @@ def copy_schemas_from_duckdb(
     leaves PostgreSQL as it was); return the rows copied per table.
 
     A table missing on PostgreSQL is created; one with other columns is refused, naming both lists.
-    Rows travel as CSV written by DuckDB (doubles in their shortest exact form, null apart from the
-    empty text) into ``COPY FROM STDIN``. Tables are refilled, not dropped, so the views that dbt
-    built on them stay.
+    Tables are refilled, not dropped, so the views that dbt built on them stay.
     """
-    tables = duckdb_con.execute(
-        "select schema_name, table_name from duckdb_tables() where schema_name in (select unnest(?)) order by all",
-        [schemas],
-    ).fetchall()
+    tables = [
+        f"{schema}.{table}"
+        for schema, table in duckdb_con.execute(
+            "select schema_name, table_name from duckdb_tables() where schema_name in (select unnest(?)) order by all",
+            [schemas],
+        ).fetchall()
+    ]
     copied: dict[str, int] = {}
     with tempfile.TemporaryDirectory(prefix="crm-copy-") as folder, _own_transaction(postgres_con):
-        for schema in schemas:
-            postgres_con.execute(sql.SQL("create schema if not exists {}").format(sql.Identifier(schema)))
-        for schema, table in tables:
-            columns = duckdb_con.execute(
-                "select column_name, data_type from duckdb_columns() "
-                "where schema_name = ? and table_name = ? order by column_index",
-                [schema, table],
-            ).fetchall()
-            target = sql.Identifier(schema, table)
-            existing = [name for name, _ in _columns(postgres_con, f"{schema}.{table}")]
-            if not existing:
-                postgres_con.execute(
-                    sql.SQL("create table {} ({})").format(
-                        target,
-                        sql.SQL(", ").join(
-                            sql.SQL("{} {}").format(sql.Identifier(name), sql.SQL(postgres_type(kind)))
-                            for name, kind in columns
-                        ),
-                    )
-                )
-            elif existing != [name for name, _ in columns]:
-                raise ValueError(
-                    f"{schema}.{table}: PostgreSQL has the columns {existing}, DuckDB {[name for name, _ in columns]}; "
-                    f"drop or migrate the PostgreSQL table first"
-                )
-            else:
-                postgres_con.execute(sql.SQL("delete from {}").format(target))
-            path = Path(folder) / f"{schema}.{table}.csv"
-            duckdb_con.execute(f"copy {schema}.\"{table}\" to '{path}' (header false)")
-            cursor = postgres_con.cursor()
-            with (
-                path.open("rb") as rows,
-                cursor.copy(sql.SQL("copy {} from stdin (format csv)").format(target)) as copy,
-            ):
-                while chunk := rows.read(1 << 20):
-                    copy.write(chunk)
-            os.remove(path)
-            copied[f"{schema}.{table}"] = cursor.rowcount
+        ensure_tables_like(duckdb_con, postgres_con, tables)
+        for table in tables:
+            postgres_con.execute(sql.SQL("delete from {}").format(sql.Identifier(*table.split("."))))
+            copied[table] = copy_from_duckdb(duckdb_con, postgres_con, f"select * from {table}", table, Path(folder))
     return copied
+
+
+def ensure_tables_like(
+    duckdb_con: duckdb.DuckDBPyConnection, postgres_con: psycopg.Connection, tables: list[str]
+) -> None:
+    """Create each of ``tables`` (schema.name) on PostgreSQL with the columns it has on DuckDB, where it
+    is missing; refuse one that exists with other columns, naming both lists."""
+    for table in tables:
+        schema, name = table.split(".")
+        columns = duckdb_con.execute(
+            "select column_name, data_type from duckdb_columns() "
+            "where schema_name = ? and table_name = ? order by column_index",
+            [schema, name],
+        ).fetchall()
+        existing = [column for column, _ in _columns(postgres_con, table)]
+        if not existing:
+            postgres_con.execute(sql.SQL("create schema if not exists {}").format(sql.Identifier(schema)))
+            postgres_con.execute(
+                sql.SQL("create table {} ({})").format(
+                    sql.Identifier(schema, name),
+                    sql.SQL(", ").join(
+                        sql.SQL("{} {}").format(sql.Identifier(column), sql.SQL(postgres_type(kind)))
+                        for column, kind in columns
+                    ),
+                )
+            )
+        elif existing != [column for column, _ in columns]:
+            raise ValueError(
+                f"{table}: PostgreSQL has the columns {existing}, DuckDB {[column for column, _ in columns]}; "
+                f"drop or migrate the PostgreSQL table first"
+            )
+
+
+def copy_from_duckdb(
+    duckdb_con: duckdb.DuckDBPyConnection, postgres_con: psycopg.Connection, query: str, table: str, folder: Path
+) -> int:
+    """Append the rows of a DuckDB query to a PostgreSQL table with the same columns; the rows copied.
+
+    Rows travel as CSV written by DuckDB into ``COPY FROM STDIN``: doubles in their shortest exact form,
+    null as an empty field and the empty text quoted, which PostgreSQL's CSV format reads back alike."""
+    path = folder / f"{table}.csv"
+    duckdb_con.execute(f"copy ({query}) to '{path}' (header false)")
+    cursor = postgres_con.cursor()
+    try:
+        with (
+            path.open("rb") as rows,
+            cursor.copy(sql.SQL("copy {} from stdin (format csv)").format(sql.Identifier(*table.split(".")))) as copy,
+        ):
+            while chunk := rows.read(1 << 20):
+                copy.write(chunk)
+    finally:
+        os.remove(path)
+    return cursor.rowcount
+
+
+# Two loads into one PostgreSQL warehouse at once would both see a partition as new: a load holds this
+# advisory lock (a number of the platform's own) from reading the load log to committing its rows.
+LOAD_LOCK = 4_242_001
+
+
+def load_landing(
+    con: psycopg.Connection, landing_dir: Path, gate: BatchGate | None = None, up_to: date | None = None
+) -> dict[str, int]:
+    """Load the landing folder's new and re-delivered partitions into the PostgreSQL raw layer, with the
+    same checks, quarantine and raw gate as the embedded warehouse; rows inserted per source.
+
+    The deliveries are read and checked by DuckDB, which reads CSV, JSON lines and Parquet, in a scratch
+    database seeded with what decides a load: PostgreSQL's load log (what is new or corrected) and the
+    customer master's ids and days (the raw gate's known-customer check). crm.landing.load_landing
+    runs there unchanged: each source in its own transaction, its raw gate before it commits. Then the
+    accepted sources' new rows, their rejected lines and the load log reach PostgreSQL with ``COPY``
+    in one transaction, the partitions of corrected re-deliveries deleted first: a failure leaves the
+    warehouse as it was. A source refused by its checks or gate is absent from the scratch database,
+    so nothing of it is written; its problem is raised after the others are written, as on DuckDB.
+    """
+    from crm.landing import ERASED_IDS_TABLE, LOAD_LOG_TABLE, REJECTED_ROWS_TABLE, LandingError, ensure_raw_schema
+    from crm.landing import load_landing as load_into
+
+    raw_tables = [LOAD_LOG_TABLE, REJECTED_ROWS_TABLE, *(contract.raw_table for contract in CONTRACTS.values())]
+    customers = CONTRACTS["customers"].raw_table
+    with (
+        tempfile.TemporaryDirectory(prefix="crm-load-") as folder,
+        duckdb.connect(f"{folder}/scratch.duckdb") as scratch,
+    ):
+        ensure_raw_schema(scratch)
+        con.execute("select pg_advisory_lock(%s)", [LOAD_LOCK])
+        try:
+            with _own_transaction(con):
+                ensure_tables_like(scratch, con, [*raw_tables, ERASED_IDS_TABLE])
+            for table, query in (
+                (LOAD_LOG_TABLE, f"select * from {LOAD_LOG_TABLE}"),
+                # Seeded rows have no source file: the new rows are those with one.
+                (customers, f"select distinct customer_id, _partition_date from {customers}"),
+            ):
+                scratch.register("seed", arrow_table(con.execute(query)))
+                scratch.execute(f"insert into {table} by name select * from seed")
+                scratch.unregister("seed")
+            scratch.execute(f"create temp table seeded_log as select * from {LOAD_LOG_TABLE}")
+            problem = None
+            try:
+                inserted = load_into(scratch, landing_dir, gate, up_to)
+            except LandingError as refused:
+                problem, inserted = refused, {}
+            corrected = scratch.execute(f"""
+                select distinct source, partition_date from {LOAD_LOG_TABLE} as loads
+                where delivery > 1 and not exists (
+                    select 1 from seeded_log as seeded
+                    where seeded.source = loads.source and seeded.partition_date = loads.partition_date
+                      and seeded.delivery = loads.delivery and seeded.file = loads.file)""").fetchall()
+            with _own_transaction(con):
+                for source, day in corrected:
+                    con.execute(
+                        sql.SQL("delete from {} where _partition_date = %s").format(
+                            sql.Identifier(*CONTRACTS[source].raw_table.split("."))
+                        ),
+                        [day],
+                    )
+                    con.execute(
+                        f"delete from {REJECTED_ROWS_TABLE} where source = %s and partition_date = %s", [source, day]
+                    )
+                for contract in CONTRACTS.values():
+                    query = f"select * from {contract.raw_table} where _source_file is not null"
+                    copy_from_duckdb(scratch, con, query, contract.raw_table, Path(folder))
+                copy_from_duckdb(
+                    scratch, con, f"select * from {REJECTED_ROWS_TABLE}", REJECTED_ROWS_TABLE, Path(folder)
+                )
+                # Loads also update logged files (a touched, unchanged file's new size and time).
+                con.execute(f"delete from {LOAD_LOG_TABLE}")
+                copy_from_duckdb(scratch, con, f"select * from {LOAD_LOG_TABLE}", LOAD_LOG_TABLE, Path(folder))
+        finally:
+            con.execute("select pg_advisory_unlock(%s)", [LOAD_LOCK])
+    if problem is not None:
+        raise problem
+    return inserted
 
 
 def copy_raw_layer(settings: Settings) -> dict[str, int]:

@@ -7,43 +7,49 @@ scoring run, so that a build can read them empty.
 
 from __future__ import annotations
 
-import duckdb
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from crm.warehouse import Warehouse
 
 CHURN_SCORES_TABLE = "scores.churn"
 SEGMENT_SCORES_TABLE = "scores.segments"
 SATISFACTION_SCORES_TABLE = "scores.satisfaction"
 # The churn drivers kept per customer at medium or high risk.
 TOP_DRIVERS = 3
-_PROVENANCE = {"model_name": "varchar", "model_version": "varchar", "run_id": "varchar", "scored_at": "timestamp"}
+_PROVENANCE = {"model_name": "text", "model_version": "text", "run_id": "text", "scored_at": "timestamp"}
 SCORE_TABLES = {
     CHURN_SCORES_TABLE: {
         "customer_key": "bigint",
         "as_of_date": "date",
-        "churn_probability": "double",
+        "churn_probability": "double precision",
         **_PROVENANCE,
-        **{f"driver_{rank}": "varchar" for rank in range(1, TOP_DRIVERS + 1)},
+        **{f"driver_{rank}": "text" for rank in range(1, TOP_DRIVERS + 1)},
     },
     SEGMENT_SCORES_TABLE: {
         "customer_key": "bigint",
         "as_of_date": "date",
         "segment_id": "bigint",
-        "segment_name": "varchar",
+        "segment_name": "text",
         **_PROVENANCE,
     },
     SATISFACTION_SCORES_TABLE: {
         "customer_key": "bigint",
         "as_of_date": "date",
-        "satisfied_probability": "double",
+        "satisfied_probability": "double precision",
         **_PROVENANCE,
     },
 }
 
 
-def ensure_score_tables(con: duckdb.DuckDBPyConnection) -> None:
+def ensure_score_tables(warehouse: Warehouse) -> None:
     """Create the score tables, and add columns that a newer version of them has (appended, so existing
-    rows keep their values and the new columns are null for them)."""
-    con.execute("create schema if not exists scores")
+    rows keep their values and the new columns are null for them). Standard type names: DuckDB reads
+    ``text`` and ``double precision`` as VARCHAR and DOUBLE."""
+    warehouse.execute("create schema if not exists scores")
     for table, columns in SCORE_TABLES.items():
-        con.execute(f"create table if not exists {table} ({', '.join(f'{n} {t}' for n, t in columns.items())})")
+        warehouse.execute(f"create table if not exists {table} ({', '.join(f'{n} {t}' for n, t in columns.items())})")
+        existing = set(warehouse.columns(table))
         for name, column_type in columns.items():
-            con.execute(f"alter table {table} add column if not exists {name} {column_type}")
+            if name not in existing:
+                warehouse.execute(f"alter table {table} add column {name} {column_type}")

@@ -134,6 +134,22 @@ class Settings:
         return "postgres" if self.warehouse_url else "duckdb"
 
     @property
+    def warehouse_location(self) -> str:
+        """Where the warehouse is, fit to print: the DuckDB file, or the PostgreSQL URL without its password."""
+        if self.warehouse_engine == "postgres":
+            from sqlalchemy.engine import make_url
+
+            return make_url(self.warehouse_url).render_as_string(hide_password=True)
+        return str(self.warehouse_path)
+
+    @property
+    def bi_location(self) -> str:
+        """Where BI reads: the BI copy's file, or (PostgreSQL) the published schemas of the warehouse."""
+        if self.warehouse_engine == "postgres":
+            return f"schemas bi_marts and bi_scores of {self.warehouse_location}"
+        return str(self.bi_warehouse_path)
+
+    @property
     def warehouse_dir(self) -> Path:
         return self.warehouse_path.parent
 

@@ -25,6 +25,8 @@ from crm.settings import Settings
 if TYPE_CHECKING:
     import psycopg
 
+    from crm.landing import BatchGate
+
 
 class EngineNotSupported(RuntimeError):
     """A stage that runs on DuckDB only was asked to run on another warehouse."""
@@ -35,9 +37,9 @@ def connect(settings: Settings, read_only: bool = False) -> Iterator[duckdb.Duck
     if settings.warehouse_engine != "duckdb":
         # Better no run than a run whose Python stages write to one warehouse and dbt to another.
         raise EngineNotSupported(
-            "CRM_WAREHOUSE_URL is set: `crm build` runs on PostgreSQL, but loading, the quality gates, "
-            "scoring, publication and erasure run on the embedded DuckDB warehouse only so far; unset "
-            "CRM_WAREHOUSE_URL to run them (README, choosing the warehouse)"
+            "CRM_WAREHOUSE_URL is set: loading, the build, the gates, training, scoring and publication run "
+            "on PostgreSQL, but erasure and the evaluation against the generator's truth run on the embedded "
+            "DuckDB warehouse only so far; unset CRM_WAREHOUSE_URL to run them (README, choosing the warehouse)"
         )
     if not read_only:
         settings.warehouse_dir.mkdir(parents=True, exist_ok=True)
@@ -66,11 +68,17 @@ def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConne
 
 
 class Warehouse:
-    """What the pipeline's own bookkeeping queries need, the same on every engine: rows of a query, a
-    statement, a transaction, whether a table exists. Queries use ``?`` placeholders and SQL that DuckDB
-    and PostgreSQL read alike."""
+    """What the pipeline's stages need of a warehouse, the same on every engine: rows of a query or a
+    pandas frame of them, a statement, a transaction, a table's columns, whether it exists, and one
+    partition of a table replaced by a frame. Queries use ``?`` placeholders and SQL that DuckDB and
+    PostgreSQL read alike; frames come out with the dtypes DuckDB gives on both engines."""
+
+    engine: str
 
     def rows(self, query: str, params: Sequence[object] = ()) -> list[tuple]:
+        raise NotImplementedError
+
+    def frame(self, query: str, params: Sequence[object] = ()) -> pd.DataFrame:
         raise NotImplementedError
 
     def execute(self, statement: str, params: Sequence[object] = ()) -> None:
@@ -78,6 +86,40 @@ class Warehouse:
 
     def transaction(self) -> contextlib.AbstractContextManager[object]:
         raise NotImplementedError
+
+    def replace_partition(self, table: str, frame: pd.DataFrame, column: str, value: object) -> int:
+        """Replace the rows of ``table`` whose ``column`` is ``value`` with ``frame`` in one transaction:
+        readers see the old rows or the new ones, and a rerun never duplicates them. The frame's
+        columns must be the table's, in order."""
+        raise NotImplementedError
+
+    def load_landing(
+        self, landing_dir: Path, gate: BatchGate | None = None, up_to: date | None = None
+    ) -> dict[str, int]:
+        """Load the landing folder's new and corrected partitions into the raw layer, each source's batch
+        checked, its bad lines quarantined and its raw gate passed before it commits
+        (crm.landing.load_landing); rows inserted per source."""
+        raise NotImplementedError
+
+    def columns(self, table: str) -> list[str]:
+        """The columns of ``table`` (schema.name) in order; empty when it does not exist."""
+        schema, name = table.split(".")
+        return [
+            column
+            for (column,) in self.rows(
+                "select column_name from information_schema.columns where table_schema = ? and table_name = ? "
+                "order by ordinal_position",
+                [schema, name],
+            )
+        ]
+
+    def _check_columns(self, table: str, frame: pd.DataFrame) -> None:
+        existing = self.columns(table)
+        if existing != list(frame.columns):
+            raise ValueError(
+                f"{table} has columns {existing}, the new rows have {list(frame.columns)}: "
+                f"migrate or drop the table before writing rows of the new shape"
+            )
 
     def row(self, query: str, params: Sequence[object] = ()) -> tuple:
         return self.rows(query, params)[0]
@@ -93,11 +135,16 @@ class Warehouse:
 
 
 class DuckDBWarehouse(Warehouse):
+    engine = "duckdb"
+
     def __init__(self, con: duckdb.DuckDBPyConnection) -> None:
         self.con = con
 
     def rows(self, query: str, params: Sequence[object] = ()) -> list[tuple]:
         return self.con.execute(query, list(params)).fetchall()
+
+    def frame(self, query: str, params: Sequence[object] = ()) -> pd.DataFrame:
+        return self.con.execute(query, list(params)).df()
 
     def execute(self, statement: str, params: Sequence[object] = ()) -> None:
         self.con.execute(statement, list(params))
@@ -105,19 +152,60 @@ class DuckDBWarehouse(Warehouse):
     def transaction(self) -> contextlib.AbstractContextManager[object]:
         return transaction(self.con)
 
+    def load_landing(
+        self, landing_dir: Path, gate: BatchGate | None = None, up_to: date | None = None
+    ) -> dict[str, int]:
+        from crm.landing import load_landing
+
+        return load_landing(self.con, landing_dir, gate, up_to)
+
+    def replace_partition(self, table: str, frame: pd.DataFrame, column: str, value: object) -> int:
+        try:
+            with transaction(self.con):
+                self._check_columns(table, frame)
+                self.con.register("incoming_rows", frame)
+                self.con.execute(f"delete from {table} where {column} = ?", [value])
+                self.con.execute(f"insert into {table} by name select * from incoming_rows")
+        finally:
+            self.con.unregister("incoming_rows")
+        return len(frame)
+
 
 class PostgresWarehouse(Warehouse):
+    engine = "postgres"
+
     def __init__(self, con: psycopg.Connection) -> None:
         self.con = con
 
     def rows(self, query: str, params: Sequence[object] = ()) -> list[tuple]:
         return self.con.execute(_postgres_placeholders(query), list(params)).fetchall()
 
+    def frame(self, query: str, params: Sequence[object] = ()) -> pd.DataFrame:
+        from crm import postgres
+
+        return postgres.frame(self.con.execute(_postgres_placeholders(query), list(params)))
+
     def execute(self, statement: str, params: Sequence[object] = ()) -> None:
         self.con.execute(_postgres_placeholders(statement), list(params))
 
     def transaction(self) -> contextlib.AbstractContextManager[object]:
         return self.con.transaction()
+
+    def load_landing(
+        self, landing_dir: Path, gate: BatchGate | None = None, up_to: date | None = None
+    ) -> dict[str, int]:
+        from crm import postgres
+
+        return postgres.load_landing(self.con, landing_dir, gate, up_to)
+
+    def replace_partition(self, table: str, frame: pd.DataFrame, column: str, value: object) -> int:
+        from crm import postgres
+
+        with self.con.transaction():
+            self._check_columns(table, frame)
+            self.execute(f"delete from {table} where {column} = ?", [value])
+            postgres.copy_frame(self.con, table, frame)
+        return len(frame)
 
 
 def _postgres_placeholders(query: str) -> str:
@@ -146,32 +234,6 @@ def open_warehouse(settings: Settings, read_only: bool = False) -> Iterator[Ware
 
 def table_exists(con: duckdb.DuckDBPyConnection, qualified_name: str) -> bool:
     return DuckDBWarehouse(con).table_exists(qualified_name)
-
-
-def replace_as_of_date(
-    con: duckdb.DuckDBPyConnection, qualified_name: str, frame: pd.DataFrame, as_of_date: date
-) -> int:
-    """Replace one as-of date's rows of a table with ``frame`` in one transaction.
-
-    Readers see the old rows or the new ones, never a mix; rerunning a date never duplicates it.
-    """
-    schema = qualified_name.split(".")[0]
-    try:
-        with transaction(con):
-            con.execute(f"create schema if not exists {schema}")
-            con.register("incoming_rows", frame)
-            con.execute(f"create table if not exists {qualified_name} as select * from incoming_rows limit 0")
-            existing = [row[0] for row in con.execute(f"describe {qualified_name}").fetchall()]
-            if existing != list(frame.columns):
-                raise ValueError(
-                    f"{qualified_name} has columns {existing}, the new rows have {list(frame.columns)}: "
-                    f"migrate or drop the table before writing rows of the new shape"
-                )
-            con.execute(f"delete from {qualified_name} where as_of_date = ?", [as_of_date])
-            con.execute(f"insert into {qualified_name} by name select * from incoming_rows")
-    finally:
-        con.unregister("incoming_rows")
-    return len(frame)
 
 
 class PublicationRefused(ValueError):
@@ -210,6 +272,20 @@ def contact_details_in_text(con: duckdb.DuckDBPyConnection, table: str) -> dict[
         if found:
             findings[column] = found
     return findings
+
+
+def publish_for_bi(
+    settings: Settings, tables: Iterable[str], partitions: Mapping[str, str] | None = None
+) -> dict[str, int]:
+    """Replace what BI reads with ``tables`` at once, behind the PII guard; the rows published per table.
+    DuckDB: a new BI database file moved over the previous one (publish_copy). PostgreSQL: the schemas
+    bi_<schema>, replaced in one transaction (crm.postgres.publish_schemas)."""
+    if settings.warehouse_engine == "postgres":
+        from crm import postgres
+
+        with postgres.connect(settings.warehouse_url) as con:
+            return postgres.publish_schemas(con, list(tables))
+    return publish_copy(settings, tables, partitions)
 
 
 def publish_copy(
