@@ -1,85 +1,120 @@
-"""Engine equivalence: the dbt project gives the same rows on DuckDB and on PostgreSQL.
+"""Engine equivalence: the platform gives the same rows on DuckDB and on PostgreSQL.
 
-The daily history's DuckDB homes are the reference: the home after the first day (a first build)
-and the home after the second (an incremental build on top). Their raw layer is copied into a
-PostgreSQL database of the test's own, the pipeline's build step runs there (planning the same vars
-from PostgreSQL's own load log and build state), and every staging,
-audit, snapshot and mart table that dbt builds is compared row for row: as multisets (order does
-not matter), doubles and numerics to 10 significant digits, dates and timestamps as ISO text.
-A regex, cast, rounding or type that behaves differently on one engine changes some rows: with
-PostgreSQL's regexp_replace left without its global flag, the phone numbers fail validation and
-the comparison names the tables that differ.
+The daily history's DuckDB homes are the reference: the home after the first day (a first load and
+build) and the home after the second (incremental on top). A team home with the same landing files
+and PII key runs the same daily steps on a PostgreSQL database of the test's own (load with the
+raw gate, dbt build, mart gates, scoring with the same champions, publication), and every raw,
+staging, audit, snapshot, mart and score table and the published BI tables are compared row for
+row: as multisets (order does not matter), doubles and numerics to 10 significant digits (the
+scores to 1e-9), dates and timestamps as ISO text, the columns that record when a run happened
+left out, and the landing folder's path made the same. A regex, cast, rounding or type that
+behaves differently on one engine changes some rows: with PostgreSQL's regexp_replace left without
+its global flag, the phone numbers fail validation and the comparison names the tables that differ.
 """
 
 from __future__ import annotations
 
 import collections
+import csv
 import datetime
 import decimal
-import json
-import shutil
+from dataclasses import dataclass, field
 
 import duckdb
 import pytest
 
-from crm import postgres
+from crm import pipeline, postgres
+from crm.landing import LOAD_LOG_TABLE, LandingError
 from crm.pipeline import PUBLISHED_TABLES, build_warehouse, dbt_vars
 from crm.settings import Settings
 from crm.warehouse import PublicationRefused, contact_details_in_text
+from ml import steps
 
-COMPARED_SCHEMAS = ("staging", "audit", "snapshots", "marts")
-# What the DuckDB homes hold that dbt's daily build does not make: the scores and the marts that
-# read them (written by scoring and publication), and the loads whose tests passed (the pipeline's).
-NOT_BUILT_BY_DBT = {"audit.tested_loads", "marts.customer_360", "marts.campaign_audiences"}
+COMPARED_SCHEMAS = ("raw", "staging", "audit", "snapshots", "marts", "scores")
+# What the DuckDB homes hold that the daily run on PostgreSQL does not make at the moment of the
+# comparison: the loads whose tests passed are compared by their effect (tests_since), the marts that
+# read the scores are rebuilt by publication (compared in the BI tables).
+NOT_COMPARED = {"audit.tested_loads", "marts.customer_360", "marts.campaign_audiences"}
+# When a run happened, not what it computed (crm.pipeline.RUN_PROVENANCE_COLUMNS and the load times).
+RUN_TIME_COLUMNS = {"_loaded_at", "loaded_at", "scored_at", "loads_through"}
+SCORE_COLUMNS = {"churn_probability", "satisfied_probability"}
 
 
-def _normalised(value: object) -> object:
+def _normalised(value: object, column: str, landing: tuple[str, str]) -> object:
     if isinstance(value, float | decimal.Decimal):
         number = float(value)
-        return "nan" if number != number else f"{number:.10g}"
+        if number != number:
+            return "nan"
+        return round(number, 9) if column in SCORE_COLUMNS else f"{number:.10g}"
     if isinstance(value, datetime.date):  # datetimes too
         return value.isoformat()
-    if isinstance(value, list | tuple):
-        return tuple(_normalised(item) for item in value)
+    if isinstance(value, str):
+        return value.replace(*landing)
     return value
 
 
-def _rows(cursor_rows) -> collections.Counter:
-    return collections.Counter(tuple(_normalised(value) for value in row) for row in cursor_rows)
+def _rows(cursor, columns: list[str], landing: tuple[str, str]) -> collections.Counter:
+    kept = [index for index, column in enumerate(columns) if column not in RUN_TIME_COLUMNS]
+    return collections.Counter(
+        tuple(_normalised(row[index], columns[index], landing) for index in kept) for row in cursor.fetchall()
+    )
 
 
-def _differences(duckdb_path, postgres_url) -> tuple[list[str], list[str]]:
-    """The tables compared, and a line per table whose columns or rows differ (with examples)."""
+def _differences(
+    duckdb_path, postgres_url, tables: dict[str, str], landing: tuple[str, str]
+) -> tuple[list[str], list[str]]:
+    """The tables compared, and a line per table whose columns or rows differ (with examples).
+    ``tables`` maps a DuckDB table to its PostgreSQL counterpart."""
     compared, differences = [], []
-    schemas = list(COMPARED_SCHEMAS)
     with duckdb.connect(str(duckdb_path), read_only=True) as local, postgres.connect(postgres_url) as team:
-        query = "select table_schema || '.' || table_name from information_schema.tables where table_schema = any(%s)"
-        on_postgres = {name for (name,) in team.execute(query, [schemas]).fetchall()}
-        on_duckdb = {
-            name for (name,) in local.execute(query.replace("= any(%s)", "in (select unnest(?))"), [schemas]).fetchall()
-        }
-        missing = sorted(on_duckdb - on_postgres - NOT_BUILT_BY_DBT)
-        if missing:
-            differences.append(f"built on DuckDB only: {missing}")
-        for table in sorted(on_duckdb & on_postgres):
-            local_result = local.execute(f"select * from {table}")
+        for local_table, team_table in sorted(tables.items()):
+            local_result = local.execute(f"select * from {local_table}")
             local_columns = [column[0] for column in local_result.description]
-            local_rows = _rows(local_result.fetchall())
-            team_result = team.execute(f"select * from {table}")
+            local_rows = _rows(local_result, local_columns, landing)
+            team_result = team.execute(f"select * from {team_table}")
             team_columns = [column.name for column in team_result.description]
-            team_rows = _rows(team_result.fetchall())
-            compared.append(f"{table} ({sum(local_rows.values())} rows)")
+            team_rows = _rows(team_result, team_columns, landing)
+            compared.append(f"{local_table} ({sum(local_rows.values())} rows)")
             if local_columns != team_columns:
-                differences.append(f"{table}: columns {local_columns} on DuckDB, {team_columns} on PostgreSQL")
+                differences.append(f"{local_table}: columns {local_columns} on DuckDB, {team_columns} on PostgreSQL")
             elif local_rows != team_rows:
-                # Only the first column of the rows that differ (a key): staging rows hold contact details.
+                # Only the first column of the rows that differ (a key): raw and staging rows hold contact details.
                 only_local = sorted({row[0] for row in (local_rows - team_rows).elements()}, key=str)[:5]
                 only_team = sorted({row[0] for row in (team_rows - local_rows).elements()}, key=str)[:5]
                 differences.append(
-                    f"{table}: {sum(local_rows.values())} rows on DuckDB, {sum(team_rows.values())} on PostgreSQL; "
-                    f"{local_columns[0]} of rows on DuckDB only {only_local}, on PostgreSQL only {only_team}"
+                    f"{local_table}: {sum(local_rows.values())} rows on DuckDB, {sum(team_rows.values())} on "
+                    f"PostgreSQL; {local_columns[0]} of rows on DuckDB only {only_local}, "
+                    f"on PostgreSQL only {only_team}"
                 )
     return compared, differences
+
+
+def _tables(duckdb_path, postgres_url) -> tuple[set[str], set[str]]:
+    """The tables of the compared schemas on DuckDB and on PostgreSQL."""
+    query = "select table_schema || '.' || table_name from information_schema.tables where table_schema = any(%s)"
+    with duckdb.connect(str(duckdb_path), read_only=True) as local, postgres.connect(postgres_url) as team:
+        on_postgres = {name for (name,) in team.execute(query, [list(COMPARED_SCHEMAS)]).fetchall()}
+        on_duckdb = {
+            name
+            for (name,) in local.execute(
+                query.replace("= any(%s)", "in (select unnest(?))"), [list(COMPARED_SCHEMAS)]
+            ).fetchall()
+        }
+    return on_duckdb, on_postgres
+
+
+@dataclass
+class TeamDay:
+    """One day of the daily run on PostgreSQL and its comparison with the DuckDB home of that day."""
+
+    loaded: dict[str, int]
+    gates: dict[str, object]
+    scored: dict[str, dict[str, object]]
+    published: dict[str, int]
+    compared: list[str] = field(default_factory=list)
+    differences: list[str] = field(default_factory=list)
+    published_compared: list[str] = field(default_factory=list)
+    published_differences: list[str] = field(default_factory=list)
 
 
 @pytest.fixture(scope="module")
@@ -89,57 +124,67 @@ def team_warehouse(postgres_database):
 
 
 @pytest.fixture(scope="module")
-def builds(
-    daily_runs, team_warehouse, tmp_path_factory, crm_command
-) -> dict[datetime.date, tuple[list[str], list[str]]]:
-    """dbt on PostgreSQL for each day of the daily history, in order (the second day's build is
-    incremental on the first's), each compared with the DuckDB home after that day: the tables
-    compared and the differences, per day."""
-    team_home = tmp_path_factory.mktemp("team")
-    shutil.copytree(daily_runs.reference / ".crm", team_home / ".crm")  # one deployment: one PII hash key
+def team_home(daily_runs, tmp_path_factory):
+    """The same deployment as the DuckDB homes (landing files, PII hash key), warehouse elsewhere."""
+    return daily_runs.new_home(tmp_path_factory.mktemp("team") / "home")
+
+
+@pytest.fixture(scope="module")
+def team_days(daily_runs, team_warehouse, team_home) -> dict[datetime.date, TeamDay]:
+    """The daily run on PostgreSQL for each day of the daily history, in order (the second day's load and
+    build are incremental on the first's), each compared with the DuckDB home after that day."""
     results = {}
     for day, reference in zip(daily_runs.days, (daily_runs.after_first_day, daily_runs.reference), strict=True):
         local = daily_runs.settings(reference, day)
         team = daily_runs.settings(team_home, day, warehouse_url=team_warehouse)
-        # Loading runs on DuckDB only so far: the raw layer comes over as a team does it, `crm copy-raw`.
-        copying = crm_command(
-            team, "copy-raw", CRM_WAREHOUSE_URL=team_warehouse, CRM_WAREHOUSE_PATH=str(local.warehouse_path)
-        )
-        assert copying.returncode == 0, copying.stderr
-        copied = json.loads(copying.stdout)
-        assert copied["raw.orders"] > 0 and copied["raw.customers"] > 0, copied
-        # The pipeline's build step, as `crm build` runs it: its vars come from PostgreSQL's own load
-        # log and build state, and must plan what the DuckDB home planned (tests_since aside: the
-        # DuckDB home has recorded its tested loads already, PostgreSQL not yet).
+        loaded = pipeline.load(team)["rows"]
+        # The build plans its vars from PostgreSQL's own load log and build state, and must plan what
+        # the DuckDB home planned (tests_since aside: the DuckDB home has recorded its tested loads).
         planned = {name: value for name, value in dbt_vars(team).items() if name != "tests_since"}
         assert planned == {name: value for name, value in dbt_vars(local).items() if name != "tests_since"}
         build_warehouse(team)
-        results[day] = _differences(local.warehouse_path, team_warehouse)
+        result = TeamDay(loaded, pipeline.gate_marts(team), steps.score(team), pipeline.publish(team))
+        # Both DuckDB homes loaded their files as the reference home (the other is a copy of it).
+        landing = (str(team.landing_dir), str(daily_runs.settings(daily_runs.reference, day).landing_dir))
+        on_duckdb, on_postgres = _tables(local.warehouse_path, team_warehouse)
+        missing = sorted(on_duckdb - on_postgres - NOT_COMPARED)
+        if missing:
+            result.differences.append(f"on DuckDB only: {missing}")
+        both = {table: table for table in (on_duckdb & on_postgres) - NOT_COMPARED}
+        result.compared, differences = _differences(local.warehouse_path, team_warehouse, both, landing)
+        result.differences += differences
+        published = {table: postgres.published_name(table) for table in PUBLISHED_TABLES}
+        result.published_compared, result.published_differences = _differences(
+            local.bi_warehouse_path, team_warehouse, published, landing
+        )
+        results[day] = result
     return results
 
 
-@pytest.mark.parametrize("day_index", [0, 1], ids=["first build", "incremental build of the next day"])
-def test_dbt_gives_the_same_rows_on_duckdb_and_postgresql(builds, daily_runs, day_index):
-    """Two dbt builds on PostgreSQL (about 15 s each) on the daily history that other tests share."""
+@pytest.mark.parametrize("day_index", [0, 1], ids=["first day", "next day, incremental"])
+def test_the_daily_run_gives_the_same_rows_on_duckdb_and_postgresql(team_days, daily_runs, day_index):
+    """The daily run on PostgreSQL (about 40 s a day) against the daily history that other tests share."""
     day = daily_runs.days[day_index]
-    compared, differences = builds[day]
-    print(f"{day}: compared {len(compared)} tables: " + ", ".join(compared))
-    assert len(compared) >= 40, compared
-    assert not differences, "\n".join(differences)
+    result = team_days[day]
+    print(f"{day}: compared {len(result.compared)} tables: " + ", ".join(result.compared))
+    print(f"{day}: compared {len(result.published_compared)} published tables: " + ", ".join(result.published_compared))
+    assert sum(result.loaded.values()) > 0 and set(result.gates) >= {"dim_customers", "customer_features"}
+    assert result.scored["churn"]["rows"] == result.scored["segments"]["rows"] > 0, result.scored
+    assert result.published["scores.churn"] > 0
+    assert len(result.compared) >= 55, result.compared
+    assert len(result.published_compared) == len(PUBLISHED_TABLES)
+    assert not result.differences, "\n".join(result.differences)
+    assert not result.published_differences, "\n".join(result.published_differences)
 
 
-def test_publication_on_postgresql_replaces_the_bi_schemas_at_once_and_refuses_contact_details(builds, team_warehouse):
-    """BI reads bi_marts: a publication replaces it in one transaction; one table with an email in a
-    text column refuses the whole publication and the previous one stays, as with the DuckDB copy."""
-    marts = [table for table in PUBLISHED_TABLES if table.startswith("marts.") and table not in NOT_BUILT_BY_DBT]
+def test_publication_on_postgresql_refuses_contact_details_and_keeps_the_previous_one(team_days, team_warehouse):
+    """BI reads bi_marts and bi_scores, replaced in one transaction; one table with an email in a text
+    column refuses the whole publication and the previous one stays, as with the DuckDB copy."""
+    listed = "select table_schema || '.' || table_name from information_schema.tables where table_schema like 'bi_%%'"
     with postgres.connect(team_warehouse) as team:
-        published = postgres.publish_schemas(team, marts)
-        for table in marts:
-            source = team.execute(f"select count(*) from {table}").fetchone()[0]
-            assert published[table] == source > 0, (table, published[table], source)
-            copy = team.execute(f"select count(*) from {postgres.published_name(table)}").fetchone()[0]
-            assert copy == source, table
-        team.commit()  # the counts' transaction: a publication runs in a transaction of its own
+        before = sorted(name for (name,) in team.execute(listed).fetchall())
+        assert before == sorted(postgres.published_name(table) for table in PUBLISHED_TABLES)
+        team.commit()  # the listing's transaction: a publication runs in a transaction of its own
         with team.transaction():
             team.execute(
                 "create table marts.contact_notes as select 1 as customer_key, 'write to a@example.com' as note"
@@ -147,11 +192,11 @@ def test_publication_on_postgresql_replaces_the_bi_schemas_at_once_and_refuses_c
         with pytest.raises(
             PublicationRefused, match=r"marts.contact_notes .*column note: 1 distinct value\(s\) with an email"
         ):
-            postgres.publish_schemas(team, [*marts[:2], "marts.contact_notes"])
-        still_published = team.execute(
-            "select table_name from information_schema.tables where table_schema = 'bi_marts' order by 1"
-        ).fetchall()
-        assert sorted(name for (name,) in still_published) == sorted(table.split(".")[1] for table in marts)
+            postgres.publish_schemas(team, ["marts.dim_customers", "marts.contact_notes"])
+        assert sorted(name for (name,) in team.execute(listed).fetchall()) == before
+        team.rollback()
+        with team.transaction():
+            team.execute("drop table marts.contact_notes")
 
 
 def test_the_contact_details_guard_counts_the_same_on_both_engines(team_warehouse):
@@ -181,3 +226,55 @@ def test_copy_raw_without_a_postgresql_warehouse_says_so(crm_command, tmp_path):
     assert completed.returncode != 0
     assert "CRM_WAREHOUSE_URL is not set" in completed.stderr, completed.stderr
     assert "Traceback" not in completed.stderr
+
+
+def test_loads_on_postgresql_are_idempotent_replace_corrected_partitions_and_refuse_a_bad_source_whole(
+    team_days, daily_runs, team_warehouse, team_home
+):
+    """After the daily history (so it runs last): loading the same day again writes nothing; a corrected
+    orders file replaces its partition, while a customers file that lost a contract column refuses that
+    source alone, naming the file, and leaves its rows and load log as they were."""
+    import pyarrow.parquet as pq
+
+    day = daily_runs.days[-1]
+    team = daily_runs.settings(team_home, day, warehouse_url=team_warehouse)
+    counted = f"select source, count(*), sum(row_count) from {LOAD_LOG_TABLE} group by source order by source"
+
+    def state() -> tuple[list[tuple], int, int]:
+        with postgres.connect(team_warehouse) as con:
+            return (
+                con.execute(counted).fetchall(),
+                con.execute("select count(*) from raw.customers").fetchone()[0],
+                con.execute("select count(*) from raw.orders where _partition_date = %s", [day]).fetchone()[0],
+            )
+
+    log_before, customers_before, orders_before = state()
+    assert set(pipeline.load(team)["rows"].values()) == {0}
+    assert state() == (log_before, customers_before, orders_before)
+
+    orders_file = team.landing_dir / "orders" / f"dt={day.isoformat()}" / "orders.parquet"
+    orders = pq.read_table(orders_file)
+    pq.write_table(orders.slice(0, orders.num_rows - 1), orders_file)  # the exporter's correction: one order less
+    customers_file = team.landing_dir / "customers" / f"dt={day.isoformat()}" / "customers.csv"
+    with customers_file.open(newline="") as file:
+        rows = list(csv.DictReader(file))
+    kept = [name for name in rows[0] if name != "email"]
+    with customers_file.open("w", newline="") as file:
+        writer = csv.DictWriter(file, kept, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+    with pytest.raises(LandingError) as refused:
+        pipeline.load(team)
+    assert str(customers_file) in str(refused.value) and "email" in str(refused.value), refused.value
+    assert "orders" not in str(refused.value)
+    log_after, customers_after, orders_after = state()
+    assert customers_after == customers_before
+    assert [row for row in log_after if row[0] == "customers"] == [row for row in log_before if row[0] == "customers"]
+    assert orders_after == orders_before - 1 == orders.num_rows - 1
+    with postgres.connect(team_warehouse) as con:
+        deliveries = con.execute(
+            f"select delivery, row_count from {LOAD_LOG_TABLE} where source = 'orders' and partition_date = %s "
+            "order by delivery",
+            [day],
+        ).fetchall()
+    assert deliveries == [(1, orders.num_rows), (2, orders.num_rows - 1)]

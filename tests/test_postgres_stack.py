@@ -1,8 +1,8 @@
-"""The production configuration without Docker: Airflow metadata and the MLflow backend store on
-the local PostgreSQL server, LocalExecutor, and crm_daily runs through the real scheduler: the
-scheduled day, then a backfill that catches up the day before and reruns that day.
+"""The production configuration without Docker: the warehouse, Airflow metadata and the MLflow backend
+store on the local PostgreSQL server, LocalExecutor, and crm_daily runs through the real scheduler:
+the scheduled day, then a backfill that catches up the day before and reruns that day.
 
-Each test run creates its own two databases and drops them afterwards.
+Each test run creates its own three databases and drops them afterwards.
 """
 
 from __future__ import annotations
@@ -16,20 +16,24 @@ from crm import postgres, services
 from crm.generate import GeneratorConfig, generate
 from crm.landing import LOAD_LOG_TABLE
 from crm.settings import Settings
-from crm.warehouse import connect
+from crm.warehouse import open_warehouse
 
 
 @pytest.fixture(scope="module")
 def databases(postgres_database):
-    with postgres_database("crm_test_airflow") as airflow, postgres_database("crm_test_mlflow") as mlflow:
-        yield {"airflow": airflow, "mlflow": mlflow}
+    with (
+        postgres_database("crm_test_airflow") as airflow,
+        postgres_database("crm_test_mlflow") as mlflow,
+        postgres_database("crm_test_warehouse") as warehouse,
+    ):
+        yield {"airflow": airflow, "mlflow": mlflow, "warehouse": warehouse}
 
 
 def _url(driver: str, database_url: str) -> str:
     return make_url(database_url).set(drivername=driver).render_as_string(hide_password=False)
 
 
-def test_scheduled_and_backfilled_daily_runs_succeed_with_airflow_and_mlflow_on_postgresql(
+def test_scheduled_and_backfilled_daily_runs_succeed_with_the_warehouse_airflow_and_mlflow_on_postgresql(
     databases, tmp_path, free_port, monkeypatch: pytest.MonkeyPatch
 ):
     """A stack of its own (PostgreSQL metadata and MLflow store) and three crm_daily runs through its
@@ -47,6 +51,7 @@ def test_scheduled_and_backfilled_daily_runs_succeed_with_airflow_and_mlflow_on_
         mlflow_ui_port=free_port(),
         airflow_database_url=_url("postgresql+psycopg2", databases["airflow"]),
         mlflow_tracking_uri=_url("postgresql+psycopg2", databases["mlflow"]),
+        warehouse_url=databases["warehouse"],
     )
     generate(GeneratorConfig(customers=500, days=120, end_date=yesterday), settings.landing_dir, settings.truth_dir)
     endpoints = services.start(settings)
@@ -70,12 +75,13 @@ def test_scheduled_and_backfilled_daily_runs_succeed_with_airflow_and_mlflow_on_
     # No model is registered in this fresh MLflow store: scoring skips, everything else ran.
     assert tasks["publish_marts"] == "success" and tasks["score_models"] == "skipped", tasks
     assert tasks["dbt_build"] == "success", tasks
-    with connect(settings, read_only=True) as con:
+    with open_warehouse(settings, read_only=True) as warehouse:
         # Every delivered partition loaded exactly once, however often its days ran.
-        loads = con.execute(
-            f"select count(*), count(distinct (source, partition_date)) from {LOAD_LOG_TABLE}"
-        ).fetchone()
+        loads = warehouse.row(f"select count(*), count(distinct (source, partition_date)) from {LOAD_LOG_TABLE}")
         assert loads[0] == loads[1] > 0, loads
+        # Published for BI in the warehouse's own bi_ schemas.
+        assert warehouse.row("select count(*) from bi_marts.dim_customers")[0] > 0
+    assert not settings.warehouse_path.exists()  # no embedded warehouse on the side
     with postgres.connect(databases["airflow"]) as conn:
         # The rerun reprocessed the scheduled run in place (it became part of the backfill).
         runs = conn.execute(

@@ -234,8 +234,27 @@ def dbt_models(group_id: str = "dbt"):
             node_converters={DbtResourceType("unit_test"): _no_task, DbtResourceType.EXPOSURE: _no_task},
         ),
         # The run's vars and full-refresh flag, rendered from plan_dbt_build's result (the DAG renders
-        # templates as native objects).
-        operator_args={"vars": f"{{{{ {plan}['vars'] }}}}", "full_refresh": f"{{{{ {plan}['full_refresh'] }}}}"},
+        # templates as native objects); the secrets enter the task's own process when it starts.
+        operator_args={
+            "vars": f"{{{{ {plan}['vars'] }}}}",
+            "full_refresh": f"{{{{ {plan}['full_refresh'] }}}}",
+            "on_execute_callback": dbt_secrets_into_environment,
+        },
+    )
+
+
+def dbt_secrets_into_environment(context) -> None:
+    """Give the running dbt task the secrets its profile reads (the PostgreSQL password, the PII hash
+    key's pads as libpq session options), computed from the settings in the task's own process: kept
+    out of the task group's env_vars, which Airflow stores with the DAG and shows as rendered fields."""
+    import os
+
+    os.environ.update(
+        {
+            name: value
+            for name, value in Settings.from_env().dbt_env().items()
+            if name.startswith("DBT_ENV_SECRET_") or name == "PGOPTIONS"
+        }
     )
 
 

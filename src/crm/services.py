@@ -156,6 +156,7 @@ def service_env(settings: Settings) -> dict[str, str]:
         # The DAG files and tasks build their settings from the environment: hand them these.
         "CRM_MLFLOW_TRACKING_URI": settings.mlflow_tracking_uri,
         "CRM_AIRFLOW_DATABASE_URL": settings.airflow_database_url,
+        "CRM_WAREHOUSE_URL": settings.warehouse_url,
         "CRM_DAILY_SCHEDULE": settings.daily_schedule,
         "CRM_DAILY_DBT_TASKS": settings.daily_dbt_tasks,
         "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
