@@ -30,11 +30,12 @@ from crm.erasure import (
     _rewrite_jsonl,
     canonical_id,
     erase_landing,
-    hash_key_connection,
+    hash_key_session,
     read_customer_ids,
     record_suppression,
 )
 from crm.settings import Settings
+from crm.warehouse import DuckDBWarehouse
 
 # The request file ---------------------------------------------------------------------------------
 
@@ -145,7 +146,7 @@ def _pick_victims(settings: Settings) -> Victims:
     """Three persons with orders, tickets, surveys, marketing events and web sessions; one of them
     has several CRM records, and the request names only its non-surviving id."""
     with duckdb.connect(str(settings.warehouse_path), read_only=True) as con:
-        hash_key_connection(settings, con)
+        hash_key_session(settings, DuckDBWarehouse(con))
         rows = con.execute("""
             with keys as (
                 select customer_key, list(customer_id order by customer_id) as ids
@@ -238,7 +239,7 @@ def _database_residue(
     """Every table and view: id columns holding an erased id, any text column holding their contacts."""
     found = []
     with duckdb.connect(str(path), read_only=True) as con:
-        hash_key_connection(settings, con)
+        hash_key_session(settings, DuckDBWarehouse(con))
         columns = con.execute("""
             select table_schema, table_name, column_name, data_type from information_schema.columns
             where table_schema not in ('information_schema', 'pg_catalog')""").fetchall()

@@ -35,7 +35,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -43,16 +42,16 @@ import pyarrow.parquet as pq
 from crm.contact_rules import EMAIL_IN_TEXT, PHONE_IN_TEXT
 from crm.contracts import CONTRACTS, SourceContract
 from crm.landing import (
+    ERASED_IDS_DDL,
     ERASED_IDS_TABLE,
     LOAD_LOG_TABLE,
     PARTITION_PREFIX,
     REJECTED_ROWS_TABLE,
-    ensure_raw_schema,
     partition_files,
     record_rewritten_files,
 )
 from crm.settings import Settings, hmac_pads
-from crm.warehouse import connect, table_exists, transaction
+from crm.warehouse import PUBLISHED_SCHEMA_PREFIX, Warehouse, open_warehouse, warehouse_exists
 
 log = logging.getLogger(__name__)
 
@@ -135,9 +134,9 @@ class Suppression:
     _seen: dict[tuple[str, str], bool] = field(default_factory=dict)
 
     @classmethod
-    def read(cls, settings: Settings, con: duckdb.DuckDBPyConnection) -> Suppression:
+    def read(cls, settings: Settings, warehouse: Warehouse) -> Suppression:
         suppression = cls(settings)
-        for kind, id_hash in con.execute(f"select id_kind, id_hash from {ERASED_IDS_TABLE}").fetchall():
+        for kind, id_hash in warehouse.rows(f"select id_kind, id_hash from {ERASED_IDS_TABLE}"):
             suppression.hashes.setdefault(kind, set()).add(id_hash)
         return suppression
 
@@ -185,15 +184,22 @@ class Suppression:
         return False
 
 
-def hash_key_connection(settings: Settings, con: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyConnection:
-    """Give a connection the PII hash key (as HMAC pads, like dbt's connections), so that it can read
-    the staging views, which hash ids to suppress erased customers."""
-    from crm.dbt_pii import INNER_PAD_VARIABLE, OUTER_PAD_VARIABLE
+def hash_key_session(settings: Settings, warehouse: Warehouse) -> Warehouse:
+    """Give a warehouse session the PII hash key (as HMAC pads, like dbt's connections), so that it can
+    read the staging views, which hash ids to suppress erased customers."""
+    warehouse.set_pii_pads(*hmac_pads(settings.pii_hash_key()))
+    return warehouse
 
-    inner, outer = hmac_pads(settings.pii_hash_key())
-    con.execute(f"set variable {INNER_PAD_VARIABLE} = ?", [inner])
-    con.execute(f"set variable {OUTER_PAD_VARIABLE} = ?", [outer])
-    return con
+
+def ensure_suppression_list(warehouse: Warehouse) -> None:
+    warehouse.execute("create schema if not exists raw")
+    warehouse.execute(ERASED_IDS_DDL)
+
+
+def _in(values: Iterable[object]) -> tuple[str, list[object]]:
+    """A SQL list of placeholders for ``values`` and the values (``(null)`` for none: matches nothing)."""
+    values = list(values)
+    return ("(" + ", ".join("?" for _ in values) + ")" if values else "(null)"), values
 
 
 # 1. The suppression list -------------------------------------------------------------------------
@@ -202,34 +208,30 @@ def hash_key_connection(settings: Settings, con: duckdb.DuckDBPyConnection) -> d
 def record_suppression(settings: Settings, customer_ids: Iterable[int]) -> dict[str, object]:
     """Resolve the requested customers and add the hashes of everything that identifies them to the
     suppression list. Returns the hashed requested and linked ids and how many ids of each kind."""
-    from crm.landing import ensure_raw_schema
-
     requested = {str(int(customer_id)) for customer_id in customer_ids}
-    with connect(settings) as con:
-        ensure_raw_schema(con)
-        hash_key_connection(settings, con)
-        customers = requested | _linked_customer_ids(con, requested)
-        ids = pa.array(sorted(int(c) for c in customers), type=pa.int64())
-        con.register("requested_customers", pa.table({"customer_id": ids}))
+    with open_warehouse(settings) as warehouse:
+        ensure_suppression_list(warehouse)
+        hash_key_session(settings, warehouse)
+        customers = requested | _linked_customer_ids(warehouse, requested)
+        listed, ids = _in(sorted(int(c) for c in customers))
         emails, phones = set(), set()
-        for email, phone in con.execute("""
-                select email, phone from raw.customers
-                where try_cast(trim(customer_id) as bigint) in (select customer_id from requested_customers)
-                """).fetchall():
+        raw_customers = CONTRACTS["customers"].raw_table
+        # Nothing loaded yet: only the landing files hold them.
+        loaded = warehouse.table_exists(raw_customers)
+        customer_id = warehouse.try_bigint("trim(customer_id)")
+        found = f"select email, phone from {raw_customers} where {customer_id} in {listed}"
+        for email, phone in warehouse.rows(found, ids) if loaded else []:
             if email and _EMAIL.fullmatch(normalise_email(email)):
                 emails.add(normalise_email(email))
             if phone and len(normalise_phone(phone)) >= 7:
                 phones.add(normalise_phone(phone))
+        their_orders = f"select order_id from raw.orders where customer_id in {listed}"
         orders = {
-            canonical_id(row[0])
-            for row in con.execute(
-                "select order_id from raw.orders where customer_id in (select customer_id from requested_customers)"
-            ).fetchall()
+            canonical_id(row[0]) for row in (warehouse.rows(their_orders, ids) if loaded else [])
         } | _landing_order_ids(settings, customers)
-        con.unregister("requested_customers")
         # Each entry remembers (as a hash) which requested id it was found for: a rerun after a crash
         # gets back what an earlier attempt resolved, even once staging hides the records that linked it.
-        anchor = {c: c if c in requested else _request_of(c, requested, con) for c in customers}
+        anchor = {c: c if c in requested else _request_of(c, requested, warehouse) for c in customers}
         entries = [(CUSTOMER_ID, value, anchor[value]) for value in sorted(customers)]
         first_request = sorted(requested)[0]
         entries += [
@@ -239,15 +241,18 @@ def record_suppression(settings: Settings, customer_ids: Iterable[int]) -> dict[
         ]
         rows = [(kind, settings.hash_pii(value), settings.hash_pii(request)) for kind, value, request in entries]
         request_hashes = sorted(settings.hash_pii(c) for c in requested)
-        with transaction(con):
-            con.executemany(
-                f"insert into {ERASED_IDS_TABLE} values (?, ?, current_timestamp::timestamp, ?) on conflict do nothing",
-                rows,
+        with warehouse.transaction():
+            for row in rows:
+                warehouse.execute(
+                    f"insert into {ERASED_IDS_TABLE} values (?, ?, cast(current_timestamp as timestamp), ?) "
+                    f"on conflict do nothing",
+                    row,
+                )
+            listed_requests, request_params = _in(request_hashes)
+            recorded = warehouse.rows(
+                f"select id_kind, id_hash from {ERASED_IDS_TABLE} where request_hash in {listed_requests}",
+                request_params,
             )
-            recorded = con.execute(
-                f"select id_kind, id_hash from {ERASED_IDS_TABLE} where list_contains(?, request_hash)",
-                [request_hashes],
-            ).fetchall()
     hashes: dict[str, set[str]] = {}
     for kind, id_hash in [(kind, id_hash) for kind, id_hash, _ in rows] + recorded:
         hashes.setdefault(kind, set()).add(id_hash)
@@ -265,30 +270,30 @@ def record_suppression(settings: Settings, customer_ids: Iterable[int]) -> dict[
     }
 
 
-def _request_of(customer_id: str, requested: set[str], con: duckdb.DuckDBPyConnection) -> str:
+def _request_of(customer_id: str, requested: set[str], warehouse: Warehouse) -> str:
     """The requested id that identity resolution links ``customer_id`` to."""
-    row = con.execute(
+    listed, ids = _in(sorted(int(c) for c in requested))
+    row = warehouse.row(
         f"""
-        select min(cast(requested.customer_id as varchar)) from {IDENTITY_VIEW} linked
-        join {IDENTITY_VIEW} requested using (customer_key)
-        where linked.customer_id = ? and list_contains(?, requested.customer_id)""",
-        [int(customer_id), sorted(int(c) for c in requested)],
-    ).fetchone()
+        select min(cast(requested.customer_id as text)) from {IDENTITY_VIEW} as linked
+        join {IDENTITY_VIEW} as requested on requested.customer_key = linked.customer_key
+        where linked.customer_id = ? and requested.customer_id in {listed}""",
+        [int(customer_id), *ids],
+    )
     return row[0] if row and row[0] else sorted(requested)[0]
 
 
-def _linked_customer_ids(con: duckdb.DuckDBPyConnection, requested: set[str]) -> set[str]:
+def _linked_customer_ids(warehouse: Warehouse, requested: set[str]) -> set[str]:
     """The other CRM ids of the same persons, by the warehouse's identity resolution (when built)."""
-    if not table_exists(con, IDENTITY_VIEW):
+    if not warehouse.table_exists(IDENTITY_VIEW):
         return set()
-    rows = con.execute(
+    listed, ids = _in(sorted(int(c) for c in requested))
+    rows = warehouse.rows(
         f"""
-        select cast(customer_id as varchar) from {IDENTITY_VIEW}
-        where customer_key in (
-            select customer_key from {IDENTITY_VIEW} where list_contains(?, customer_id)
-        )""",
-        [sorted(int(c) for c in requested)],
-    ).fetchall()
+        select cast(customer_id as text) from {IDENTITY_VIEW}
+        where customer_key in (select customer_key from {IDENTITY_VIEW} where customer_id in {listed})""",
+        ids,
+    )
     return {row[0] for row in rows}
 
 
@@ -338,8 +343,8 @@ def erase_landing(settings: Settings) -> dict[str, int]:
     Returns the records removed per source. A file is replaced by rename, so a reader or a crash
     sees the old file or the new one, never a mix; a leftover temporary file of a crash is removed.
     """
-    with connect(settings, read_only=True) as con:
-        suppression = Suppression.read(settings, con)
+    with open_warehouse(settings, read_only=True) as warehouse:
+        suppression = Suppression.read(settings, warehouse)
     removed: dict[str, int] = {}
     rewritten: list[Path] = []
     if not suppression:
@@ -364,9 +369,8 @@ def erase_landing(settings: Settings) -> dict[str, int]:
     if rewritten and settings.warehouse_path.exists():
         # A crash before this line makes the next load take the rewritten files as a corrected
         # re-delivery: more work, the same rows.
-        with connect(settings) as con:
-            ensure_raw_schema(con)
-            record_rewritten_files(con, rewritten)
+        with open_warehouse(settings) as warehouse:
+            record_rewritten_files(warehouse, rewritten)
     log.info("erasure: landing records removed per source: %s", removed)
     return removed
 
@@ -498,74 +502,75 @@ def erase_warehouse(settings: Settings) -> dict[str, int]:
     customer_id, customer_key or order_id column. Views need nothing: they read these tables.
     Returns the rows deleted per table (tables without any are left out).
     """
-    if not settings.warehouse_path.exists():
+    if not warehouse_exists(settings):
         return {}
     deleted: dict[str, int] = {}
-    with connect(settings) as con:
-        suppression = Suppression.read(settings, con)
+    with open_warehouse(settings) as warehouse:
+        if not warehouse.table_exists(ERASED_IDS_TABLE):
+            return deleted
+        suppression = Suppression.read(settings, warehouse)
         if not suppression:
             return deleted
-        tables = _id_tables(con)
-        customers, orders = _erased_ids_in(con, tables, suppression)
-        con.register("erased_customers", pa.table({"id": pa.array(sorted(customers), type=pa.int64())}))
-        con.register("erased_orders", pa.table({"id": pa.array(sorted(orders), type=pa.int64())}))
-        try:
-            with transaction(con):
-                for table, columns in tables.items():
-                    conditions = [
-                        f"{_canonical_sql(c)} in (select id from erased_customers)"
-                        for c in columns
-                        if c in (CUSTOMER_ID, "customer_key")
-                    ]
-                    conditions += [
-                        f"{_canonical_sql(c)} in (select id from erased_orders)" for c in columns if c == ORDER_ID
-                    ]
-                    if table == "audit.rejected_rows":
-                        conditions += _rejected_rows_conditions()
-                    count = con.execute(f"delete from {table} where {' or '.join(conditions)}").fetchone()[0]
-                    if count:
-                        deleted[table] = count
-                count = _erase_rejected_lines(con, suppression)
+        tables = _id_tables(warehouse)
+        customers, orders = _erased_ids_in(warehouse, tables, suppression)
+        erased_customers, customer_ids = _in(sorted(customers))
+        erased_orders, order_ids = _in(sorted(orders))
+        with warehouse.transaction():
+            for table, columns in tables.items():
+                conditions, params = [], []
+                for column in columns:
+                    listed, ids = (erased_orders, order_ids) if column == ORDER_ID else (erased_customers, customer_ids)
+                    conditions.append(f"{_canonical_sql(warehouse, column)} in {listed}")
+                    params += ids
+                if table == "audit.rejected_rows":
+                    conditions += _rejected_rows_conditions(warehouse, erased_customers, erased_orders)
+                    params += [*customer_ids, *order_ids, *order_ids]
+                count = warehouse.modify(f"delete from {table} where {' or '.join(conditions)}", params)
                 if count:
-                    deleted[REJECTED_ROWS_TABLE] = count
-                _recount_load_log(con)
-        finally:
-            con.unregister("erased_customers")
-            con.unregister("erased_orders")
+                    deleted[table] = count
+            count = _erase_rejected_lines(warehouse, suppression)
+            if count:
+                deleted[REJECTED_ROWS_TABLE] = count
+            _recount_load_log(warehouse)
     log.info("erasure: warehouse rows deleted per table: %s", deleted)
     return deleted
 
 
-def _canonical_sql(column: str) -> str:
-    return f'try_cast(trim(cast("{column}" as varchar)) as bigint)'
+def _canonical_sql(warehouse: Warehouse, column: str) -> str:
+    return warehouse.try_bigint(f'trim(cast("{column}" as text))')
 
 
-def _rejected_rows_conditions() -> list[str]:
-    # The quarantine's record_key is the raw key: the customer id itself, or the order id.
+def _rejected_rows_conditions(warehouse: Warehouse, erased_customers: str, erased_orders: str) -> list[str]:
+    # The quarantine's record_key is the raw key: the customer id itself, the order id, or order-line.
+    record_id = warehouse.try_bigint("trim(record_key)")
+    line_order_id = warehouse.try_bigint("split_part(record_key, '-', 1)")
     return [
-        "(source = 'customers' and try_cast(trim(record_key) as bigint) in (select id from erased_customers))",
-        "(source = 'orders' and try_cast(trim(record_key) as bigint) in (select id from erased_orders))",
-        "(source = 'order_items' and try_cast(split_part(record_key, '-', 1) as bigint) "
-        "in (select id from erased_orders))",
+        f"(source = 'customers' and {record_id} in {erased_customers})",
+        f"(source = 'orders' and {record_id} in {erased_orders})",
+        f"(source = 'order_items' and {line_order_id} in {erased_orders})",
     ]
 
 
-def _id_tables(con: duckdb.DuckDBPyConnection) -> dict[str, list[str]]:
-    """Every base table with a column that refers to a customer or an order, and those columns."""
-    rows = con.execute("""
-        select c.table_schema || '.' || c.table_name, list(c.column_name order by c.ordinal_position)
-        from information_schema.columns c
-        join information_schema.tables t using (table_catalog, table_schema, table_name)
+def _id_tables(warehouse: Warehouse) -> dict[str, list[str]]:
+    """Every base table with a column that refers to a customer or an order, and those columns; not the
+    published copies for BI (republish_bi replaces them)."""
+    tables: dict[str, list[str]] = {}
+    for table, column in warehouse.rows("""
+        select c.table_schema || '.' || c.table_name, c.column_name
+        from information_schema.columns as c
+        join information_schema.tables as t
+            on t.table_catalog = c.table_catalog and t.table_schema = c.table_schema and t.table_name = c.table_name
         where t.table_type = 'BASE TABLE' and c.column_name in ('customer_id', 'customer_key', 'order_id')
-        group by all order by 1""").fetchall()
-    tables = {name: columns for name, columns in rows}
-    if table_exists(con, "audit.rejected_rows"):
+        order by 1, c.ordinal_position"""):
+        if not table.startswith(PUBLISHED_SCHEMA_PREFIX):
+            tables.setdefault(table, []).append(column)
+    if warehouse.table_exists("audit.rejected_rows"):
         tables.setdefault("audit.rejected_rows", [])
-    return tables
+    return dict(sorted(tables.items()))
 
 
 def _erased_ids_in(
-    con: duckdb.DuckDBPyConnection, tables: dict[str, list[str]], suppression: Suppression
+    warehouse: Warehouse, tables: dict[str, list[str]], suppression: Suppression
 ) -> tuple[set[int], set[int]]:
     """The customer and order ids present in the warehouse whose hashes are on the suppression list,
     plus the orders of those customers."""
@@ -573,51 +578,53 @@ def _erased_ids_in(
     orders: set[int] = set()
     for table, columns in tables.items():
         for column in columns:
-            values = con.execute(f"select distinct {_canonical_sql(column)} from {table}").fetchall()
+            values = warehouse.rows(f"select distinct {_canonical_sql(warehouse, column)} from {table}")
             matches = suppression.order if column == ORDER_ID else suppression.customer
             found = {value for (value,) in values if value is not None and matches(value)}
             (orders if column == ORDER_ID else customers).update(found)
     if customers:
-        con.register("found_customers", pa.table({"id": pa.array(sorted(customers), type=pa.int64())}))
+        listed, ids = _in(sorted(customers))
         orders |= {
             row[0]
-            for row in con.execute(
-                "select distinct order_id from raw.orders where customer_id in (select id from found_customers)"
-            ).fetchall()
+            for row in warehouse.rows(f"select distinct order_id from raw.orders where customer_id in {listed}", ids)
             if row[0] is not None
         }
-        con.unregister("found_customers")
     return customers, orders
 
 
-def _erase_rejected_lines(con: duckdb.DuckDBPyConnection, suppression: Suppression) -> int:
-    rows = con.execute(
-        f"select rowid, source, raw_line from {REJECTED_ROWS_TABLE} where raw_line is not null"
-    ).fetchall()
+def _erase_rejected_lines(warehouse: Warehouse, suppression: Suppression) -> int:
+    rows = warehouse.rows(
+        f"select source, source_file, delivery, line_number, raw_line from {REJECTED_ROWS_TABLE} "
+        f"where raw_line is not null"
+    )
     doomed = [
-        rowid for rowid, source, line in rows if source in CONTRACTS and suppression.line(CONTRACTS[source], line)
+        (source, source_file, delivery, line_number, line)
+        for source, source_file, delivery, line_number, line in rows
+        if source in CONTRACTS and suppression.line(CONTRACTS[source], line)
     ]
-    if doomed:
-        con.register("doomed_lines", pa.table({"id": pa.array(doomed, type=pa.int64())}))
-        con.execute(f"delete from {REJECTED_ROWS_TABLE} where rowid in (select id from doomed_lines)")
-        con.unregister("doomed_lines")
+    for line in doomed:
+        warehouse.execute(
+            f"delete from {REJECTED_ROWS_TABLE} where source = ? and source_file = ? and delivery = ? "
+            f"and line_number is not distinct from ? and raw_line = ?",
+            line,
+        )
     return len(doomed)
 
 
-def _recount_load_log(con: duckdb.DuckDBPyConnection) -> None:
+def _recount_load_log(warehouse: Warehouse) -> None:
     """The load log's counts per partition equal the rows raw and the quarantine hold for its file."""
     for name in (*CUSTOMER_SOURCES, *ORDER_SOURCES):
         contract = CONTRACTS[name]
-        con.execute(
+        warehouse.execute(
             f"""
             update {LOAD_LOG_TABLE} as loads set
-                row_count = (select count(*) from {contract.raw_table} r
+                row_count = (select count(*) from {contract.raw_table} as r
                              where r._source_file = loads.file and r._delivery = loads.delivery),
-                rejected_count = (select count(*) from {REJECTED_ROWS_TABLE} q
+                rejected_count = (select count(*) from {REJECTED_ROWS_TABLE} as q
                                   where q.source_file = loads.file and q.delivery = loads.delivery)
             where loads.source = ?
                 -- earlier deliveries' rows left raw when a correction replaced them: their counts stay
-                and loads.delivery = (select max(delivery) from {LOAD_LOG_TABLE} l
+                and loads.delivery = (select max(delivery) from {LOAD_LOG_TABLE} as l
                                       where l.source = loads.source and l.partition_date = loads.partition_date)""",
             [name],
         )
@@ -631,11 +638,12 @@ def republish_bi(settings: Settings) -> dict[str, int]:
     empty file (no partitions): a copy of the previous one would keep the erased rows in its free
     blocks."""
     from crm.pipeline import PUBLISHED_TABLES
-    from crm.warehouse import publish_copy
+    from crm.warehouse import bi_published, publish_for_bi
 
-    if not settings.bi_warehouse_path.exists():
+    if not bi_published(settings):
         return {}
-    return publish_copy(settings, PUBLISHED_TABLES)
+    # Without partitions: every table is written anew (on PostgreSQL the schemas are always new).
+    return publish_for_bi(settings, PUBLISHED_TABLES)
 
 
 def write_audit(settings: Settings, suppression: dict[str, object], removed: dict[str, dict[str, int]]) -> Path:
@@ -665,10 +673,11 @@ def erase(settings: Settings, customer_ids_file: Path, rebuild: bool = True) -> 
     removed["bi"] = {"tables_republished": len(republish_bi(settings))}
     audit = write_audit(settings, suppression, removed)
     result = {"customers": len(ids), "audit_log": str(audit), **suppression, "removed": removed}
-    if rebuild and settings.warehouse_path.exists():
+    if rebuild and warehouse_exists(settings):
         from crm import pipeline
+        from crm.warehouse import bi_published
 
         pipeline.build_warehouse(settings)
-        if settings.bi_warehouse_path.exists():
+        if bi_published(settings):
             pipeline.publish(settings)
     return result

@@ -32,6 +32,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
 from itertools import islice
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import duckdb
 import pyarrow as pa
@@ -41,6 +42,9 @@ from crm.contracts import CONTRACTS, SourceContract
 from crm.progress import progress
 from crm.warehouse import transaction
 
+if TYPE_CHECKING:
+    from crm.warehouse import Warehouse
+
 log = logging.getLogger(__name__)
 
 PARTITION_PREFIX = "dt="
@@ -48,6 +52,15 @@ LOAD_LOG_TABLE = "raw._loaded_partitions"
 REJECTED_ROWS_TABLE = "raw._rejected_rows"
 # The right-to-be-forgotten suppression list (crm.erasure): keyed hashes only, read by dbt staging.
 ERASED_IDS_TABLE = "raw._erased_ids"
+# The suppression list's table, the same on every engine (crm.erasure writes it).
+ERASED_IDS_DDL = f"""
+    create table if not exists {ERASED_IDS_TABLE} (
+        id_kind varchar not null,
+        id_hash varchar not null,
+        erased_at timestamp not null,
+        request_hash varchar not null,
+        primary key (id_kind, id_hash)
+    )"""
 # How many lines of a JSON-lines file the contract check reads to find the keys.
 JSONL_SAMPLE_LINES = 200
 # The longest CSV line DuckDB is asked to read (its default is 2 MB); a longer line refuses the file,
@@ -214,15 +227,18 @@ def _refuse_link_out(root: Path, path: Path | os.DirEntry[str], contract: Source
         )
 
 
-def record_rewritten_files(con: duckdb.DuckDBPyConnection, paths: list[Path]) -> None:
+def record_rewritten_files(warehouse: Warehouse, paths: list[Path]) -> None:
     """The platform's own rewrite of delivered files (an erasure) is no re-delivery: the load log takes
     their new size, time and fingerprint (on their latest delivery)."""
-    con.executemany(
-        f"""
-        update {LOAD_LOG_TABLE} as loads set file_bytes = ?, file_modified_ns = ?, fingerprint = ?
-        where file = ? and delivery = (select max(delivery) from {LOAD_LOG_TABLE} as l where l.file = loads.file)""",
-        [[(stat := path.stat()).st_size, stat.st_mtime_ns, file_fingerprint(path), str(path)] for path in paths],
-    )
+    for path in paths:
+        stat = path.stat()
+        warehouse.execute(
+            f"""
+            update {LOAD_LOG_TABLE} as loads set file_bytes = ?, file_modified_ns = ?, fingerprint = ?
+            where file = ?
+                and delivery = (select max(delivery) from {LOAD_LOG_TABLE} as l where l.file = loads.file)""",
+            [stat.st_size, stat.st_mtime_ns, file_fingerprint(path), str(path)],
+        )
 
 
 def file_fingerprint(path: Path) -> str:
@@ -264,14 +280,7 @@ def ensure_raw_schema(con: duckdb.DuckDBPyConnection) -> None:
             delivery integer not null default 1,
             record_key varchar
         )""")
-    con.execute(f"""
-        create table if not exists {ERASED_IDS_TABLE} (
-            id_kind varchar not null,
-            id_hash varchar not null,
-            erased_at timestamp not null,
-            request_hash varchar not null,
-            primary key (id_kind, id_hash)
-        )""")
+    con.execute(ERASED_IDS_DDL)
     _ensure_raw_tables(con)
     # Warehouses from before re-deliveries: every row and line so far came from a first delivery.
     _add_missing_columns(

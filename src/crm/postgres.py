@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 
 from crm.contracts import CONTRACTS
 from crm.settings import Settings
-from crm.warehouse import DATE_PATTERN, EMAIL_PATTERN, PHONE_PATTERN, refuse_pii
+from crm.warehouse import DATE_PATTERN, EMAIL_PATTERN, PHONE_PATTERN, PUBLISHED_SCHEMA_PREFIX, refuse_pii
 
 # DuckDB's types as PostgreSQL names them (those the raw layer and the marts use).
 _POSTGRES_TYPES = {
@@ -259,7 +259,7 @@ def load_landing(
     warehouse as it was. A source refused by its checks or gate is absent from the scratch database,
     so nothing of it is written; its problem is raised after the others are written, as on DuckDB.
     """
-    from crm.landing import ERASED_IDS_TABLE, LOAD_LOG_TABLE, REJECTED_ROWS_TABLE, LandingError, ensure_raw_schema
+    from crm.landing import ERASED_IDS_DDL, LOAD_LOG_TABLE, REJECTED_ROWS_TABLE, LandingError, ensure_raw_schema
     from crm.landing import load_landing as load_into
 
     raw_tables = [LOAD_LOG_TABLE, REJECTED_ROWS_TABLE, *(contract.raw_table for contract in CONTRACTS.values())]
@@ -272,7 +272,9 @@ def load_landing(
         con.execute("select pg_advisory_lock(%s)", [LOAD_LOCK])
         try:
             with _own_transaction(con):
-                ensure_tables_like(scratch, con, [*raw_tables, ERASED_IDS_TABLE])
+                con.execute("create schema if not exists raw")
+                con.execute(ERASED_IDS_DDL)  # with its primary key, which a copied layout would lack
+                ensure_tables_like(scratch, con, raw_tables)
             for table, query in (
                 (LOAD_LOG_TABLE, f"select * from {LOAD_LOG_TABLE}"),
                 # Seeded rows have no source file: the new rows are those with one.
@@ -332,10 +334,6 @@ def copy_raw_layer(settings: Settings) -> dict[str, int]:
         connect(settings.warehouse_url) as target,
     ):
         return copy_schemas_from_duckdb(source, target, ["raw"])
-
-
-# BI reads the published copy of schema ``marts`` as ``bi_marts``: replaced as a whole after each run.
-PUBLISHED_SCHEMA_PREFIX = "bi_"
 
 
 def published_name(table: str) -> str:

@@ -28,6 +28,11 @@ if TYPE_CHECKING:
     from crm.landing import BatchGate
 
 
+# On a warehouse server (PostgreSQL) BI reads the published copy of schema ``marts`` as ``bi_marts``,
+# replaced as a whole after each run.
+PUBLISHED_SCHEMA_PREFIX = "bi_"
+
+
 class EngineNotSupported(RuntimeError):
     """A stage that runs on DuckDB only was asked to run on another warehouse."""
 
@@ -85,6 +90,20 @@ class Warehouse:
         raise NotImplementedError
 
     def transaction(self) -> contextlib.AbstractContextManager[object]:
+        raise NotImplementedError
+
+    def modify(self, statement: str, params: Sequence[object] = ()) -> int:
+        """Run an insert, update or delete; the number of rows it changed."""
+        raise NotImplementedError
+
+    def try_bigint(self, expression: str) -> str:
+        """SQL reading ``expression`` as a bigint, null where it is none: DuckDB's ``try_cast``, which
+        dbt's safe_cast macro makes the rule on every engine."""
+        raise NotImplementedError
+
+    def set_pii_pads(self, inner: bytes, outer: bytes) -> None:
+        """Give this session the PII hash key's HMAC pads, as dbt's connections have them, so that it can
+        read the staging views that hash ids (macros/hash_pii.sql)."""
         raise NotImplementedError
 
     def replace_partition(self, table: str, frame: pd.DataFrame, column: str, value: object) -> int:
@@ -152,6 +171,18 @@ class DuckDBWarehouse(Warehouse):
     def transaction(self) -> contextlib.AbstractContextManager[object]:
         return transaction(self.con)
 
+    def modify(self, statement: str, params: Sequence[object] = ()) -> int:
+        return self.con.execute(statement, list(params)).fetchone()[0]
+
+    def try_bigint(self, expression: str) -> str:
+        return f"try_cast({expression} as bigint)"
+
+    def set_pii_pads(self, inner: bytes, outer: bytes) -> None:
+        from crm.dbt_pii import INNER_PAD_VARIABLE, OUTER_PAD_VARIABLE
+
+        self.con.execute(f"set variable {INNER_PAD_VARIABLE} = ?", [inner])
+        self.con.execute(f"set variable {OUTER_PAD_VARIABLE} = ?", [outer])
+
     def load_landing(
         self, landing_dir: Path, gate: BatchGate | None = None, up_to: date | None = None
     ) -> dict[str, int]:
@@ -190,6 +221,17 @@ class PostgresWarehouse(Warehouse):
 
     def transaction(self) -> contextlib.AbstractContextManager[object]:
         return self.con.transaction()
+
+    def modify(self, statement: str, params: Sequence[object] = ()) -> int:
+        return self.con.execute(_postgres_placeholders(statement), list(params)).rowcount
+
+    def try_bigint(self, expression: str) -> str:
+        # Created by the dbt project's on-run-start hook (macros/safe_cast.sql), in the profile's schema.
+        return f"public.crm_try_cast_bigint(cast({expression} as text))"
+
+    def set_pii_pads(self, inner: bytes, outer: bytes) -> None:
+        for name, pad in (("crm.pii_hmac_inner", inner), ("crm.pii_hmac_outer", outer)):
+            self.con.execute("select set_config(%s, %s, false)", [name, pad.hex()])
 
     def load_landing(
         self, landing_dir: Path, gate: BatchGate | None = None, up_to: date | None = None
@@ -272,6 +314,16 @@ def contact_details_in_text(con: duckdb.DuckDBPyConnection, table: str) -> dict[
         if found:
             findings[column] = found
     return findings
+
+
+def bi_published(settings: Settings) -> bool:
+    """Whether there is a publication for BI: the BI copy's file, or (PostgreSQL) the bi_marts schema."""
+    if settings.warehouse_engine == "postgres":
+        with open_warehouse(settings, read_only=True) as warehouse:
+            return bool(
+                warehouse.row("select count(*) from information_schema.schemata where schema_name = 'bi_marts'")[0]
+            )
+    return settings.bi_warehouse_path.exists()
 
 
 def publish_for_bi(
