@@ -42,8 +42,10 @@ test: install browser
 	$(BIN)/pytest -n 2 --dist loadfile --no-loadscope-reorder
 
 # A benchmark, not a test: measures the stages at 100k, 300k and 1M customers, reports to bench/results/
+# BENCH_ARGS adds options, e.g. BENCH_ARGS="--customers 100000 --postgres postgresql+psycopg://user@host:5432"
+# for a PostgreSQL column beside the embedded warehouse.
 bench: install
-	$(BIN)/crm bench
+	$(BIN)/crm bench $(BENCH_ARGS)
 
 clean:
 	rm -rf data warehouse .airflow mlflow/mlflow.db mlflow/artifacts expectations/uncommitted

@@ -1,6 +1,6 @@
 """The benchmark's target table: what it compares and what it shows beside the scoring rate."""
 
-from crm.bench import target_checks
+from crm.bench import postgres_section, target_checks
 
 
 def _scale(customers: int, full_run_s: float) -> dict:
@@ -28,3 +28,25 @@ def test_targets_are_checked_at_the_largest_scale_with_the_drivers_rate_beside_t
     assert checks["scoring churn (model load excluded)"] == ("250,000/s (70,000/s with its drivers)", True)
     assert checks["scoring segments (model load excluded)"] == ("3,000,000/s", True)
     assert checks["full-run time per customer, 1,000,000 vs 100,000"] == ("0.50×", True)
+
+
+def test_the_postgresql_section_compares_each_stage_with_the_embedded_run_and_the_floor():
+    stage = {"wall_s": 10.0, "cpu_s": 9.0, "peak_rss_mb": 500.0, "rows": 100}
+    scale = {
+        **_scale(100_000, 200.0),
+        "stages": {"load": stage},
+        "incremental_stages": {"daily load": {**stage, "wall_s": 2.0}},
+        "postgres": {
+            "stages": {"load": {**stage, "wall_s": 25.0}},
+            "incremental_stages": {"daily load": {**stage, "wall_s": 3.0}},
+            "full_run_wall_s": 300.0,
+            "incremental_run_wall_s": 120.0,
+            "peak_rss_mb": 3_000.0,
+        },
+    }
+    lines = postgres_section([scale, {**_scale(10_000, 20.0), "postgres": None}])
+    assert "| 100,000 | load | 10.0 | 25.0 | 2.50× |" in lines
+    assert "| 100,000 | daily load | 2.0 | 3.0 | 1.50× |" in lines
+    assert "| 100,000 | 200.0 / 300.0 | 40.0× / 60.0× | 90.0 / 120.0 | 18.0× / 24.0× | 4,000.0 / 3,000.0 |" in lines
+    assert not any(line.startswith("| 10,000") for line in lines)
+    assert postgres_section([_scale(10_000, 20.0)]) == []

@@ -38,6 +38,11 @@ def test_compose_file_is_valid_with_the_example_env():
     conn = config["services"]["airflow-scheduler"]["environment"]["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"]
     assert conn.startswith("postgresql+psycopg2://airflow:") and conn.endswith("@postgres:5432/airflow")
     assert "--serve-artifacts" in config["services"]["mlflow"]["command"]
+    # The pipeline's warehouse is a database of the same server, BI's role named for the grants.
+    environment = config["services"]["airflow-scheduler"]["environment"]
+    assert environment["CRM_WAREHOUSE_URL"].startswith("postgresql+psycopg://crm:")
+    assert environment["CRM_WAREHOUSE_URL"].endswith("@postgres:5432/crm")
+    assert environment["CRM_BI_READER_ROLE"] == "crm_bi"
 
 
 def test_secrets_are_required_from_the_environment(tmp_path: Path):

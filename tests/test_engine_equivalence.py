@@ -19,6 +19,7 @@ import csv
 import datetime
 import decimal
 import shutil
+import uuid
 from dataclasses import dataclass, field
 
 import duckdb
@@ -206,6 +207,26 @@ def test_publication_on_postgresql_refuses_contact_details_and_keeps_the_previou
         team.rollback()
         with team.transaction():
             team.execute("drop table marts.contact_notes")
+
+
+def test_bi_reader_role_reads_the_published_schemas_only(team_days, team_warehouse):
+    """CRM_BI_READER_ROLE: each publication grants BI's login role read access to the new bi_ schemas
+    (they are new each time); the warehouse's own schemas stay closed to it."""
+    role = f"crm_test_bi_{uuid.uuid4().hex[:8]}"  # roles belong to the server: dropped below
+    with postgres.connect(team_warehouse, autocommit=True) as team:
+        team.execute(f"create role {role}")
+        try:
+            postgres.publish_schemas(team, ["marts.dim_customers", "scores.churn"], reader_role=role)
+            with team.transaction():
+                team.execute(f"set local role {role}")
+                assert team.execute("select count(*) from bi_marts.dim_customers").fetchone()[0] > 0
+                assert team.execute("select count(*) from bi_scores.churn").fetchone()[0] > 0
+            with pytest.raises(postgres.psycopg.errors.InsufficientPrivilege), team.transaction():
+                team.execute(f"set local role {role}")
+                team.execute("select count(*) from marts.dim_customers")
+        finally:
+            team.execute(f"drop owned by {role}")
+            team.execute(f"drop role {role}")
 
 
 def test_the_contact_details_guard_counts_the_same_on_both_engines(team_warehouse):

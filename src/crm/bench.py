@@ -203,10 +203,12 @@ def _run_pipeline(
     return loaded, feature_stage(builds), timings
 
 
-def bench_scale(customers: int, days: int, work_dir: Path) -> dict[str, object]:
+def bench_scale(customers: int, days: int, work_dir: Path, postgres_server: str = "") -> dict[str, object]:
     """In a fresh home: generate; the full run up to the day before the last (load with the raw
     gate, dbt build, mart gate, train, score and publish every model); the two feature references
-    at that day; the daily incremental run of the last day on top; model quality at the last day."""
+    at that day; the daily incremental run of the last day on top; model quality at the last day.
+    With ``postgres_server`` (a PostgreSQL URL without a database), the full and the daily run again
+    on the same landing files with the warehouse in a database of its own there (bench_postgres)."""
     crm = str(Path(sys.executable).with_name("crm"))
     shutil.rmtree(work_dir, ignore_errors=True)
     env = {**os.environ, "CRM_HOME": str(work_dir)}
@@ -254,6 +256,9 @@ def bench_scale(customers: int, days: int, work_dir: Path) -> dict[str, object]:
         crm, {**env, "CRM_AS_OF_DATE": last_day.isoformat()}, daily, "daily ", train=False
     )
     _, output = run_stage("model quality", [crm, "evaluate"], env)
+    on_postgres = (
+        bench_postgres(crm, env, work_dir, postgres_server, history_end, last_day) if postgres_server else None
+    )
 
     gate_stages = ("load", "dbt build", "mart gate")
     pipeline_s = sum(stages[name].wall_s for name in gate_stages)
@@ -297,6 +302,45 @@ def bench_scale(customers: int, days: int, work_dir: Path) -> dict[str, object]:
             "share_of_run": round(gate_s / pipeline_s, 4),
         },
         "model_quality": json.loads(output),
+        "postgres": on_postgres,
+    }
+
+
+def bench_postgres(
+    crm: str, env: dict[str, str], work_dir: Path, server: str, history_end: date, last_day: date
+) -> dict[str, object]:
+    """The full run and the daily run of bench_scale with CRM_WAREHOUSE_URL set: a home of its own
+    (MLflow store, artifacts) reading the same landing files, the warehouse in a new database on
+    ``server``, dropped afterwards."""
+    import uuid
+
+    from sqlalchemy.engine import make_url
+
+    from crm import postgres
+
+    url = make_url(server).set(database=f"crm_bench_{uuid.uuid4().hex[:10]}").render_as_string(hide_password=False)
+    home = work_dir / "postgres"
+    team = {
+        **env,
+        "CRM_HOME": str(home),
+        "CRM_LANDING_DIR": str(work_dir / "data" / "landing"),
+        "CRM_WAREHOUSE_URL": url,
+    }
+    postgres.create_database(url)
+    try:
+        stages: dict[str, StageResult] = {}
+        _run_pipeline(crm, {**team, "CRM_AS_OF_DATE": history_end.isoformat()}, stages, "", train=True)
+        daily: dict[str, StageResult] = {}
+        _run_pipeline(crm, {**team, "CRM_AS_OF_DATE": last_day.isoformat()}, daily, "daily ", train=False)
+    finally:
+        postgres.drop_database(url)
+        shutil.rmtree(home, ignore_errors=True)
+    return {
+        "stages": {name: asdict(stage) for name, stage in stages.items()},
+        "incremental_stages": {name: asdict(stage) for name, stage in daily.items()},
+        "full_run_wall_s": round(sum(stage.wall_s for stage in stages.values()), 2),
+        "incremental_run_wall_s": round(sum(stage.wall_s for stage in daily.values()), 2),
+        "peak_rss_mb": max(stage.peak_rss_mb for stage in stages.values()),
     }
 
 
@@ -412,6 +456,7 @@ def write_report(results: list[dict[str, object]], out_dir: Path) -> Path:
             f"{quality_targets['segmentation_ari_min']}. The survey reference is what all survey answers "
             "give with each customer's true segment known (see ml/ground_truth.py).",
         ]
+    lines += postgres_section(results)
     target, gates = TARGETS["generate"], TARGETS["quality_gates"]
     lines += [
         "",
@@ -423,11 +468,54 @@ def write_report(results: list[dict[str, object]], out_dir: Path) -> Path:
     return out_dir / "latest.md"
 
 
-def main(scales: list[int], days: int, out_dir: Path, work_dir: Path) -> int:
+def postgres_section(results: list[dict[str, object]]) -> list[str]:
+    """The report's PostgreSQL section: each stage on both warehouses, and the runs against the floor."""
+    measured = [scale for scale in results if scale.get("postgres")]
+    if not measured:
+        return []
+    lines = [
+        "",
+        "## The warehouse on PostgreSQL",
+        "",
+        "The same full and daily runs with `CRM_WAREHOUSE_URL` set (the warehouse in a new database on the "
+        "server given to `crm bench --postgres`, the landing files the same). Ratios to the embedded "
+        "DuckDB run and to the DuckDB floor of the same benchmark run:",
+        "",
+        "| customers | stage | DuckDB wall s | PostgreSQL wall s | PostgreSQL / DuckDB |",
+        "| ---: | --- | ---: | ---: | ---: |",
+    ]
+    for scale in measured:
+        on_postgres = scale["postgres"]
+        for group in ("stages", "incremental_stages"):
+            for name, stage in on_postgres[group].items():  # type: ignore[index]
+                duckdb_s = scale[group][name]["wall_s"]  # type: ignore[index]
+                lines.append(
+                    f"| {scale['customers']:,} | {name} | {duckdb_s} | {stage['wall_s']} | "
+                    f"{stage['wall_s'] / duckdb_s:.2f}× |"
+                )
+    lines += [
+        "",
+        "| customers | full run s: DuckDB / PostgreSQL | over the floor | daily run s: DuckDB / PostgreSQL "
+        "| over the floor | peak RSS MB: DuckDB / PostgreSQL |",
+        "| ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for scale in measured:
+        on_postgres, floor = scale["postgres"], scale["floor_s"]
+        lines.append(
+            f"| {scale['customers']:,} | {scale['full_run_wall_s']} / {on_postgres['full_run_wall_s']} | "  # type: ignore[index]
+            f"{scale['full_run_wall_s'] / floor:.1f}× / {on_postgres['full_run_wall_s'] / floor:.1f}× | "  # type: ignore[index]
+            f"{scale['incremental_run_wall_s']} / {on_postgres['incremental_run_wall_s']} | "  # type: ignore[index]
+            f"{scale['incremental_run_wall_s'] / floor:.1f}× / {on_postgres['incremental_run_wall_s'] / floor:.1f}× | "  # type: ignore[index]
+            f"{scale['peak_rss_mb']:,} / {on_postgres['peak_rss_mb']:,} |"  # type: ignore[index]
+        )
+    return lines
+
+
+def main(scales: list[int], days: int, out_dir: Path, work_dir: Path, postgres_server: str = "") -> int:
     results = []
     for customers in scales:
         print(f"benchmark: {customers:,} customers x {days} days", flush=True)
-        results.append(bench_scale(customers, days, work_dir / f"c{customers}"))
+        results.append(bench_scale(customers, days, work_dir / f"c{customers}", postgres_server))
         shutil.rmtree(work_dir / f"c{customers}", ignore_errors=True)
     report = write_report(results, out_dir)
     print(report.read_text())

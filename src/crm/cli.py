@@ -87,6 +87,13 @@ def main(argv: list[str] | None = None) -> int:
     bench.add_argument("--customers", type=int, nargs="+", default=[100_000, 300_000, 1_000_000])
     bench.add_argument("--days", type=int, default=730)
     bench.add_argument("--out", type=Path, default=None, help="report folder (default: bench/results)")
+    bench.add_argument(
+        "--postgres",
+        default="",
+        metavar="URL",
+        help="also run on a PostgreSQL warehouse: a server URL (postgresql+psycopg://user@host:5432); "
+        "each scale gets a new database there, dropped afterwards",
+    )
 
     parser.add_argument(
         "--verbose", action="store_true", help="print a failure's traceback on the console too (the log always has it)"
@@ -163,7 +170,11 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace, settings: Se
         from crm import bench as benchmark
 
         return benchmark.main(
-            args.customers, args.days, args.out or settings.bench_dir / "results", settings.warehouse_dir / "bench"
+            args.customers,
+            args.days,
+            args.out or settings.bench_dir / "results",
+            settings.warehouse_dir / "bench",
+            args.postgres,
         )
     elif args.command == "erase":
         from crm.erasure import ErasureError

@@ -369,12 +369,13 @@ def contact_details_in_text(con: psycopg.Connection, table: str) -> dict[str, di
     return findings
 
 
-def publish_schemas(con: psycopg.Connection, tables: list[str]) -> dict[str, int]:
+def publish_schemas(con: psycopg.Connection, tables: list[str], reader_role: str = "") -> dict[str, int]:
     """Publish ``tables`` (schema.name) for BI in one transaction: each schema's tables are copied into a
     new schema that then takes the published name (bi_<schema>), so a reader sees the previous
     publication or this one, never a mix, and a refused or failed publication leaves the previous
     one as it was. A table with raw PII or contact details in text refuses the whole publication
-    (crm.warehouse.refuse_pii). Returns the rows published per table."""
+    (crm.warehouse.refuse_pii). ``reader_role`` (BI's login role) may read the new schemas from the
+    moment they are published. Returns the rows published per table."""
     rows: dict[str, int] = {}
     schemas = sorted({table.split(".")[0] for table in tables})
     with _own_transaction(con):
@@ -396,6 +397,9 @@ def publish_schemas(con: psycopg.Connection, tables: list[str]) -> dict[str, int
                     )
                 )
                 rows[table] = created.rowcount
+            if reader_role:
+                for grant in ("grant usage on schema {} to {}", "grant select on all tables in schema {} to {}"):
+                    con.execute(sql.SQL(grant).format(staged, sql.Identifier(reader_role)))
             con.execute(sql.SQL("drop schema if exists {} cascade").format(sql.Identifier(published)))
             con.execute(sql.SQL("alter schema {} rename to {}").format(staged, sql.Identifier(published)))
     return rows

@@ -32,6 +32,9 @@ class Settings:
     warehouse_url: str = dataclasses.field(repr=False)  # it may hold a password
     # The read-only copy BI tools query, replaced as a whole after each successful run.
     bi_warehouse_path: Path
+    # On PostgreSQL: the role BI tools log in with; every publication grants it read access to the
+    # published schemas (bi_marts, bi_scores), which are new each time. Empty: no grants.
+    bi_reader_role: str
     dbt_project_dir: Path
     dags_dir: Path
     expectations_dir: Path
@@ -92,6 +95,7 @@ class Settings:
             "warehouse_path": home / "warehouse" / "crm.duckdb",
             "warehouse_url": "",
             "bi_warehouse_path": home / "warehouse" / "bi.duckdb",
+            "bi_reader_role": "",
             "dbt_project_dir": CHECKOUT / "dbt_project",
             "dags_dir": CHECKOUT / "dags",
             "expectations_dir": CHECKOUT / "expectations",

@@ -336,7 +336,7 @@ def publish_for_bi(
         from crm import postgres
 
         with postgres.connect(settings.warehouse_url) as con:
-            return postgres.publish_schemas(con, list(tables))
+            return postgres.publish_schemas(con, list(tables), settings.bi_reader_role)
     return publish_copy(settings, tables, partitions)
 
 
