@@ -29,8 +29,8 @@ from crm import erasure, pipeline, postgres
 from crm.erasure import hash_key_session
 from crm.landing import LOAD_LOG_TABLE, LandingError
 from crm.pipeline import PUBLISHED_TABLES, build_warehouse, dbt_vars
-from crm.settings import Settings
-from crm.warehouse import DuckDBWarehouse, PublicationRefused, contact_details_in_text
+from crm.settings import Settings, hmac_pads
+from crm.warehouse import DuckDBWarehouse, PostgresWarehouse, PublicationRefused, contact_details_in_text
 from ml import steps
 
 COMPARED_SCHEMAS = ("raw", "staging", "audit", "snapshots", "marts", "scores")
@@ -64,12 +64,21 @@ def _rows(cursor, columns: list[str], landing: tuple[str, str], ignored: frozens
 
 
 def _differences(
-    duckdb_path, postgres_url, tables: dict[str, str], landing: tuple[str, str], ignored: frozenset[str] = frozenset()
+    duckdb_path,
+    postgres_url,
+    tables: dict[str, str],
+    landing: tuple[str, str],
+    pads: tuple[bytes, bytes],
+    ignored: frozenset[str] = frozenset(),
 ) -> tuple[list[str], list[str]]:
     """The tables compared, and a line per table whose columns or rows differ (with examples).
-    ``tables`` maps a DuckDB table to its PostgreSQL counterpart; ``ignored`` columns are left out."""
+    ``tables`` maps a DuckDB table to its PostgreSQL counterpart; ``pads`` are the PII hash key's (the
+    staging views hash the ids of erased kinds); ``ignored`` columns are left out."""
     compared, differences = [], []
     with duckdb.connect(str(duckdb_path), read_only=True) as local, postgres.connect(postgres_url) as team:
+        # Staging views hash the ids of the erased kinds: both sessions get the deployment's key.
+        DuckDBWarehouse(local).set_pii_pads(*pads)
+        PostgresWarehouse(team).set_pii_pads(*pads)
         for local_table, team_table in sorted(tables.items()):
             local_result = local.execute(f"select * from {local_table}")
             local_columns = [column[0] for column in local_result.description]
@@ -163,11 +172,12 @@ def _compare(
     if missing:
         result.differences.append(f"on DuckDB only: {missing}")
     both = {table: table for table in (on_duckdb & on_postgres) - NOT_COMPARED}
-    result.compared, differences = _differences(local.warehouse_path, team_warehouse, both, landing, ignored)
+    pads = hmac_pads(local.pii_hash_key())
+    result.compared, differences = _differences(local.warehouse_path, team_warehouse, both, landing, pads, ignored)
     result.differences += differences
     published = {table: postgres.published_name(table) for table in PUBLISHED_TABLES}
     result.published_compared, result.published_differences = _differences(
-        local.bi_warehouse_path, team_warehouse, published, landing, ignored
+        local.bi_warehouse_path, team_warehouse, published, landing, pads, ignored
     )
 
 
