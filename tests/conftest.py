@@ -51,13 +51,14 @@ def pytest_configure(config: pytest.Config) -> None:
 
 # The order in which pytest-xdist hands out the test files (one file to one worker, see docs/testing.md):
 # the longest first, so that the two workers end together; the files that read the end-to-end home
-# after it is built (by the first file); the two that share the daily history next to each other.
+# after it is built (by the first file); those that share the daily history next to each other.
 FILE_ORDER = (
     "test_end_to_end.py",
     "test_postgres_stack.py",
     "test_crash_safety.py",
     "test_idempotency.py",
     "test_erasure.py",
+    "test_engine_equivalence.py",
     "test_local_ui.py",
     "test_warehouse.py",
     "test_quality_gates.py",

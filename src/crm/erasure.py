@@ -366,7 +366,7 @@ def erase_landing(settings: Settings) -> dict[str, int]:
                 rewritten.append(path)
                 total += count
         removed[name] = total
-    if rewritten and settings.warehouse_path.exists():
+    if rewritten and warehouse_exists(settings):
         # A crash before this line makes the next load take the rewritten files as a corrected
         # re-delivery: more work, the same rows.
         with open_warehouse(settings) as warehouse:
