@@ -21,14 +21,17 @@ Truth rows reach scores through the warehouse's identity resolution (customer_id
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import duckdb
 import numpy as np
 import pandas as pd
 from sklearn.metrics import adjusted_rand_score, roc_auc_score
 
 from crm.generate import CSAT_NOISE, NPS_NOISE
 from ml.metrics import expected_calibration_error
+
+if TYPE_CHECKING:
+    from crm.warehouse import Warehouse
 
 # The targets of the models issue: ratios to the best achievable ROC-AUC, calibration, agreement.
 TARGETS = {
@@ -45,13 +48,13 @@ class TruthMismatch(ValueError):
     """The scores and the ground truth do not describe the same day or customers."""
 
 
-def evaluate(con: duckdb.DuckDBPyConnection, truth_dir: Path) -> dict[str, object]:
+def evaluate(warehouse: Warehouse, truth_dir: Path) -> dict[str, object]:
     """Every figure of the module docstring, with the targets and whether each is met."""
-    truth = _truth_by_customer_key(con, truth_dir)
+    truth = _truth_by_customer_key(warehouse, truth_dir)
     scores = {
-        "churn": _latest(con, "scores.churn", ["churn_probability"]),
-        "satisfaction": _latest(con, "scores.satisfaction", ["satisfied_probability"]),
-        "segments": _latest(con, "scores.segments", ["segment_id"]),
+        "churn": _latest(warehouse, "scores.churn", ["churn_probability"]),
+        "satisfaction": _latest(warehouse, "scores.satisfaction", ["satisfied_probability"]),
+        "segments": _latest(warehouse, "scores.segments", ["segment_id"]),
     }
     end_date = pd.read_json(truth_dir / "manifest.json", typ="series")["config"]["end_date"]
     for table, frame in scores.items():
@@ -66,7 +69,8 @@ def evaluate(con: duckdb.DuckDBPyConnection, truth_dir: Path) -> dict[str, objec
         "ambiguous_keys": int(truth.attrs["ambiguous_keys"]),
         "churn": churn_quality(truth.join(scores["churn"].set_index("customer_key"), how="inner")),
         "satisfaction": satisfaction_quality(
-            truth.join(scores["satisfaction"].set_index("customer_key"), how="inner"), _survey_answers(con, end_date)
+            truth.join(scores["satisfaction"].set_index("customer_key"), how="inner"),
+            _survey_answers(warehouse, end_date),
         ),
         "segmentation": segmentation_quality(truth.join(scores["segments"].set_index("customer_key"), how="inner")),
         "targets": TARGETS,
@@ -148,10 +152,10 @@ def segmentation_quality(frame: pd.DataFrame) -> dict[str, object]:
     }
 
 
-def _truth_by_customer_key(con: duckdb.DuckDBPyConnection, truth_dir: Path) -> pd.DataFrame:
+def _truth_by_customer_key(warehouse: Warehouse, truth_dir: Path) -> pd.DataFrame:
     """One truth row per resolved customer; keys that merged several simulated people are left out."""
     truth = pd.read_parquet(truth_dir / TRUTH_FILE)
-    identity = con.execute(f"select customer_id, customer_key from {IDENTITY_VIEW}").df()
+    identity = warehouse.frame(f"select customer_id, customer_key from {IDENTITY_VIEW}")
     truth = truth.merge(identity, on="customer_id", how="inner")
     people = truth.groupby("customer_key")["person_id"].transform("nunique")
     ambiguous = truth.loc[people > 1, "customer_key"].nunique()
@@ -160,20 +164,16 @@ def _truth_by_customer_key(con: duckdb.DuckDBPyConnection, truth_dir: Path) -> p
     return truth
 
 
-def _survey_answers(con: duckdb.DuckDBPyConnection, as_of: str) -> pd.DataFrame:
-    return (
-        con.execute(
-            """
+def _survey_answers(warehouse: Warehouse, as_of: str) -> pd.DataFrame:
+    return warehouse.frame(
+        """
         select customer_key, nps, csat from marts.fct_survey_responses
         where cast(responded_at as date) <= cast(? as date)""",
-            [as_of],
-        )
-        .df()
-        .set_index("customer_key")
-    )
+        [as_of],
+    ).set_index("customer_key")
 
 
-def _latest(con: duckdb.DuckDBPyConnection, table: str, columns: list[str]) -> pd.DataFrame:
-    return con.execute(f"""
+def _latest(warehouse: Warehouse, table: str, columns: list[str]) -> pd.DataFrame:
+    return warehouse.frame(f"""
         select customer_key, as_of_date, {", ".join(columns)} from {table}
-        where as_of_date = (select max(as_of_date) from {table})""").df()
+        where as_of_date = (select max(as_of_date) from {table})""")

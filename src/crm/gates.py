@@ -289,7 +289,7 @@ def quarantine_frame(warehouse: Warehouse, scoring: date, recent_days: int, shar
             group by source, partition_date, delivery
         ),
         reasons as (
-            select source, partition_date, reason, count(*) as reason_rows,
+            select source, partition_date, reason,
                    cast(sum(count(*)) over (partition by source, partition_date) as bigint) as quarantined_rows,
                    row_number() over (partition by source, partition_date order by count(*) desc, reason) as rank
             from audit.rejected_rows

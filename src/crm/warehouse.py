@@ -42,9 +42,9 @@ def connect(settings: Settings, read_only: bool = False) -> Iterator[duckdb.Duck
     if settings.warehouse_engine != "duckdb":
         # Better no run than a run whose Python stages write to one warehouse and dbt to another.
         raise EngineNotSupported(
-            "CRM_WAREHOUSE_URL is set: loading, the build, the gates, training, scoring and publication run "
-            "on PostgreSQL, but erasure and the evaluation against the generator's truth run on the embedded "
-            "DuckDB warehouse only so far; unset CRM_WAREHOUSE_URL to run them (README, choosing the warehouse)"
+            "CRM_WAREHOUSE_URL is set: every stage runs on PostgreSQL through crm.warehouse.open_warehouse; "
+            "this code opened the embedded DuckDB file directly (crm.warehouse.connect), which only tests "
+            "and DuckDB's own tools may do"
         )
     if not read_only:
         settings.warehouse_dir.mkdir(parents=True, exist_ok=True)
