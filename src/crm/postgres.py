@@ -315,6 +315,10 @@ def load_landing(
                 # Loads also update logged files (a touched, unchanged file's new size and time).
                 con.execute(f"delete from {LOAD_LOG_TABLE}")
                 copy_from_duckdb(scratch, con, f"select * from {LOAD_LOG_TABLE}", LOAD_LOG_TABLE, Path(folder))
+            # Statistics for the planner before dbt reads the new rows (a table PostgreSQL has not
+            # analysed yet is planned as if nearly empty).
+            for table in raw_tables:
+                con.execute(sql.SQL("analyze {}").format(sql.Identifier(*table.split("."))))
         finally:
             con.execute("select pg_advisory_unlock(%s)", [LOAD_LOCK])
     if problem is not None:
