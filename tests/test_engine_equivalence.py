@@ -25,6 +25,8 @@ from dataclasses import dataclass, field
 import duckdb
 import pandas as pd
 import pytest
+from psycopg import sql
+from sqlalchemy.engine import make_url
 
 from crm import erasure, gates, pipeline, postgres
 from crm.erasure import hash_key_session
@@ -139,7 +141,17 @@ class TeamDay:
 
 @pytest.fixture(scope="module")
 def team_warehouse(postgres_database):
-    with postgres_database("crm_test_engines") as url:
+    """The team's database, with every query PostgreSQL can run in parallel run so: at 100,000
+    customers the planner chooses parallel scans, where the safe-cast functions must still work."""
+    with postgres_database("crm_test_engines") as url, postgres.connect(url, autocommit=True) as con:
+        setting = con.execute(
+            "select name from pg_settings where name in ('debug_parallel_query', 'force_parallel_mode')"
+        ).fetchone()[0]  # the name since PostgreSQL 16, and before
+        con.execute(
+            sql.SQL("alter database {} set {} = on").format(
+                sql.Identifier(make_url(url).database), sql.Identifier(setting)
+            )
+        )
         yield url
 
 
