@@ -141,8 +141,9 @@ class TeamDay:
 
 @pytest.fixture(scope="module")
 def team_warehouse(postgres_database):
-    """The team's database, with every query PostgreSQL can run in parallel run so: at 100,000
-    customers the planner chooses parallel scans, where the safe-cast functions must still work."""
+    """The team's database, with every query PostgreSQL can run in parallel run so during the daily
+    runs (team_days): at 100,000 customers the planner chooses parallel scans, where the safe-cast
+    functions must still work."""
     with postgres_database("crm_test_engines") as url, postgres.connect(url, autocommit=True) as con:
         setting = con.execute(
             "select name from pg_settings where name in ('debug_parallel_query', 'force_parallel_mode')"
@@ -180,6 +181,9 @@ def team_days(daily_runs, team_warehouse, team_home) -> dict[datetime.date, Team
         landing = (str(team.landing_dir), str(daily_runs.settings(daily_runs.reference, day).landing_dir))
         _compare(result, local, team_warehouse, landing)
         results[day] = result
+    # Parallel plans were for dbt's models and the daily steps; the tests after this one run without.
+    with postgres.connect(team_warehouse, autocommit=True) as con:
+        con.execute(sql.SQL("alter database {} reset all").format(sql.Identifier(make_url(team_warehouse).database)))
     return results
 
 
