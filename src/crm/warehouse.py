@@ -274,10 +274,6 @@ def open_warehouse(settings: Settings, read_only: bool = False) -> Iterator[Ware
             yield DuckDBWarehouse(con)
 
 
-def table_exists(con: duckdb.DuckDBPyConnection, qualified_name: str) -> bool:
-    return DuckDBWarehouse(con).table_exists(qualified_name)
-
-
 class PublicationRefused(ValueError):
     """A table would carry raw PII into the BI copy; nothing is published."""
 
