@@ -44,8 +44,10 @@ identity as (
 
 texts as (
 
-    -- Masked once per text, not once per text and as-of date.
-    select identity.customer_key, tickets.created_at as written_at, tickets.delivered_on,
+    -- Masked once per text, not once per text and as-of date. Texts written at the same moment keep
+    -- the order of their source and id, so the concatenation is the same on every engine and run.
+    select identity.customer_key, tickets.created_at as written_at, 1 as source_order, tickets.ticket_id as text_id,
+        tickets.delivered_on,
         {{ mask_contact_details('tickets.description') }} as text
     from tickets
     inner join identity on identity.customer_id = tickets.customer_id
@@ -53,7 +55,8 @@ texts as (
 
     union all
 
-    select identity.customer_key, responses.responded_at as written_at, responses.delivered_on,
+    select identity.customer_key, responses.responded_at as written_at, 2 as source_order,
+        responses.response_id as text_id, responses.delivered_on,
         {{ mask_contact_details('responses.comment') }} as text
     from responses
     inner join identity on identity.customer_id = responses.customer_id
@@ -66,7 +69,7 @@ known_at_date as (
     select
         customer_dates.customer_key,
         customer_dates.as_of_date,
-        string_agg(texts.text, ' ' order by texts.written_at) as feedback_text,
+        string_agg(texts.text, ' ' order by texts.written_at, texts.source_order, texts.text_id) as feedback_text,
         count(texts.text) as texts_written
 
     from customer_dates
