@@ -5,8 +5,10 @@ docs/testing.md explains them; a new test uses these instead of building a pipel
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import csv
+import decimal
 import hashlib
 import io
 import json
@@ -36,7 +38,8 @@ from crm.contact_rules import EMAIL_IN_TEXT, PHONE_IN_TEXT
 from crm.contracts import CONTRACTS
 from crm.generate import DefectRates, GeneratorConfig, generate
 from crm.landing import partition_files
-from crm.settings import Settings
+from crm.settings import Settings, hmac_pads
+from crm.warehouse import DuckDBWarehouse, PostgresWarehouse
 from ml import steps
 
 
@@ -472,3 +475,114 @@ class PiiScan:
 def pii_scan() -> type[PiiScan]:
     """``pii_scan(landing_dir)``: a scanner for the PII a landing folder delivered (see PiiScan)."""
     return PiiScan
+
+
+class EngineComparison:
+    """Row-for-row comparison of a DuckDB warehouse with a PostgreSQL one: every table of the compared
+    schemas as a multiset (order does not matter), doubles and numerics to 10 significant digits (the
+    scores to 1e-9), dates and timestamps as ISO text, the columns that record when a run happened
+    left out, and the landing folder's path made the same."""
+
+    SCHEMAS = ("raw", "staging", "audit", "snapshots", "marts", "scores")
+    # When a run happened, not what it computed (crm.pipeline.RUN_PROVENANCE_COLUMNS and the load times).
+    RUN_TIME_COLUMNS = frozenset({"_loaded_at", "loaded_at", "scored_at", "loads_through"})
+    SCORE_COLUMNS = frozenset({"churn_probability", "satisfied_probability"})
+
+    @classmethod
+    def normalised(cls, value: object, column: str, landing: tuple[str, str]) -> object:
+        if isinstance(value, float | decimal.Decimal):
+            number = float(value)
+            if number != number:
+                return "nan"
+            return round(number, 9) if column in cls.SCORE_COLUMNS else f"{number:.10g}"
+        if isinstance(value, date):  # datetimes too
+            return value.isoformat()
+        if isinstance(value, str):
+            return value.replace(*landing)
+        return value
+
+    @classmethod
+    def rows(cls, cursor, columns: list[str], landing: tuple[str, str], ignored: frozenset[str]) -> collections.Counter:
+        kept = [index for index, column in enumerate(columns) if column not in cls.RUN_TIME_COLUMNS | ignored]
+        return collections.Counter(
+            tuple(cls.normalised(row[index], columns[index], landing) for index in kept) for row in cursor.fetchall()
+        )
+
+    @classmethod
+    def differences(
+        cls,
+        duckdb_path: Path,
+        postgres_url: str,
+        tables: dict[str, str],
+        landing: tuple[str, str],
+        pads: tuple[bytes, bytes],
+        ignored: frozenset[str] = frozenset(),
+    ) -> tuple[list[str], list[str]]:
+        """The tables compared, and a line per table whose columns or rows differ (with examples).
+        ``tables`` maps a DuckDB table to its PostgreSQL counterpart; ``pads`` are the PII hash key's (the
+        staging views hash the ids of erased kinds); ``ignored`` columns are left out."""
+        compared, differences = [], []
+        with duckdb.connect(str(duckdb_path), read_only=True) as local, postgres.connect(postgres_url) as team:
+            # Staging views hash the ids of the erased kinds: both sessions get the deployment's key.
+            DuckDBWarehouse(local).set_pii_pads(*pads)
+            PostgresWarehouse(team).set_pii_pads(*pads)
+            for local_table, team_table in sorted(tables.items()):
+                local_result = local.execute(f"select * from {local_table}")
+                local_columns = [column[0] for column in local_result.description]
+                local_rows = cls.rows(local_result, local_columns, landing, ignored)
+                team_result = team.execute(f"select * from {team_table}")
+                team_columns = [column.name for column in team_result.description]
+                team_rows = cls.rows(team_result, team_columns, landing, ignored)
+                compared.append(f"{local_table} ({sum(local_rows.values())} rows)")
+                if local_columns != team_columns:
+                    differences.append(
+                        f"{local_table}: columns {local_columns} on DuckDB, {team_columns} on PostgreSQL"
+                    )
+                elif local_rows != team_rows:
+                    # Only the first column of the rows that differ (a key): raw and staging rows hold contact details.
+                    only_local = sorted({row[0] for row in (local_rows - team_rows).elements()}, key=str)[:5]
+                    only_team = sorted({row[0] for row in (team_rows - local_rows).elements()}, key=str)[:5]
+                    differences.append(
+                        f"{local_table}: {sum(local_rows.values())} rows on DuckDB, {sum(team_rows.values())} on "
+                        f"PostgreSQL; {local_columns[0]} of rows on DuckDB only {only_local}, "
+                        f"on PostgreSQL only {only_team}"
+                    )
+        return compared, differences
+
+    @classmethod
+    def tables(cls, duckdb_path: Path, postgres_url: str) -> tuple[set[str], set[str]]:
+        """The tables of the compared schemas on DuckDB and on PostgreSQL."""
+        query = "select table_schema || '.' || table_name from information_schema.tables where table_schema = any(%s)"
+        with duckdb.connect(str(duckdb_path), read_only=True) as local, postgres.connect(postgres_url) as team:
+            on_postgres = {name for (name,) in team.execute(query, [list(cls.SCHEMAS)]).fetchall()}
+            on_duckdb = {
+                name
+                for (name,) in local.execute(
+                    query.replace("= any(%s)", "in (select unnest(?))"), [list(cls.SCHEMAS)]
+                ).fetchall()
+            }
+        return on_duckdb, on_postgres
+
+    @classmethod
+    def warehouses(
+        cls,
+        settings: Settings,
+        postgres_url: str,
+        landing: tuple[str, str],
+        ignored: frozenset[str] = frozenset(),
+        not_compared: frozenset[str] = frozenset(),
+    ) -> tuple[list[str], list[str]]:
+        """Every table both warehouses hold (``settings``' DuckDB file and the PostgreSQL database), but
+        ``not_compared``; a table on DuckDB only is a difference."""
+        on_duckdb, on_postgres = cls.tables(settings.warehouse_path, postgres_url)
+        missing = sorted(on_duckdb - on_postgres - not_compared)
+        both = {table: table for table in (on_duckdb & on_postgres) - not_compared}
+        pads = hmac_pads(settings.pii_hash_key())
+        compared, differences = cls.differences(settings.warehouse_path, postgres_url, both, landing, pads, ignored)
+        return compared, ([f"on DuckDB only: {missing}"] if missing else []) + differences
+
+
+@pytest.fixture(scope="session")
+def engines() -> type[EngineComparison]:
+    """Compares a DuckDB warehouse with a PostgreSQL one row for row (see EngineComparison)."""
+    return EngineComparison

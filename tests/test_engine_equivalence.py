@@ -14,10 +14,8 @@ its global flag, the phone numbers fail validation and the comparison names the 
 
 from __future__ import annotations
 
-import collections
 import csv
 import datetime
-import decimal
 import shutil
 import uuid
 from dataclasses import dataclass, field
@@ -35,7 +33,6 @@ from crm.pipeline import PUBLISHED_TABLES, build_warehouse, dbt_vars
 from crm.settings import Settings, hmac_pads
 from crm.warehouse import (
     DuckDBWarehouse,
-    PostgresWarehouse,
     PublicationRefused,
     contact_details_in_text,
     open_warehouse,
@@ -43,86 +40,10 @@ from crm.warehouse import (
 from ml import steps
 from ml.features import load_features_with_text
 
-COMPARED_SCHEMAS = ("raw", "staging", "audit", "snapshots", "marts", "scores")
 # What the DuckDB homes hold that the daily run on PostgreSQL does not make at the moment of the
 # comparison: the loads whose tests passed are compared by their effect (tests_since), the marts that
 # read the scores are rebuilt by publication (compared in the BI tables).
-NOT_COMPARED = {"audit.tested_loads", "marts.customer_360", "marts.campaign_audiences"}
-# When a run happened, not what it computed (crm.pipeline.RUN_PROVENANCE_COLUMNS and the load times).
-RUN_TIME_COLUMNS = {"_loaded_at", "loaded_at", "scored_at", "loads_through"}
-SCORE_COLUMNS = {"churn_probability", "satisfied_probability"}
-
-
-def _normalised(value: object, column: str, landing: tuple[str, str]) -> object:
-    if isinstance(value, float | decimal.Decimal):
-        number = float(value)
-        if number != number:
-            return "nan"
-        return round(number, 9) if column in SCORE_COLUMNS else f"{number:.10g}"
-    if isinstance(value, datetime.date):  # datetimes too
-        return value.isoformat()
-    if isinstance(value, str):
-        return value.replace(*landing)
-    return value
-
-
-def _rows(cursor, columns: list[str], landing: tuple[str, str], ignored: frozenset[str]) -> collections.Counter:
-    kept = [index for index, column in enumerate(columns) if column not in RUN_TIME_COLUMNS | ignored]
-    return collections.Counter(
-        tuple(_normalised(row[index], columns[index], landing) for index in kept) for row in cursor.fetchall()
-    )
-
-
-def _differences(
-    duckdb_path,
-    postgres_url,
-    tables: dict[str, str],
-    landing: tuple[str, str],
-    pads: tuple[bytes, bytes],
-    ignored: frozenset[str] = frozenset(),
-) -> tuple[list[str], list[str]]:
-    """The tables compared, and a line per table whose columns or rows differ (with examples).
-    ``tables`` maps a DuckDB table to its PostgreSQL counterpart; ``pads`` are the PII hash key's (the
-    staging views hash the ids of erased kinds); ``ignored`` columns are left out."""
-    compared, differences = [], []
-    with duckdb.connect(str(duckdb_path), read_only=True) as local, postgres.connect(postgres_url) as team:
-        # Staging views hash the ids of the erased kinds: both sessions get the deployment's key.
-        DuckDBWarehouse(local).set_pii_pads(*pads)
-        PostgresWarehouse(team).set_pii_pads(*pads)
-        for local_table, team_table in sorted(tables.items()):
-            local_result = local.execute(f"select * from {local_table}")
-            local_columns = [column[0] for column in local_result.description]
-            local_rows = _rows(local_result, local_columns, landing, ignored)
-            team_result = team.execute(f"select * from {team_table}")
-            team_columns = [column.name for column in team_result.description]
-            team_rows = _rows(team_result, team_columns, landing, ignored)
-            compared.append(f"{local_table} ({sum(local_rows.values())} rows)")
-            if local_columns != team_columns:
-                differences.append(f"{local_table}: columns {local_columns} on DuckDB, {team_columns} on PostgreSQL")
-            elif local_rows != team_rows:
-                # Only the first column of the rows that differ (a key): raw and staging rows hold contact details.
-                only_local = sorted({row[0] for row in (local_rows - team_rows).elements()}, key=str)[:5]
-                only_team = sorted({row[0] for row in (team_rows - local_rows).elements()}, key=str)[:5]
-                differences.append(
-                    f"{local_table}: {sum(local_rows.values())} rows on DuckDB, {sum(team_rows.values())} on "
-                    f"PostgreSQL; {local_columns[0]} of rows on DuckDB only {only_local}, "
-                    f"on PostgreSQL only {only_team}"
-                )
-    return compared, differences
-
-
-def _tables(duckdb_path, postgres_url) -> tuple[set[str], set[str]]:
-    """The tables of the compared schemas on DuckDB and on PostgreSQL."""
-    query = "select table_schema || '.' || table_name from information_schema.tables where table_schema = any(%s)"
-    with duckdb.connect(str(duckdb_path), read_only=True) as local, postgres.connect(postgres_url) as team:
-        on_postgres = {name for (name,) in team.execute(query, [list(COMPARED_SCHEMAS)]).fetchall()}
-        on_duckdb = {
-            name
-            for (name,) in local.execute(
-                query.replace("= any(%s)", "in (select unnest(?))"), [list(COMPARED_SCHEMAS)]
-            ).fetchall()
-        }
-    return on_duckdb, on_postgres
+NOT_COMPARED = frozenset({"audit.tested_loads", "marts.customer_360", "marts.campaign_audiences"})
 
 
 @dataclass
@@ -163,7 +84,7 @@ def team_home(daily_runs, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def team_days(daily_runs, team_warehouse, team_home) -> dict[datetime.date, TeamDay]:
+def team_days(daily_runs, team_warehouse, team_home, engines) -> dict[datetime.date, TeamDay]:
     """The daily run on PostgreSQL for each day of the daily history, in order (the second day's load and
     build are incremental on the first's), each compared with the DuckDB home after that day."""
     results = {}
@@ -179,7 +100,7 @@ def team_days(daily_runs, team_warehouse, team_home) -> dict[datetime.date, Team
         result = TeamDay(loaded, pipeline.gate_marts(team), steps.score(team), pipeline.publish(team))
         # Both DuckDB homes loaded their files as the reference home (the other is a copy of it).
         landing = (str(team.landing_dir), str(daily_runs.settings(daily_runs.reference, day).landing_dir))
-        _compare(result, local, team_warehouse, landing)
+        _compare(engines, result, local, team_warehouse, landing)
         results[day] = result
     # Parallel plans were for dbt's models and the daily steps; the tests after this one run without.
     with postgres.connect(team_warehouse, autocommit=True) as con:
@@ -188,19 +109,13 @@ def team_days(daily_runs, team_warehouse, team_home) -> dict[datetime.date, Team
 
 
 def _compare(
-    result: TeamDay, local: Settings, team_warehouse: str, landing: tuple[str, str], ignored=frozenset()
+    engines, result: TeamDay, local: Settings, team_warehouse: str, landing: tuple[str, str], ignored=frozenset()
 ) -> None:
     """Compare every table both warehouses hold and the published tables into ``result``."""
-    on_duckdb, on_postgres = _tables(local.warehouse_path, team_warehouse)
-    missing = sorted(on_duckdb - on_postgres - NOT_COMPARED)
-    if missing:
-        result.differences.append(f"on DuckDB only: {missing}")
-    both = {table: table for table in (on_duckdb & on_postgres) - NOT_COMPARED}
-    pads = hmac_pads(local.pii_hash_key())
-    result.compared, differences = _differences(local.warehouse_path, team_warehouse, both, landing, pads, ignored)
-    result.differences += differences
+    result.compared, result.differences = engines.warehouses(local, team_warehouse, landing, ignored, NOT_COMPARED)
     published = {table: postgres.published_name(table) for table in PUBLISHED_TABLES}
-    result.published_compared, result.published_differences = _differences(
+    pads = hmac_pads(local.pii_hash_key())
+    result.published_compared, result.published_differences = engines.differences(
         local.bi_warehouse_path, team_warehouse, published, landing, pads, ignored
     )
 
@@ -222,7 +137,7 @@ def test_the_daily_run_gives_the_same_rows_on_duckdb_and_postgresql(team_days, d
 
 
 def test_the_gates_and_the_models_read_the_same_frames_on_both_engines(
-    team_days, daily_runs, team_warehouse, team_home
+    team_days, daily_runs, team_warehouse, team_home, engines
 ):
     """What Great Expectations validates and what the models score: the mart gates' frames and the
     scoring features come out of both warehouses with the same rows and the same dtypes, so every
@@ -241,7 +156,7 @@ def test_the_gates_and_the_models_read_the_same_frames_on_both_engines(
     for suite, expected in frames["duckdb"].items():
         actual = frames["postgres"][suite]
         # The facts' load times differ by design (when each warehouse loaded them).
-        kept = [column for column in expected.columns if column not in RUN_TIME_COLUMNS]
+        kept = [column for column in expected.columns if column not in engines.RUN_TIME_COLUMNS]
         key = kept[: 2 if suite == "quarantine_shares" else 1]
         pd.testing.assert_frame_equal(
             actual[kept].sort_values(key).reset_index(drop=True),
@@ -325,7 +240,7 @@ def test_copy_raw_without_a_postgresql_warehouse_says_so(crm_command, tmp_path):
 
 
 def test_erasure_on_postgresql_removes_what_it_removes_on_duckdb(
-    team_days, daily_runs, team_warehouse, team_home, tmp_path
+    team_days, daily_runs, team_warehouse, team_home, tmp_path, engines
 ):
     """The same erasure request (a person with two CRM records, named by one) on a copy of the DuckDB
     home and on PostgreSQL, each with its republication: the same rows deleted per table, the same
@@ -359,7 +274,7 @@ def test_erasure_on_postgresql_removes_what_it_removes_on_duckdb(
     # again and must find nothing new).
     landing = (str(team.landing_dir), str(daily_runs.settings(daily_runs.reference, day).landing_dir))
     ignored = frozenset({"file_bytes", "file_modified_ns", "fingerprint", "erased_at"})
-    _compare(result, local, team_warehouse, landing, ignored)
+    _compare(engines, result, local, team_warehouse, landing, ignored)
     assert len(result.compared) >= 55 and not result.differences, "\n".join(result.differences)
     assert not result.published_differences, "\n".join(result.published_differences)
 

@@ -12,7 +12,7 @@ import csv
 import io
 import json
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -36,7 +36,7 @@ from crm.landing import (
 )
 from crm.quality import QualityGate, QualityGateFailed
 from crm.settings import Settings
-from crm.warehouse import DuckDBWarehouse, connect
+from crm.warehouse import DuckDBWarehouse, Warehouse, connect, open_warehouse
 from ml.features import FEATURE_COLUMNS
 from ml.training import preflight_result
 
@@ -277,6 +277,33 @@ def _currencies_and_free_orders(landing: Path) -> list[Expect]:
     ]
 
 
+def _nul_characters(landing: Path) -> list[Expect]:
+    """A NUL character decoded from a JSON escape or read from a Parquet string: no text column on
+    PostgreSQL can hold one, so the record is quarantined on every engine (the same rows on both)."""
+    _append_jsonl(landing, "tickets", [{**_template(landing, "tickets"), "ticket_id": 910018, "description": "a\x00b"}])
+    orders = partition_dir(landing, "orders", FIRST_DAY) / "orders.parquet"
+    table = pq.read_table(orders)
+    good = next(row for row in table.to_pylist() if row["status"] == "completed")
+    extra = dict(good, order_id=910019, status="completed\x00")
+    pq.write_table(pa.Table.from_pylist([*table.to_pylist(), extra], schema=table.schema), orders)
+    return [
+        Expect("tickets", "910018", "NUL character in text (column description)"),
+        Expect("orders", "910019", "NUL character in text (column status)"),
+    ]
+
+
+def _copy_control_text(landing: Path) -> list[Expect]:
+    """Text that means something to PostgreSQL's COPY (its end-of-data line, its null marker, tabs and
+    backslashes) loads as the text it is on every engine."""
+    text = 'before\n\\.\nafter \\N\t"tab" \\\\ end'
+    _append_csv(landing, "surveys", [_with(_template(landing, "surveys"), response_id=910020, comment=text)])
+    _append_csv(landing, "surveys", [_with(_template(landing, "surveys"), response_id=910021, comment="\\.")])
+    return [
+        Expect("surveys", "910020", loaded_value=("stg_surveys__responses", "comment", text)),
+        Expect("surveys", "910021", loaded_value=("stg_surveys__responses", "comment", "\\.")),
+    ]
+
+
 ROW_LEVEL_CASES: dict[str, Callable[[Path], list[Expect]]] = {
     "utf8_byte_order_mark": _bom,
     "quoted_newlines": _quoted_newlines,
@@ -286,6 +313,8 @@ ROW_LEVEL_CASES: dict[str, Callable[[Path], list[Expect]]] = {
     "sql_like_text": _sql_text,
     "wrong_date_formats": _wrong_date_formats,
     "currencies_and_free_orders": _currencies_and_free_orders,
+    "nul_characters": _nul_characters,
+    "copy_control_text": _copy_control_text,
 }
 
 
@@ -304,34 +333,72 @@ def hostile_build(
 _KEYS = {"customers": "customer_id", "surveys": "response_id", "tickets": "ticket_id", "orders": "order_id"}
 
 
+@pytest.fixture(scope="module")
+def hostile_build_on_postgres(hostile_build, postgres_database, tmp_path_factory) -> Iterator[Settings]:
+    """The same hostile delivery loaded and built on PostgreSQL: a home with the DuckDB home's landing
+    folder and PII key, its warehouse a database of its own."""
+    settings, _ = hostile_build
+    home = tmp_path_factory.mktemp("hostile_team_home")
+    shutil.copytree(settings.home / ".crm", home / ".crm")
+    with postgres_database("crm_test_hostile") as url:
+        team = Settings.from_env(home=home, gate_recent_days=1, landing_dir=settings.landing_dir, warehouse_url=url)
+        pipeline.load(team)
+        pipeline.build_warehouse(team)
+        yield team
+
+
+@pytest.fixture(params=["duckdb", "postgres"])
+def hostile_warehouse(request) -> Iterator[Warehouse]:
+    """The hostile build's warehouse on each engine (the PostgreSQL build is made on first use)."""
+    settings = (
+        request.getfixturevalue("hostile_build")[0]
+        if request.param == "duckdb"
+        else request.getfixturevalue("hostile_build_on_postgres")
+    )
+    with open_warehouse(settings, read_only=True) as warehouse:
+        yield warehouse
+
+
 @pytest.mark.parametrize("case", list(ROW_LEVEL_CASES))
-def test_hostile_record_is_loaded_or_quarantined_with_a_reason(hostile_build, case: str):
-    """The first case waits for the module's one load and dbt build of every hostile record (under a minute)."""
-    settings, expected = hostile_build
-    with duckdb.connect(str(settings.warehouse_path), read_only=True) as con:
-        for expect in expected[case]:
-            at_load = expect.record_key.startswith("line ")
-            reasons = [
-                row[0]
-                for row in con.execute(
-                    "select reason from audit.rejected_rows where source = ? and record_key = ? "
-                    "and (not ? or partition_date = ?)",
-                    [expect.source, expect.record_key, at_load, FIRST_DAY],
-                ).fetchall()
-            ]
-            if expect.reason is not None:
-                assert reasons == [expect.reason], expect
-                continue
-            assert reasons == [], expect
-            model, column, value = expect.loaded_value
-            found = con.execute(
-                f"select {column} from staging.{model} where {_KEYS[expect.source]} = ?", [int(expect.record_key)]
-            ).fetchall()
-            assert found == [(value,)], (expect, [str(v)[:80] for (v,) in found])
-        if case == "sql_like_text":
-            assert con.execute("select count(*) from raw.customers").fetchone()[0] > 0
-            extra = con.execute("select distinct _extra from raw.campaigns where _extra is not null").fetchall()
-            assert extra == [('{"x\\"); drop table raw.customers; --":"v"}',)]
+def test_hostile_record_is_loaded_or_quarantined_with_a_reason(hostile_build, hostile_warehouse, case: str):
+    """The first case waits for the module's one load and dbt build of every hostile record (under a
+    minute), the first on PostgreSQL for the same there."""
+    _, expected = hostile_build
+    warehouse = hostile_warehouse
+    for expect in expected[case]:
+        at_load = expect.record_key.startswith("line ")
+        reasons = [
+            row[0]
+            for row in warehouse.rows(
+                "select reason from audit.rejected_rows where source = ? and record_key = ? "
+                "and (not ? or partition_date = ?)",
+                [expect.source, expect.record_key, at_load, FIRST_DAY],
+            )
+        ]
+        if expect.reason is not None:
+            assert reasons == [expect.reason], expect
+            continue
+        assert reasons == [], expect
+        model, column, value = expect.loaded_value
+        found = warehouse.rows(
+            f"select {column} from staging.{model} where {_KEYS[expect.source]} = ?", [int(expect.record_key)]
+        )
+        assert found == [(value,)], (expect, [str(v)[:80] for (v,) in found])
+    if case == "sql_like_text":
+        assert warehouse.row("select count(*) from raw.customers")[0] > 0
+        extra = warehouse.rows("select distinct _extra from raw.campaigns where _extra is not null")
+        assert extra == [('{"x\\"); drop table raw.customers; --":"v"}',)]
+
+
+def test_hostile_inputs_give_the_same_rows_on_duckdb_and_postgresql(hostile_build, hostile_build_on_postgres, engines):
+    """Every raw, staging, audit, snapshot and mart table of the hostile build, both quarantines and
+    the load log included, holds the same rows on both engines."""
+    settings, _ = hostile_build
+    same_landing = (str(settings.landing_dir), str(settings.landing_dir))
+    compared, differences = engines.warehouses(settings, hostile_build_on_postgres.warehouse_url, same_landing)
+    print(f"compared {len(compared)} tables: " + ", ".join(compared))
+    assert len(compared) >= 50, compared
+    assert not differences, "\n".join(differences)
 
 
 def test_a_day_mostly_quarantined_blocks_the_mart_gate_naming_the_reason(hostile_build):
@@ -452,6 +519,18 @@ def _duplicated_column(landing: Path) -> tuple[str, Path, list[str]]:
     )
 
 
+def _nul_byte_csv(landing: Path) -> tuple[str, Path, list[str]]:
+    path = _csv_path(landing, "surveys", LAST_DAY)
+    header = _read_csv(path)[0]
+    record = _with(_template(landing, "surveys"), comment="exported as UTF-16?\x00")
+    buffer = io.StringIO()
+    csv.writer(buffer, quoting=csv.QUOTE_ALL, lineterminator="\n").writerow([record[name] for name in header])
+    with path.open("a", encoding="utf-8", newline="") as handle:
+        handle.write(buffer.getvalue())
+    line = len(path.read_bytes().splitlines())
+    return "surveys", path, [f"line {line} holds a NUL byte (byte", "was the file exported as UTF-16 or binary?"]
+
+
 FILE_LEVEL_CASES = [
     _semicolons,
     _tabs,
@@ -460,6 +539,7 @@ FILE_LEVEL_CASES = [
     _line_above_limit,
     _parquet_wrong_type,
     _duplicated_column,
+    _nul_byte_csv,
 ]
 
 

@@ -70,6 +70,8 @@ MAX_CSV_LINE_BYTES = 8 * 1024 * 1024
 csv.field_size_limit(max(csv.field_size_limit(), MAX_CSV_LINE_BYTES))
 REPEATED_HEADER_REASON = "repeated header line (files concatenated?)"
 CONFLICTING_VERSIONS_REASON = "conflicting versions in one delivery: the same key and updated_at, different values"
+NUL_CHARACTER_REASON = "NUL character in text (column {column})"
+NUL = b"\x00"
 # The columns every insert of a line that cannot be loaded names (record_key: only where a record, not
 # a line, is rejected).
 _REJECTED_COLUMNS = "(source, partition_date, source_file, line_number, raw_line, reason, loaded_at, delivery)"
@@ -417,6 +419,12 @@ def _check_text(contract: SourceContract, path: Path, where: str) -> bool:
                     f"{where}: line {number} is {len(line):,} bytes long, above the limit of "
                     f"{MAX_CSV_LINE_BYTES:,} bytes per CSV line"
                 )
+            if NUL in line:
+                # Valid UTF-8 but not text: no warehouse column holds it (PostgreSQL refuses it outright).
+                raise LandingError(
+                    f"{where}: line {number} holds a NUL byte (byte {line.index(NUL) + 1} of the line); "
+                    f"the contract requires UTF-8 text: was the file exported as UTF-16 or binary?"
+                )
             try:
                 line.decode("utf-8")
             except UnicodeDecodeError as error:
@@ -645,6 +653,8 @@ def load_source(
             for (columns, _), files in groups.items():
                 _insert_group(con, contract, list(columns), files)
             _divert_conflicting_versions(con, contract)
+            if contract.file_format != "csv":  # a CSV with a NUL byte is refused at its check
+                _divert_nul_characters(con, contract)
             # One pass over the new rows per table: the log reconciles with raw and rejects by construction.
             counts = con.execute(
                 f"""
@@ -870,6 +880,44 @@ def _divert_conflicting_versions(con: duckdb.DuckDBPyConnection, contract: Sourc
     )
     con.execute(f"delete from {contract.raw_table} where rowid in (select _row_id from landing_conflicts)")
     con.execute("drop table landing_conflicts")
+
+
+def _divert_nul_characters(con: duckdb.DuckDBPyConnection, contract: SourceContract) -> None:
+    """A JSON ``\\u0000`` escape or a Parquet string can carry a NUL character, which a text column on
+    PostgreSQL cannot store: such a record leaves raw for the rejected lines on every engine, so that
+    both keep the same rows, kept as JSON (where the NUL is an escape again) with the column named."""
+    text_columns = [
+        name
+        for (name,) in con.execute(
+            "select column_name from information_schema.columns where table_schema = ? and table_name = ? "
+            "and data_type = 'VARCHAR' and column_name in (select unnest(?))",
+            [*contract.raw_table.split("."), list(contract.column_names)],
+        ).fetchall()
+    ]
+    if not text_columns:
+        return
+    found = " or ".join(f"contains({_ident(c)}, chr(0))" for c in text_columns)
+    first_column = (
+        "coalesce("
+        + ", ".join(f"case when contains({_ident(c)}, chr(0)) then {_quote(c)} end" for c in text_columns)
+        + ")"
+    )
+    columns = [_ident(c) for c in contract.column_names]
+    new_rows = (
+        f"from {contract.raw_table} as r where ({found}) and exists (select 1 from landing_partitions p "
+        "where p.source_file = r._source_file and p.delivery = r._delivery)"
+    )
+    con.execute(
+        f"""
+        insert into {REJECTED_ROWS_TABLE} ({_REJECTED_COLUMNS.strip("()")}, record_key)
+        select ?, _partition_date, _source_file, null,
+               to_json(struct_pack({", ".join(f"{c} := cast({c} as varchar)" for c in columns)})),
+               replace(?, '{{column}}', {first_column}), current_timestamp::timestamp, _delivery,
+               concat_ws('|', {", ".join(f"cast({_ident(k)} as varchar)" for k in contract.key)})
+        {new_rows}""",
+        [contract.name, NUL_CHARACTER_REASON],
+    )
+    con.execute(f"delete {new_rows}")
 
 
 def _divert_repeated_headers(
