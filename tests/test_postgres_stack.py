@@ -1,6 +1,7 @@
 """The production configuration without Docker: the warehouse, Airflow metadata and the MLflow backend
-store on the local PostgreSQL server, LocalExecutor, and crm_daily runs through the real scheduler:
-the scheduled day, then a backfill that catches up the day before and reruns that day.
+store on the local PostgreSQL server, LocalExecutor. Through the real scheduler: crm_pipeline (load
+to published scores, the models trained and registered), then crm_daily's scheduled day, then a
+backfill that catches up the day before and reruns that day.
 
 Each test run creates its own three databases and drops them afterwards.
 """
@@ -36,8 +37,8 @@ def _url(driver: str, database_url: str) -> str:
 def test_scheduled_and_backfilled_daily_runs_succeed_with_the_warehouse_airflow_and_mlflow_on_postgresql(
     databases, tmp_path, free_port, monkeypatch: pytest.MonkeyPatch
 ):
-    """A stack of its own (PostgreSQL metadata and MLflow store) and three crm_daily runs through its
-    scheduler: about four minutes on two cores."""
+    """A stack of its own (PostgreSQL metadata and MLflow store), one crm_pipeline run and three
+    crm_daily runs through its scheduler: about six minutes on two cores."""
     # The tasks' raw gate checks the newest day only (the gate is tested in test_quality_gates.py).
     monkeypatch.setenv("CRM_GATE_RECENT_DAYS", "1")
     # Deliveries up to yesterday, as in production: the scheduled run processes the last day.
@@ -57,7 +58,11 @@ def test_scheduled_and_backfilled_daily_runs_succeed_with_the_warehouse_airflow_
     endpoints = services.start(settings)
     try:
         api = services.AirflowApi(endpoints)
-        assert "crm_daily" in api.dag_ids({"crm_daily"})
+        assert {"crm_daily", "crm_pipeline"} <= api.dag_ids({"crm_daily", "crm_pipeline"})
+        # The whole pipeline first (what `make run` runs): trains the champions on this warehouse.
+        # A 30-day churn window: 120 days of history leave room for its labels.
+        pipeline_run = api.trigger("crm_pipeline", {"churn_window_days": 30})
+        pipeline_state, pipeline_tasks = api.wait_for_run("crm_pipeline", pipeline_run, timeout_s=900)
         api.unpause("crm_daily")  # no catch-up: the scheduler creates the latest day's run
         scheduled = api.wait_for_runs("crm_daily", lambda run: run["run_type"] == "scheduled", count=1)
         assert [run["state"] for run in scheduled] == ["success"], scheduled
@@ -71,9 +76,14 @@ def test_scheduled_and_backfilled_daily_runs_succeed_with_the_warehouse_airflow_
     finally:
         services.stop(settings)
     logs = settings.airflow_home / "logs"
+    assert pipeline_state == "success", f"{pipeline_tasks} (logs under {logs})"
+    trained = {task: state for task, state in pipeline_tasks.items() if task.startswith("train_")}
+    # 500 customers answer too few surveys for the satisfaction preflight (100 labels of each kind).
+    assert trained == {"train_churn": "success", "train_segments": "success", "train_satisfaction": "skipped"}, trained
+    assert {state for task, state in pipeline_tasks.items() if task not in trained} == {"success"}, pipeline_tasks
     assert [run["state"] for run in backfilled] == ["success", "success"], f"{backfilled} (logs under {logs})"
-    # No model is registered in this fresh MLflow store: scoring skips, everything else ran.
-    assert tasks["publish_marts"] == "success" and tasks["score_models"] == "skipped", tasks
+    # The daily runs score with the champions crm_pipeline registered in MLflow on PostgreSQL.
+    assert tasks["publish_marts"] == "success" and tasks["score_models"] == "success", tasks
     assert tasks["dbt_build"] == "success", tasks
     with open_warehouse(settings, read_only=True) as warehouse:
         # Every delivered partition loaded exactly once, however often its days ran.
@@ -81,6 +91,8 @@ def test_scheduled_and_backfilled_daily_runs_succeed_with_the_warehouse_airflow_
         assert loads[0] == loads[1] > 0, loads
         # Published for BI in the warehouse's own bi_ schemas.
         assert warehouse.row("select count(*) from bi_marts.dim_customers")[0] > 0
+        scored = warehouse.row("select count(*), count(distinct as_of_date) from bi_scores.churn")
+        assert scored[0] > 0 and scored[1] >= 2, scored  # the pipeline's date and the daily runs' days
     assert not settings.warehouse_path.exists()  # no embedded warehouse on the side
     with postgres.connect(databases["airflow"]) as conn:
         # The rerun reprocessed the scheduled run in place (it became part of the backfill).
