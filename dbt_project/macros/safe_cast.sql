@@ -23,7 +23,12 @@
     infinity or zero, dates and timestamps only in ISO form (PostgreSQL alone would also read
     'yesterday', 'Jan 5 2024' or '20240105'). On other warehouses this is nothing. Parallel unsafe:
     their exception blocks are subtransactions, which PostgreSQL refuses inside a parallel plan
-    (restricted was not enough once the tables had statistics and the planner chose parallel scans). -#}
+    (restricted was not enough once the tables had statistics and the planner chose parallel scans).
+    Measured on a million values: about 0.9 s for the bigint function, 1.1 s for an exception-free SQL
+    version (a regex, then a range check), 0.07 s for a plain cast; the regex costs what the
+    subtransaction does, so these stay. Not matched: DuckDB also reads hexadecimal and binary
+    integers ('0x1F', '0b101'), digits grouped by underscores ('1_000'), dates with '/' and years
+    before 1 or after 9999; these give null here. -#}
 {% macro create_safe_cast_functions() -%}
     {{ return(adapter.dispatch('create_safe_cast_functions', 'crm')()) }}
 {%- endmacro %}
