@@ -232,6 +232,54 @@ def test_the_contact_details_guard_counts_the_same_on_both_engines(team_warehous
     assert on_duckdb == on_postgres == {"note": {"an email address": 2, "a phone number": 2}}, (on_duckdb, on_postgres)
 
 
+# Typed values (Parquet columns) as text both engines read, and the casts the staging models ask for.
+TYPED_CASTS = {
+    ("double", "bigint"): [
+        "2.5",
+        "-2.5",
+        "3.5",
+        "0.5",
+        "-0.5",
+        "1e10",
+        "NaN",
+        "Infinity",
+        "-Infinity",
+        "9223372036854775807",
+        "-9223372036854775808",
+        "9.3e18",
+        "-9.3e18",
+    ],
+    ("double", "integer"): ["2.5", "-2.5", "2147483647.4", "2147483647.5", "-2147483648.5", "-2148483648.6", "NaN"],
+    ("bigint", "integer"): ["2147483647", "2147483648", "-2147483648", "-2147483649", "0"],
+    ("integer", "bigint"): ["-2147483648", "7"],
+    ("bigint", "double"): ["9223372036854775807", "-3"],
+    ("double", "double"): ["NaN", "Infinity", "-0.0", "1.7976931348623157e308", "5e-324"],
+    ("timestamp", "date"): ["2024-01-05 23:59:59.999999", "1970-01-01 00:00:00", "0001-01-01 00:00:00"],
+    ("date", "timestamp"): ["2024-02-29", "9999-12-31"],
+    ("timestamp", "timestamp"): ["2024-01-05 10:00:00.5"],
+}
+
+
+def test_safe_casts_of_typed_columns_read_what_duckdb_reads(team_days, team_warehouse):
+    """The safe casts of typed (Parquet) columns are plain SQL on PostgreSQL, not the text functions:
+    doubles round half to even and go null beyond the range, for NaN and the infinities, as DuckDB's
+    try_cast does; the generator's values never reach these edges."""
+    names = {"double": "double precision"}
+    differences = []
+    with duckdb.connect() as local, postgres.connect(team_warehouse) as team:
+        for (source, target), values in TYPED_CASTS.items():
+            for value in values:
+                expected = local.execute(f"select try_cast(cast(? as {source}) as {target})", [value]).fetchone()[0]
+                actual = team.execute(
+                    f"select public.crm_try_cast_{names.get(target, target).replace(' ', '_')}"
+                    f"(cast(%s as {names.get(source, source)}))",
+                    [value],
+                ).fetchone()[0]
+                if expected != actual and not (expected != expected and actual != actual):  # NaN equals NaN here
+                    differences.append(f"{source} {value} as {target}: DuckDB {expected!r}, PostgreSQL {actual!r}")
+    assert not differences, "\n".join(differences)
+
+
 def test_copy_raw_without_a_postgresql_warehouse_says_so(crm_command, tmp_path):
     completed = crm_command(Settings.from_env(home=tmp_path), "copy-raw", CRM_WAREHOUSE_URL="")
     assert completed.returncode != 0

@@ -6,13 +6,14 @@
     try_cast({{ field }} as {{ type }})
 {%- endmacro %}
 
-{#- PostgreSQL (before 16) has no try_cast: functions that catch the conversion error, created by
-    create_safe_cast_functions before every run. Other types (dbt's unit tests cast their fixtures
+{#- PostgreSQL (before 16) has no try_cast: functions created by create_safe_cast_functions before
+    every run, one per target type with an overload per argument type, which PostgreSQL picks by the
+    field's type (text for a literal or a null). Other types (dbt's unit tests cast their fixtures
     through safe_cast too) take dbt's plain cast. -#}
 {% macro postgres__safe_cast(field, type) -%}
     {%- set function_type = type | trim | lower | replace(' ', '_') -%}
     {%- if function_type in ['bigint', 'integer', 'double_precision', 'date', 'timestamp'] -%}
-        {{ target.schema }}.crm_try_cast_{{ function_type }}(cast({{ field }} as text))
+        {{ target.schema }}.crm_try_cast_{{ function_type }}({{ field }})
     {%- else -%}
         cast({{ field }} as {{ type }})
     {%- endif -%}
@@ -68,6 +69,30 @@
             return null;
         end;
     end $$;
+    {#- Typed columns (Parquet sources) need no text round trip: plain SQL that PostgreSQL inlines,
+        so each value costs an expression, not a function call (a plpgsql call per value made the
+        base views over typed tables about ten times slower than DuckDB). Doubles round half to even
+        and yield null beyond the range or for NaN and the infinities, as DuckDB's try_cast does
+        (NaN compares above every number in PostgreSQL). -#}
+    {%- set typed = [
+        ('bigint', 'bigint', 'value'),
+        ('bigint', 'integer', 'cast(value as bigint)'),
+        ('bigint', 'double precision', 'case when value >= -9223372036854775808 and value < 9223372036854775808 then cast(value as bigint) end'),
+        ('integer', 'integer', 'value'),
+        ('integer', 'bigint', 'case when value between -2147483648 and 2147483647 then cast(value as integer) end'),
+        ('integer', 'double precision', 'case when value >= -2147483648.5 and value < 2147483647.5 then cast(value as integer) end'),
+        ('double_precision', 'double precision', 'value'),
+        ('double_precision', 'bigint', 'cast(value as double precision)'),
+        ('double_precision', 'integer', 'cast(value as double precision)'),
+        ('timestamp', 'timestamp', 'value'),
+        ('timestamp', 'date', 'cast(value as timestamp)'),
+        ('date', 'date', 'value'),
+        ('date', 'timestamp', 'cast(value as date)'),
+    ] -%}
+    {% for target_type, argument_type, expression in typed %}
+    create or replace function {{ target.schema }}.crm_try_cast_{{ target_type }}(value {{ argument_type }})
+    returns {{ target_type | replace('_', ' ') }} language sql immutable parallel safe as $$ select {{ expression }} $$;
+    {% endfor %}
     {% for type in ['date', 'timestamp'] %}
     create or replace function {{ target.schema }}.crm_try_cast_{{ type }}(value text) returns {{ type }}
     language plpgsql immutable parallel unsafe as $$
