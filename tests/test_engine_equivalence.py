@@ -277,7 +277,18 @@ def test_safe_casts_of_typed_columns_read_what_duckdb_reads(team_days, team_ware
                 ).fetchone()[0]
                 if expected != actual and not (expected != expected and actual != actual):  # NaN equals NaN here
                     differences.append(f"{source} {value} as {target}: DuckDB {expected!r}, PostgreSQL {actual!r}")
+        # The base view over a Parquet source calls the typed overloads, not the text functions.
+        called = {
+            name
+            for (name,) in team.execute(
+                "select distinct cast(cast(p.oid as regprocedure) as text) from pg_rewrite r "
+                "join pg_depend d on d.objid = r.oid join pg_proc p on p.oid = d.refobjid "
+                "where r.ev_class = cast('staging.base_shop__orders' as regclass) and p.proname like 'crm_try_cast%%'"
+            ).fetchall()
+        }
     assert not differences, "\n".join(differences)
+    assert {"crm_try_cast_bigint(bigint)", "crm_try_cast_double_precision(double precision)"} <= called, called
+    assert not any(name.endswith("(text)") for name in called), called
 
 
 def test_copy_raw_without_a_postgresql_warehouse_says_so(crm_command, tmp_path):
