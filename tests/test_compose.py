@@ -6,6 +6,7 @@ from pathlib import Path
 
 import compose
 
+from crm import services
 from crm.settings import CHECKOUT
 
 # The package's console script drops the binary's exit code, so call the binary it ships.
@@ -43,6 +44,9 @@ def test_compose_file_is_valid_with_the_example_env():
     assert environment["CRM_WAREHOUSE_URL"].startswith("postgresql+psycopg://crm:")
     assert environment["CRM_WAREHOUSE_URL"].endswith("@postgres:5432/crm")
     assert environment["CRM_BI_READER_ROLE"] == "crm_bi"
+    # The scheduler's task processes start warmed up, as under `crm ui`.
+    assert environment["AIRFLOW__SCHEDULER__MP_START_METHOD"] == "forkserver"
+    assert environment["AIRFLOW__SCHEDULER__MP_FORKSERVER_PRELOAD"] == ",".join(services.TASK_PRELOAD)
 
 
 def test_secrets_are_required_from_the_environment(tmp_path: Path):

@@ -55,6 +55,15 @@ def test_airflow_api_lists_the_dags_and_a_triggered_daily_run_succeeds(ui, daily
     assert [run["dag_run_id"] for run in api.runs("crm_daily")] == [run_id]
 
 
+def test_task_processes_fork_from_a_warmed_up_forkserver(ui, daily_run):
+    """The scheduler's forkserver ran crm.task_preload (dbt imported and one parse done) before the
+    daily run's tasks forked from it, and nothing in the warm-up failed."""
+    settings, _, _ = ui
+    log = (settings.airflow_home / "logs" / "services" / "airflow-scheduler.log").read_text(errors="replace")
+    assert services.TASK_PRELOAD_WARMED_UP in log
+    assert services.TASK_PRELOAD_FAILED not in log
+
+
 def test_mlflow_api_lists_the_three_models_with_their_champion(ui):
     _, endpoints, _ = ui
     models = services.request_json(f"{endpoints.mlflow_url}/api/2.0/mlflow/registered-models/search")[
