@@ -1,6 +1,6 @@
 """The benchmark's target table: what it compares and what it shows beside the scoring rate."""
 
-from crm.bench import postgres_section, target_checks
+from crm.bench import airflow_section, postgres_section, target_checks
 
 
 def _scale(customers: int, full_run_s: float) -> dict:
@@ -50,3 +50,46 @@ def test_the_postgresql_section_compares_each_stage_with_the_embedded_run_and_th
     assert "| 100,000 | 200.0 / 300.0 | 40.0× / 60.0× | 90.0 / 120.0 | 18.0× / 24.0× | 4,000.0 / 3,000.0 |" in lines
     assert not any(line.startswith("| 10,000") for line in lines)
     assert postgres_section([_scale(10_000, 20.0)]) == []
+
+
+def _airflow_run(day: str, wall_s: float, overhead_s: float | None, state: str = "success") -> dict:
+    return {
+        "as_of_date": day,
+        "state": state,
+        "wall_s": wall_s,
+        "tasks": {"load_landing": {"duration_s": 4.5, "state": "success"}},
+        "dbt_nodes": 48,
+        "dbt_own_s": 50.0,
+        "dbt_tasks_s": 110.0,
+        "node_overhead_median_s": overhead_s,
+        "node_overhead_p90_s": 1.6,
+        "between_tasks_s": 30.0,
+    }
+
+
+def test_the_targets_in_floors_judge_crm_daily_through_airflow_on_each_day():
+    scale = {
+        **_scale(1_000_000, 500.0),
+        "airflow_daily": [_airflow_run("2026-11-22", 18.0, 1.2), _airflow_run("2026-11-23", 25.0, 1.7)],
+    }
+    checks = {name: (measured, met) for name, measured, _, met in target_checks([scale])}
+    assert checks["full run, in floors"] == ("100.0", False)
+    assert checks["feature stage per as-of date, in floors"] == ("2.00", False)
+    assert checks["peak RSS of the stages"] == ("4,000 MB", True)
+    assert checks["churn scoring with its drivers (model load excluded)"] == ("70,000/s", False)
+    assert checks["crm_daily through Airflow, 2026-11-22, in floors"] == ("3.6", True)
+    assert checks["crm_daily through Airflow, 2026-11-23, in floors"] == ("5.0", False)
+    assert checks["median overhead per dbt node, 2026-11-22"] == ("1.2 s", True)
+    assert checks["median overhead per dbt node, 2026-11-23"] == ("1.7 s", False)
+    # A failed run meets no target, however fast it failed.
+    failed = {**scale, "airflow_daily": [_airflow_run("2026-11-22", 5.0, None, state="failed")]}
+    checks = {name: met for name, _, _, met in target_checks([failed])}
+    assert not checks["crm_daily through Airflow, 2026-11-22, in floors"]
+    assert not checks["median overhead per dbt node, 2026-11-22"]
+
+
+def test_the_airflow_section_shows_each_daily_run_against_the_floor():
+    scale = {**_scale(100_000, 200.0), "airflow_daily": [_airflow_run("2026-11-23", 20.0, 1.25)]}
+    lines = airflow_section([scale])
+    row = "| 100,000 | 2026-11-23 | success | 20.0 | 4.0× | 48 | 50.0 | 110.0 | 1.25 / 1.6 | 30.0 | 4.5 | – | – | – |"
+    assert row in lines

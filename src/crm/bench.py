@@ -10,11 +10,13 @@ from __future__ import annotations
 import json
 import os
 import platform
+import re
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
+import urllib.parse
 from dataclasses import asdict, dataclass, replace
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -35,6 +37,16 @@ TARGETS = {
         "pandas_over_feature_min": 5.0,
         "scoring_per_s_min": 200_000,
         "per_customer_growth_max": 1.5,
+    },
+    # In floors: ratios to the DuckDB floor of the same run (the machine's speed swings between days).
+    "floors": {
+        "customers": 1_000_000,
+        "airflow_daily_max": 4.0,
+        "full_run_max": 16.0,
+        "feature_stage_max": 0.5,
+        "node_overhead_median_s_max": 1.5,
+        "churn_with_drivers_per_s_min": 100_000,
+        "peak_rss_mb": 4096,
     },
 }
 
@@ -99,7 +111,59 @@ def target_checks(results: list[dict]) -> list[tuple[str, str, str, bool]]:
                 growth <= run["per_customer_growth_max"],
             )
         )
-    return [(name, measured, target, bool(met)) for name, measured, target, met in checks]
+    return [(name, measured, target, bool(met)) for name, measured, target, met in checks + floor_checks(largest)]
+
+
+def floor_checks(scale: dict) -> list[tuple[str, str, str, bool]]:
+    """The targets in floors of the same run, at ``scale``."""
+    goal, floor = TARGETS["floors"], scale["floor_s"]
+    checks = [
+        (
+            "full run, in floors",
+            f"{scale['full_run_wall_s'] / floor:.1f}",
+            f"≤ {goal['full_run_max']:g}",
+            scale["full_run_wall_s"] / floor <= goal["full_run_max"],
+        ),
+        (
+            "feature stage per as-of date, in floors",
+            f"{scale['feature_stage_s'] / floor:.2f}",
+            f"≤ {goal['feature_stage_max']:g}",
+            scale["feature_stage_s"] / floor <= goal["feature_stage_max"],
+        ),
+        (
+            "peak RSS of the stages",
+            f"{scale['peak_rss_mb']:,.0f} MB",
+            f"≤ {goal['peak_rss_mb']:,} MB",
+            scale["peak_rss_mb"] <= goal["peak_rss_mb"],
+        ),
+    ]
+    drivers = scale.get("scoring_with_explanations_per_s", {}).get("churn")
+    if drivers:
+        checks.append(
+            (
+                "churn scoring with its drivers (model load excluded)",
+                f"{drivers:,.0f}/s",
+                f"≥ {goal['churn_with_drivers_per_s_min']:,}/s",
+                drivers >= goal["churn_with_drivers_per_s_min"],
+            )
+        )
+    for run in scale.get("airflow_daily") or []:
+        checks += [
+            (
+                f"crm_daily through Airflow, {run['as_of_date']}, in floors",
+                f"{run['wall_s'] / floor:.1f}",
+                f"≤ {goal['airflow_daily_max']:g}",
+                run["state"] == "success" and run["wall_s"] / floor <= goal["airflow_daily_max"],
+            ),
+            (
+                f"median overhead per dbt node, {run['as_of_date']}",
+                f"{run['node_overhead_median_s']} s",
+                f"≤ {goal['node_overhead_median_s_max']:g} s",
+                run["node_overhead_median_s"] is not None
+                and run["node_overhead_median_s"] <= goal["node_overhead_median_s_max"],
+            ),
+        ]
+    return checks
 
 
 @dataclass(frozen=True)
@@ -203,10 +267,78 @@ def _run_pipeline(
     return loaded, feature_stage(builds), timings
 
 
+# dbt's own time for a node's task: the elapsed time it reports at the end of the task's build.
+DBT_ELAPSED = re.compile(r"Finished running .*\(([0-9.]+)s\)")
+DAILY_DAG = "crm_daily"
+
+
+def bench_airflow_daily(home: Path, days: list[date]) -> list[dict[str, object]]:
+    """``crm_daily`` through the real scheduler (LocalExecutor, one task per dbt node, as `crm ui` and
+    docker-compose run it) on ``home``, one run per day in order. Per run: its wall time from trigger to
+    end, each task's duration, and for the dbt tasks dbt's own elapsed time (from the task's log) and
+    the rest, the per-node overhead (process, DAG parse, dbt start-up and project load)."""
+    import socket
+    import statistics
+
+    from crm import services
+
+    def free_port() -> int:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            return sock.getsockname()[1]
+
+    settings = Settings.from_env(
+        home=home, airflow_ui_port=free_port(), mlflow_ui_port=free_port(), daily_schedule="none"
+    )
+    started = time.monotonic()
+    endpoints = services.start(settings)
+    start_s = time.monotonic() - started
+    runs = []
+    try:
+        api = services.AirflowApi(endpoints)
+        api.dag_ids({DAILY_DAG})
+        for day in days:
+            started = time.monotonic()
+            run_id = api.trigger(DAILY_DAG, {"as_of_date": day.isoformat()})
+            state, _ = api.wait_for_run(DAILY_DAG, run_id, timeout_s=6 * 3600)
+            wall_s = time.monotonic() - started
+            run = f"dags/{DAILY_DAG}/dagRuns/{urllib.parse.quote(run_id)}"
+            tasks = {}
+            for instance in api.call(f"{run}/taskInstances?limit=1000")["task_instances"]:
+                task = {"duration_s": round(instance["duration"] or 0.0, 3), "state": instance["state"]}
+                if instance["task_id"].startswith("dbt."):
+                    log = api.call(f"{run}/taskInstances/{instance['task_id']}/logs/{instance['try_number']}")
+                    elapsed = [float(m.group(1)) for e in log.get("content", []) if (m := DBT_ELAPSED.search(str(e)))]
+                    task["dbt_s"] = elapsed[-1] if elapsed else None
+                tasks[instance["task_id"]] = task
+            overheads = [t["duration_s"] - t["dbt_s"] for t in tasks.values() if t.get("dbt_s") is not None]
+            runs.append(
+                {
+                    "as_of_date": day.isoformat(),
+                    "state": state,
+                    "wall_s": round(wall_s, 2),
+                    "services_start_s": round(start_s, 2) if not runs else 0.0,
+                    "tasks": tasks,
+                    "dbt_nodes": len(overheads),
+                    "dbt_own_s": round(sum(t.get("dbt_s") or 0.0 for t in tasks.values()), 2),
+                    "dbt_tasks_s": round(sum(t["duration_s"] for n, t in tasks.items() if n.startswith("dbt.")), 2),
+                    "node_overhead_median_s": round(statistics.median(overheads), 3) if overheads else None,
+                    "node_overhead_p90_s": round(statistics.quantiles(overheads, n=10)[-1], 3)
+                    if len(overheads) > 1
+                    else None,
+                    "between_tasks_s": round(wall_s - sum(t["duration_s"] for t in tasks.values()), 2),
+                }
+            )
+    finally:
+        services.stop(settings)
+    return runs
+
+
 def bench_scale(customers: int, days: int, work_dir: Path, postgres_server: str = "") -> dict[str, object]:
-    """In a fresh home: generate; the full run up to the day before the last (load with the raw
+    """In a fresh home: generate; the full run up to three days before the last (load with the raw
     gate, dbt build, mart gate, train, score and publish every model); the two feature references
-    at that day; the daily incremental run of the last day on top; model quality at the last day.
+    at that day; the daily incremental run of the CLI steps on the next day; crm_daily through
+    Airflow on the last two days (bench_airflow_daily); model quality at the last day.
     With ``postgres_server`` (a PostgreSQL URL without a database), the full and the daily run again
     on the same landing files with the warehouse in a database of its own there (bench_postgres)."""
     crm = str(Path(sys.executable).with_name("crm"))
@@ -238,7 +370,11 @@ def bench_scale(customers: int, days: int, work_dir: Path, postgres_server: str 
     stages["generate"] = replace(result, rows=delivered)
     size_mb = sum(p.stat().st_size for p in landing.rglob("*") if p.is_file()) / 2**20
     last_day = date.fromisoformat(manifest["config"]["end_date"])
-    history_end = last_day - timedelta(days=1)
+    # The full run up to three days before the last; the daily run of the CLI steps on the next day;
+    # crm_daily through Airflow on the last two (two consecutive days: the second shows whether the
+    # daily cost grows with the days already processed).
+    history_end, cli_day = last_day - timedelta(days=3), last_day - timedelta(days=2)
+    airflow_days = [last_day - timedelta(days=1), last_day]
 
     loaded, features, scoring = _run_pipeline(
         crm, {**env, "CRM_AS_OF_DATE": history_end.isoformat()}, stages, "", train=True
@@ -253,12 +389,11 @@ def bench_scale(customers: int, days: int, work_dir: Path, postgres_server: str 
 
     daily: dict[str, StageResult] = {}
     _, daily_features, _ = _run_pipeline(
-        crm, {**env, "CRM_AS_OF_DATE": last_day.isoformat()}, daily, "daily ", train=False
+        crm, {**env, "CRM_AS_OF_DATE": cli_day.isoformat()}, daily, "daily ", train=False
     )
+    airflow_daily = bench_airflow_daily(work_dir, airflow_days)
     _, output = run_stage("model quality", [crm, "evaluate"], env)
-    on_postgres = (
-        bench_postgres(crm, env, work_dir, postgres_server, history_end, last_day) if postgres_server else None
-    )
+    on_postgres = bench_postgres(crm, env, work_dir, postgres_server, history_end, cli_day) if postgres_server else None
 
     gate_stages = ("load", "dbt build", "mart gate")
     pipeline_s = sum(stages[name].wall_s for name in gate_stages)
@@ -273,6 +408,7 @@ def bench_scale(customers: int, days: int, work_dir: Path, postgres_server: str 
         "orders": manifest["rows"]["orders"],
         "landing_mb": round(size_mb),
         "history_end": history_end.isoformat(),
+        "cli_daily_day": cli_day.isoformat(),
         "last_day": last_day.isoformat(),
         "stages": table(stages),
         "incremental_stages": table(daily),
@@ -284,6 +420,7 @@ def bench_scale(customers: int, days: int, work_dir: Path, postgres_server: str 
         "feature_stage_s": features["per_as_of_date_s"],
         "feature_stage": features,
         "daily_feature_stage": daily_features,
+        "airflow_daily": airflow_daily,
         "peak_rss_mb": max(stages[name].peak_rss_mb for name in full_stages),
         "scoring_per_s": {
             model: round(scoring[model]["rows"] / max(scoring[model]["predict_s"], 1e-6)) for model in MODELS
@@ -387,11 +524,12 @@ def write_report(results: list[dict[str, object]], out_dir: Path) -> Path:
         )
     lines += [
         "",
-        "The full run goes from the landing files to published scores up to the day before the last "
+        "The full run goes from the landing files to published scores up to three days before the last "
         "(load with the raw gate, dbt build at the scoring date, mart gate, the training data's dbt build "
         "at the training and validation dates, training of the three models, scoring with every champion "
         "in one step, publish); the daily incremental run then loads, builds, gates, scores and publishes "
-        "the last day on top of it. The feature stage is the dbt time of the feature models (order "
+        "the next day on top of it (the CLI steps; `crm_daily` through Airflow on the last two days has a "
+        "section of its own below). The feature stage is the dbt time of the feature models (order "
         "versions, resolved customers, engagement, customer features) in the full run's two builds "
         "divided by the as-of dates they compute (scoring, training, validation); dbt's fixed cost is "
         "the warehouse build's wall time outside any model. The floor is "
@@ -456,6 +594,7 @@ def write_report(results: list[dict[str, object]], out_dir: Path) -> Path:
             f"{quality_targets['segmentation_ari_min']}. The survey reference is what all survey answers "
             "give with each customer's true segment known (see ml/ground_truth.py).",
         ]
+    lines += airflow_section(results)
     lines += postgres_section(results)
     target, gates = TARGETS["generate"], TARGETS["quality_gates"]
     lines += [
@@ -466,6 +605,39 @@ def write_report(results: list[dict[str, object]], out_dir: Path) -> Path:
     ]
     (out_dir / "latest.md").write_text("\n".join(lines) + "\n")
     return out_dir / "latest.md"
+
+
+def airflow_section(results: list[dict[str, object]]) -> list[str]:
+    """The report's section on crm_daily as users run it: through the scheduler, one task per dbt node."""
+    lines = [
+        "",
+        "## crm_daily through Airflow",
+        "",
+        "The last two delivered days, each one `crm_daily` run triggered through Airflow's API on the "
+        "benchmark's home (LocalExecutor, one task per dbt seed, snapshot, model and cross-model test, "
+        "the warehouse pool's one slot), after the daily run of the CLI steps on the day before. Wall time "
+        "from the trigger to the run's end; a node's overhead is its task's duration minus the elapsed "
+        "time dbt reports for the node's build (its tests and unit tests included).",
+        "",
+        "| customers | day | state | wall s | over the floor | dbt tasks | dbt own s | dbt tasks s "
+        "| overhead per node: median / p90 s | between tasks s | load s | mart gate s | score s | publish s |",
+        "| ---: | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for scale in results:
+        for run in scale.get("airflow_daily") or []:  # type: ignore[union-attr]
+            tasks = run["tasks"]
+
+            def took(task: str, tasks=tasks) -> str:
+                return str(tasks[task]["duration_s"]) if task in tasks else "–"
+
+            lines.append(
+                f"| {scale['customers']:,} | {run['as_of_date']} | {run['state']} | {run['wall_s']} | "
+                f"{run['wall_s'] / scale['floor_s']:.1f}× | {run['dbt_nodes']} | {run['dbt_own_s']} | "
+                f"{run['dbt_tasks_s']} | {run['node_overhead_median_s']} / {run['node_overhead_p90_s']} | "
+                f"{run['between_tasks_s']} | {took('load_landing')} | {took('quality_gate_marts')} | "
+                f"{took('score_models')} | {took('publish_marts')} |"
+            )
+    return lines
 
 
 def postgres_section(results: list[dict[str, object]]) -> list[str]:
