@@ -47,6 +47,7 @@ def test_compose_file_is_valid_with_the_example_env():
     # The scheduler's task processes start warmed up, as under `crm ui`.
     assert environment["AIRFLOW__SCHEDULER__MP_START_METHOD"] == "forkserver"
     assert environment["AIRFLOW__SCHEDULER__MP_FORKSERVER_PRELOAD"] == ",".join(services.TASK_PRELOAD)
+    assert environment["AIRFLOW__SCHEDULER__SCHEDULER_IDLE_SLEEP_TIME"] == services.SCHEDULER_IDLE_SLEEP_S
 
 
 def test_secrets_are_required_from_the_environment(tmp_path: Path):

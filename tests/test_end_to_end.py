@@ -75,6 +75,17 @@ def test_run_succeeds_and_prints_the_summary(pipeline_run):
     assert {table: rows for table, (rows, _) in published.items()} == summary["tables"]
 
 
+def test_the_full_runs_build_ran_the_dbt_unit_tests(pipeline_run):
+    """crm_pipeline's build runs every unit test of the dbt project (crm_daily's per-model tasks leave
+    them out: they check the SQL on fixed inputs, not the day's data)."""
+    settings, _ = pipeline_run
+    log = (settings.dbt_artifacts_dir / "logs" / "dbt.log").read_text(errors="replace")
+    passed = set(re.findall(r"PASS (\S+::\S+)", log))
+    assert len(passed) >= 25, sorted(passed)
+    assert "stg_shop__orders::test_stg_shop__orders_collapses_redelivery" in passed
+    assert not re.search(r"(FAIL|ERROR) \S+::\S+", log)
+
+
 def test_scores_cover_every_customer_with_probabilities(pipeline_run):
     settings, _ = pipeline_run
     with duckdb.connect(str(settings.warehouse_path), read_only=True) as con:

@@ -9,6 +9,7 @@ import json
 import os
 import shutil
 import time
+import urllib.parse
 from pathlib import Path
 
 import pytest
@@ -53,6 +54,19 @@ def test_airflow_api_lists_the_dags_and_a_triggered_daily_run_succeeds(ui, daily
     # The home's DAGs were serialized by `crm run` with the default daily schedule; the services run
     # with none, so unpausing must not have started a scheduled run beside the manual one.
     assert [run["dag_run_id"] for run in api.runs("crm_daily")] == [run_id]
+
+
+def test_a_models_task_builds_the_model_and_its_data_tests_but_not_its_unit_tests(ui, daily_run):
+    """crm_daily's per-model task (its log read through the API, as the benchmark reads it): the model
+    and its data tests; the unit tests are left to crm_pipeline's build (test_end_to_end)."""
+    _, endpoints, _ = ui
+    _, run_id, _, _ = daily_run
+    run = f"dags/crm_daily/dagRuns/{urllib.parse.quote(run_id)}"
+    log = services.AirflowApi(endpoints).call(f"{run}/taskInstances/dbt.stg_shop__orders_model_build/logs/1")
+    text = "\n".join(str(entry) for entry in log["content"])
+    assert "OK created sql incremental model staging.stg_shop__orders" in text
+    assert "PASS unique_stg_shop__orders_order_id" in text
+    assert "START unit_test" not in text
 
 
 def test_task_processes_fork_from_a_warmed_up_forkserver(ui, daily_run):

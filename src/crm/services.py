@@ -37,6 +37,7 @@ TASK_PRELOAD = (
 # What the warm-up writes to the scheduler's output (its forkserver has no logging configured).
 TASK_PRELOAD_WARMED_UP = "crm task preload: dbt warmed up"
 TASK_PRELOAD_FAILED = "crm task preload: the dbt warm-up failed"
+SCHEDULER_IDLE_SLEEP_S = "0.2"
 STARTUP_TIMEOUT_S = 180
 STOP_GRACE_S = 20
 
@@ -138,6 +139,10 @@ def service_env(settings: Settings) -> dict[str, str]:
         **airflow_env(settings),
         "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
         "AIRFLOW__CORE__PARALLELISM": "4",  # 32 idle workers by default: about 1 GB more
+        # crm_daily's tasks run one after another (the warehouse pool): a scheduler that sleeps a second
+        # whenever a loop found nothing to do leaves that much between them. 0.2 s: the gaps of a daily
+        # run's 55 tasks went from 38 to 17 s at demo size.
+        "AIRFLOW__SCHEDULER__SCHEDULER_IDLE_SLEEP_TIME": SCHEDULER_IDLE_SLEEP_S,
         "AIRFLOW__SCHEDULER__MP_START_METHOD": "forkserver",
         "AIRFLOW__SCHEDULER__MP_FORKSERVER_PRELOAD": ",".join(TASK_PRELOAD),
         "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True",
