@@ -1,8 +1,8 @@
 {#- Nothing lost: for every source, raw rows = rows accepted into staging (before re-deliveries are
     collapsed) + rows quarantined in staging + rows of erased customers suppressed in staging.
-    Returns the sources that do not add up. Counts the partitions from `tests_since` on (all by
+    Returns the sources that do not add up. Counts the partitions from CRM_DBT_TESTS_SINCE on (all by
     default): a row's outcome never changes once its partition has reconciled. -#}
-{%- set since = "cast('" ~ var('tests_since') ~ "' as date)" -%}
+{%- set since = "cast('" ~ env_var('CRM_DBT_TESTS_SINCE', '1900-01-01') ~ "' as date)" -%}
 {%- set sources = [
     ('customers', source('crm', 'customers'), ref('base_crm__customers')),
     ('orders', source('shop', 'orders'), ref('base_shop__orders')),

@@ -212,17 +212,17 @@ FEATURE_MODELS = (
 )
 
 
-def feature_stage(builds: list[tuple[dict, float]]) -> dict[str, float]:
+def feature_stage(builds: list[tuple[dict, float, int]]) -> dict[str, float]:
     """From the run_results.json of the dbt builds of a run (the warehouse build, and the training-data
-    build where the run trains), each with its process's wall time: the feature models' time per
-    as-of date computed, and dbt's fixed cost (the warehouse build's wall time outside dbt's
-    execution phase: start-up and parsing)."""
+    build where the run trains), each with its process's wall time and the as-of dates it asked for:
+    the feature models' time per as-of date computed, and dbt's fixed cost (the warehouse build's
+    wall time outside dbt's execution phase: start-up and parsing)."""
     dates = feature_s = 0
-    for run_results, _ in builds:
+    for run_results, _, as_of_dates in builds:
         times = {result["unique_id"]: result["execution_time"] for result in run_results["results"]}
-        dates += len(run_results["args"]["vars"]["as_of_dates"])
+        dates += as_of_dates
         feature_s += sum(times.get(model, 0.0) for model in FEATURE_MODELS)
-    warehouse_build, wall_s = builds[0]
+    warehouse_build, wall_s, _ = builds[0]
     return {
         "as_of_dates": dates,
         "feature_models_s": round(feature_s, 2),
@@ -245,12 +245,12 @@ def _run_pipeline(
     run_results = Settings.from_env(home=env["CRM_HOME"]).dbt_artifacts_dir / "target" / "run_results.json"
     result, _ = run_stage(f"{prefix}dbt build", [crm, "build"], env)
     stages[f"{prefix}dbt build"] = replace(result, rows=stages[f"{prefix}load"].rows)
-    builds = [(json.loads(run_results.read_text()), result.wall_s)]
+    builds = [(json.loads(run_results.read_text()), result.wall_s, 1)]  # the scoring date
     result, output = run_stage(f"{prefix}mart gate", [crm, "gate"], env)
     stages[f"{prefix}mart gate"] = replace(result, rows=sum(suite["rows"] for suite in json.loads(output).values()))
     if train:
         result, _ = run_stage(f"{prefix}dbt build training data", [crm, "build", "--training"], env)
-        builds.append((json.loads(run_results.read_text()), result.wall_s))
+        builds.append((json.loads(run_results.read_text()), result.wall_s, 2))  # training and validation
         stages[f"{prefix}dbt build training data"] = replace(result, rows=stages[f"{prefix}load"].rows)
         for model in MODELS:
             result, output = run_stage(f"{prefix}train {model}", [crm, "train", "--model", model], env)

@@ -23,14 +23,39 @@ def dbt_executable() -> str:
     return str(Path(sys.executable).with_name("dbt"))
 
 
+# The build's values that change with every run reach dbt as environment variables, not as --vars:
+# dbt parses the whole project again whenever the vars differ from those of its last parse (5 s and
+# more, in every dbt task of a day's first run), but re-parses only the files that read an
+# environment variable when its value changes.
+RUN_ENV = {"as_of_dates": "CRM_DBT_AS_OF_DATES", "tests_since": "CRM_DBT_TESTS_SINCE"}
+# CRM_DBT_TESTS_SINCE unset or this early: the tests check every row (the project's default too).
+EVERY_ROW = "1900-01-01"
+
+
+def vars_and_env(variables: dict[str, object]) -> tuple[dict[str, object], dict[str, str]]:
+    """A build's variables (crm.pipeline.dbt_vars) as dbt's --vars and the environment of RUN_ENV.
+    Both RUN_ENV variables are always set, so none is inherited from the calling process."""
+    dates = variables.get("as_of_dates") or []
+    env = {
+        RUN_ENV["as_of_dates"]: ",".join(str(day) for day in dates),  # type: ignore[union-attr]
+        RUN_ENV["tests_since"]: str(variables.get("tests_since") or EVERY_ROW),
+    }
+    return {name: value for name, value in variables.items() if name not in RUN_ENV}, env
+
+
 def run_dbt(settings: Settings, command: list[str], variables: dict[str, object] | None = None) -> None:
     """Run ``dbt <command>`` on the project; raise DbtError with dbt's failure lines when it fails."""
     args = [dbt_executable(), "--no-use-colors", *command, "--project-dir", str(settings.dbt_project_dir)]
-    if variables:
-        args += ["--vars", json.dumps(variables)]
+    dbt_vars, run_env = vars_and_env(variables or {})
+    if dbt_vars:
+        args += ["--vars", json.dumps(dbt_vars)]
     log.info("running %s", " ".join(args[:2]))
     completed = subprocess.run(
-        args, env={**os.environ, **settings.dbt_env()}, capture_output=True, text=True, cwd=settings.dbt_project_dir
+        args,
+        env={**os.environ, **settings.dbt_env(), **run_env},
+        capture_output=True,
+        text=True,
+        cwd=settings.dbt_project_dir,
     )
     output = completed.stdout + completed.stderr
     for line in output.splitlines():

@@ -153,12 +153,15 @@ def build_training_data() -> None:
 
 @task
 def plan_dbt_build() -> dict[str, object]:
-    """The run's dbt vars and full-refresh flag, for the per-model dbt task group to template in."""
+    """The run's dbt vars, its environment (crm.dbt.RUN_ENV) and full-refresh flag, for the per-model
+    dbt task group to template in."""
     from crm import pipeline
+    from crm.dbt import vars_and_env
 
     settings = settings_for_run()
     settings = pipeline.refreshed_after_corrections(settings)
-    return {"vars": pipeline.dbt_vars(settings), "full_refresh": settings.full_refresh}
+    dbt_vars, run_env = vars_and_env(pipeline.dbt_vars(settings))
+    return {"vars": dbt_vars, "env": run_env, "full_refresh": settings.full_refresh}
 
 
 @task
@@ -198,7 +201,7 @@ def dbt_models(group_id: str = "dbt"):
         TestBehavior,
     )
 
-    from crm.dbt import dbt_executable
+    from crm.dbt import RUN_ENV, dbt_executable
     from crm.pipeline import SCORE_READERS, TRAINING_ONLY
 
     settings = Settings.from_env()
@@ -206,12 +209,16 @@ def dbt_models(group_id: str = "dbt"):
     return DbtTaskGroup(
         group_id=group_id,
         # Secrets stay out: cosmos stores env_vars with the DAG and shows them as rendered fields.
+        # The run's own values (crm.dbt.RUN_ENV) are rendered from plan_dbt_build's result.
         project_config=ProjectConfig(
             settings.dbt_project_dir,
             env_vars={
-                name: value
-                for name, value in settings.dbt_env().items()
-                if not name.startswith("DBT_ENV_SECRET_") and name != "PGOPTIONS"
+                **{
+                    name: value
+                    for name, value in settings.dbt_env().items()
+                    if not name.startswith("DBT_ENV_SECRET_") and name != "PGOPTIONS"
+                },
+                **{name: f"{{{{ {plan}['env']['{name}'] }}}}" for name in RUN_ENV.values()},
             },
         ),
         profile_config=ProfileConfig(

@@ -1,8 +1,9 @@
-{#- The as-of dates features and labels are computed at, from the `as_of_dates` var the pipeline
-    passes: the scoring date in the warehouse build, the training and validation dates in the
-    training-data build (`tag:point_in_time` and `tag:training`, crm.pipeline.build_training_data). -#}
+{#- The as-of dates features and labels are computed at, from CRM_DBT_AS_OF_DATES (comma-separated)
+    that the pipeline sets: the scoring date in the warehouse build, the training and validation
+    dates in the training-data build (`tag:point_in_time` and `tag:training`,
+    crm.pipeline.build_training_data). An environment variable, not a var: crm.dbt says why. -#}
 {{ config(tags=['point_in_time']) }}
-{%- set as_of_dates = var('as_of_dates') -%}
+{%- set as_of_dates = env_var('CRM_DBT_AS_OF_DATES', '').split(',') | reject('equalto', '') | list -%}
 
 with
 
