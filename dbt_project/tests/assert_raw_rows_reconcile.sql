@@ -2,7 +2,7 @@
     collapsed) + rows quarantined in staging + rows of erased customers suppressed in staging.
     Returns the sources that do not add up. Counts the partitions from CRM_DBT_TESTS_SINCE on (all by
     default): a row's outcome never changes once its partition has reconciled. -#}
-{%- set since = "cast('" ~ env_var('CRM_DBT_TESTS_SINCE', '1900-01-01') ~ "' as date)" -%}
+{%- set since = "cast('" ~ env_var('CRM_DBT_TESTS_SINCE', var('test_every_row_since')) ~ "' as date)" -%}
 {%- set sources = [
     ('customers', source('crm', 'customers'), ref('base_crm__customers')),
     ('orders', source('shop', 'orders'), ref('base_shop__orders')),

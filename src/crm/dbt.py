@@ -28,7 +28,8 @@ def dbt_executable() -> str:
 # more, in every dbt task of a day's first run), but re-parses only the files that read an
 # environment variable when its value changes.
 RUN_ENV = {"as_of_dates": "CRM_DBT_AS_OF_DATES", "tests_since": "CRM_DBT_TESTS_SINCE"}
-# CRM_DBT_TESTS_SINCE unset or this early: the tests check every row (the project's default too).
+# CRM_DBT_TESTS_SINCE this early: the tests check every row (the project's var test_every_row_since,
+# its default where the variable is unset).
 EVERY_ROW = "1900-01-01"
 
 
