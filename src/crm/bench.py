@@ -617,7 +617,7 @@ def airflow_section(results: list[dict[str, object]]) -> list[str]:
         "benchmark's home (LocalExecutor, one task per dbt seed, snapshot, model and cross-model test, "
         "the warehouse pool's one slot), after the daily run of the CLI steps on the day before. Wall time "
         "from the trigger to the run's end; a node's overhead is its task's duration minus the elapsed "
-        "time dbt reports for the node's build (its tests and unit tests included).",
+        "time dbt reports for the node's build (its data tests included; the unit tests run with `crm_pipeline`).",
         "",
         "| customers | day | state | wall s | over the floor | dbt tasks | dbt own s | dbt tasks s "
         "| overhead per node: median / p90 s | between tasks s | load s | mart gate s | score s | publish s |",
