@@ -31,7 +31,7 @@ def ui(home_copy, free_port):
 def daily_run(ui) -> tuple[set[str], str, str, dict[str, str]]:
     """The DAGs the API lists, then one triggered crm_daily run, waited for: (dag ids, run id, state, task states).
 
-    About 60 tasks, one per dbt node, one at a time (the warehouse pool): 5 to 15 minutes on two cores."""
+    55 tasks, one per dbt node, one at a time (the warehouse pool): 3 to 5 minutes on two cores."""
     _, endpoints, _ = ui
     api = services.AirflowApi(endpoints)
     dags = {"crm_daily", "crm_training", "crm_pipeline"}
@@ -43,7 +43,7 @@ def daily_run(ui) -> tuple[set[str], str, str, dict[str, str]]:
 
 def test_airflow_api_lists_the_dags_and_a_triggered_daily_run_succeeds(ui, daily_run):
     """Runs crm_daily as users do, one task per dbt node under the real scheduler: the longest test
-    (5 to 15 minutes); the other checks share its stack."""
+    (3 to 5 minutes); the other checks share its stack."""
     settings, endpoints, _ = ui
     api = services.AirflowApi(endpoints)
     listed, run_id, state, tasks = daily_run
