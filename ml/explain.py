@@ -12,7 +12,7 @@ import pandas as pd
 from sklearn.inspection import permutation_importance
 from sklearn.pipeline import Pipeline
 
-from crm.score_tables import TOP_DRIVERS
+from crm.score_tables import DRIVER_COLUMNS, TOP_DRIVERS
 from ml.blocks import BLOCK_ROWS
 
 IMPORTANCE_SAMPLE = 5_000
@@ -20,6 +20,7 @@ DRIVER_CANDIDATES = 8  # the most important features are the candidates for a cu
 # Drivers are explained where a retention team acts: customer_360's medium and high churn risk bands.
 # Below it every candidate would be predicted again for customers nobody contacts (most of the cost).
 DRIVERS_FROM_PROBABILITY = 0.4
+HIGH_RISK_FROM_PROBABILITY = 0.7  # customer_360's high band
 
 
 def global_importance(pipeline: Pipeline, features: pd.DataFrame, label: pd.Series, seed: int) -> pd.DataFrame:
@@ -40,9 +41,11 @@ def churn_drivers(
     candidates: list[str],
     from_probability: float = DRIVERS_FROM_PROBABILITY,
     block_rows: int = BLOCK_ROWS,
+    carried: np.ndarray | None = None,
 ) -> pd.DataFrame:
     """Columns driver_1..driver_3 for the customers whose churn ``probability`` (the pipeline's own, in
-    row order) is at least ``from_probability``; null for the others.
+    row order) is at least ``from_probability``; null for the others and for the ``carried`` rows (a
+    boolean mask: their drivers come from an earlier date, see ``carried_drivers``).
 
     A customer's drivers are the candidate features that raise its churn probability most. Only features
     that do raise it count: a customer whose values all lower the risk has no drivers (null). The median
@@ -52,7 +55,7 @@ def churn_drivers(
     input, because the pipeline's transformers work column by column.
     """
     names = np.full((len(features), TOP_DRIVERS), None, dtype=object)
-    explained = np.flatnonzero(probability >= from_probability)
+    explained = np.flatnonzero((probability >= from_probability) & (True if carried is None else ~carried))
     if candidates and explained.size:
         preprocess, model = pipeline[:-1], pipeline[-1]
         neutral = [_neutral_outputs(preprocess, features, column) for column in candidates]
@@ -60,7 +63,22 @@ def churn_drivers(
             rows = explained[start : start + block_rows]
             ranked = _ranked_drivers(preprocess, model, features.iloc[rows], probability[rows], candidates, neutral)
             names[rows, : ranked.shape[1]] = ranked
-    return pd.DataFrame(names, columns=[f"driver_{rank + 1}" for rank in range(TOP_DRIVERS)], index=features.index)
+    return pd.DataFrame(names, columns=DRIVER_COLUMNS, index=features.index)
+
+
+def carried_drivers(probability: np.ndarray, drivers_probability: np.ndarray, max_shift: float) -> np.ndarray:
+    """Which customers keep the drivers computed at an earlier date, when their probability was
+    ``drivers_probability`` (NaN: none were computed): those at medium or high risk that are still in
+    the same risk band and whose probability moved by at most ``max_shift``. The others are explained
+    again, so a customer whose risk changed never shows the reasons of another risk."""
+    bands = [DRIVERS_FROM_PROBABILITY, HIGH_RISK_FROM_PROBABILITY]
+    with np.errstate(invalid="ignore"):
+        return (
+            (probability >= DRIVERS_FROM_PROBABILITY)
+            & ~np.isnan(drivers_probability)
+            & (np.digitize(probability, bands) == np.digitize(drivers_probability, bands))
+            & (np.abs(probability - drivers_probability) <= max_shift)
+        )
 
 
 def _ranked_drivers(

@@ -6,7 +6,7 @@ import json
 import logging
 import time
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 
 import mlflow
 import pandas as pd
@@ -15,6 +15,7 @@ from crm.gates import customers_known_at
 from crm.quality import QualityGate
 from crm.score_tables import (
     CHURN_SCORES_TABLE,
+    DRIVER_COLUMNS,
     SATISFACTION_SCORES_TABLE,
     SCORE_TABLES,
     SEGMENT_SCORES_TABLE,
@@ -77,12 +78,63 @@ def score_churn(settings: Settings, inputs: ScoringInputs, gate: QualityGate) ->
     predicted = time.perf_counter()
     # Versions registered before explanations existed carry no driver candidates: no drivers then.
     candidates = json.loads(champion.tags.get("driver_features", "[]"))
-    drivers = explain.churn_drivers(model, features, probability, candidates)
+    previous = _previous_drivers(settings, champion, inputs)
+    carried = explain.carried_drivers(
+        probability, previous["drivers_probability"].to_numpy(dtype=float), settings.churn_drivers_max_shift
+    )
+    drivers = explain.churn_drivers(model, features, probability, candidates, carried=carried)
     explain_s = time.perf_counter() - predicted
+    explained = (probability >= explain.DRIVERS_FROM_PROBABILITY) & bool(candidates)
+    drivers["drivers_as_of"] = pd.Series(pd.NaT, index=drivers.index, dtype="datetime64[us]").mask(
+        explained, pd.Timestamp(inputs.as_of_date)
+    )
+    for column in [*DRIVER_COLUMNS, "drivers_as_of"]:
+        drivers.loc[carried, column] = previous.loc[carried, column].to_numpy()
+    log.info(
+        "churn drivers at %s: %d customers at medium or high risk, %d explained, %d carried forward",
+        inputs.as_of_date,
+        int(explained.sum()),
+        int((explained & ~carried).sum()),
+        int(carried.sum()),
+    )
     scores = inputs.features[ID_COLUMNS].assign(churn_probability=probability).join(drivers)
     return _write(
         settings, CHURN_SCORES_TABLE, "churn_scores", scores, inputs, champion, gate, {}, predicted - started, explain_s
     )
+
+
+def _previous_drivers(settings: Settings, champion, inputs: ScoringInputs) -> pd.DataFrame:
+    """Per customer (in the features' row order): the drivers stored at the latest scoring date before
+    this one, the date they were computed and the probability then (NaN where there is nothing to
+    carry: no earlier scores, another model version, or drivers older than the maximum age)."""
+    columns = [*DRIVER_COLUMNS, "drivers_as_of", "drivers_probability"]
+    oldest = inputs.as_of_date - timedelta(days=settings.churn_drivers_max_age_days)
+    with open_warehouse(settings, read_only=True) as warehouse:
+        has_drivers_dates = warehouse.table_exists(CHURN_SCORES_TABLE) and "drivers_as_of" in warehouse.columns(
+            CHURN_SCORES_TABLE
+        )
+        stored = (
+            warehouse.frame(
+                f"""
+                select previous.customer_key, {", ".join(f"previous.{column}" for column in DRIVER_COLUMNS)},
+                    previous.drivers_as_of, computed.churn_probability as drivers_probability
+                from {CHURN_SCORES_TABLE} as previous
+                inner join {CHURN_SCORES_TABLE} as computed
+                    on computed.customer_key = previous.customer_key
+                    and computed.as_of_date = previous.drivers_as_of
+                    and computed.model_version = previous.model_version
+                where previous.as_of_date = (
+                        select max(as_of_date) from {CHURN_SCORES_TABLE} where as_of_date < cast(? as date)
+                    )
+                    and previous.model_name = ? and previous.model_version = ?
+                    and previous.drivers_as_of >= cast(? as date)""",
+                [inputs.as_of_date, champion.name, str(champion.version), oldest],
+            )
+            if has_drivers_dates
+            else pd.DataFrame(columns=["customer_key", *columns])
+        )
+    stored["drivers_as_of"] = pd.to_datetime(stored["drivers_as_of"]).astype("datetime64[us]")
+    return inputs.features[["customer_key"]].merge(stored, on="customer_key", how="left")[columns]
 
 
 def score_segments(settings: Settings, inputs: ScoringInputs, gate: QualityGate) -> ScoringReport:

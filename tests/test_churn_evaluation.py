@@ -1,14 +1,22 @@
 """Churn evaluation pieces on small synthetic data: calibration error, the baseline rule, grades, drivers."""
 
+import contextlib
+from datetime import date
+from types import SimpleNamespace
+
 import numpy as np
 import pandas as pd
+import pytest
 from mlflow.models import infer_signature
 from sklearn.compose import ColumnTransformer
 from sklearn.impute import SimpleImputer
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 
-from ml import churn, explain, training
+from crm.score_tables import CHURN_SCORES_TABLE, ensure_score_tables
+from crm.settings import Settings
+from crm.warehouse import open_warehouse
+from ml import churn, explain, scoring, training
 from ml.blocks import in_blocks
 from ml.metrics import expected_calibration_error
 
@@ -144,3 +152,60 @@ def test_the_schema_sample_gives_mlflow_the_schema_of_every_row():
     changed = frame.copy()
     changed.loc[rows - 2, "recency_days"] += 1
     assert training.dataset(changed, "customer_features@2025-01-01", "is_churned").digest != logged.digest
+
+
+def test_drivers_are_carried_only_within_the_band_and_the_shift_and_then_not_explained_again():
+    now = np.array([0.45, 0.45, 0.72, 0.69, 0.50, 0.30, 0.55])
+    then = np.array([0.42, np.nan, 0.69, 0.66, 0.58, 0.31, 0.55])
+    carried = explain.carried_drivers(now, then, max_shift=0.05)
+    # Same band and a small move; nothing computed before; crossed into high; a small move within
+    # medium; moved by 0.08; low risk has no drivers; unchanged.
+    assert carried.tolist() == [True, False, False, True, False, False, True]
+
+    features = pd.DataFrame({"recency_days": [300.0, 310.0, 20.0, 25.0, 30.0]})
+    model = Pipeline(
+        [("features", ColumnTransformer([("all", SimpleImputer(), ["recency_days"])])), ("model", LogisticRegression())]
+    ).fit(pd.DataFrame({"recency_days": [1.0, 200.0, 30.0, 400.0]}), [0, 1, 0, 1])
+    probability = model.predict_proba(features)[:, 1]
+    keep = np.array([False, True, False, False, False])
+    drivers = explain.churn_drivers(model, features, probability, ["recency_days"], from_probability=0.0, carried=keep)
+    # The first customer is explained, the second keeps its earlier drivers (filled in by the scoring).
+    assert drivers["driver_1"].fillna("").tolist() == ["recency_days", "", "", "", ""]
+
+
+@pytest.mark.parametrize("engine", ["duckdb", "postgres"])
+def test_the_drivers_to_carry_come_from_the_latest_earlier_date_of_the_same_model_version(
+    engine, tmp_path, postgres_database
+):
+    """On each warehouse engine: the previous scoring date's drivers, the probability when they were
+    computed; none from another version or older than the maximum age."""
+    with contextlib.ExitStack() as stack:
+        url = stack.enter_context(postgres_database("carried_drivers")) if engine == "postgres" else ""
+        _check_drivers_to_carry(Settings.from_env(home=tmp_path, warehouse_url=url, churn_drivers_max_age_days=10))
+
+
+def _check_drivers_to_carry(settings: Settings) -> None:
+    rows = [  # customer, as_of_date, probability, version, driver_1, drivers_as_of
+        (1, "2026-11-01", 0.50, "3", "recency_days", "2026-11-01"),
+        (1, "2026-11-02", 0.52, "3", "recency_days", "2026-11-01"),  # carried from the 1st
+        (2, "2026-11-02", 0.80, "2", "open_tickets", "2026-11-02"),  # another version
+        (3, "2026-10-20", 0.60, "3", "tenure_days", "2026-10-20"),
+        (3, "2026-11-02", 0.61, "3", "tenure_days", "2026-10-20"),  # too old on the 3rd
+        (4, "2026-11-02", 0.10, "3", None, None),  # low risk: nothing computed
+        (5, "2026-11-03", 0.90, "3", "open_tickets", "2026-11-03"),  # the scoring date itself
+    ]
+    with open_warehouse(settings) as warehouse:
+        ensure_score_tables(warehouse)
+        for key, day, probability, version, driver, as_of in rows:
+            warehouse.execute(
+                f"insert into {CHURN_SCORES_TABLE} (customer_key, as_of_date, churn_probability, model_name, "
+                "model_version, driver_1, drivers_as_of) "
+                "values (?, cast(? as date), ?, 'crm_churn', ?, ?, cast(? as date))",
+                [key, day, probability, version, driver, as_of],
+            )
+    inputs = scoring.ScoringInputs(date(2026, 11, 3), pd.DataFrame({"customer_key": [5, 4, 3, 2, 1, 6]}), 6)
+    previous = scoring._previous_drivers(settings, SimpleNamespace(name="crm_churn", version=3), inputs)
+    carried = previous.dropna(subset=["drivers_probability"])
+    assert carried.index.tolist() == [4]  # customer 1, in the features' row order
+    assert carried.loc[4, "driver_1"] == "recency_days" and carried.loc[4, "drivers_probability"] == 0.5
+    assert pd.Timestamp(carried.loc[4, "drivers_as_of"]) == pd.Timestamp("2026-11-01")

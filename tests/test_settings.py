@@ -18,11 +18,13 @@ def test_environment_overrides(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setenv("CRM_HOME", str(tmp_path))
     monkeypatch.setenv("CRM_AS_OF_DATE", "2026-03-01")
     monkeypatch.setenv("CRM_CHURN_WINDOW_DAYS", "60")
+    monkeypatch.setenv("CRM_CHURN_DRIVERS_MAX_SHIFT", "0.1")
     monkeypatch.setenv("CRM_WAREHOUSE_PATH", str(tmp_path / "elsewhere.duckdb"))
     settings = Settings.from_env()
     assert settings.home == tmp_path
     assert settings.as_of_date == date(2026, 3, 1)
     assert settings.churn_window_days == 60
+    assert settings.churn_drivers_max_shift == 0.1
     assert settings.warehouse_path == tmp_path / "elsewhere.duckdb"
 
 
@@ -39,6 +41,7 @@ def test_bad_environment_value_names_the_variable(monkeypatch: pytest.MonkeyPatc
         ("CRM_ROW_COUNT_BOUNDS", "orders=5..1", "expected orders=learned, =off or =MIN..MAX"),
         ("CRM_QUARANTINE_SHARE_LIMIT", "5%", "a share between 0 and 1"),
         ("CRM_AS_OF_TOLERANCE_DAYS", "one", "a whole number"),
+        ("CRM_CHURN_DRIVERS_MAX_SHIFT", "5", "a probability difference between 0 and 1"),
     ],
 )
 def test_bad_gate_setting_names_the_variable_and_the_item(monkeypatch: pytest.MonkeyPatch, variable, value, message):

@@ -137,11 +137,11 @@ def floor_checks(scale: dict) -> list[tuple[str, str, str, bool]]:
             scale["peak_rss_mb"] <= goal["peak_rss_mb"],
         ),
     ]
-    drivers = scale.get("scoring_with_explanations_per_s", {}).get("churn")
+    drivers = scale.get("daily_scoring_with_explanations_per_s", {}).get("churn")
     if drivers:
         checks.append(
             (
-                "churn scoring with its drivers (model load excluded)",
+                "churn scoring with its drivers in the daily run (model load excluded)",
                 f"{drivers:,.0f}/s",
                 f"≥ {goal['churn_with_drivers_per_s_min']:,}/s",
                 drivers >= goal["churn_with_drivers_per_s_min"],
@@ -272,6 +272,15 @@ DBT_ELAPSED = re.compile(r"Finished running .*\(([0-9.]+)s\)")
 DAILY_DAG = "crm_daily"
 
 
+def _with_explanations_per_s(scoring: dict[str, dict[str, float]]) -> dict[str, int]:
+    """Customers scored per second of predicting and explaining, for the models that explain."""
+    return {
+        model: round(timing["rows"] / (timing["predict_s"] + timing["explain_s"]))
+        for model, timing in scoring.items()
+        if timing["explain_s"]
+    }
+
+
 def bench_airflow_daily(home: Path, days: list[date]) -> list[dict[str, object]]:
     """``crm_daily`` through the real scheduler (LocalExecutor, one task per dbt node, as `crm ui` and
     docker-compose run it) on ``home``, one run per day in order. Per run: its wall time from trigger to
@@ -388,7 +397,7 @@ def bench_scale(customers: int, days: int, work_dir: Path, postgres_server: str 
         references[kind] = replace(result, rows=int(output))
 
     daily: dict[str, StageResult] = {}
-    _, daily_features, _ = _run_pipeline(
+    _, daily_features, daily_scoring = _run_pipeline(
         crm, {**env, "CRM_AS_OF_DATE": cli_day.isoformat()}, daily, "daily ", train=False
     )
     airflow_daily = bench_airflow_daily(work_dir, airflow_days)
@@ -426,11 +435,9 @@ def bench_scale(customers: int, days: int, work_dir: Path, postgres_server: str 
             model: round(scoring[model]["rows"] / max(scoring[model]["predict_s"], 1e-6)) for model in MODELS
         },
         "explain_s": {model: scoring[model]["explain_s"] for model in MODELS},
-        "scoring_with_explanations_per_s": {
-            model: round(scoring[model]["rows"] / (scoring[model]["predict_s"] + scoring[model]["explain_s"]))
-            for model in MODELS
-            if scoring[model]["explain_s"]
-        },
+        "scoring_with_explanations_per_s": _with_explanations_per_s(scoring),
+        # The daily run keeps the drivers of customers whose risk hardly moved since the day before.
+        "daily_scoring_with_explanations_per_s": _with_explanations_per_s(daily_scoring),
         "quality_gates": {
             "raw_validations": loaded["raw_gate"]["validations"],
             "raw_gate_s": loaded["raw_gate"]["seconds"],
@@ -537,7 +544,10 @@ def write_report(results: list[dict[str, object]], out_dir: Path) -> Path:
         "the landing files, the pandas reference the same aggregates in pandas "
         "(`src/crm/bench_references.py`). Scoring throughput is the customers scored per second of "
         "computing the model's output from the loaded model and features; the churn drivers of customers "
-        "at medium or high risk are explained after it, and the rate with them is shown beside it.",
+        "at medium or high risk are explained after it, and the rate with them is shown beside it (in the "
+        "full run every driver is computed; the daily run carries forward the drivers of customers whose "
+        "risk band held and whose probability moved by at most `CRM_CHURN_DRIVERS_MAX_SHIFT`, reading them "
+        "from the warehouse within the measured time).",
         "",
         "## Stages",
         "",

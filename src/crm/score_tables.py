@@ -17,6 +17,7 @@ SEGMENT_SCORES_TABLE = "scores.segments"
 SATISFACTION_SCORES_TABLE = "scores.satisfaction"
 # The churn drivers kept per customer at medium or high risk.
 TOP_DRIVERS = 3
+DRIVER_COLUMNS = [f"driver_{rank}" for rank in range(1, TOP_DRIVERS + 1)]
 _PROVENANCE = {"model_name": "text", "model_version": "text", "run_id": "text", "scored_at": "timestamp"}
 SCORE_TABLES = {
     CHURN_SCORES_TABLE: {
@@ -24,7 +25,10 @@ SCORE_TABLES = {
         "as_of_date": "date",
         "churn_probability": "double precision",
         **_PROVENANCE,
-        **{f"driver_{rank}": "text" for rank in range(1, TOP_DRIVERS + 1)},
+        **dict.fromkeys(DRIVER_COLUMNS, "text"),
+        # When the drivers were computed: this date, or an earlier one they were carried forward from
+        # (the customer stayed in its risk band with a probability that hardly moved); null below medium risk.
+        "drivers_as_of": "date",
     },
     SEGMENT_SCORES_TABLE: {
         "customer_key": "bigint",

@@ -52,6 +52,11 @@ class Settings:
     as_of_tolerance_days: int
     # Churn: no completed order within this many days after the as-of date.
     churn_window_days: int
+    # Churn drivers are carried forward from the date they were computed (a column says which) while the
+    # customer stays in its risk band and its probability moves by at most this much since that date,
+    # for at most churn_drivers_max_age_days; the others are explained again at each scoring date.
+    churn_drivers_max_shift: float
+    churn_drivers_max_age_days: int
     random_seed: int
     # Supervised models fit on a random sample of at most this many training examples (validation and
     # scoring use every customer): beyond a few hundred thousand rows more data hardly changes them.
@@ -107,6 +112,8 @@ class Settings:
             "as_of_tolerance_days": 1,
             "earliest_plausible_date": date(1990, 1, 1),
             "churn_window_days": 90,
+            "churn_drivers_max_shift": 0.05,
+            "churn_drivers_max_age_days": 28,
             "random_seed": 42,
             "training_max_rows": 300_000,
             "gate_recent_days": 7,
@@ -269,6 +276,7 @@ def parse_row_count_bounds(text: str) -> dict[str, str | tuple[int, int]]:
 
 _EXPECTED = {
     "quarantine_share_limit": "a share between 0 and 1, e.g. 0.05",
+    "churn_drivers_max_shift": "a probability difference between 0 and 1, e.g. 0.05",
     "as_of_date": "YYYY-MM-DD",
     "earliest_plausible_date": "YYYY-MM-DD",
     "full_refresh": "true or false",
@@ -290,6 +298,7 @@ def _parse(name: str, text: str) -> object:
         if name in (
             "as_of_tolerance_days",
             "churn_window_days",
+            "churn_drivers_max_age_days",
             "random_seed",
             "training_max_rows",
             "gate_recent_days",
@@ -297,7 +306,7 @@ def _parse(name: str, text: str) -> object:
             "mlflow_ui_port",
         ):
             return int(text)
-        if name == "quarantine_share_limit":
+        if name in ("quarantine_share_limit", "churn_drivers_max_shift"):
             share = float(text)
             if not 0 <= share <= 1:
                 raise ValueError

@@ -46,7 +46,8 @@ latest_churn as (
         churn_probability,
         as_of_date as churn_scored_as_of,
         model_version as churn_model_version,
-        concat_ws(', ', driver_1, driver_2, driver_3) as churn_drivers
+        concat_ws(', ', driver_1, driver_2, driver_3) as churn_drivers,
+        drivers_as_of as churn_drivers_as_of
 
     from churn_scores
     where as_of_date = (select max(as_of_date) from churn_scores)
@@ -113,6 +114,7 @@ final as (
         latest_churn.churn_scored_as_of,
         latest_churn.churn_model_version,
         nullif(latest_churn.churn_drivers, '') as churn_drivers,
+        latest_churn.churn_drivers_as_of,
         latest_segment.segment_name,
         latest_satisfaction.satisfied_probability
 
