@@ -7,10 +7,12 @@
     at most 90 days before it: only customers whose known orders changed in between are computed from
     their history; the others keep their counts and sums, their recency moves on by the days between,
     and the orders that left the 90-day windows are taken out. A full refresh computes every customer
-    from history and gives the same rows. -#}
+    from history and gives the same rows. A build computes whole dates, so it replaces every stored row
+    of a date it computes (unique_key as_of_date: a customer no longer known then leaves with them, and
+    the delete reads one column, however long the history). -#}
 {{ config(
     materialized='incremental',
-    unique_key=['customer_key', 'as_of_date'],
+    unique_key='as_of_date',
     incremental_strategy='delete+insert',
     on_schema_change='fail',
     tags=['point_in_time'],
