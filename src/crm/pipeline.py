@@ -16,6 +16,7 @@ from importlib.metadata import entry_points
 from typing import TYPE_CHECKING, Any
 
 from crm.landing import LOAD_LOG_TABLE
+from crm.score_tables import DRIVER_COLUMNS
 from crm.settings import Settings
 
 if TYPE_CHECKING:
@@ -71,7 +72,7 @@ RUN_PROVENANCE_COLUMNS = {
 # order computes some of them at other dates. drivers_as_of says which date; a comparison across orders
 # checks that the drivers are the ones computed at that date (tests/test_idempotency.py).
 SCORING_ORDER_COLUMNS = {
-    "scores.churn": ("driver_1", "driver_2", "driver_3", "drivers_as_of"),
+    "scores.churn": (*DRIVER_COLUMNS, "drivers_as_of"),
     "marts.customer_360": ("churn_drivers", "churn_drivers_as_of"),
 }
 
