@@ -10,6 +10,9 @@
     incremental_strategy='delete+insert',
     on_schema_change='fail'
 ) }}
+{%- set version_columns = [
+    'order_id', 'customer_key', 'order_date', 'status', 'amount_eur', 'updated_at', 'delivered_on', 'loaded_at'
+] %}
 
 with
 
@@ -21,16 +24,7 @@ order_versions as (
 
 new_versions as (
 
-    select
-        order_id,
-        customer_key,
-        order_date,
-        status,
-        amount_eur,
-        updated_at,
-        delivered_on,
-        loaded_at
-
+    select {{ version_columns | join(', ') }}
     from order_versions
     {% if is_incremental() %}
     where loaded_at > (select max(loaded_at) from {{ this }})
@@ -42,16 +36,7 @@ new_versions as (
 
 stored_versions_of_changed_orders as (
 
-    select
-        stored.order_id,
-        stored.customer_key,
-        stored.order_date,
-        stored.status,
-        stored.amount_eur,
-        stored.updated_at,
-        stored.delivered_on,
-        stored.loaded_at
-
+    select {{ version_columns | join(', ') }}
     from {{ this }} as stored
     where stored.order_id in (select order_id from new_versions)
         and not exists (
@@ -84,14 +69,7 @@ versions as (
 final as (
 
     select
-        order_id,
-        customer_key,
-        order_date,
-        status,
-        amount_eur,
-        updated_at,
-        delivered_on,
-        loaded_at,
+        {{ version_columns | join(', ') }},
         greatest(order_date, delivered_on) as known_from,
         -- A version stops being known once one ranked above it has been delivered.
         min(delivered_on) over (
