@@ -133,6 +133,23 @@ state_dates as (
 
 {% endif %}
 
+customer_dates as (
+
+    select
+        customers.customer_key,
+        customers.signup_date,
+        state_dates.as_of_date,
+        state_dates.state_date
+
+    from customers
+    cross join state_dates
+    where customers.signup_date <= state_dates.as_of_date
+        and customers.first_delivered_on <= state_dates.as_of_date
+
+),
+
+{% if is_incremental() %}
+
 changed_customers as (
 
     -- Customers whose known orders differ between the state date and the as-of date: a version
@@ -153,23 +170,6 @@ changed_customers as (
         )
 
 ),
-
-customer_dates as (
-
-    select
-        customers.customer_key,
-        customers.signup_date,
-        state_dates.as_of_date,
-        state_dates.state_date
-
-    from customers
-    cross join state_dates
-    where customers.signup_date <= state_dates.as_of_date
-        and customers.first_delivered_on <= state_dates.as_of_date
-
-),
-
-{% if is_incremental() %}
 
 carried_customers as (
 
