@@ -3,8 +3,9 @@
 
 For one day's deliveries: the landing partitions up to that day load into the raw schema (each
 source's batch passes its raw Great Expectations suites inside the load transaction) → dbt
-builds the warehouse, one task per seed, snapshot, model and cross-model test in the group `dbt`
-(`CRM_DAILY_DBT_TASKS=build`: one `dbt_build` task) → the mart suites gate it (and announce the
+builds the warehouse in the group `dbt`: one `dbt build` (`dbt_producer_watcher`) watched by a task
+per seed, snapshot and model and one per model's tests; clear a node's task to rebuild that node
+alone (`CRM_DAILY_DBT_TASKS=model`: each node's task runs dbt itself; `build`: one `dbt_build` task) → the mart suites gate it (and announce the
 `crm_customer_features` asset, which triggers `crm_training`) → every model's champion scores every
 customer, each score table gated before it replaces the day's rows → the BI copy is replaced →
 summary.
@@ -15,7 +16,8 @@ manual run the last delivered day), `churn_window_days`, `full_refresh`.
 **Backfill and reruns:** a run for day D loads only partitions up to D and replaces D's scores, so
 days can be (re)run in any order: `airflow backfill create --dag-id crm_daily --from-date ...
 --to-date ...`. Every task takes the one slot of the `crm_warehouse` pool, since the DuckDB file
-allows one writer at a time.
+allows one writer at a time; the dbt node tasks only watch the build that holds it and take
+`crm_dbt_nodes`.
 """
 
 from __future__ import annotations

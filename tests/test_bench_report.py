@@ -1,6 +1,6 @@
 """The benchmark's target table: what it compares and what it shows beside the scoring rate."""
 
-from crm.bench import airflow_section, postgres_section, target_checks
+from crm.bench import airflow_section, covered_s, dbt_stage, postgres_section, target_checks
 
 
 def _scale(customers: int, full_run_s: float) -> dict:
@@ -60,9 +60,10 @@ def _airflow_run(day: str, wall_s: float, overhead_s: float | None, state: str =
         "state": state,
         "wall_s": wall_s,
         "tasks": {"load_landing": {"duration_s": 4.5, "state": "success"}},
+        "dbt_tasks": "model",
         "dbt_nodes": 48,
         "dbt_own_s": 50.0,
-        "dbt_tasks_s": 110.0,
+        "dbt_stage_s": 110.0,
         "node_overhead_median_s": overhead_s,
         "node_overhead_p90_s": 1.6,
         "between_tasks_s": 30.0,
@@ -94,5 +95,36 @@ def test_the_targets_in_floors_judge_crm_daily_through_airflow_on_each_day():
 def test_the_airflow_section_shows_each_daily_run_against_the_floor():
     scale = {**_scale(100_000, 200.0), "airflow_daily": [_airflow_run("2026-11-23", 20.0, 1.25)]}
     lines = airflow_section([scale])
-    row = "| 100,000 | 2026-11-23 | success | 20.0 | 4.0× | 48 | 50.0 | 110.0 | 1.25 / 1.6 | 30.0 | 4.5 | – | – | – |"
+    row = (
+        "| 100,000 | 2026-11-23 | success | 20.0 | 4.0× | model | 48 | 50.0 | 110.0 | 1.25 / 1.6 | 30.0 | 4.5 "
+        "| – | – | – |"
+    )
     assert row in lines
+
+
+def test_watching_node_tasks_overhead_is_the_groups_wall_time_beyond_the_build_per_node():
+    """Node tasks that watch one build overlap it: their cost is what the group adds to the build's own
+    time, per node task; tasks that each run dbt count their own duration beyond dbt's."""
+    tasks = {
+        "dbt.dbt_producer_watcher": {"duration_s": 52.0, "state": "success", "dbt_s": 44.0},
+        "dbt.dbt_producer_watcher_done": {"duration_s": 0.0, "state": "success", "dbt_s": None},
+        **{f"dbt.model_{n}.run": {"duration_s": 1.0, "state": "success", "dbt_s": None} for n in range(20)},
+        "score_models": {"duration_s": 8.0, "state": "success"},
+    }
+    intervals = {
+        "dbt.dbt_producer_watcher": (100.0, 152.0),
+        **{f"dbt.model_{n}.run": (101.0 + 3 * n, 102.0 + 3 * n) for n in range(20)},
+        "score_models": (170.0, 178.0),
+    }
+    stage = dbt_stage(tasks, intervals)
+    assert stage["dbt_tasks"] == "watch" and stage["dbt_nodes"] == 20 and stage["dbt_own_s"] == 44.0
+    assert stage["dbt_stage_s"] == 59.0  # from the build's start to the last node task's end
+    assert stage["node_overhead_median_s"] == round((59.0 - 44.0) / 20, 3)
+    per_node = {
+        "dbt.a_model_build": {"duration_s": 3.0, "state": "success", "dbt_s": 1.0},
+        "dbt.b_model_build": {"duration_s": 2.5, "state": "success", "dbt_s": 1.0},
+        "dbt.c_model_build": {"duration_s": 4.0, "state": "success", "dbt_s": 1.0},
+    }
+    stage = dbt_stage(per_node, {"dbt.a_model_build": (0.0, 3.0), "dbt.c_model_build": (5.0, 9.0)})
+    assert stage["dbt_tasks"] == "model" and stage["node_overhead_median_s"] == 2.0 and stage["dbt_own_s"] == 3.0
+    assert covered_s([(0.0, 3.0), (2.0, 4.0), (6.0, 7.0)]) == 5.0

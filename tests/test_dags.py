@@ -9,6 +9,7 @@ from airflow.dag_processing.dagbag import DagBag
 from crm.landing import LandingError
 from crm.orchestration import (
     CUSTOMER_FEATURES,
+    DBT_NODE_POOL,
     WAREHOUSE_POOL,
     log_failure_summary,
     run_as_of_date,
@@ -43,7 +44,9 @@ def test_every_task_takes_the_warehouse_pool_retries_and_reports_failures():
         assert dag.max_active_runs == 1 and dag.doc_md
         assert {"as_of_date", "churn_window_days", "full_refresh"} <= set(dag.params)
         for task in dag.tasks:  # the per-model dbt tasks of crm_daily included
-            assert task.pool == WAREHOUSE_POOL, (dag_id, task.task_id)
+            # crm_daily's node tasks watch the build, which holds the warehouse pool (next test).
+            watches = task.task_id.startswith("dbt.") and "producer_watcher" not in task.task_id
+            assert task.pool == (DBT_NODE_POOL if watches else WAREHOUSE_POOL), (dag_id, task.task_id)
             assert task.retries == 2 and task.retry_exponential_backoff, (dag_id, task.task_id)
             assert task.on_failure_callback, (dag_id, task.task_id)
 
@@ -59,44 +62,67 @@ def test_daily_dag_gates_scores_and_publishes_and_announces_new_features():
     assert "build_training_data" not in downstream
     assert not any(task.task_id.endswith(("_labels_model_build", "_labels_test")) for task in dag.tasks)
     upstream = gate.get_flat_relative_ids(upstream=True)
-    assert {"load_landing", "dbt.customer_features_model_build"} <= upstream
+    assert {"load_landing", "dbt.customer_features.run", "dbt.customer_features.test"} <= upstream
 
 
-def test_daily_dag_shows_every_dbt_model_seed_and_snapshot_as_its_own_task():
+def _dbt_models_in_the_daily_build() -> set[str]:
+    """Every model but the training-only ones (the labels), which crm_training builds, and the marts that
+    read the scores, which publish_marts builds after scoring."""
+    project = Settings.from_env().dbt_project_dir
+    return {
+        path.stem
+        for path in (project / "models").rglob("*.sql")
+        if "tags=['training']" not in path.read_text() and path.stem not in ("customer_360", "campaign_audiences")
+    }
+
+
+def test_daily_dag_shows_every_dbt_node_as_a_task_watching_one_build():
     dag = _bag().dags["crm_daily"]
     project = Settings.from_env().dbt_project_dir
-    # Every model but the training-only ones (the labels), which crm_training builds, and the marts
-    # that read the scores, which publish_marts builds after scoring.
-    score_readers = {"dbt.customer_360_model_build", "dbt.campaign_audiences_model_build"}
-    expected = (
-        {
-            f"dbt.{path.stem}_model_build"
-            for path in (project / "models").rglob("*.sql")
-            if "tags=['training']" not in path.read_text()
-        }
-        - score_readers
-        | {f"dbt.{path.stem}_seed_build" for path in (project / "seeds").glob("*.csv")}
-        | {"dbt.customers_snapshot_snapshot_build"}
-    )
+    dbt_tasks = {task.task_id: task for task in dag.tasks if task.task_id.startswith("dbt.")}
+    # One task runs the build in the warehouse pool; each model, seed and snapshot has a task that
+    # watches it, and each tested model a task for its tests after it.
+    producer = dbt_tasks["dbt.dbt_producer_watcher"]
+    assert producer.pool == WAREHOUSE_POOL and "plan_dbt_build" in producer.upstream_task_ids
+    # A tested model's tasks form a group (`<model>.run`, `<model>.test`); an untested one is `<model>_run`.
+    for model in _dbt_models_in_the_daily_build():
+        assert f"dbt.{model}.run" in dbt_tasks or f"dbt.{model}_run" in dbt_tasks, model
+    assert {f"dbt.{path.stem}.seed" for path in (project / "seeds").glob("*.csv")} <= set(dbt_tasks)
+    assert "dbt.customers_snapshot_snapshot" in dbt_tasks
+    assert not {"dbt.customer_360.run", "dbt.campaign_audiences.run"} & set(dbt_tasks)
+    assert {"dbt.customer_features.test", "dbt.base_shop__orders.test"} <= set(dbt_tasks)
+    for task_id, task in dbt_tasks.items():
+        if task_id not in ("dbt.dbt_producer_watcher", "dbt.dbt_producer_watcher_done"):
+            assert task.pool == DBT_NODE_POOL and not task.deferrable, task_id
+    # Each model waits for the models it reads (and their tests); the run's vars come from plan_dbt_build.
+    features = dbt_tasks["dbt.customer_features.run"]
+    assert "dbt.int_customer_engagement_at_dates.test" in features.upstream_task_ids
+    assert "plan_dbt_build" in features.get_flat_relative_ids(upstream=True)
+    assert dag.render_template_as_native_obj and "plan_dbt_build" in str(producer.vars)
+    # The loads count as tested only once every dbt task has passed, the build's included.
+    before_recording = dag.get_task("record_tested_loads").get_flat_relative_ids(upstream=True)
+    assert {"dbt.dbt_producer_watcher_done", "dbt.base_crm__customers.test"} <= before_recording
+    assert "record_tested_loads" in dag.get_task("quality_gate_marts").upstream_task_ids
+
+
+def test_daily_dag_can_run_dbt_in_every_node_task(monkeypatch):
+    monkeypatch.setenv("CRM_DAILY_DBT_TASKS", "model")
+    dag = DagBag(dag_folder=str(Settings.from_env().dags_dir / "crm_daily.py")).dags["crm_daily"]
     dbt_tasks = {task.task_id for task in dag.tasks if task.task_id.startswith("dbt.")}
+    expected = {f"dbt.{model}_model_build" for model in _dbt_models_in_the_daily_build()}
     assert expected <= dbt_tasks
-    assert not score_readers & dbt_tasks
+    assert all(dag.get_task(task_id).pool == WAREHOUSE_POOL for task_id in dbt_tasks)
     # Tests that read two models run once both are built, in a task of their own.
-    cross_model_tests = dbt_tasks - expected
+    cross_model_tests = (
+        dbt_tasks - expected - {"dbt.currency_rates_seed_build", "dbt.customers_snapshot_snapshot_build"}
+    )
     assert "dbt.assert_raw_rows_reconcile_test" in cross_model_tests
     assert all(task_id.endswith("_test") for task_id in cross_model_tests), cross_model_tests
     reconcile = dag.get_task("dbt.assert_raw_rows_reconcile_test")
     assert {"dbt.base_shop__orders_model_build", "dbt.base_crm__customers_model_build"} <= reconcile.upstream_task_ids
-    # Each model waits for the models it reads; the run's vars come from plan_dbt_build.
-    features = dag.get_task("dbt.customer_features_model_build")
-    assert "dbt.int_customer_engagement_at_dates_model_build" in features.upstream_task_ids
-    assert "plan_dbt_build" in features.get_flat_relative_ids(upstream=True)
-    assert dag.render_template_as_native_obj and "plan_dbt_build" in str(features.vars)
-    # The loads count as tested only once every dbt task has passed.
     assert "dbt.assert_raw_rows_reconcile_test" in dag.get_task("record_tested_loads").get_flat_relative_ids(
         upstream=True
     )
-    assert "record_tested_loads" in dag.get_task("quality_gate_marts").upstream_task_ids
 
 
 def test_daily_dag_can_build_in_one_task(monkeypatch):

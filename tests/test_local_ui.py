@@ -31,7 +31,8 @@ def ui(home_copy, free_port):
 def daily_run(ui) -> tuple[set[str], str, str, dict[str, str]]:
     """The DAGs the API lists, then one triggered crm_daily run, waited for: (dag ids, run id, state, task states).
 
-    55 tasks, one per dbt node, one at a time (the warehouse pool): 3 to 5 minutes on two cores."""
+    About 90 tasks: one dbt build watched by a task per dbt node (and one per model's tests), then the
+    gate, scoring and publication: about 3 minutes on two cores."""
     _, endpoints, _ = ui
     api = services.AirflowApi(endpoints)
     dags = {"crm_daily", "crm_training", "crm_pipeline"}
@@ -56,17 +57,49 @@ def test_airflow_api_lists_the_dags_and_a_triggered_daily_run_succeeds(ui, daily
     assert [run["dag_run_id"] for run in api.runs("crm_daily")] == [run_id]
 
 
-def test_a_models_task_builds_the_model_and_its_data_tests_but_not_its_unit_tests(ui, daily_run):
-    """crm_daily's per-model task (its log read through the API, as the benchmark reads it): the model
-    and its data tests; the unit tests are left to crm_pipeline's build (test_end_to_end)."""
+def _task_log(api: services.AirflowApi, run_id: str, task_id: str, try_number: int) -> str:
+    run = f"dags/crm_daily/dagRuns/{urllib.parse.quote(run_id)}"
+    log = api.call(f"{run}/taskInstances/{task_id}/logs/{try_number}")
+    return "\n".join(str(entry) for entry in log["content"])
+
+
+def test_the_watched_build_runs_each_model_and_its_data_tests_but_not_the_unit_tests(ui, daily_run):
+    """crm_daily's dbt build, one task watched by a task per node (its log read through the API, as the
+    benchmark reads it): the models and their data tests; the unit tests are left to crm_pipeline's build
+    (test_end_to_end). Each node's task reports its own node."""
+    _, endpoints, _ = ui
+    _, run_id, _, tasks = daily_run
+    api = services.AirflowApi(endpoints)
+    build = _task_log(api, run_id, "dbt.dbt_producer_watcher", 1)
+    assert "OK created sql incremental model staging.stg_shop__orders" in build
+    assert "PASS unique_stg_shop__orders_order_id" in build
+    assert "START unit_test" not in build
+    assert tasks["dbt.stg_shop__orders.run"] == tasks["dbt.stg_shop__orders.test"] == "success"
+    assert "model.crm.stg_shop__orders" in _task_log(api, run_id, "dbt.stg_shop__orders.run", 1)
+
+
+def test_a_cleared_model_task_rebuilds_its_model_alone(ui, daily_run):
+    """Clear-and-rerun of one model, as a user does it in the UI: the build it watched has ended, so the
+    task builds its model on its own (dbt run --select), and the run ends successful again."""
     _, endpoints, _ = ui
     _, run_id, _, _ = daily_run
-    run = f"dags/crm_daily/dagRuns/{urllib.parse.quote(run_id)}"
-    log = services.AirflowApi(endpoints).call(f"{run}/taskInstances/dbt.stg_shop__orders_model_build/logs/1")
-    text = "\n".join(str(entry) for entry in log["content"])
-    assert "OK created sql incremental model staging.stg_shop__orders" in text
-    assert "PASS unique_stg_shop__orders_order_id" in text
-    assert "START unit_test" not in text
+    api = services.AirflowApi(endpoints)
+    task_id = "dbt.dim_customers.run"
+    instance = f"dags/crm_daily/dagRuns/{urllib.parse.quote(run_id)}/taskInstances/{task_id}"
+    first_try = api.call(instance)["try_number"]
+    body = {"dag_run_id": run_id, "task_ids": [task_id], "dry_run": False, "only_failed": False}
+    cleared = api.call("dags/crm_daily/clearTaskInstances", "POST", {**body, "include_downstream": False})
+    assert [ti["task_id"] for ti in cleared["task_instances"]] == [task_id]
+    assert _wait_until(
+        lambda: (ti := api.call(instance))["try_number"] > first_try and ti["state"] in ("success", "failed"), 300
+    )
+    rerun = api.call(instance)
+    log = _task_log(api, run_id, task_id, rerun["try_number"])
+    assert rerun["state"] == "success", log
+    assert "OK created sql table model marts.dim_customers" in log
+    assert "Finished running 1 project hook, 1 table model" in log  # its model alone
+    state, _ = api.wait_for_run("crm_daily", run_id, timeout_s=300)
+    assert state == "success"
 
 
 def test_task_processes_fork_from_a_warmed_up_forkserver(ui, daily_run):

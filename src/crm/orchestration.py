@@ -21,6 +21,15 @@ log = logging.getLogger(__name__)
 # DuckDB allows one writer or many readers per file, never both at once: every task that opens
 # the warehouse (readers too) takes the single slot of this pool.
 WAREHOUSE_POOL = "crm_warehouse"
+# crm_daily's per-node dbt tasks when they watch one dbt build (CRM_DAILY_DBT_TASKS=watch): they read
+# the build's progress, not the warehouse, so they run beside the build, which holds WAREHOUSE_POOL. A
+# retried or cleared one builds its node alone once the build has ended: one slot keeps two of those
+# from opening the DuckDB file at once.
+DBT_NODE_POOL = "crm_dbt_nodes"
+POOLS = {
+    WAREHOUSE_POOL: (1, "DuckDB allows one writer at a time: one warehouse task at once"),
+    DBT_NODE_POOL: (1, "crm_daily's dbt node tasks: they watch the build; a retried one builds its node alone"),
+}
 # Emitted when the mart gate has passed: new point-in-time features are ready to train on.
 CUSTOMER_FEATURES = Asset(name="crm_customer_features", uri="crm://warehouse/marts/customer_features")
 
@@ -173,6 +182,16 @@ def record_tested_loads() -> None:
     pipeline.record_tested_loads(settings_for_run())
 
 
+# What a node's task needs is its node built and tested. dbt's JSON artifacts (the manifest written
+# twice, run results) cost about 0.6 s a task and nothing reads them: the dbt log keeps each node's
+# result. The unit tests check the SQL on fixed inputs, not the day's data: they run with
+# crm_pipeline's build and in the test suite, not again every day (6 s of a daily run's 43 s of dbt
+# work at demo size); `dbt build` takes that flag, a watching task building its node alone runs
+# `dbt run` or `dbt test`, which do not.
+NODE_TASK_DBT_FLAGS = ["--no-write-json"]
+BUILD_ONLY_DBT_FLAGS = ["--exclude-resource-type", "unit_test"]
+
+
 def _no_task(**_node) -> None:
     return None
 
@@ -180,11 +199,19 @@ def _no_task(**_node) -> None:
 def dbt_models(group_id: str = "dbt"):
     """The dbt build as a task group with one task per seed, snapshot and model (astronomer-cosmos).
 
-    Each task runs ``dbt build`` on its node (the node and its tests); a test that reads several
-    models gets a task of its own after them. Every task takes the warehouse pool and retries like
-    the rest, so a failed model can be retried or cleared on its own. dbt runs inside the task's
-    process (cosmos's dbt runner): under the scheduler every task is a process of its own, so the
-    warehouse lock dbt-duckdb keeps ends with the task.
+    ``CRM_DAILY_DBT_TASKS=watch`` (the default): one task runs ``dbt build`` for the whole group and
+    holds the warehouse pool; every node gets a task that watches that build and succeeds or fails
+    with its node, and a model's tests get a task beside it (``<model>.test``). dbt starts, parses and
+    connects once a day instead of once a node. A node task that is retried or cleared after the
+    build ended builds (or tests) its node alone, in the one-slot pool of node tasks; while the build
+    still runs, a retried one goes on watching it.
+
+    ``CRM_DAILY_DBT_TASKS=model``: each task runs ``dbt build`` on its own node (the node and its
+    tests) in its own process, in the warehouse pool; a test that reads several models gets a task of
+    its own after them.
+
+    Either way dbt runs inside the task's process (cosmos's dbt runner): under the scheduler every
+    task is a process of its own, so the warehouse lock dbt-duckdb keeps ends with the task.
     """
     from cosmos import (
         DbtTaskGroup,
@@ -205,7 +232,23 @@ def dbt_models(group_id: str = "dbt"):
     from crm.pipeline import SCORE_READERS, TRAINING_ONLY
 
     settings = Settings.from_env()
+    watch = settings.daily_dbt_tasks == "watch"
     plan = f"ti.xcom_pull(task_ids='{plan_dbt_build.__name__}')"
+    if watch:
+        execution = ExecutionConfig(
+            execution_mode=ExecutionMode.WATCHER,
+            invocation_mode=InvocationMode.DBT_RUNNER,
+            setup_operator_args={
+                "pool": WAREHOUSE_POOL,
+                "dbt_cmd_flags": [*NODE_TASK_DBT_FLAGS, *BUILD_ONLY_DBT_FLAGS],
+            },
+        )
+        # Polling the build's progress (XCom) every second in the task's own process: deferring to the
+        # triggerer would start a second process per node when it resumes.
+        node_task_args = {"pool": DBT_NODE_POOL, "deferrable": False, "poke_interval": 1}
+    else:
+        execution = ExecutionConfig(execution_mode=ExecutionMode.LOCAL, invocation_mode=InvocationMode.DBT_RUNNER)
+        node_task_args = {}
     return DbtTaskGroup(
         group_id=group_id,
         # Secrets stay out: cosmos stores env_vars with the DAG and shows them as rendered fields.
@@ -226,16 +269,19 @@ def dbt_models(group_id: str = "dbt"):
             target_name=settings.warehouse_engine,
             profiles_yml_filepath=settings.dbt_project_dir / "profiles.yml",
         ),
-        execution_config=ExecutionConfig(execution_mode=ExecutionMode.LOCAL, invocation_mode=InvocationMode.DBT_RUNNER),
+        execution_config=execution,
         # Parsing lists the project with `dbt ls` in a subprocess (cached by cosmos); unit tests are
         # left to crm_pipeline's build (below) and exposures are documentation: neither gets a task.
         # The models only training reads are left to crm_training's build_training_data, and the marts
         # that read the scores to publish_marts, as in crm.pipeline.build_warehouse.
         render_config=RenderConfig(
             load_method=LoadMode.DBT_LS,
-            test_behavior=TestBehavior.BUILD,
+            # Watching, a model's tests are a task of their own (cosmos has no watcher of a node and
+            # its tests together), and a test that reads several models counts with each of them: a
+            # task watching it alone would wait for ever, the build reports tests per model.
+            test_behavior=TestBehavior.AFTER_EACH if watch else TestBehavior.BUILD,
+            should_detach_multiple_parents_tests=not watch,
             exclude=[TRAINING_ONLY, SCORE_READERS],
-            should_detach_multiple_parents_tests=True,
             invocation_mode=InvocationMode.SUBPROCESS,
             dbt_executable_path=dbt_executable(),
             node_converters={DbtResourceType("unit_test"): _no_task, DbtResourceType.EXPOSURE: _no_task},
@@ -246,13 +292,10 @@ def dbt_models(group_id: str = "dbt"):
             "vars": f"{{{{ {plan}['vars'] }}}}",
             "full_refresh": f"{{{{ {plan}['full_refresh'] }}}}",
             "on_execute_callback": dbt_secrets_into_environment,
-            # What a node's task needs is its node built and tested. dbt's JSON artifacts (the manifest
-            # written twice, run results) cost about 0.6 s a task, cosmos's lineage assets about 0.5 s,
-            # and nothing reads either: the dbt log keeps each node's result. The unit tests check the
-            # SQL on fixed inputs, not the day's data: they run with crm_pipeline's build and in the
-            # test suite, not again every day (6 s of a daily run's 43 s of dbt work at demo size).
-            "dbt_cmd_flags": ["--no-write-json", "--exclude-resource-type", "unit_test"],
+            # cosmos's lineage assets cost about 0.5 s a task and nothing reads them.
+            "dbt_cmd_flags": NODE_TASK_DBT_FLAGS if watch else [*NODE_TASK_DBT_FLAGS, *BUILD_ONLY_DBT_FLAGS],
             "emit_datasets": False,
+            **node_task_args,
         },
     )
 

@@ -201,7 +201,7 @@ def start(settings: Settings) -> Endpoints:
         raise RuntimeError(f"the local services already run (see {pid_file(settings)}): `crm stop` first")
     migrate(settings)
     env = service_env(settings)
-    create_pool(env)
+    create_pools(env)
     serialize_dags(env)
     logs = settings.airflow_home / "logs" / "services"
     logs.mkdir(parents=True, exist_ok=True)
@@ -232,13 +232,18 @@ def start(settings: Settings) -> Endpoints:
         raise
 
 
-def create_pool(env: dict[str, str]) -> None:
-    """The one-slot pool every warehouse task takes (crm.orchestration.WAREHOUSE_POOL)."""
-    from crm.orchestration import WAREHOUSE_POOL
+def create_pools(env: dict[str, str]) -> None:
+    """The pools the DAGs' tasks take (crm.orchestration.POOLS), in one Airflow command."""
+    import json
+    import tempfile
 
-    run_airflow(
-        env, "pools", "set", WAREHOUSE_POOL, "1", "DuckDB allows one writer at a time: one warehouse task at once"
-    )
+    from crm.orchestration import POOLS
+
+    pools = {name: {"slots": slots, "description": text} for name, (slots, text) in POOLS.items()}
+    with tempfile.NamedTemporaryFile("w", suffix=".json") as file:
+        json.dump(pools, file)
+        file.flush()
+        run_airflow(env, "pools", "import", file.name)
 
 
 def serialize_dags(env: dict[str, str]) -> None:
