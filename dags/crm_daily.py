@@ -5,10 +5,10 @@ For one day's deliveries: the landing partitions up to that day load into the ra
 source's batch passes its raw Great Expectations suites inside the load transaction) → dbt
 builds the warehouse in the group `dbt`: one `dbt build` (`dbt_producer_watcher`) watched by a task
 per seed, snapshot and model and one per model's tests; clear a node's task to rebuild that node
-alone (`CRM_DAILY_DBT_TASKS=model`: each node's task runs dbt itself; `build`: one `dbt_build` task) → the mart suites gate it (and announce the
-`crm_customer_features` asset, which triggers `crm_training`) → every model's champion scores every
-customer, each score table gated before it replaces the day's rows → the BI copy is replaced →
-summary.
+alone (`CRM_DAILY_DBT_TASKS=model`: each node's task runs dbt itself; `build`: one `dbt_build`
+task) → the mart suites gate it (and announce the `crm_customer_features` asset, which triggers
+`crm_training`) → every model's champion scores every customer, each score table gated before it
+replaces the day's rows → the BI copy is replaced → summary.
 
 **Params:** `as_of_date` (empty: a scheduled run processes the day before its logical date, a
 manual run the last delivered day), `churn_window_days`, `full_refresh`.
