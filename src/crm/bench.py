@@ -159,7 +159,7 @@ def floor_checks(scale: dict) -> list[tuple[str, str, str, bool]]:
                 run["state"] == "success" and run["wall_s"] / floor <= goal["airflow_daily_max"],
             ),
             (
-                f"{OVERHEAD_TARGET[run.get('dbt_tasks', 'model')]}, {run['as_of_date']}",
+                f"{OVERHEAD_TARGET[run['dbt_tasks']]}, {run['as_of_date']}",
                 f"{run['node_overhead_median_s']} s",
                 f"≤ {goal['node_overhead_median_s_max']:g} s",
                 run["node_overhead_median_s"] is not None
@@ -701,8 +701,8 @@ def airflow_section(results: list[dict[str, object]]) -> list[str]:
 
             lines.append(
                 f"| {scale['customers']:,} | {run['as_of_date']} | {run['state']} | {run['wall_s']} | "
-                f"{run['wall_s'] / scale['floor_s']:.1f}× | {run.get('dbt_tasks', 'model')} | {run['dbt_nodes']} | "
-                f"{run['dbt_own_s']} | {run.get('dbt_stage_s', run.get('dbt_tasks_s'))} | "
+                f"{run['wall_s'] / scale['floor_s']:.1f}× | {run['dbt_tasks']} | {run['dbt_nodes']} | "
+                f"{run['dbt_own_s']} | {run['dbt_stage_s']} | "
                 f"{run['node_overhead_median_s']}{f' / {p90}' if (p90 := run['node_overhead_p90_s']) else ''} | "
                 f"{run['between_tasks_s']} | {took('load_landing')} | {took('quality_gate_marts')} | "
                 f"{took('score_models')} | {took('publish_marts')} |"
