@@ -25,7 +25,8 @@ MODEL_NAME = "crm_churn"
 LABEL = "is_churned"
 
 
-def _preprocessor() -> ColumnTransformer:
+def preprocessor() -> ColumnTransformer:
+    """The feature columns as every supervised model on them reads them: imputed, money log-scaled, standardised."""
     # Missing recency or order value means "never ordered": imputed, with an indicator column.
     # keep_empty_features: a column that is all null (an optional source not delivered) stays, as 0.
     numeric = make_pipeline(
@@ -43,13 +44,13 @@ def candidates(seed: int) -> dict[str, Pipeline]:
     return {
         "logistic_regression": Pipeline(
             [
-                ("features", _preprocessor()),
+                ("features", preprocessor()),
                 ("model", LogisticRegression(C=1.0, max_iter=1000)),
             ]
         ),
         "gradient_boosting": Pipeline(
             [
-                ("features", _preprocessor()),
+                ("features", preprocessor()),
                 (
                     "model",
                     HistGradientBoostingClassifier(

@@ -23,15 +23,21 @@ Pipeline whose ColumnTransformer derives those inputs, as for the other models.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from scipy import optimize, special
+from scipy import optimize, special, stats
 from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.compose import ColumnTransformer
+from sklearn.ensemble import HistGradientBoostingRegressor
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer
 from sklearn.utils.validation import check_is_fitted
+
+from crm.progress import progress
+from ml import churn
+from ml.features import FEATURE_COLUMNS
 
 MODEL_NAME = "crm_clv"
 RFM_COLUMNS = ["frequency", "recency_days", "days_since_first_order", "avg_order_value"]
@@ -55,6 +61,11 @@ def model_inputs(rfm: pd.DataFrame | np.ndarray) -> np.ndarray:
     inputs[buyer, 2] = first_order[buyer]
     inputs[buyer, 3] = mean_value[buyer]
     return inputs
+
+
+def model_input_names(transformer: object, names: object) -> np.ndarray:
+    """The names of model_inputs' columns (a function, not a lambda: the fitted Pipeline is saved with skops)."""
+    return np.array(MODEL_INPUTS, dtype=object)
 
 
 def bgnbd_log_likelihood(x: np.ndarray, t_x: np.ndarray, T: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
@@ -176,10 +187,126 @@ class BetaGeoGammaGamma(RegressorMixin, BaseEstimator):
 
 def pipeline(horizon_days: int) -> Pipeline:
     """The CLV model over the feature columns: inputs derived by a ColumnTransformer, then the two models."""
-    inputs = FunctionTransformer(model_inputs, feature_names_out=lambda *_: np.array(MODEL_INPUTS))
+    inputs = FunctionTransformer(model_inputs, feature_names_out=model_input_names)
     return Pipeline(
         [
             ("features", ColumnTransformer([("rfm", inputs, RFM_COLUMNS)])),
             ("model", BetaGeoGammaGamma(horizon_days=horizon_days)),
         ]
     )
+
+
+class PastSpendRate(RegressorMixin, BaseEstimator):
+    """The baseline without a model: the customer's spend per day since their first order, times the
+    horizon (NaN without an order). Input: the RFM columns."""
+
+    def __init__(self, horizon_days: int = 90):
+        self.horizon_days = horizon_days
+
+    def fit(self, X, y=None):
+        self.n_features_in_ = np.asarray(X).shape[1]
+        return self
+
+    def predict(self, X) -> np.ndarray:
+        frequency, _, first_order, mean_value = np.asarray(X, dtype="float64").T
+        with np.errstate(invalid="ignore", divide="ignore"):
+            rate = np.where(frequency >= 1, frequency * mean_value / np.maximum(first_order, 1), np.nan)
+        return rate * self.horizon_days
+
+
+def candidates(horizon_days: int, seed: int) -> dict[str, Pipeline]:
+    """The lifetime-value candidates, each a Pipeline over the feature columns (RFM_COLUMNS or
+    FEATURE_COLUMNS, as ``candidate_inputs`` says)."""
+    return {
+        "bg_nbd_gamma_gamma": pipeline(horizon_days),
+        # Spend is a skewed count-like amount: a Poisson loss keeps the predicted totals calibrated.
+        "gradient_boosting": Pipeline(
+            [
+                ("features", churn.preprocessor()),
+                (
+                    "model",
+                    HistGradientBoostingRegressor(
+                        loss="poisson", max_iter=200, learning_rate=0.05, l2_regularization=1.0, random_state=seed
+                    ),
+                ),
+            ]
+        ),
+        "past_spend_rate": Pipeline(
+            [
+                ("features", ColumnTransformer([("rfm", "passthrough", RFM_COLUMNS)])),
+                ("model", PastSpendRate(horizon_days)),
+            ]
+        ),
+    }
+
+
+def value_metrics(realised: np.ndarray, predicted: np.ndarray, deciles: int = 10) -> dict[str, float]:
+    """How well predicted spend matches realised spend, with the same names in every run: rank
+    correlation, normalised Gini (1 = ranks customers by value perfectly, 0 = at random), mean absolute
+    error, the ratio of the totals, and the calibration of totals by decile of the prediction (the sum
+    of each decile's absolute gap between predicted and realised totals, over the realised total)."""
+    realised, predicted = np.asarray(realised, dtype="float64"), np.asarray(predicted, dtype="float64")
+    total = realised.sum()
+    order = np.argsort(-predicted, kind="stable")
+    gaps = sum(
+        abs(predicted[part].sum() - realised[part].sum()) for part in np.array_split(order, deciles) if len(part)
+    )
+    return {
+        "spearman": float(stats.spearmanr(predicted, realised).statistic),
+        "gini": _gini(realised, predicted) / _gini(realised, realised),
+        "mae": float(np.mean(np.abs(predicted - realised))),
+        "total_ratio": float(predicted.sum() / total) if total else float("nan"),
+        "decile_calibration_error": float(gaps / total) if total else float("nan"),
+    }
+
+
+def _gini(realised: np.ndarray, score: np.ndarray) -> float:
+    """The Gini of ``realised`` ordered by ``score`` (highest first): how much of the total the top of
+    the order holds beyond a random order."""
+    ordered = realised[np.argsort(-score, kind="stable")]
+    cumulative = np.cumsum(ordered) / ordered.sum()
+    return float(np.mean(cumulative) - (len(ordered) + 1) / (2 * len(ordered)))
+
+
+LABEL = "revenue_eur_in_horizon"
+SELECTION_METRIC = "gini"
+# Fewer repeat buyers than this leave the purchase process's parameters to chance.
+MIN_REPEAT_BUYERS = 100
+
+
+def preflight_reasons(train: pd.DataFrame, validation: pd.DataFrame) -> list[str]:
+    """Why the lifetime-value models cannot be trained on these examples (empty when they can)."""
+    reasons = []
+    repeat_buyers = int((train["frequency"] >= 2).sum())
+    if repeat_buyers < MIN_REPEAT_BUYERS:
+        reasons.append(
+            f"training set has {repeat_buyers} customers with a repeat order; at least {MIN_REPEAT_BUYERS} are needed"
+        )
+    if not len(validation) or not validation[LABEL].sum() > 0:
+        reasons.append(
+            f"validation set has {len(validation)} buyers with an observed horizon and no revenue in it: "
+            "the horizon must end within the delivered data (CRM_CLV_HORIZON_DAYS at most the churn window)"
+        )
+    return reasons
+
+
+@dataclass
+class FittedCandidate:
+    name: str
+    pipeline: Pipeline
+    metrics: dict[str, float]
+    validation_prediction: np.ndarray
+
+
+def fit_candidates(
+    train: pd.DataFrame, validation: pd.DataFrame, horizon_days: int, seed: int
+) -> list[FittedCandidate]:
+    """Fit every candidate on ``train`` (the probabilistic models and the baseline need no label); return
+    them best first by the validation's normalised Gini of predicted against realised revenue."""
+    fitted = []
+    pipelines = candidates(horizon_days, seed)
+    for name, candidate in progress(pipelines.items(), "training lifetime-value candidates", len(pipelines), "model"):
+        candidate.fit(train[FEATURE_COLUMNS], train[LABEL])
+        prediction = candidate.predict(validation[FEATURE_COLUMNS])
+        fitted.append(FittedCandidate(name, candidate, value_metrics(validation[LABEL], prediction), prediction))
+    return sorted(fitted, key=lambda candidate: candidate.metrics[SELECTION_METRIC], reverse=True)

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
 FEATURES_TABLE = "marts.customer_features"
 CHURN_LABELS_TABLE = "marts.customer_churn_labels"
 SATISFACTION_LABELS_TABLE = "marts.customer_satisfaction_labels"
+VALUE_LABELS_TABLE = "marts.customer_value_labels"
 FEEDBACK_TEXT_TABLE = "marts.customer_feedback_text"
 TEXT_COLUMN = "feedback_text"
 ID_COLUMNS = ["customer_key", "as_of_date"]
@@ -96,6 +97,24 @@ def load_churn_examples(warehouse: Warehouse, as_of_date: date) -> pd.DataFrame:
     )
     frame = _typed(frame)
     frame["is_churned"] = frame["is_churned"].astype(int)
+    return frame
+
+
+def load_value_examples(warehouse: Warehouse, as_of_date: date) -> pd.DataFrame:
+    """Features of the customers with a completed order by ``as_of_date`` (the buyers the lifetime-value
+    models describe) with their orders and revenue in the horizon after it (observed labels only)."""
+    columns = ", ".join(f"features.{c}" for c in ID_COLUMNS + FEATURE_COLUMNS)
+    frame = warehouse.frame(
+        f"""
+        select {columns}, labels.completed_orders_in_horizon, labels.revenue_eur_in_horizon
+        from {FEATURES_TABLE} as features
+        inner join {VALUE_LABELS_TABLE} as labels using (customer_key, as_of_date)
+        where features.as_of_date = cast(? as date) and labels.is_label_observed and features.frequency >= 1
+        order by features.customer_key""",
+        [as_of_date],
+    )
+    frame = _typed(frame)
+    frame["revenue_eur_in_horizon"] = frame["revenue_eur_in_horizon"].astype("float64")
     return frame
 
 

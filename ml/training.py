@@ -16,13 +16,14 @@ from mlflow.models import ModelSignature, infer_signature
 
 from crm.settings import Settings
 from crm.warehouse import open_warehouse
-from ml import churn, explain, plots, registry, satisfaction, segmentation
+from ml import churn, clv, explain, plots, registry, satisfaction, segmentation
 from ml.features import (
     FEATURE_COLUMNS,
     TEXT_COLUMN,
     load_churn_examples,
     load_features,
     load_satisfaction_examples,
+    load_value_examples,
     require_features,
 )
 from ml.metrics import classification_metrics
@@ -440,4 +441,83 @@ TEXT_TRUSTED_TYPES = [
     "sklearn.feature_extraction.text.TfidfVectorizer",
     "sklearn.feature_extraction.text.TfidfTransformer",
     "builtins.str",
+]
+
+
+def train_clv(settings: Settings, train_date: date, validation_date: date, first_data_day: date) -> TrainingReport:
+    """Fit the lifetime-value candidates on the buyers at the training date (the gradient boosting on
+    their revenue in the horizon after it), compare them on the buyers at the validation date, register
+    the best and promote it on the normalised Gini; raise TrainingSkipped when the data does not suffice."""
+    horizon = settings.clv_horizon
+    with open_warehouse(settings, read_only=True) as warehouse:
+        require_features(warehouse, train_date, validation_date)
+        train, validation = load_value_examples(warehouse, train_date), load_value_examples(warehouse, validation_date)
+    reasons = clv.preflight_reasons(train, validation)
+    if reasons:
+        raise TrainingSkipped(
+            f"{clv.MODEL_NAME} training skipped by the preflight; the current champion keeps serving: "
+            + "; ".join(reasons)
+        )
+    available = len(train)
+    train = training_sample(train, settings.training_max_rows, settings.random_seed)
+    params = {
+        "features": ",".join(FEATURE_COLUMNS),
+        "train_as_of_date": train_date.isoformat(),
+        "validation_as_of_date": validation_date.isoformat(),
+        "clv_horizon_days": horizon,
+        "data_window_start": first_data_day.isoformat(),
+        "data_window_end": (validation_date + timedelta(days=horizon)).isoformat(),
+        "train_rows": len(train),
+        "train_rows_available": available,
+        "validation_rows": len(validation),
+    }
+    client = registry.configure(settings)
+    experiment_id = registry.experiment_id(settings, client, clv.MODEL_NAME)
+    fitted = clv.fit_candidates(train, validation, horizon, settings.random_seed)
+    best, run_ids = fitted[0], {}
+    inputs = validation[FEATURE_COLUMNS]
+    for candidate in fitted:
+        with mlflow.start_run(experiment_id=experiment_id, run_name=candidate.name) as run:
+            mlflow.log_params({**params, "candidate": candidate.name})
+            mlflow.log_metrics(candidate.metrics)
+            mlflow.set_tag("selected", str(candidate is best).lower())
+            if candidate is best:
+                _log_datasets(train, validation, train_date, validation_date, clv.LABEL)
+                info = mlflow.sklearn.log_model(
+                    candidate.pipeline,
+                    name="model",
+                    signature=signature(inputs, candidate.validation_prediction),
+                    input_example=inputs.head(5),
+                    registered_model_name=clv.MODEL_NAME,
+                    pip_requirements=registry.PIP_REQUIREMENTS,
+                    skops_trusted_types=registry.SKOPS_TRUSTED_TYPES + CLV_TRUSTED_TYPES,
+                )
+            run_ids[candidate.name] = run.info.run_id
+    version = str(info.registered_model_version)
+    current = registry.champion_version(client, clv.MODEL_NAME)
+    champion_score = None
+    if current is not None:
+        champion = mlflow.sklearn.load_model(registry.model_uri(clv.MODEL_NAME))
+        champion_score = clv.value_metrics(validation[clv.LABEL], champion.predict(inputs))[clv.SELECTION_METRIC]
+    decision = registry.promote(
+        client,
+        clv.MODEL_NAME,
+        version,
+        run_ids[best.name],
+        clv.SELECTION_METRIC,
+        best.metrics[clv.SELECTION_METRIC],
+        champion_score,
+        current.version if current else None,
+    )
+    return TrainingReport(
+        clv.MODEL_NAME, version, run_ids[best.name], best.name, best.metrics, decision, len(train) + len(validation)
+    )
+
+
+# The lifetime-value pipelines' own parts, for skops to load them.
+CLV_TRUSTED_TYPES = [
+    "ml.clv.BetaGeoGammaGamma",
+    "ml.clv.PastSpendRate",
+    "ml.clv.model_inputs",
+    "ml.clv.model_input_names",
 ]

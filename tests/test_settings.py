@@ -24,8 +24,11 @@ def test_environment_overrides(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     assert settings.home == tmp_path
     assert settings.as_of_date == date(2026, 3, 1)
     assert settings.churn_window_days == 60
+    assert settings.clv_horizon == 60, "the lifetime-value horizon follows the churn window unless set"
     assert settings.churn_drivers_max_shift == 0.1
     assert settings.warehouse_path == tmp_path / "elsewhere.duckdb"
+    monkeypatch.setenv("CRM_CLV_HORIZON_DAYS", "30")
+    assert Settings.from_env().clv_horizon == 30
 
 
 def test_bad_environment_value_names_the_variable(monkeypatch: pytest.MonkeyPatch):

@@ -267,6 +267,7 @@ def dbt_vars(settings: Settings, training: bool = False) -> dict[str, object]:
     dates = as_of.training_dates() if training else [as_of.scoring.isoformat()]
     variables: dict[str, object] = {
         "churn_window_days": settings.churn_window_days,
+        "clv_horizon_days": settings.clv_horizon,
         "earliest_plausible_date": settings.earliest_plausible_date.isoformat(),
         "erased_id_kinds": [],
     }

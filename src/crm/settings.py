@@ -52,6 +52,9 @@ class Settings:
     as_of_tolerance_days: int
     # Churn: no completed order within this many days after the as-of date.
     churn_window_days: int
+    # Lifetime value: the models predict orders and spend in this many days after the as-of date;
+    # None means the churn window (validation needs the horizon's outcomes delivered: at most that).
+    clv_horizon_days: int | None
     # Churn drivers are carried forward from the date they were computed (a column says which) while the
     # customer stays in its risk band and its probability moves by at most this much since that date,
     # for at most churn_drivers_max_age_days; the others are explained again at each scoring date.
@@ -115,6 +118,7 @@ class Settings:
             "as_of_tolerance_days": 1,
             "earliest_plausible_date": date(1990, 1, 1),
             "churn_window_days": 90,
+            "clv_horizon_days": None,
             "churn_drivers_max_shift": 0.05,
             "churn_drivers_max_age_days": 28,
             "random_seed": 42,
@@ -162,6 +166,11 @@ class Settings:
         if self.warehouse_engine == "postgres":
             return f"schemas bi_marts and bi_scores of {self.warehouse_location}"
         return str(self.bi_warehouse_path)
+
+    @property
+    def clv_horizon(self) -> int:
+        """The lifetime-value horizon in days: clv_horizon_days, or the churn window where unset."""
+        return self.clv_horizon_days or self.churn_window_days
 
     @property
     def warehouse_dir(self) -> Path:
@@ -301,6 +310,7 @@ def _parse(name: str, text: str) -> object:
         if name in (
             "as_of_tolerance_days",
             "churn_window_days",
+            "clv_horizon_days",
             "churn_drivers_max_age_days",
             "random_seed",
             "training_max_rows",
