@@ -4,7 +4,8 @@
 Weekly (Monday 04:00 UTC), and whenever `crm_daily` announces new gated features (the
 `crm_customer_features` asset): dbt builds the training data (the point-in-time features at the
 training and validation dates, and the labels at those dates) → the training preflight checks the
-labels and history of the supervised models → churn, segmentation and satisfaction train with a
+labels and history of the supervised models → churn, segmentation, satisfaction and lifetime value
+(its own preflight: enough repeat buyers, an observed horizon) train with a
 time-based split, each run logged to its MLflow experiment → the new version is registered with
 alias `challenger` → it becomes `champion` only if it beats the current champion on the same
 validation data (the decision and both scores are logged). A model that fails its preflight

@@ -270,8 +270,8 @@ def _gini(realised: np.ndarray, score: np.ndarray) -> float:
 
 LABEL = "revenue_eur_in_horizon"
 SELECTION_METRIC = "gini"
-# Fewer repeat buyers than this leave the purchase process's parameters to chance.
-MIN_REPEAT_BUYERS = 100
+# Fewer repeat buyers than this leave the purchase process's four parameters to chance.
+MIN_REPEAT_BUYERS = 50
 
 
 def preflight_reasons(train: pd.DataFrame, validation: pd.DataFrame) -> list[str]:

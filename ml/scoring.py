@@ -9,21 +9,25 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
 import mlflow
+import numpy as np
 import pandas as pd
 
 from crm.gates import customers_known_at
 from crm.quality import QualityGate
 from crm.score_tables import (
     CHURN_SCORES_TABLE,
+    CLV_SCORES_TABLE,
     DRIVER_COLUMNS,
+    PROSPECT_TIER,
     SATISFACTION_SCORES_TABLE,
     SCORE_TABLES,
     SEGMENT_SCORES_TABLE,
+    VALUE_TIERS,
     ensure_score_tables,
 )
 from crm.settings import Settings
 from crm.warehouse import open_warehouse
-from ml import churn, explain, registry, satisfaction, segmentation
+from ml import churn, clv, explain, registry, satisfaction, segmentation
 from ml.blocks import in_blocks
 from ml.features import (
     FEATURE_COLUMNS,
@@ -178,7 +182,58 @@ def score_satisfaction(settings: Settings, inputs: ScoringInputs, gate: QualityG
     )
 
 
-SCORERS = {"churn": score_churn, "segments": score_segments, "satisfaction": score_satisfaction}
+def score_clv(settings: Settings, inputs: ScoringInputs, gate: QualityGate) -> ScoringReport:
+    """Every customer's expected revenue in the horizon with ``crm_clv@champion`` (and, from the purchase
+    model, expected orders and the probability of being alive) and value tier; gate, then replace that
+    date's rows. A customer without a completed order yet is a prospect, with no value predicted."""
+    champion, model = _champion(settings, clv.MODEL_NAME)
+    features = inputs.features[FEATURE_COLUMNS]
+    started = time.perf_counter()
+    # A prospect (no completed order yet) has no value predicted, whichever candidate is champion.
+    revenue = np.where(features["frequency"].to_numpy() >= 1, in_blocks(features, model.predict), np.nan)
+    estimator = model.named_steps["model"]
+    purchase_inputs = model[:-1].transform(features) if hasattr(estimator, "expected_orders") else None
+    elapsed = time.perf_counter() - started
+    scores = inputs.features[ID_COLUMNS].assign(
+        expected_revenue_eur=revenue,
+        expected_orders=estimator.expected_orders(purchase_inputs) if purchase_inputs is not None else np.nan,
+        probability_alive=estimator.probability_alive(purchase_inputs) if purchase_inputs is not None else np.nan,
+        value_tier=value_tiers(revenue),
+        # What the predictions mean: the horizon the champion was trained for (a param of its run).
+        horizon_days=int(registry.configure(settings).get_run(champion.run_id).data.params["clv_horizon_days"]),
+    )
+    return _write(
+        settings,
+        CLV_SCORES_TABLE,
+        "clv_scores",
+        scores,
+        inputs,
+        champion,
+        gate,
+        {"value_tiers": [tier for tier, _ in VALUE_TIERS] + [PROSPECT_TIER]},
+        elapsed,
+    )
+
+
+def value_tiers(revenue: np.ndarray) -> np.ndarray:
+    """Each customer's value tier: the buyers ranked by expected revenue into VALUE_TIERS (by cumulative
+    share of buyers, ties in the same tier), everyone without a prediction a prospect."""
+    revenue = np.asarray(revenue, dtype="float64")
+    tiers = np.full(len(revenue), PROSPECT_TIER, dtype=object)
+    buyers = ~np.isnan(revenue)
+    if buyers.any():
+        # The share of buyers with a higher expected revenue: 0 for the most valuable.
+        above = 1 - pd.Series(revenue[buyers]).rank(method="max", pct=True).to_numpy()
+        tiers[buyers] = [next(tier for tier, share in VALUE_TIERS if position < share) for position in above]
+    return tiers
+
+
+SCORERS = {
+    "churn": score_churn,
+    "segments": score_segments,
+    "satisfaction": score_satisfaction,
+    "clv": score_clv,
+}
 
 
 def _champion(settings: Settings, model_name: str):

@@ -60,7 +60,7 @@ def preflight(settings: Settings) -> dict[str, dict[str, object]]:
 
 def score(settings: Settings, models: tuple[str, ...] = MODELS) -> dict[str, dict[str, object]]:
     """Score every customer known at the scoring date with the champion of each of ``models`` (churn,
-    segments, satisfaction), in one process: the features are read once, and the imports and the
+    segments, satisfaction, clv), in one process: the features are read once, and the imports and the
     quality gate's context are paid once instead of once per model.
 
     A model without a champion yet is skipped (``{"skipped": reason}``); raises ml.scoring.NoChampion

@@ -4,17 +4,14 @@ then trained, compared and registered on a copy of the end-to-end home."""
 
 from __future__ import annotations
 
-import mlflow
 import numpy as np
 import pandas as pd
 import pytest
 from mlflow import MlflowClient
 from scipy import stats
 
-from crm.pipeline import plan
 from crm.warehouse import open_warehouse
-from ml import clv, registry, steps
-from ml.features import FEATURE_COLUMNS, load_features
+from ml import clv, registry
 
 BGNBD = (0.8, 40.0, 0.7, 2.5)  # r, alpha (days), a, b
 GAMMA_GAMMA = (6.0, 4.0, 15.0)  # p, q, gamma: a mean order value of p * gamma / (q - 1) = 30
@@ -129,32 +126,46 @@ def test_value_metrics_rank_and_calibrate():
     assert clv.value_metrics(realised, 2 * realised)["total_ratio"] == 2.0
 
 
-def test_trained_on_the_warehouse_the_best_candidate_is_registered_champion_and_scores_the_buyers(home_copy):
-    """The three candidates on the end-to-end home's buyers (features and value labels from its
-    training-data build): about ten seconds."""
-    settings = home_copy("clv")
-    report = steps.train(settings, "clv")
+def test_the_end_to_end_run_compared_three_candidates_and_registered_the_best_as_champion(pipeline_run):
+    """crm_pipeline's train_clv on the end-to-end home's buyers (features and value labels from its
+    training-data build), read from its MLflow store."""
+    settings, _ = pipeline_run
     client = MlflowClient(settings.mlflow_tracking_uri, settings.mlflow_tracking_uri)
     experiment = client.get_experiment_by_name(clv.MODEL_NAME)
     runs = {run.info.run_name: run.data for run in client.search_runs([experiment.experiment_id])}
     assert set(runs) == {"bg_nbd_gamma_gamma", "gradient_boosting", "past_spend_rate"}
     metric_names = {"spearman", "gini", "mae", "total_ratio", "decile_calibration_error"}
     assert all(metric_names <= set(run.metrics) for run in runs.values()), "the same metrics in every run"
-    best = runs[report["candidate"]]
-    assert best.tags["selected"] == "true" and best.params["clv_horizon_days"] == str(settings.churn_window_days)
+    (best,) = [run for run in runs.values() if run.tags["selected"] == "true"]
+    assert best.params["clv_horizon_days"] == str(settings.churn_window_days)
     # Regression floors at test size, not the targets: the chosen model ranks buyers by value better
     # than the past spend rate does, and its total is within 15% of the realised one.
     assert best.metrics["gini"] > runs["past_spend_rate"].metrics["gini"]
     assert best.metrics["total_ratio"] == pytest.approx(1.0, abs=0.15)
-    assert report["decision"] == f"{clv.MODEL_NAME} v1 is champion: no champion existed"
-
+    assert best.tags["promotion_decision"] == "champion"
     champion = registry.champion_version(client, clv.MODEL_NAME)
-    model = mlflow.sklearn.load_model(registry.model_uri(clv.MODEL_NAME))
+    assert str(champion.version) == "1" and client.get_run(champion.run_id).data.tags["selected"] == "true"
+
+
+def test_the_end_to_end_run_scores_every_customer_and_shows_the_value_tier_in_customer_360(pipeline_run):
+    settings, _ = pipeline_run
     with open_warehouse(settings, read_only=True) as warehouse:
-        features = load_features(warehouse, plan(settings).scoring)
-    value = model.predict(features[FEATURE_COLUMNS])
-    buyers = features["frequency"].to_numpy() >= 1
-    assert str(champion.version) == "1" and buyers.any() and not buyers.all()
-    if report["candidate"] == "bg_nbd_gamma_gamma":
-        assert np.isnan(value[~buyers]).all()  # no prediction for a customer without an order
-    assert (value[buyers] >= 0).all() and np.isfinite(value[buyers]).all()
+        scored = warehouse.rows(
+            """
+            select clv.value_tier, count(*), count(clv.expected_revenue_eur), min(features.frequency),
+                min(clv.expected_revenue_eur), max(clv.probability_alive)
+            from scores.clv as clv
+            inner join marts.customer_features as features using (customer_key, as_of_date)
+            group by clv.value_tier order by clv.value_tier"""
+        )
+        tiers = {tier: rows for tier, rows, *_ in scored}
+        shown = warehouse.rows("select value_tier, count(*) from marts.customer_360 group by 1 order by 1")
+    assert set(tiers) == {"high", "medium", "low", "prospect"}, scored
+    for tier, rows, valued, frequency, revenue, alive in scored:
+        if tier == "prospect":  # no completed order: no value predicted
+            assert valued == 0 and frequency == 0, scored
+        else:
+            assert valued == rows and frequency >= 1 and revenue >= 0 and alive <= 1, scored
+    buyers = sum(rows for tier, rows in tiers.items() if tier != "prospect")
+    assert tiers["high"] == pytest.approx(0.2 * buyers, abs=2), "the top fifth of the buyers by expected revenue"
+    assert dict(shown) == tiers, "customer_360 shows each customer's latest tier"

@@ -68,6 +68,7 @@ def test_run_succeeds_and_prints_the_summary(pipeline_run):
     first = {"challenger": "1", "champion": "1"}
     assert [(m["name"], m["aliases"]) for m in summary["models"]] == [
         ("crm_churn", first),
+        ("crm_clv", first),
         ("crm_satisfaction", first),
         ("crm_segmentation", first),
     ]

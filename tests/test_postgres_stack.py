@@ -79,7 +79,12 @@ def test_scheduled_and_backfilled_daily_runs_succeed_with_the_warehouse_airflow_
     assert pipeline_state == "success", f"{pipeline_tasks} (logs under {logs})"
     trained = {task: state for task, state in pipeline_tasks.items() if task.startswith("train_")}
     # 500 customers answer too few surveys for the satisfaction preflight (100 labels of each kind).
-    assert trained == {"train_churn": "success", "train_segments": "success", "train_satisfaction": "skipped"}, trained
+    assert trained == {
+        "train_churn": "success",
+        "train_segments": "success",
+        "train_satisfaction": "skipped",
+        "train_clv": "success",
+    }, trained
     assert {state for task, state in pipeline_tasks.items() if task not in trained} == {"success"}, pipeline_tasks
     assert [run["state"] for run in backfilled] == ["success"], f"{backfilled} (logs under {logs})"
     # The daily runs score with the champions crm_pipeline registered in MLflow on PostgreSQL.

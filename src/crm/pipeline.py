@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-MODELS = ("churn", "segments", "satisfaction")
+MODELS = ("churn", "segments", "satisfaction", "clv")
 # Up to which load the dbt tests have passed (crm.pipeline.record_tested_loads).
 TESTED_LOADS_TABLE = "audit.tested_loads"
 PUBLISHED_TABLES = (
@@ -42,6 +42,7 @@ PUBLISHED_TABLES = (
     "scores.churn",
     "scores.segments",
     "scores.satisfaction",
+    "scores.clv",
 )
 # The published tables that grow with history, and what partitions them: a publication replaces only
 # the partitions whose rows changed (crm.warehouse.publish_copy). The others are copied whole.
@@ -55,6 +56,7 @@ PUBLISHED_PARTITIONS = {
     "scores.churn": "as_of_date",
     "scores.segments": "as_of_date",
     "scores.satisfaction": "as_of_date",
+    "scores.clv": "as_of_date",
 }
 # Columns that record when a run happened, not what it computed: two runs of the same day differ in
 # them by design, so the published checksums leave them out. They stay wall-clock on purpose:
@@ -66,6 +68,7 @@ RUN_PROVENANCE_COLUMNS = {
     "scores.churn": ("scored_at",),
     "scores.segments": ("scored_at",),
     "scores.satisfaction": ("scored_at",),
+    "scores.clv": ("scored_at",),
 }
 # Columns that depend on the order the scoring dates ran in: a customer's churn drivers are carried
 # forward from the latest earlier scoring date (ml.explain.carried_drivers), so a backfill in another

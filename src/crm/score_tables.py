@@ -15,6 +15,11 @@ if TYPE_CHECKING:
 CHURN_SCORES_TABLE = "scores.churn"
 SEGMENT_SCORES_TABLE = "scores.segments"
 SATISFACTION_SCORES_TABLE = "scores.satisfaction"
+CLV_SCORES_TABLE = "scores.clv"
+# Lifetime-value tiers: buyers by their expected revenue at the date (top share first); a customer
+# without a completed order yet is a prospect, with no value predicted.
+VALUE_TIERS = (("high", 0.2), ("medium", 0.5), ("low", 1.0))
+PROSPECT_TIER = "prospect"
 # The churn drivers kept per customer at medium or high risk.
 TOP_DRIVERS = 3
 DRIVER_COLUMNS = [f"driver_{rank}" for rank in range(1, TOP_DRIVERS + 1)]
@@ -41,6 +46,18 @@ SCORE_TABLES = {
         "customer_key": "bigint",
         "as_of_date": "date",
         "satisfied_probability": "double precision",
+        **_PROVENANCE,
+    },
+    CLV_SCORES_TABLE: {
+        "customer_key": "bigint",
+        "as_of_date": "date",
+        # In the lifetime-value horizon after the date; null for a prospect. Orders and the probability
+        # of being alive come from the purchase model (null when the champion is another candidate).
+        "expected_revenue_eur": "double precision",
+        "expected_orders": "double precision",
+        "probability_alive": "double precision",
+        "value_tier": "text",
+        "horizon_days": "bigint",
         **_PROVENANCE,
     },
 }

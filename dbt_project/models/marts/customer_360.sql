@@ -1,4 +1,5 @@
-{#- The BI view of a customer: profile, RFM, the latest churn score, segment and satisfaction, with no raw PII.
+{#- The BI view of a customer: profile, RFM, the latest churn score, segment, satisfaction and lifetime
+    value, with no raw PII.
     A customer may be emailed only with a consent on record, a valid email, and no unsubscribe in
     the email tool after the CRM record last changed (the CRM may not know of it yet). -#}
 with
@@ -30,6 +31,12 @@ segment_scores as (
 satisfaction_scores as (
 
     select * from {{ source('scores', 'satisfaction') }}
+
+),
+
+clv_scores as (
+
+    select * from {{ source('scores', 'clv') }}
 
 ),
 
@@ -69,6 +76,15 @@ latest_satisfaction as (
 
     from satisfaction_scores
     where as_of_date = (select max(as_of_date) from satisfaction_scores)
+
+),
+
+latest_value as (
+
+    select customer_key, expected_revenue_eur, value_tier, horizon_days as value_horizon_days
+
+    from clv_scores
+    where as_of_date = (select max(as_of_date) from clv_scores)
 
 ),
 
@@ -116,13 +132,17 @@ final as (
         nullif(latest_churn.churn_drivers, '') as churn_drivers,
         latest_churn.churn_drivers_as_of,
         latest_segment.segment_name,
-        latest_satisfaction.satisfied_probability
+        latest_satisfaction.satisfied_probability,
+        latest_value.expected_revenue_eur,
+        latest_value.value_tier,
+        latest_value.value_horizon_days
 
     from customers
     left join rfm on rfm.customer_key = customers.customer_key
     left join latest_churn on latest_churn.customer_key = customers.customer_key
     left join latest_segment on latest_segment.customer_key = customers.customer_key
     left join latest_satisfaction on latest_satisfaction.customer_key = customers.customer_key
+    left join latest_value on latest_value.customer_key = customers.customer_key
     left join last_unsubscribes on last_unsubscribes.customer_key = customers.customer_key
 
 )
