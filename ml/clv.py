@@ -215,8 +215,8 @@ class PastSpendRate(RegressorMixin, BaseEstimator):
 
 
 def candidates(horizon_days: int, seed: int) -> dict[str, Pipeline]:
-    """The lifetime-value candidates, each a Pipeline over the feature columns (RFM_COLUMNS or
-    FEATURE_COLUMNS, as ``candidate_inputs`` says)."""
+    """The lifetime-value candidates, each a Pipeline that takes FEATURE_COLUMNS (its ColumnTransformer
+    picks the columns it reads), so scoring and the registered signature are the same for every one."""
     return {
         "bg_nbd_gamma_gamma": pipeline(horizon_days),
         # Spend is a skewed count-like amount: a Poisson loss keeps the predicted totals calibrated.

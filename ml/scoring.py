@@ -188,16 +188,23 @@ def score_clv(settings: Settings, inputs: ScoringInputs, gate: QualityGate) -> S
     date's rows. A customer without a completed order yet is a prospect, with no value predicted."""
     champion, model = _champion(settings, clv.MODEL_NAME)
     features = inputs.features[FEATURE_COLUMNS]
-    started = time.perf_counter()
-    # A prospect (no completed order yet) has no value predicted, whichever candidate is champion.
-    revenue = np.where(features["frequency"].to_numpy() >= 1, in_blocks(features, model.predict), np.nan)
     estimator = model.named_steps["model"]
-    purchase_inputs = model[:-1].transform(features) if hasattr(estimator, "expected_orders") else None
+    started = time.perf_counter()
+    orders = alive = np.nan
+    if hasattr(estimator, "expected_orders"):
+        # The purchase model: its four inputs are derived once for revenue, orders and being alive.
+        purchase_inputs = model[:-1].transform(features)
+        revenue = estimator.predict(purchase_inputs)
+        orders, alive = estimator.expected_orders(purchase_inputs), estimator.probability_alive(purchase_inputs)
+    else:
+        revenue = in_blocks(features, model.predict)
+    # A prospect (no completed order yet) has no value predicted, whichever candidate is champion.
+    revenue = np.where(features["frequency"].to_numpy() >= 1, revenue, np.nan)
     elapsed = time.perf_counter() - started
     scores = inputs.features[ID_COLUMNS].assign(
         expected_revenue_eur=revenue,
-        expected_orders=estimator.expected_orders(purchase_inputs) if purchase_inputs is not None else np.nan,
-        probability_alive=estimator.probability_alive(purchase_inputs) if purchase_inputs is not None else np.nan,
+        expected_orders=orders,
+        probability_alive=alive,
         value_tier=value_tiers(revenue),
         # What the predictions mean: the horizon the champion was trained for (a param of its run).
         horizon_days=int(registry.configure(settings).get_run(champion.run_id).data.params["clv_horizon_days"]),
@@ -223,8 +230,10 @@ def value_tiers(revenue: np.ndarray) -> np.ndarray:
     buyers = ~np.isnan(revenue)
     if buyers.any():
         # The share of buyers with a higher expected revenue: 0 for the most valuable.
-        above = 1 - pd.Series(revenue[buyers]).rank(method="max", pct=True).to_numpy()
-        tiers[buyers] = [next(tier for tier, share in VALUE_TIERS if position < share) for position in above]
+        ranks = pd.Series(revenue[buyers]).rank(method="max").to_numpy()
+        above = (len(ranks) - ranks) / len(ranks)
+        names = np.array([tier for tier, _ in VALUE_TIERS], dtype=object)
+        tiers[buyers] = names[np.searchsorted([share for _, share in VALUE_TIERS], above, side="right")]
     return tiers
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, timedelta
 
@@ -104,9 +105,9 @@ def train_churn(settings: Settings, train_date: date, validation_date: date, fir
         churn.MODEL_NAME,
         new_version,
         run_ids[best.name],
-        best,
-        validation[FEATURE_COLUMNS],
-        validation[churn.LABEL],
+        SELECTION_METRIC,
+        best.metrics[SELECTION_METRIC],
+        lambda champion: _classification_score(champion, validation[FEATURE_COLUMNS], validation[churn.LABEL]),
     )
     return TrainingReport(
         churn.MODEL_NAME,
@@ -224,26 +225,52 @@ def _promote_on_validation(
     model_name: str,
     version: str,
     run_id: str,
-    best: churn.FittedCandidate,
-    inputs: pd.DataFrame,
-    label: pd.Series,
+    metric: str,
+    challenger_score: float,
+    champion_score_of: Callable[[object], float],
 ) -> registry.PromotionDecision:
-    """Score the current champion on the same validation data as the new version, then decide."""
+    """Score the current champion (loaded from the registry) with ``champion_score_of`` on the same
+    validation data as the new version, then decide."""
     current = registry.champion_version(client, model_name)
     champion_score = None
     if current is not None:
-        champion = mlflow.sklearn.load_model(registry.model_uri(model_name))
-        champion_score = classification_metrics(label, champion.predict_proba(inputs)[:, 1])[SELECTION_METRIC]
+        champion_score = champion_score_of(mlflow.sklearn.load_model(registry.model_uri(model_name)))
     return registry.promote(
         client,
         model_name,
         version,
         run_id,
-        SELECTION_METRIC,
-        best.metrics[SELECTION_METRIC],
+        metric,
+        challenger_score,
         champion_score,
         current.version if current else None,
     )
+
+
+def _classification_score(model, inputs: pd.DataFrame, label: pd.Series) -> float:
+    """A classifier's SELECTION_METRIC on labelled examples."""
+    return classification_metrics(label, model.predict_proba(inputs)[:, 1])[SELECTION_METRIC]
+
+
+def _track_candidates(
+    experiment_id: str,
+    fitted: list,
+    params: dict[str, object],
+    log_best: Callable[[object], object],
+) -> tuple[dict[str, str], object]:
+    """One MLflow run per fitted candidate (best first), each with the same params and metric names and
+    a ``selected`` tag; ``log_best(candidate)`` logs and registers the best inside its run and returns
+    the logged model's info. Returns the run id per candidate and that info."""
+    run_ids, info = {}, None
+    for candidate in fitted:
+        with mlflow.start_run(experiment_id=experiment_id, run_name=candidate.name) as run:
+            mlflow.log_params({**params, "candidate": candidate.name})
+            mlflow.log_metrics(candidate.metrics)
+            mlflow.set_tag("selected", str(candidate is fitted[0]).lower())
+            if candidate is fitted[0]:
+                info = log_best(candidate)
+            run_ids[candidate.name] = run.info.run_id
+    return run_ids, info
 
 
 def _log_evaluation(
@@ -368,19 +395,14 @@ def train_segmentation(settings: Settings, fit_date: date) -> TrainingReport:
         "segment_names",
         json.dumps({str(k): v for k, v in model.segment_names_.items()}),
     )
-    current = registry.champion_version(client, segmentation.MODEL_NAME)
-    champion_score = None
-    if current is not None:
-        champion_score = mlflow.sklearn.load_model(registry.model_uri(segmentation.MODEL_NAME)).silhouette(inputs)
-    decision = registry.promote(
+    decision = _promote_on_validation(
         client,
         segmentation.MODEL_NAME,
         version,
         run.info.run_id,
         "silhouette",
         model.silhouette(inputs),
-        champion_score,
-        current.version if current else None,
+        lambda champion: champion.silhouette(inputs),
     )
     return TrainingReport(segmentation.MODEL_NAME, version, run.info.run_id, "kmeans", metrics, decision, len(inputs))
 
@@ -402,29 +424,34 @@ def train_satisfaction(
     client = registry.configure(settings)
     experiment_id = registry.experiment_id(settings, client, satisfaction.MODEL_NAME)
     fitted = satisfaction.fit_candidates(train, validation, settings.random_seed)
-    best, run_ids = fitted[0], {}
+    best = fitted[0]
     inputs, label = validation[satisfaction.INPUT_COLUMNS], validation[satisfaction.LABEL]
-    for candidate in fitted:
-        with mlflow.start_run(experiment_id=experiment_id, run_name=candidate.name) as run:
-            mlflow.log_params({**params, "candidate": candidate.name})
-            mlflow.log_metrics(candidate.metrics)
-            mlflow.set_tag("selected", str(candidate is best).lower())
-            if candidate is best:
-                _log_datasets(train, validation, train_date, validation_date, satisfaction.LABEL)
-                _log_evaluation(satisfaction.MODEL_NAME, candidate, inputs, label, settings.random_seed)
-                info = mlflow.sklearn.log_model(
-                    candidate.pipeline,
-                    name="model",
-                    signature=signature(inputs, candidate.validation_probability),
-                    # Free text stays out of the example: masking covers contact details, not every name.
-                    input_example=inputs.head(5).assign(**{TEXT_COLUMN: ""}),
-                    registered_model_name=satisfaction.MODEL_NAME,
-                    pip_requirements=registry.PIP_REQUIREMENTS,
-                    skops_trusted_types=registry.SKOPS_TRUSTED_TYPES + TEXT_TRUSTED_TYPES,
-                )
-            run_ids[candidate.name] = run.info.run_id
+
+    def log_best(candidate: churn.FittedCandidate):
+        _log_datasets(train, validation, train_date, validation_date, satisfaction.LABEL)
+        _log_evaluation(satisfaction.MODEL_NAME, candidate, inputs, label, settings.random_seed)
+        return mlflow.sklearn.log_model(
+            candidate.pipeline,
+            name="model",
+            signature=signature(inputs, candidate.validation_probability),
+            # Free text stays out of the example: masking covers contact details, not every name.
+            input_example=inputs.head(5).assign(**{TEXT_COLUMN: ""}),
+            registered_model_name=satisfaction.MODEL_NAME,
+            pip_requirements=registry.PIP_REQUIREMENTS,
+            skops_trusted_types=registry.SKOPS_TRUSTED_TYPES + TEXT_TRUSTED_TYPES,
+        )
+
+    run_ids, info = _track_candidates(experiment_id, fitted, params, log_best)
     version = str(info.registered_model_version)
-    decision = _promote_on_validation(client, satisfaction.MODEL_NAME, version, run_ids[best.name], best, inputs, label)
+    decision = _promote_on_validation(
+        client,
+        satisfaction.MODEL_NAME,
+        version,
+        run_ids[best.name],
+        SELECTION_METRIC,
+        best.metrics[SELECTION_METRIC],
+        lambda champion: _classification_score(champion, inputs, label),
+    )
     return TrainingReport(
         satisfaction.MODEL_NAME,
         version,
@@ -474,40 +501,31 @@ def train_clv(settings: Settings, train_date: date, validation_date: date, first
     client = registry.configure(settings)
     experiment_id = registry.experiment_id(settings, client, clv.MODEL_NAME)
     fitted = clv.fit_candidates(train, validation, horizon, settings.random_seed)
-    best, run_ids = fitted[0], {}
+    best = fitted[0]
     inputs = validation[FEATURE_COLUMNS]
-    for candidate in fitted:
-        with mlflow.start_run(experiment_id=experiment_id, run_name=candidate.name) as run:
-            mlflow.log_params({**params, "candidate": candidate.name})
-            mlflow.log_metrics(candidate.metrics)
-            mlflow.set_tag("selected", str(candidate is best).lower())
-            if candidate is best:
-                _log_datasets(train, validation, train_date, validation_date, clv.LABEL)
-                info = mlflow.sklearn.log_model(
-                    candidate.pipeline,
-                    name="model",
-                    signature=signature(inputs, candidate.validation_prediction),
-                    input_example=inputs.head(5),
-                    registered_model_name=clv.MODEL_NAME,
-                    pip_requirements=registry.PIP_REQUIREMENTS,
-                    skops_trusted_types=registry.SKOPS_TRUSTED_TYPES + CLV_TRUSTED_TYPES,
-                )
-            run_ids[candidate.name] = run.info.run_id
+
+    def log_best(candidate: clv.FittedCandidate):
+        _log_datasets(train, validation, train_date, validation_date, clv.LABEL)
+        return mlflow.sklearn.log_model(
+            candidate.pipeline,
+            name="model",
+            signature=signature(inputs, candidate.validation_prediction),
+            input_example=inputs.head(5),
+            registered_model_name=clv.MODEL_NAME,
+            pip_requirements=registry.PIP_REQUIREMENTS,
+            skops_trusted_types=registry.SKOPS_TRUSTED_TYPES + CLV_TRUSTED_TYPES,
+        )
+
+    run_ids, info = _track_candidates(experiment_id, fitted, params, log_best)
     version = str(info.registered_model_version)
-    current = registry.champion_version(client, clv.MODEL_NAME)
-    champion_score = None
-    if current is not None:
-        champion = mlflow.sklearn.load_model(registry.model_uri(clv.MODEL_NAME))
-        champion_score = clv.value_metrics(validation[clv.LABEL], champion.predict(inputs))[clv.SELECTION_METRIC]
-    decision = registry.promote(
+    decision = _promote_on_validation(
         client,
         clv.MODEL_NAME,
         version,
         run_ids[best.name],
         clv.SELECTION_METRIC,
         best.metrics[clv.SELECTION_METRIC],
-        champion_score,
-        current.version if current else None,
+        lambda champion: clv.value_metrics(validation[clv.LABEL], champion.predict(inputs))[clv.SELECTION_METRIC],
     )
     return TrainingReport(
         clv.MODEL_NAME, version, run_ids[best.name], best.name, best.metrics, decision, len(train) + len(validation)

@@ -12,6 +12,7 @@ from scipy import stats
 
 from crm.warehouse import open_warehouse
 from ml import clv, registry
+from ml.scoring import value_tiers
 
 BGNBD = (0.8, 40.0, 0.7, 2.5)  # r, alpha (days), a, b
 GAMMA_GAMMA = (6.0, 4.0, 15.0)  # p, q, gamma: a mean order value of p * gamma / (q - 1) = 30
@@ -169,3 +170,10 @@ def test_the_end_to_end_run_scores_every_customer_and_shows_the_value_tier_in_cu
     buyers = sum(rows for tier, rows in tiers.items() if tier != "prospect")
     assert tiers["high"] == pytest.approx(0.2 * buyers, abs=2), "the top fifth of the buyers by expected revenue"
     assert dict(shown) == tiers, "customer_360 shows each customer's latest tier"
+
+
+def test_value_tiers_split_the_buyers_by_share_and_keep_ties_and_prospects_apart():
+    revenue = np.array([np.nan, *range(10)], dtype=float)
+    tiers = list(value_tiers(revenue))
+    assert tiers == ["prospect"] + ["low"] * 5 + ["medium"] * 3 + ["high"] * 2  # top 20%, next 30%, the rest
+    assert list(value_tiers(np.array([5.0, 5.0, 5.0, 1.0]))) == ["high", "high", "high", "low"]
