@@ -16,6 +16,14 @@ truth folder, which the pipeline never reads: per customer the latent segment, t
 satisfaction and probability of being satisfied, the exact probability of churning (no completed
 order in the window) given the state on the last day, and the realised outcome. A manifest counts
 every injected defect by source and kind.
+
+What customers buy. Each customer has category affinities drawn around their segment's (so
+segments differ in taste and customers within one too); an order line picks a category by those
+affinities, then the product of that category priced nearest the customer's usual spend per line
+(give or take a few neighbours), and a further line of an order is often the first line's companion
+product (products bought together). The truth also holds the products each customer buys in the
+undelivered window and the parameters of that choice, so recommendations can be graded against what
+the simulation knows (ml.ground_truth).
 """
 
 from __future__ import annotations
@@ -109,6 +117,23 @@ LAST_NAMES = np.array(
     ]
 )
 CATEGORIES = ["apparel", "shoes", "home", "beauty", "electronics", "sports"]
+# Per segment, the mean share of its order lines in each of CATEGORIES; a customer's own affinities
+# are drawn from a Dirichlet around it with this concentration (lower: customers differ more).
+CATEGORY_AFFINITY = {
+    "champions": (0.30, 0.25, 0.10, 0.20, 0.05, 0.10),
+    "loyal": (0.15, 0.10, 0.35, 0.15, 0.10, 0.15),
+    "bargain_hunters": (0.25, 0.10, 0.25, 0.25, 0.05, 0.10),
+    "occasional": (0.05, 0.05, 0.15, 0.05, 0.50, 0.20),
+    "at_risk": (0.10, 0.10, 0.10, 0.10, 0.20, 0.40),
+}
+AFFINITY_CONCENTRATION = 2.0
+# A line's product is the category's product priced nearest the line's target, moved by a normal
+# number of neighbours with this spread; a further line of an order is the first line's companion
+# with this chance.
+PRICE_NEIGHBOUR_SPREAD = 1.5
+COMPANION_CHANCE = 0.5
+ITEMS_PER_ORDER_EXTRA = 0.6  # an order has 1 + Poisson(this) lines
+LINE_PRICE_SPREAD = 0.3  # a line's target price: the order value / lines, times a lognormal of this sigma
 TICKET_CATEGORIES = np.array(["delivery", "billing", "product", "returns", "account"])
 POSITIVE_TEXT = np.array(
     [
@@ -289,6 +314,10 @@ class _Simulation:
     def __init__(self, config: GeneratorConfig, landing_dir: Path, truth_dir: Path):
         self.config, self.truth_dir = config, truth_dir
         self.rng = np.random.default_rng(config.seed)
+        # Which products are bought is drawn from a stream of its own, so that everything else the
+        # seed gives (customers, orders, amounts' draws, defects) stays as it was before products
+        # carried preferences.
+        self.product_rng = np.random.default_rng([config.seed, 1])
         self.defects: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
         self.writer = DailyWriter(landing_dir, config, self.defects)
         self.next_id = defaultdict(lambda: 1)
@@ -360,6 +389,8 @@ class _Simulation:
         beta = np.array([SEGMENTS[s][3] for s in names], dtype=float)
         self.satisfaction = rng.beta(beta[self.segment, 0], beta[self.segment, 1])
         self.email_affinity = rng.beta(2, 5, n)
+        means = np.array([CATEGORY_AFFINITY[s] for s in names])[self.segment]
+        self.category_affinity = self._gamma_rows(AFFINITY_CONCENTRATION * means)
         # 40% existed before the history starts (the first delivery is the full master), the rest sign up
         # later, evenly up to the last day: a CRM's daily sign-ups do not stop before an export.
         existing = rng.random(n) < 0.4
@@ -409,6 +440,8 @@ class _Simulation:
         self.variant_of = np.zeros(n, dtype=np.int64)
         self.window_spend = np.zeros(n)
         self.window_completed = np.zeros(n, dtype=np.int64)
+        self.window_lines: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+        self.spend_per_order_value = [0.0, 0.0]
         # Duplicate persons: a second record under a new id, some purchases land on it.
         self.duplicate_of = np.full(n, -1)
         dupes = np.flatnonzero(rng.random(n) < config.defects.duplicate_person)
@@ -446,19 +479,53 @@ class _Simulation:
             self.defects["customers"][kind] += int(mask.sum())
         return rows
 
+    def _gamma_rows(self, concentration: np.ndarray) -> np.ndarray:
+        """One Dirichlet draw per row of ``concentration`` (numpy's dirichlet takes one vector)."""
+        draws = self.product_rng.gamma(concentration)
+        return draws / draws.sum(axis=1, keepdims=True)
+
     def _products(self) -> None:
         rng = self.rng
         count = 200
         self.product_price = np.round(np.sort(rng.lognormal(np.log(30), 0.8, count)), 2)
+        category = rng.choice(CATEGORIES, count)
+        self.category_index = np.array([CATEGORIES.index(c) for c in category])
+        # Per category, its products (indices into the price-sorted catalogue, so sorted by price).
+        self.category_products = [np.flatnonzero(self.category_index == c) for c in range(len(CATEGORIES))]
+        # Each product's companion: a product of another category, often bought in the same order.
+        self.companion = np.empty(count, dtype=np.int64)
+        for product in range(count):
+            others = np.flatnonzero(self.category_index != self.category_index[product])
+            self.companion[product] = self.product_rng.choice(others)
         products = _rows(
             count,
             product_id=np.arange(1, count + 1),
             product_name=np.array([f"Product {i:03d}" for i in range(1, count + 1)]),
-            category=rng.choice(CATEGORIES, count),
+            category=category,
             list_price=self.product_price,
             updated_at=np.datetime64(self.config.start_date.isoformat(), "s"),
         )
         self.writer.add("products", 0, products)
+
+    def _line_products(self, buyers: np.ndarray, items: np.ndarray, target: np.ndarray) -> np.ndarray:
+        """The product (index into the catalogue) of each line of orders by ``buyers`` with ``items``
+        lines each and per-line target prices ``target``: a category by the buyer's affinities, the
+        category's product priced nearest the target give or take a few neighbours, and for a further
+        line often the first line's companion."""
+        rng = self.product_rng
+        line_owner = np.repeat(np.arange(len(buyers)), items)
+        cumulative = np.cumsum(self.category_affinity[buyers][line_owner], axis=1)
+        category = (rng.random(len(line_owner))[:, None] > cumulative[:, :-1]).sum(axis=1)
+        jitter = np.rint(rng.normal(0, PRICE_NEIGHBOUR_SPREAD, len(line_owner))).astype(np.int64)
+        product = np.empty(len(line_owner), dtype=np.int64)
+        for c, members in enumerate(self.category_products):
+            lines = np.flatnonzero(category == c)
+            nearest = np.searchsorted(self.product_price[members], target[lines])
+            product[lines] = members[np.clip(nearest + jitter[lines], 0, len(members) - 1)]
+        first_line = np.repeat(np.cumsum(items) - items, items)
+        companion = (np.arange(len(line_owner)) != first_line) & (rng.random(len(line_owner)) < COMPANION_CHANCE)
+        product[companion] = self.companion[product[first_line[companion]]]
+        return product
 
     def _plan_defect_batches(self) -> None:
         rates, rng = self.config.defects, self.rng
@@ -516,15 +583,20 @@ class _Simulation:
         count = len(buyers)
         status = rng.choice(np.array(["completed", "cancelled", "returned"]), count, p=[COMPLETED_SHARE, 0.05, 0.05])
         if not delivered:
+            # The window is never delivered: its lines are drawn from the product stream only, so the
+            # delivered data is the same whatever the window holds.
             completed = buyers[status == "completed"]
             self.window_completed[completed] += 1
-            np.add.at(self.window_spend, completed, self.order_value[completed])
+            lines = self._lines(completed, self.product_rng)
+            spend = self.product_price[lines[1]] * lines[2]
+            np.add.at(self.window_spend, completed[lines[0]], spend)
+            self.window_lines.append((completed[lines[0]], lines[1], lines[2]))
             return buyers
-        items = 1 + rng.poisson(0.6, count)
-        line_owner = np.repeat(np.arange(count), items)
-        target = (self.order_value[buyers] / items)[line_owner] * rng.lognormal(0, 0.3, len(line_owner))
-        product = np.clip(np.searchsorted(self.product_price, target), 0, len(self.product_price) - 1)
-        quantity = 1 + rng.poisson(0.2, len(line_owner))
+        line_owner, product, quantity = self._lines(buyers, rng)
+        # What an order costs in EUR per unit of the buyer's latent order value, over the delivered
+        # orders: the truth's reference of expected spend scales expected orders by it.
+        self.spend_per_order_value[0] += float((self.product_price[product] * quantity).sum())
+        self.spend_per_order_value[1] += float(self.order_value[buyers].sum())
         unit_price = np.round(self.product_price[product] * self.fx[buyers][line_owner], 2)
         amount = np.round(np.bincount(line_owner, weights=quantity * unit_price, minlength=count), 2)
         order_ids = self.ids("orders", count)
@@ -573,7 +645,7 @@ class _Simulation:
             _rows(
                 len(line_owner),
                 order_id=order_ids[line_owner],
-                line_number=np.arange(len(line_owner)) - np.repeat(np.cumsum(items) - items, items) + 1,
+                line_number=np.arange(len(line_owner)) - np.searchsorted(line_owner, line_owner) + 1,
                 product_id=product + 1,
                 quantity=quantity,
                 unit_price=unit_price,
@@ -584,6 +656,15 @@ class _Simulation:
         if len(converted):
             self._events(day, converted, "conversion", revenue=amount[np.isin(buyers, converted)] / self.fx[converted])
         return buyers
+
+    def _lines(self, buyers: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Each order's lines: which order (index into ``buyers``), product and quantity. The lines'
+        count, target prices and quantities come from ``rng``, their products from the product stream."""
+        items = 1 + rng.poisson(ITEMS_PER_ORDER_EXTRA, len(buyers))
+        line_owner = np.repeat(np.arange(len(buyers)), items)
+        target = (self.order_value[buyers] / items)[line_owner] * rng.lognormal(0, LINE_PRICE_SPREAD, len(line_owner))
+        product = self._line_products(buyers, items, target)
+        return line_owner, product, 1 + rng.poisson(0.2, len(line_owner))
 
     def _sessions(self, day: int, buyers: np.ndarray) -> None:
         rng = self.rng
@@ -750,6 +831,10 @@ class _Simulation:
         probability = _no_completed_order_probability(
             self.state_at_end, lapse, churn, back, self.purchase_rate * COMPLETED_SHARE, config.churn_window_days
         )
+        expected_orders = _expected_completed_orders(
+            self.state_at_end, lapse, churn, back, self.purchase_rate * COMPLETED_SHARE, config.churn_window_days
+        )
+        spend, value = self.spend_per_order_value
         known = self.signup_day < config.days
         truth = pd.DataFrame(
             {
@@ -763,10 +848,18 @@ class _Simulation:
                 "true_churn_probability": probability,
                 "churned": self.window_completed == 0,
                 "future_spend": np.round(self.window_spend, 2),
+                "future_orders": self.window_completed,
+                # The reference for lifetime value: expected completed orders in the window from the
+                # state on the last day, times the latent order value in EUR per order.
+                "true_expected_orders": expected_orders,
+                "true_expected_spend": expected_orders * self.order_value * (spend / max(value, 1e-9)),
+                "order_value": self.order_value,
+                **{f"affinity_{name}": self.category_affinity[:, c] for c, name in enumerate(CATEGORIES)},
             }
         )[known]
         self.truth_dir.mkdir(parents=True, exist_ok=True)
         truth.to_parquet(self.truth_dir / "customers.parquet", index=False)
+        self._write_product_truth(known)
         manifest = {
             "config": {**asdict(config), "end_date": config.end_date.isoformat()},
             "rows": dict(sorted(self.writer.rows.items())),
@@ -775,7 +868,28 @@ class _Simulation:
         (self.truth_dir / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
         return manifest
 
+    def _write_product_truth(self, known: np.ndarray) -> None:
+        """The catalogue as the simulation chooses from it, and what each customer buys in the window."""
+        pd.DataFrame(
+            {
+                "product_id": np.arange(1, len(self.product_price) + 1),
+                "category": np.array(CATEGORIES)[self.category_index],
+                "price_eur": self.product_price,
+                "companion_product_id": self.companion + 1,
+            }
+        ).to_parquet(self.truth_dir / PRODUCTS_TRUTH_FILE, index=False)
+        empty = (np.array([], dtype=np.int64),) * 3
+        owners, products, quantities = (np.concatenate(part) for part in zip(*self.window_lines, empty, strict=True))
+        bought = pd.DataFrame(
+            {"customer_id": self.customer_id[owners], "product_id": products + 1, "quantity": quantities}
+        )[known[owners]]
+        bought.groupby(["customer_id", "product_id"], as_index=False)["quantity"].sum().to_parquet(
+            self.truth_dir / WINDOW_PURCHASES_FILE, index=False
+        )
 
+
+PRODUCTS_TRUTH_FILE = "products.parquet"
+WINDOW_PURCHASES_FILE = "window_purchases.parquet"
 NPS_NOISE, CSAT_NOISE = 1.5, 0.7
 # About a third of the customers answer a survey per quarter (relationship and post-service surveys
 # together): enough answers for the satisfaction model's preflight at the 2,000-customer demo.
@@ -814,3 +928,20 @@ def _no_completed_order_probability(
         )
         u_active, u_lapsed = next_active, next_lapsed
     return np.select([state == ACTIVE, state == LAPSED], [u_active, u_lapsed], 1.0)
+
+
+def _expected_completed_orders(
+    state: np.ndarray, lapse: np.ndarray, churn: np.ndarray, back: np.ndarray, daily_buy: np.ndarray, window: int
+) -> np.ndarray:
+    """Expected completed orders in the next ``window`` days for the daily chain of _step_states: the
+    chance of being active or lapsed each day (the state moves first), times that state's chance to buy."""
+    active = (state == ACTIVE).astype(float)
+    lapsed = (state == LAPSED).astype(float)
+    orders = np.zeros_like(daily_buy)
+    for _ in range(window):
+        active, lapsed = (
+            active * (1 - churn - lapse) + lapsed * back,
+            active * lapse + lapsed * (1 - churn - back),
+        )
+        orders += active * daily_buy + lapsed * daily_buy * LAPSED_PURCHASE_FACTOR
+    return orders
