@@ -19,6 +19,9 @@ CHURN_LABELS_TABLE = "marts.customer_churn_labels"
 SATISFACTION_LABELS_TABLE = "marts.customer_satisfaction_labels"
 VALUE_LABELS_TABLE = "marts.customer_value_labels"
 FEEDBACK_TEXT_TABLE = "marts.customer_feedback_text"
+ORDERS_TABLE = "marts.fct_orders"
+ORDER_ITEMS_TABLE = "marts.fct_order_items"
+PRODUCTS_TABLE = "staging.stg_shop__products"
 TEXT_COLUMN = "feedback_text"
 ID_COLUMNS = ["customer_key", "as_of_date"]
 # Money features are heavy-tailed: models log-transform them.
@@ -116,6 +119,30 @@ def load_value_examples(warehouse: Warehouse, as_of_date: date) -> pd.DataFrame:
     frame = _typed(frame)
     frame["revenue_eur_in_horizon"] = frame["revenue_eur_in_horizon"].astype("float64")
     return frame
+
+
+def load_purchases(warehouse: Warehouse, after: date | None, until: date) -> pd.DataFrame:
+    """Per customer and product, the completed orders that held it with an order date in (``after``,
+    ``until``] (from the first order when ``after`` is None): the implicit feedback recommendations
+    learn from (customer_key, product_id, purchases)."""
+    since = "" if after is None else "and orders.order_date > cast(? as date)"
+    return warehouse.frame(
+        f"""
+        select orders.customer_key, items.product_id, count(distinct orders.order_id) as purchases
+        from {ORDERS_TABLE} as orders
+        inner join {ORDER_ITEMS_TABLE} as items on items.order_id = orders.order_id
+        where orders.status = 'completed' and orders.order_date <= cast(? as date) {since}
+        group by orders.customer_key, items.product_id""",
+        [until] if after is None else [until, after],
+    ).astype({"customer_key": "int64", "product_id": "int64", "purchases": "int64"})
+
+
+def load_catalogue(warehouse: Warehouse) -> pd.DataFrame:
+    """The products recommendations choose from: product_id, product_name, category (by id)."""
+    return warehouse.frame(
+        f"select product_id, product_name, coalesce(category, 'unknown') as category from {PRODUCTS_TABLE} "
+        "order by product_id"
+    ).astype({"product_id": "int64"})
 
 
 def load_features_with_text(warehouse: Warehouse, as_of_date: date) -> pd.DataFrame:

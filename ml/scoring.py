@@ -19,6 +19,7 @@ from crm.score_tables import (
     CLV_SCORES_TABLE,
     DRIVER_COLUMNS,
     PROSPECT_TIER,
+    RECOMMENDATION_SCORES_TABLE,
     SATISFACTION_SCORES_TABLE,
     SCORE_TABLES,
     SEGMENT_SCORES_TABLE,
@@ -27,12 +28,14 @@ from crm.score_tables import (
 )
 from crm.settings import Settings
 from crm.warehouse import open_warehouse
-from ml import churn, clv, explain, registry, satisfaction, segmentation
+from ml import churn, clv, explain, recommend, registry, satisfaction, segmentation
 from ml.blocks import in_blocks
 from ml.features import (
     FEATURE_COLUMNS,
     ID_COLUMNS,
+    load_catalogue,
     load_features_with_text,
+    load_purchases,
 )
 
 log = logging.getLogger(__name__)
@@ -237,11 +240,58 @@ def value_tiers(revenue: np.ndarray) -> np.ndarray:
     return tiers
 
 
+def score_recommendations(settings: Settings, inputs: ScoringInputs, gate: QualityGate) -> ScoringReport:
+    """The champion's top products for every customer known at the date, from their purchases up to it,
+    with the reason in words; gate, then replace that date's rows."""
+    champion, model = _champion(settings, recommend.MODEL_NAME)
+    with open_warehouse(settings, read_only=True) as warehouse:
+        purchases = load_purchases(warehouse, None, inputs.as_of_date)
+        catalogue = load_catalogue(warehouse)
+    customers = inputs.features["customer_key"].to_numpy()
+    started = time.perf_counter()
+    _, matrix = recommend.purchase_matrix(purchases, model.product_ids_, customers)
+    top = model.recommend(matrix).frame(customers, model)
+    elapsed = time.perf_counter() - started
+    top["reason"] = reason_texts(top, catalogue)
+    top["as_of_date"] = pd.Timestamp(inputs.as_of_date)
+    return _write(
+        settings,
+        RECOMMENDATION_SCORES_TABLE,
+        "recommendation_scores",
+        top,
+        inputs,
+        champion,
+        gate,
+        # Products the champion knows but the catalogue no longer lists are refused by the gate.
+        {"top_n": int(model.top_n), "product_ids": catalogue["product_id"].tolist()},
+        elapsed,
+    )
+
+
+def reason_texts(top: pd.DataFrame, catalogue: pd.DataFrame) -> pd.Series:
+    """Why each product is recommended, in words a customer-facing team can reuse."""
+    names = catalogue.set_index("product_id")["product_name"]
+    category = catalogue.set_index("product_id")["category"]
+    named = top["reason_product_id"].map(names).fillna("a product bought before").astype(str)
+    texts = {
+        "bought_before": pd.Series("bought before", index=top.index),
+        "bought_together": "bought together with " + named,
+        "popular_in_category": "popular in your favourite category: " + top["product_id"].map(category).astype(str),
+        "popular": pd.Series("popular with all customers", index=top.index),
+    }
+    reason = pd.Series("", index=top.index, dtype=object)
+    for kind, text in texts.items():
+        chosen = top["reason_kind"] == kind
+        reason[chosen] = text[chosen]
+    return reason
+
+
 SCORERS = {
     "churn": score_churn,
     "segments": score_segments,
     "satisfaction": score_satisfaction,
     "clv": score_clv,
+    "recommendations": score_recommendations,
 }
 
 

@@ -18,21 +18,31 @@ from crm.warehouse import open_warehouse
 from ml import registry
 from ml.ground_truth import evaluate
 from ml.scoring import SCORERS, NoChampion, read_scoring_inputs
-from ml.training import preflight_check, train_churn, train_clv, train_satisfaction, train_segmentation
+from ml.training import (
+    preflight_check,
+    train_churn,
+    train_clv,
+    train_recommendations,
+    train_satisfaction,
+    train_segmentation,
+)
 
 log = logging.getLogger(__name__)
 
 
 def train(settings: Settings, model: str = "churn") -> dict[str, object]:
-    """Train, register and promote ``model`` (churn, segments, satisfaction or clv).
+    """Train, register and promote ``model`` (churn, segments, satisfaction, clv or recommendations).
 
-    Churn and satisfaction train at the training date and validate at the validation date, and raise
-    ml.preflight.TrainingSkipped when the data does not suffice; the segmentation fits at the
-    validation date.
+    Churn, satisfaction and lifetime value train at the training date and validate at the validation
+    date, and raise ml.preflight.TrainingSkipped when the data does not suffice; the segmentation fits
+    at the validation date; recommendations learn from the purchases up to the validation date and
+    are graded on the window after it.
     """
     as_of = plan(settings)
     if model == "segments":
         report = train_segmentation(settings, as_of.validation)
+    elif model == "recommendations":
+        report = train_recommendations(settings, as_of.validation)
     else:
         trainer = {"churn": train_churn, "satisfaction": train_satisfaction, "clv": train_clv}[model]
         report = trainer(settings, as_of.train, as_of.validation, first_order_day(settings))

@@ -14,15 +14,18 @@ import numpy as np
 import pandas as pd
 from mlflow.data.pandas_dataset import PandasDataset
 from mlflow.models import ModelSignature, infer_signature
+from sklearn.base import clone
 
 from crm.settings import Settings
 from crm.warehouse import open_warehouse
-from ml import churn, clv, explain, plots, registry, satisfaction, segmentation
+from ml import churn, clv, explain, plots, recommend, registry, satisfaction, segmentation
 from ml.features import (
     FEATURE_COLUMNS,
     TEXT_COLUMN,
+    load_catalogue,
     load_churn_examples,
     load_features,
+    load_purchases,
     load_satisfaction_examples,
     load_value_examples,
     require_features,
@@ -538,4 +541,77 @@ CLV_TRUSTED_TYPES = [
     "ml.clv.PastSpendRate",
     "ml.clv.model_inputs",
     "ml.clv.model_input_names",
+]
+
+
+def train_recommendations(settings: Settings, validation_date: date) -> TrainingReport:
+    """Fit the recommendation candidates on the purchases up to the validation date, grade them on what
+    each customer bought in the churn window after it, register the best method refitted on every
+    purchase up to the end of that window, and promote it on MAP at N when the champion's method,
+    refitted on the same history, grades lower; raise TrainingSkipped when the window has too few buyers."""
+    window_end = validation_date + timedelta(days=settings.churn_window_days)
+    top_n = settings.recommendations_top_n
+    with open_warehouse(settings, read_only=True) as warehouse:
+        catalogue = load_catalogue(warehouse)
+        history_rows = load_purchases(warehouse, None, validation_date)
+        window_rows = load_purchases(warehouse, validation_date, window_end)
+        all_rows = load_purchases(warehouse, None, window_end)
+    product_ids, categories = catalogue["product_id"].to_numpy(), catalogue["category"].to_numpy()
+    customers, history = recommend.purchase_matrix(history_rows, product_ids)
+    _, window = recommend.purchase_matrix(window_rows, product_ids, customers)
+    reasons = recommend.preflight_reasons(window, history)
+    if reasons:
+        raise TrainingSkipped(
+            f"{recommend.MODEL_NAME} training skipped by the preflight; the current champion keeps serving: "
+            + "; ".join(reasons)
+        )
+    fitted = recommend.fit_candidates(history, window, product_ids, categories, top_n, settings.random_seed)
+    best = fitted[0]
+    _, everything = recommend.purchase_matrix(all_rows, product_ids)
+    params = {
+        "top_n": top_n,
+        "history_until_date": validation_date.isoformat(),
+        "evaluation_window_days": settings.churn_window_days,
+        "fit_until_date": window_end.isoformat(),
+        "customers": len(customers),
+        "products": len(product_ids),
+        "evaluated_customers": int((window.getnnz(axis=1) > 0).sum()),
+    }
+    client = registry.configure(settings)
+    experiment_id = registry.experiment_id(settings, client, recommend.MODEL_NAME)
+
+    def log_best(candidate: recommend.FittedCandidate):
+        # The registered model is the selected method fitted on every purchase up to the window's end.
+        model = clone(candidate.model).fit(everything, product_ids, categories)
+        example = all_rows.head(20)
+        return mlflow.sklearn.log_model(
+            model,
+            name="model",
+            signature=infer_signature(example, model.predict(example)),
+            input_example=example,
+            registered_model_name=recommend.MODEL_NAME,
+            pip_requirements=registry.PIP_REQUIREMENTS,
+            skops_trusted_types=registry.SKOPS_TRUSTED_TYPES + RECOMMENDATION_TRUSTED_TYPES,
+        )
+
+    run_ids, info = _track_candidates(experiment_id, fitted, params, log_best)
+    version = str(info.registered_model_version)
+    metric = recommend.selection_metric(top_n)
+    decision = _promote_on_validation(
+        client,
+        recommend.MODEL_NAME,
+        version,
+        run_ids[best.name],
+        metric,
+        best.metrics[metric],
+        lambda champion: recommend.validation_score(champion, history, window, product_ids, categories),
+    )
+    return TrainingReport(
+        recommend.MODEL_NAME, version, run_ids[best.name], best.name, best.metrics, decision, history.shape[0]
+    )
+
+
+# The recommenders, for skops to load them.
+RECOMMENDATION_TRUSTED_TYPES = [
+    f"ml.recommend.{name}" for name in ("ItemSimilarity", "LatentFactors", "FavouriteCategory", "Popularity")
 ]

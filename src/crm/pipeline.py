@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-MODELS = ("churn", "segments", "satisfaction", "clv")
+MODELS = ("churn", "segments", "satisfaction", "clv", "recommendations")
 # Up to which load the dbt tests have passed (crm.pipeline.record_tested_loads).
 TESTED_LOADS_TABLE = "audit.tested_loads"
 PUBLISHED_TABLES = (
@@ -43,6 +43,8 @@ PUBLISHED_TABLES = (
     "scores.segments",
     "scores.satisfaction",
     "scores.clv",
+    "scores.recommendations",
+    "marts.customer_recommendations",
 )
 # The published tables that grow with history, and what partitions them: a publication replaces only
 # the partitions whose rows changed (crm.warehouse.publish_copy). The others are copied whole.
@@ -57,6 +59,7 @@ PUBLISHED_PARTITIONS = {
     "scores.segments": "as_of_date",
     "scores.satisfaction": "as_of_date",
     "scores.clv": "as_of_date",
+    "scores.recommendations": "as_of_date",
 }
 # Columns that record when a run happened, not what it computed: two runs of the same day differ in
 # them by design, so the published checksums leave them out. They stay wall-clock on purpose:
@@ -69,6 +72,7 @@ RUN_PROVENANCE_COLUMNS = {
     "scores.segments": ("scored_at",),
     "scores.satisfaction": ("scored_at",),
     "scores.clv": ("scored_at",),
+    "scores.recommendations": ("scored_at",),
 }
 # Columns that depend on the order the scoring dates ran in: a customer's churn drivers are carried
 # forward from the latest earlier scoring date (ml.explain.carried_drivers), so a backfill in another

@@ -16,6 +16,7 @@ CHURN_SCORES_TABLE = "scores.churn"
 SEGMENT_SCORES_TABLE = "scores.segments"
 SATISFACTION_SCORES_TABLE = "scores.satisfaction"
 CLV_SCORES_TABLE = "scores.clv"
+RECOMMENDATION_SCORES_TABLE = "scores.recommendations"
 # Lifetime-value tiers: buyers by their expected revenue at the date (top share first); a customer
 # without a completed order yet is a prospect, with no value predicted.
 VALUE_TIERS = (("high", 0.2), ("medium", 0.5), ("low", 1.0))
@@ -58,6 +59,18 @@ SCORE_TABLES = {
         "probability_alive": "double precision",
         "value_tier": "text",
         "horizon_days": "bigint",
+        **_PROVENANCE,
+    },
+    # CRM_RECOMMENDATIONS_TOP_N rows per customer and date, best first; the reason says why in words
+    # and names the product it refers to ("bought together with ...") in reason_product_id.
+    RECOMMENDATION_SCORES_TABLE: {
+        "customer_key": "bigint",
+        "as_of_date": "date",
+        "rank": "bigint",
+        "product_id": "bigint",
+        "score": "double precision",
+        "reason": "text",
+        "reason_product_id": "bigint",
         **_PROVENANCE,
     },
 }

@@ -55,6 +55,8 @@ class Settings:
     # Lifetime value: the models predict orders and spend in this many days after the as-of date;
     # None means the churn window (validation needs the horizon's outcomes delivered: at most that).
     clv_horizon_days: int | None
+    # Recommendations: this many products per customer, graded on what customers buy in the churn window.
+    recommendations_top_n: int
     # Churn drivers are carried forward from the date they were computed (a column says which) while the
     # customer stays in its risk band and its probability moves by at most this much since that date,
     # for at most churn_drivers_max_age_days; the others are explained again at each scoring date.
@@ -119,6 +121,7 @@ class Settings:
             "earliest_plausible_date": date(1990, 1, 1),
             "churn_window_days": 90,
             "clv_horizon_days": None,
+            "recommendations_top_n": 10,
             "churn_drivers_max_shift": 0.05,
             "churn_drivers_max_age_days": 28,
             "random_seed": 42,
@@ -311,6 +314,7 @@ def _parse(name: str, text: str) -> object:
             "as_of_tolerance_days",
             "churn_window_days",
             "clv_horizon_days",
+            "recommendations_top_n",
             "churn_drivers_max_age_days",
             "random_seed",
             "training_max_rows",
