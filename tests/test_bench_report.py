@@ -1,6 +1,13 @@
 """The benchmark's target table: what it compares and what it shows beside the scoring rate."""
 
-from crm.bench import airflow_section, covered_s, dbt_stage, postgres_section, target_checks
+from crm.bench import (
+    airflow_section,
+    covered_s,
+    dbt_stage,
+    postgres_section,
+    target_checks,
+    value_and_recommendation_cells,
+)
 
 
 def _scale(customers: int, full_run_s: float) -> dict:
@@ -128,3 +135,17 @@ def test_watching_node_tasks_overhead_is_the_groups_wall_time_beyond_the_build_p
     stage = dbt_stage(per_node, {"dbt.a_model_build": (0.0, 3.0), "dbt.c_model_build": (5.0, 9.0)})
     assert stage["dbt_tasks"] == "model" and stage["node_overhead_median_s"] == 2.0 and stage["dbt_own_s"] == 3.0
     assert covered_s([(0.0, 3.0), (2.0, 4.0), (6.0, 7.0)]) == 5.0
+
+
+def test_lifetime_value_and_recommendations_show_each_figure_beside_its_reference():
+    value = {"spearman": 0.7, "gini": 0.88, "mae": 132.6, "total_ratio": 1.03, "decile_calibration_error": 0.07}
+    recommendations = {"precision_at_10": 0.12, "recall_at_10": 0.22, "map_at_10": 0.11, "coverage": 0.99}
+    quality = {
+        "clv": {**value, **{f"reference_{name}": figure / 2 for name, figure in value.items()}},
+        "recommendations": {**recommendations, **{f"reference_{n}": f / 2 for n, f in recommendations.items()}},
+    }
+    cells = value_and_recommendation_cells({"model_quality": quality})
+    assert cells[:3] == ["0.700 (0.350)", "0.880 (0.440)", "132.6 (66.3)"]
+    assert cells[-4:] == ["0.120 (0.060)", "0.220 (0.110)", "0.110 (0.055)", "0.990 (0.495)"]
+    skipped = value_and_recommendation_cells({"model_quality": {"clv": {"skipped": "no scores"}}})
+    assert skipped == ["–"] * 9, "a scale without the figures keeps the table's columns"

@@ -69,6 +69,7 @@ def test_run_succeeds_and_prints_the_summary(pipeline_run):
     assert [(m["name"], m["aliases"]) for m in summary["models"]] == [
         ("crm_churn", first),
         ("crm_clv", first),
+        ("crm_recommendations", first),
         ("crm_satisfaction", first),
         ("crm_segmentation", first),
     ]
@@ -214,6 +215,9 @@ DEMO_FLOORS = {
     "churn_ece": 0.06,
     "satisfaction_auc_ratio": 0.85,
     "segmentation_ari_repeat_buyers": 0.55,
+    # Shares of the reference from the simulation's own parameters, on the same customers.
+    "clv_gini_of_reference": 0.9,
+    "recommendations_map_of_reference": 0.55,
 }
 
 
@@ -228,6 +232,16 @@ def test_models_track_the_generators_ground_truth(pipeline_run):
     # The survey reference knows each customer's true segment: no model reading the data can beat it by much.
     assert satisfaction["auc_ratio"] <= satisfaction["survey_reference_auc_ratio"] + 0.02, satisfaction
     assert segments["ari_repeat_buyers"] >= DEMO_FLOORS["segmentation_ari_repeat_buyers"], segments
+    value, recommendations = quality["clv"], quality["recommendations"]
+    assert (
+        value["customers"] > 1_500 and value["gini"] >= DEMO_FLOORS["clv_gini_of_reference"] * value["reference_gini"]
+    )
+    assert value["total_ratio"] == pytest.approx(1.0, abs=0.15), value
+    assert recommendations["customers"] > 1_000, recommendations
+    assert (
+        recommendations["map_at_10"]
+        >= DEMO_FLOORS["recommendations_map_of_reference"] * recommendations["reference_map_at_10"]
+    ), recommendations
 
 
 def test_champion_loads_from_the_registry(pipeline_run):

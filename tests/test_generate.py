@@ -78,6 +78,28 @@ def test_truth_covers_every_delivered_customer(default_run):
     assert json.loads((home / "truth" / "manifest.json").read_text()) == manifest
 
 
+def test_the_truth_knows_what_customers_buy_next_and_what_it_is_worth(default_run):
+    """The window's purchases are the products of the completed orders the truth counts, their spend is
+    the truth's future spend, and the reference of expected spend is calibrated on it."""
+    home, _ = default_run
+    truth = pd.read_parquet(home / "truth" / "customers.parquet").set_index("customer_id")
+    bought = pd.read_parquet(home / "truth" / "window_purchases.parquet")
+    products = pd.read_parquet(home / "truth" / "products.parquet").set_index("product_id")
+    assert set(bought["customer_id"]) == set(truth.index[truth["future_orders"] > 0])
+    spend = (bought["quantity"] * bought["product_id"].map(products["price_eur"])).groupby(bought["customer_id"]).sum()
+    assert spend.to_numpy() == pytest.approx(truth.loc[spend.index, "future_spend"].to_numpy(), abs=0.01)
+    assert truth["true_expected_orders"].sum() == pytest.approx(truth["future_orders"].sum(), rel=0.05)
+    assert truth["true_expected_spend"].sum() == pytest.approx(truth["future_spend"].sum(), rel=0.1)
+    affinities = truth.filter(like="affinity_")
+    assert affinities.sum(axis=1).to_numpy() == pytest.approx(1.0)
+    # Tastes follow the segment: electronics is the occasional buyers' category, rare for champions.
+    by_segment = affinities.groupby(truth["segment"]).mean()
+    assert (
+        by_segment.loc["occasional", "affinity_electronics"] > 3 * by_segment.loc["champions", "affinity_electronics"]
+    )
+    assert (products["companion_product_id"] != products.index).all()
+
+
 def test_every_source_is_realistic_and_linked(default_run):
     home, manifest = default_run
     landing = home / "landing"

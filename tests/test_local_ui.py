@@ -111,13 +111,13 @@ def test_task_processes_fork_from_a_warmed_up_forkserver(ui, daily_run):
     assert services.TASK_PRELOAD_FAILED not in log
 
 
-def test_mlflow_api_lists_the_four_models_with_their_champion(ui):
+def test_mlflow_api_lists_the_models_with_their_champion(ui):
     _, endpoints, _ = ui
     models = services.request_json(f"{endpoints.mlflow_url}/api/2.0/mlflow/registered-models/search")[
         "registered_models"
     ]
     aliases = {model["name"]: {alias["alias"] for alias in model.get("aliases", [])} for model in models}
-    assert set(aliases) == {"crm_churn", "crm_segmentation", "crm_satisfaction", "crm_clv"}
+    assert set(aliases) == {"crm_churn", "crm_segmentation", "crm_satisfaction", "crm_clv", "crm_recommendations"}
     assert all("champion" in names for names in aliases.values()), aliases
 
 
@@ -193,9 +193,9 @@ def test_screenshots_show_the_dag_graph_and_the_registered_models(ui, tmp_path: 
         driver.save_screenshot(str(airflow_png))
 
         driver.get(f"{endpoints.mlflow_url}/#/models")
-        models = ("crm_churn", "crm_segmentation", "crm_satisfaction", "crm_clv")
+        models = ("crm_churn", "crm_segmentation", "crm_satisfaction", "crm_clv", "crm_recommendations")
         assert _wait_until(lambda: all(name in driver.page_source for name in models)), (
-            "the MLflow models page did not list the four models"
+            "the MLflow models page did not list the five models"
         )
         driver.find_element(By.TAG_NAME, "body").send_keys(Keys.ESCAPE)  # a "what's new" dialog may cover it
         mlflow_png = tmp_path / "mlflow_models.png"

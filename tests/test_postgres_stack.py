@@ -84,6 +84,7 @@ def test_scheduled_and_backfilled_daily_runs_succeed_with_the_warehouse_airflow_
         "train_segments": "success",
         "train_satisfaction": "skipped",
         "train_clv": "success",
+        "train_recommendations": "success",
     }, trained
     assert {state for task, state in pipeline_tasks.items() if task not in trained} == {"success"}, pipeline_tasks
     assert [run["state"] for run in backfilled] == ["success"], f"{backfilled} (logs under {logs})"

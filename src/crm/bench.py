@@ -649,6 +649,18 @@ def write_report(results: list[dict[str, object]], out_dir: Path) -> Path:
             f"{met['satisfaction_auc_ratio']} ({satisfaction['survey_reference_auc_ratio']:.3f}) | "
             f"{segments['ari']:.3f} {met['segmentation_ari']} ({segments['ari_repeat_buyers']:.3f}) |"
         )
+    lines += [
+        "",
+        "Lifetime value against the spend each buyer realised in the window, and recommendations against "
+        "the products customers bought in it (a sample of at most 20,000 of them); in brackets the "
+        "reference from the simulation's own parameters (see ml/ground_truth.py):",
+        "",
+        "| customers | CLV Spearman | CLV Gini | CLV MAE EUR | CLV total ratio | CLV decile error "
+        "| recs precision@N | recs recall@N | recs MAP@N | recs coverage |",
+        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for scale in results:
+        lines.append(f"| {scale['customers']:,} | " + " | ".join(value_and_recommendation_cells(scale)) + " |")
     quality_targets = results[0]["model_quality"]["targets"] if results else {}  # type: ignore[index]
     if quality_targets:
         lines += [
@@ -670,6 +682,25 @@ def write_report(results: list[dict[str, object]], out_dir: Path) -> Path:
     ]
     (out_dir / "latest.md").write_text("\n".join(lines) + "\n")
     return out_dir / "latest.md"
+
+
+def value_and_recommendation_cells(scale: dict[str, object]) -> list[str]:
+    """The lifetime-value and recommendation figures of a scale, each with its reference in brackets."""
+    quality = scale["model_quality"]
+    value, recommendations = quality.get("clv", {}), quality.get("recommendations", {})  # type: ignore[union-attr]
+
+    def cell(figures: dict, name: str, digits: int = 3) -> str:
+        if name not in figures:
+            return "–"
+        return f"{figures[name]:.{digits}f} ({figures['reference_' + name]:.{digits}f})"
+
+    names = ("spearman", "gini", "mae", "total_ratio", "decile_calibration_error")
+    top = [name for name in recommendations if name.startswith(("precision_at_", "recall_at_", "map_at_"))]
+    return (
+        [cell(value, name, 1 if name == "mae" else 3) for name in names]
+        + [cell(recommendations, name) for name in [*top, "coverage"]]
+        + ["–"] * (3 - len(top))
+    )
 
 
 def airflow_section(results: list[dict[str, object]]) -> list[str]:
