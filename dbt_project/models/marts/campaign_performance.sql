@@ -4,8 +4,9 @@
     the campaign's send day. Conversions are measured from the orders themselves, the same way for
     treated and control customers, so the lift is comparable (the email tool's own `conversion`
     events only exist for clicks, never for the control group). The confidence interval of the
-    absolute lift is the normal approximation for a difference of two proportions. Amounts are
-    the raw order amounts (no currency conversion). -#}
+    absolute lift is the normal approximation for a difference of two proportions. Revenue is in
+    EUR: the orders' `amount_eur` from fct_orders (converted there with the seed currency_rates),
+    so orders in different currencies add up. -#}
 {%- set effect_days = 7 -%}
 
 with
@@ -24,13 +25,7 @@ events as (
 
 orders as (
 
-    select * from {{ ref('stg_shop__orders') }}
-
-),
-
-identity as (
-
-    select * from {{ ref('int_customer_identity') }}
+    select * from {{ ref('fct_orders') }}
 
 ),
 
@@ -62,14 +57,14 @@ recipients as (
 
 completed_orders as (
 
+    -- fct_orders holds the latest version of each order of a known customer, keyed to the person.
     select
-        identity.customer_key,
-        orders.order_date,
-        orders.amount
+        customer_key,
+        order_date,
+        amount_eur
 
     from orders
-    inner join identity on identity.customer_id = orders.customer_id
-    where orders.status = 'completed'
+    where status = 'completed'
 
 ),
 
@@ -90,7 +85,7 @@ window_orders as (
         campaign_window_days.campaign_id,
         completed_orders.customer_key,
         count(*) as orders_in_window,
-        sum(completed_orders.amount) as revenue_in_window
+        sum(completed_orders.amount_eur) as revenue_eur_in_window
 
     from completed_orders
     inner join campaign_window_days
@@ -106,7 +101,7 @@ recipient_outcomes as (
         recipients.variant,
         recipients.customer_key,
         coalesce(window_orders.orders_in_window, 0) as orders_in_window,
-        coalesce(window_orders.revenue_in_window, 0) as revenue_in_window
+        coalesce(window_orders.revenue_eur_in_window, 0) as revenue_eur_in_window
 
     from recipients
     inner join campaign_days on campaign_days.campaign_id = recipients.campaign_id
@@ -123,7 +118,7 @@ group_outcomes as (
         variant,
         count(*) as recipients,
         sum(case when orders_in_window > 0 then 1 else 0 end) as conversions,
-        sum(revenue_in_window) as revenue
+        sum(revenue_eur_in_window) as revenue_eur
 
     from recipient_outcomes
     group by campaign_id, variant
@@ -148,11 +143,11 @@ rates as (
         cast(coalesce(treated.recipients, 0) as integer) as recipients,
         cast(coalesce(treated.conversions, 0) as integer) as conversions,
         cast(treated.conversions as {{ type_double() }}) / nullif(treated.recipients, 0) as conversion_rate,
-        cast(treated.revenue as {{ type_double() }}) / nullif(treated.recipients, 0) as revenue_per_recipient,
+        cast(treated.revenue_eur as {{ type_double() }}) / nullif(treated.recipients, 0) as revenue_per_recipient_eur,
         cast(coalesce(control.recipients, 0) as integer) as control_recipients,
         cast(coalesce(control.conversions, 0) as integer) as control_conversions,
         cast(control.conversions as {{ type_double() }}) / nullif(control.recipients, 0) as control_conversion_rate,
-        cast(control.revenue as {{ type_double() }}) / nullif(control.recipients, 0) as control_revenue_per_recipient
+        cast(control.revenue_eur as {{ type_double() }}) / nullif(control.recipients, 0) as control_revenue_per_recipient_eur
 
     from treated_variants
     inner join campaign_days on campaign_days.campaign_id = treated_variants.campaign_id
@@ -198,8 +193,8 @@ final as (
         absolute_lift - lift_margin as absolute_lift_ci_lower,
         absolute_lift + lift_margin as absolute_lift_ci_upper,
         absolute_lift - lift_margin > 0 or absolute_lift + lift_margin < 0 as is_lift_significant,
-        revenue_per_recipient,
-        control_revenue_per_recipient
+        revenue_per_recipient_eur,
+        control_revenue_per_recipient_eur
 
     from lifts
 
