@@ -8,7 +8,8 @@ per seed, snapshot and model and one per model's tests; clear a node's task to r
 alone (`CRM_DAILY_DBT_TASKS=model`: each node's task runs dbt itself; `build`: one `dbt_build`
 task) → the mart suites gate it (and announce the `crm_customer_features` asset, which triggers
 `crm_training`) → every model's champion scores every customer, each score table gated before it
-replaces the day's rows → the BI copy is replaced → summary.
+replaces the day's rows (recommendations only on `CRM_RECOMMENDATIONS_WEEKDAY`, Mondays by default:
+ten rows a customer; the latest stay published) → the BI copy is replaced → summary.
 
 **Params:** `as_of_date` (empty: a scheduled run processes the day before its logical date, a
 manual run the last delivered day), `churn_window_days`, `full_refresh`.
@@ -50,7 +51,7 @@ def crm_daily():
         steps.load_landing(),
         *build,
         steps.quality_gate_marts(),
-        model_steps.score_models(),
+        model_steps.score_models(daily=True),
         steps.publish_marts(),
         steps.run_summary(),
     )

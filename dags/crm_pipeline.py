@@ -4,10 +4,11 @@
 What `make run` runs: landing files → raw schema (each source's new batch passes its Great
 Expectations raw suites before the load commits) → dbt build (staging, marts, point-in-time
 features at the scoring date) → the mart suites → the training data (features at the training and
-validation dates, labels) → churn, segmentation, satisfaction and lifetime-value models trained,
-registered and promoted in MLflow → every champion scores, into `scores.churn`, `scores.segments`,
-`scores.satisfaction` and `scores.clv` (gated before they replace that date's rows) → the marts
-that read the scores (`customer_360`) are rebuilt and the BI copy is replaced → run summary.
+validation dates, labels) → churn, segmentation, satisfaction, lifetime-value and recommendation
+models trained, registered and promoted in MLflow → every champion scores, into `scores.churn`,
+`scores.segments`, `scores.satisfaction`, `scores.clv` and `scores.recommendations` (gated before
+they replace that date's rows) → the marts that read the scores (`customer_360`,
+`customer_recommendations`) are rebuilt and the BI copy is replaced → run summary.
 
 A blocking quality failure fails its task, nothing downstream runs, and the BI copy keeps the
 previous run's tables. A failed training preflight (too few labels, too little history, a broken

@@ -4,9 +4,10 @@
 Weekly (Monday 04:00 UTC), and whenever `crm_daily` announces new gated features (the
 `crm_customer_features` asset): dbt builds the training data (the point-in-time features at the
 training and validation dates, and the labels at those dates) → the training preflight checks the
-labels and history of the supervised models → churn, segmentation, satisfaction and lifetime value
-(its own preflight: enough repeat buyers, an observed horizon) train with a
-time-based split, each run logged to its MLflow experiment → the new version is registered with
+labels and history of the supervised models → churn, segmentation, satisfaction, lifetime value
+(its own preflight: enough repeat buyers, an observed horizon) and recommendations (enough buyers in
+the window after the validation date) train with a time-based split, each run logged to its MLflow
+experiment → the new version is registered with
 alias `challenger` → it becomes `champion` only if it beats the current champion on the same
 validation data (the decision and both scores are logged). A model that fails its preflight
 skips training with the reasons, and its champion keeps serving.

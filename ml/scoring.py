@@ -268,22 +268,28 @@ def score_recommendations(settings: Settings, inputs: ScoringInputs, gate: Quali
     )
 
 
-def reason_texts(top: pd.DataFrame, catalogue: pd.DataFrame) -> pd.Series:
-    """Why each product is recommended, in words a customer-facing team can reuse."""
-    names = catalogue.set_index("product_id")["product_name"]
-    category = catalogue.set_index("product_id")["category"]
-    named = top["reason_product_id"].map(names).fillna("a product bought before").astype(str)
-    texts = {
-        "bought_before": pd.Series("bought before", index=top.index),
-        "bought_together": "bought together with " + named,
-        "popular_in_category": "popular in your favourite category: " + top["product_id"].map(category).astype(str),
-        "popular": pd.Series("popular with all customers", index=top.index),
-    }
-    reason = pd.Series("", index=top.index, dtype=object)
-    for kind, text in texts.items():
-        chosen = top["reason_kind"] == kind
-        reason[chosen] = text[chosen]
-    return reason
+def reason_texts(top: pd.DataFrame, catalogue: pd.DataFrame) -> pd.Categorical:
+    """Why each product is recommended, in words a customer-facing team can reuse: a categorical, as the
+    texts are few (one per product and category) and the rows many."""
+    names = catalogue["product_name"].astype(str).tolist()
+    categories = sorted(catalogue["category"].astype(str).unique())
+    texts = [
+        "bought before",
+        "popular with all customers",
+        *(f"bought together with {name}" for name in names),
+        *(f"popular in your favourite category: {category}" for category in categories),
+    ]
+    position = pd.Index(catalogue["product_id"])
+    named = position.get_indexer(top["reason_product_id"].fillna(-1).astype("int64"))
+    category_of_product = pd.Index(categories).get_indexer(catalogue["category"].astype(str))
+    category = category_of_product[position.get_indexer(top["product_id"])]
+    kind = np.asarray(top["reason_kind"].cat.codes)
+    codes = np.select(
+        [kind == recommend.BOUGHT_BEFORE, kind == recommend.BOUGHT_TOGETHER, kind == recommend.POPULAR_IN_CATEGORY],
+        [0, 2 + named, 2 + len(names) + category],
+        1,
+    )
+    return pd.Categorical.from_codes(codes, texts)
 
 
 SCORERS = {

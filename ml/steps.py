@@ -68,20 +68,29 @@ def preflight(settings: Settings) -> dict[str, dict[str, object]]:
     return results
 
 
-def score(settings: Settings, models: tuple[str, ...] = MODELS) -> dict[str, dict[str, object]]:
+def score(settings: Settings, models: tuple[str, ...] = MODELS, daily: bool = False) -> dict[str, dict[str, object]]:
     """Score every customer known at the scoring date with the champion of each of ``models`` (churn,
-    segments, satisfaction, clv), in one process: the features are read once, and the imports and the
-    quality gate's context are paid once instead of once per model.
+    segments, satisfaction, clv, recommendations), in one process: the features are read once, and the
+    imports and the quality gate's context are paid once instead of once per model.
 
-    A model without a champion yet is skipped (``{"skipped": reason}``); raises ml.scoring.NoChampion
-    when none of them has one. A blocking score gate raises before that model's rows are written
-    (the models scored before it keep their new rows, each replaced in its own transaction).
+    ``daily`` (crm_daily) refreshes the recommendations only on CRM_RECOMMENDATIONS_WEEKDAY: the latest
+    stay in scores.recommendations and the BI table. A model without a champion yet is skipped
+    (``{"skipped": reason}``); raises ml.scoring.NoChampion when none of them has one. A blocking score
+    gate raises before that model's rows are written (the models scored before it keep their new rows,
+    each replaced in its own transaction).
     """
     quality = QualityGate(settings)
     inputs = read_scoring_inputs(settings, plan(settings).scoring)
     results: dict[str, dict[str, object]] = {}
     try:
         for model in models:
+            if model == "recommendations" and daily and not settings.recommendations_due(inputs.as_of_date):
+                results[model] = {
+                    "skipped": f"crm_daily refreshes recommendations on {settings.recommendations_weekday}s "
+                    "(CRM_RECOMMENDATIONS_WEEKDAY); the latest stay published"
+                }
+                log.info("recommendations not scored at %s: %s", inputs.as_of_date, results[model]["skipped"])
+                continue
             try:
                 report = SCORERS[model](settings, inputs, quality)
             except NoChampion as missing:

@@ -33,9 +33,10 @@ def train_model(model: str) -> dict[str, object]:
 
 
 @task(trigger_rule=TriggerRule.NONE_FAILED)
-def score_models() -> dict[str, dict[str, object]]:
+def score_models(daily: bool = False) -> dict[str, dict[str, object]]:
     """Score every customer with each model's champion (a model without one is skipped; the task skips
-    when none has one); each score suite gates before that model's rows of the date are replaced."""
+    when none has one); each score suite gates before that model's rows of the date are replaced.
+    ``daily``: crm_daily's scoring, which refreshes the recommendations on their weekday only."""
     from airflow.sdk.exceptions import AirflowSkipException
 
     from ml import steps
@@ -43,7 +44,7 @@ def score_models() -> dict[str, dict[str, object]]:
 
     try:
         with data_errors_fail_at_once():
-            return steps.score(settings_for_run())
+            return steps.score(settings_for_run(), daily=daily)
     except NoChampion as missing:
         raise AirflowSkipException(str(missing)) from None
 

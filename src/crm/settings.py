@@ -57,6 +57,9 @@ class Settings:
     clv_horizon_days: int | None
     # Recommendations: this many products per customer, graded on what customers buy in the churn window.
     recommendations_top_n: int
+    # crm_daily refreshes the recommendations on this weekday only ("daily": every day): at a million
+    # customers they are ten million rows a date; crm_pipeline and `crm score` refresh them at any date.
+    recommendations_weekday: str
     # Churn drivers are carried forward from the date they were computed (a column says which) while the
     # customer stays in its risk band and its probability moves by at most this much since that date,
     # for at most churn_drivers_max_age_days; the others are explained again at each scoring date.
@@ -122,6 +125,7 @@ class Settings:
             "churn_window_days": 90,
             "clv_horizon_days": None,
             "recommendations_top_n": 10,
+            "recommendations_weekday": "monday",
             "churn_drivers_max_shift": 0.05,
             "churn_drivers_max_age_days": 28,
             "random_seed": 42,
@@ -169,6 +173,10 @@ class Settings:
         if self.warehouse_engine == "postgres":
             return f"schemas bi_marts and bi_scores of {self.warehouse_location}"
         return str(self.bi_warehouse_path)
+
+    def recommendations_due(self, as_of: date) -> bool:
+        """Whether crm_daily refreshes the recommendations at ``as_of`` (recommendations_weekday)."""
+        return self.recommendations_weekday in ("daily", WEEKDAYS[as_of.weekday()])
 
     @property
     def clv_horizon(self) -> int:
@@ -296,8 +304,12 @@ _EXPECTED = {
     "earliest_plausible_date": "YYYY-MM-DD",
     "full_refresh": "true or false",
     "daily_dbt_tasks": "watch, model or build",
+    "recommendations_weekday": "a weekday in English (monday ... sunday) or daily",
     "warehouse_url": "a PostgreSQL URL, postgresql+psycopg://user:password@host:port/database (empty: DuckDB)",
 }
+
+
+WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 
 
 def _parse(name: str, text: str) -> object:
@@ -334,6 +346,10 @@ def _parse(name: str, text: str) -> object:
             return text.lower() in ("true", "1", "yes")
         if name == "daily_dbt_tasks" and text not in ("watch", "model", "build"):
             raise ValueError
+        if name == "recommendations_weekday":
+            if text.lower() not in (*WEEKDAYS, "daily"):
+                raise ValueError
+            return text.lower()
         if name == "warehouse_url" and not text.startswith(("postgresql://", "postgresql+")):
             raise ValueError
     except ValueError:
