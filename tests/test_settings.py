@@ -80,3 +80,16 @@ def test_the_warehouse_is_duckdb_unless_a_postgresql_url_is_set(tmp_path: Path, 
         ValueError, match="CRM_WAREHOUSE_URL='mysql://crm@db/warehouse' is not valid: expected a PostgreSQL URL"
     ):
         Settings.from_env(home=tmp_path)
+
+
+def test_recommendations_refresh_on_their_weekday_or_daily(monkeypatch):
+    monday, tuesday = date(2026, 11, 23), date(2026, 11, 24)
+    settings = Settings.from_env()
+    assert settings.recommendations_due(monday) and not settings.recommendations_due(tuesday)
+    monkeypatch.setenv("CRM_RECOMMENDATIONS_WEEKDAY", "Tuesday")
+    assert Settings.from_env().recommendations_due(tuesday)
+    monkeypatch.setenv("CRM_RECOMMENDATIONS_WEEKDAY", "daily")
+    assert Settings.from_env().recommendations_due(monday) and Settings.from_env().recommendations_due(tuesday)
+    monkeypatch.setenv("CRM_RECOMMENDATIONS_WEEKDAY", "weekly")
+    with pytest.raises(ValueError, match="CRM_RECOMMENDATIONS_WEEKDAY='weekly' is not valid: expected a weekday"):
+        Settings.from_env()
