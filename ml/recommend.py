@@ -119,17 +119,18 @@ class Recommender(BaseEstimator):
             yield start, min(start + size, rows)
 
     def _recommend_block(self, purchases: sparse.csr_matrix) -> Recommendations:
+        # Single precision: the block's arrays are customers x products wide, and the ranking needs no more.
+        purchases = purchases.astype("float32")
         history = purchases.toarray()
         scores = self._scores(purchases, history)
         # Popularity breaks ties and fills the list where the candidate has nothing (scaled below any
         # real score): every customer gets top_n products.
-        fallback = self.popularity_ / (self.popularity_.max() or 1.0)
+        fallback = (self.popularity_ / (self.popularity_.max() or 1.0)).astype("float32")
         ranked = np.maximum(scores.max(axis=1, keepdims=True), 1e-3) * (1e-6 * fallback)
         ranked += scores
         products = ranked.shape[1]
         n = min(self.top_n, products)
-        # The top n chosen in single precision (several times faster over a wide block), ordered in double.
-        top = np.argpartition(ranked.astype("float32"), products - n, axis=1)[:, products - n :]
+        top = np.argpartition(ranked, products - n, axis=1)[:, products - n :]
         rows = np.arange(len(ranked))[:, None]
         top = top[rows, np.argsort(-ranked[rows, top], axis=1, kind="stable")]
         kind, reason_item = self._reasons(purchases, history, scores, top)
@@ -190,8 +191,8 @@ class ItemSimilarity(Recommender):
         self.similarity_ = similarity
 
     def _scores(self, purchases: sparse.csr_matrix, history: np.ndarray) -> np.ndarray:
-        bought = (purchases > 0).astype("float64")
-        scores = np.asarray(bought @ self.similarity_)
+        bought = (purchases > 0).astype(history.dtype)
+        scores = np.asarray(bought @ self.similarity_.astype(history.dtype))
         rows, columns = purchases.nonzero()
         scores[rows, columns] += self.repeat_weight * np.log1p(history[rows, columns])
         return scores
@@ -215,8 +216,9 @@ class LatentFactors(Recommender):
         self.product_factors_ = svd.components_.T  # products x components
 
     def _scores(self, purchases: sparse.csr_matrix, history: np.ndarray) -> np.ndarray:
-        bought = (purchases > 0).astype("float64")
-        return np.maximum(np.asarray(bought @ self.product_factors_) @ self.product_factors_.T, 0.0)
+        bought = (purchases > 0).astype(history.dtype)
+        factors = self.product_factors_.astype(history.dtype)
+        return np.maximum(np.asarray(bought @ factors) @ factors.T, 0.0)
 
     def _item_affinity(self) -> np.ndarray:
         return self.product_factors_ @ self.product_factors_.T
@@ -226,11 +228,14 @@ class FavouriteCategory(Recommender):
     """The most popular products of the category the customer bought most often."""
 
     def _scores(self, purchases: sparse.csr_matrix, history: np.ndarray) -> np.ndarray:
-        in_category = np.equal.outer(self.product_category_, np.arange(len(self.category_names_))).astype("float64")
+        in_category = np.equal.outer(self.product_category_, np.arange(len(self.category_names_))).astype(history.dtype)
         by_category = np.asarray(purchases @ in_category)
         favourite = by_category.argmax(axis=1)
         in_favourite = self.product_category_[None, :] == favourite[:, None]
-        return np.where(in_favourite & (by_category.max(axis=1) > 0)[:, None], self.popularity_[None, :], 0.0)
+        popularity = self.popularity_.astype(history.dtype)
+        return np.where(in_favourite & (by_category.max(axis=1) > 0)[:, None], popularity[None, :], 0).astype(
+            history.dtype
+        )
 
     def _reasons(self, purchases, history, scores, top):
         rows = np.arange(len(top))[:, None]

@@ -56,6 +56,8 @@ class ScoringReport:
     predict_s: float
     # Seconds to explain the scores (the churn drivers of customers at risk); 0 for the other models.
     explain_s: float = 0.0
+    # Customers scored: the rows, but for recommendations (top N rows a customer).
+    customers: int | None = None
 
 
 @dataclass(frozen=True)
@@ -336,5 +338,11 @@ def _write(
         "scored %d customers at %s with %s v%s into %s", len(scores), as_of_date, champion.name, champion.version, table
     )
     return ScoringReport(
-        table, as_of_date, len(scores), str(champion.version), round(predict_s, 3), round(explain_s, 3)
+        table,
+        as_of_date,
+        len(scores),
+        str(champion.version),
+        round(predict_s, 3),
+        round(explain_s, 3),
+        scores["customer_key"].nunique(),
     )

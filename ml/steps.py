@@ -57,12 +57,13 @@ def train(settings: Settings, model: str = "churn") -> dict[str, object]:
 
 
 def preflight(settings: Settings) -> dict[str, dict[str, object]]:
-    """The training preflight of the supervised models (churn, satisfaction) without training:
-    per model whether it passes, the reasons when not, and notes. The segmentation needs no labels."""
+    """The training preflight of the models that learn from outcomes (churn, satisfaction, lifetime value,
+    recommendations) without training: per model whether it passes, the reasons when not, and notes.
+    The segmentation needs no labels."""
     as_of = plan(settings)
     first_day = first_order_day(settings)
     results = {}
-    for model in ("churn", "satisfaction"):
+    for model in ("churn", "satisfaction", "clv", "recommendations"):
         check = preflight_check(settings, model, as_of.train, as_of.validation, first_day)
         results[model] = {"passed": check.passed, "reasons": check.reasons, "notes": check.notes}
     return results

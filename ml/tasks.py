@@ -12,7 +12,8 @@ from crm.orchestration import data_errors_fail_at_once, settings_for_run
 
 @task
 def training_preflight() -> dict[str, dict[str, object]]:
-    """Whether the data suffices to train churn and satisfaction; a failing model skips its training."""
+    """Whether the data suffices to train churn, satisfaction, lifetime value and recommendations; a
+    failing model skips its training."""
     from ml import steps
 
     return steps.preflight(settings_for_run())

@@ -185,7 +185,13 @@ def _examples(
 def preflight_check(
     settings: Settings, model: str, train_date: date, validation_date: date, first_data_day: date
 ) -> PreflightResult:
-    """The training preflight of ``model`` (churn or satisfaction) on the data it would train on."""
+    """The training preflight of ``model`` (churn, satisfaction, clv or recommendations) on the data it
+    would train on."""
+    if model == "clv":
+        return PreflightResult(clv.preflight_reasons(*_value_examples(settings, train_date, validation_date)))
+    if model == "recommendations":
+        *_, history, window = _purchase_split(settings, validation_date)
+        return PreflightResult(recommend.preflight_reasons(window, history))
     train, validation = _examples(model, settings, train_date, validation_date)
     return preflight_result(settings, model, train, validation, first_data_day, train_date)
 
@@ -479,15 +485,8 @@ def train_clv(settings: Settings, train_date: date, validation_date: date, first
     their revenue in the horizon after it), compare them on the buyers at the validation date, register
     the best and promote it on the normalised Gini; raise TrainingSkipped when the data does not suffice."""
     horizon = settings.clv_horizon
-    with open_warehouse(settings, read_only=True) as warehouse:
-        require_features(warehouse, train_date, validation_date)
-        train, validation = load_value_examples(warehouse, train_date), load_value_examples(warehouse, validation_date)
-    reasons = clv.preflight_reasons(train, validation)
-    if reasons:
-        raise TrainingSkipped(
-            f"{clv.MODEL_NAME} training skipped by the preflight; the current champion keeps serving: "
-            + "; ".join(reasons)
-        )
+    train, validation = _value_examples(settings, train_date, validation_date)
+    _skip_unless_passed(clv.MODEL_NAME, clv.preflight_reasons(train, validation))
     available = len(train)
     train = training_sample(train, settings.training_max_rows, settings.random_seed)
     params = {
@@ -551,20 +550,10 @@ def train_recommendations(settings: Settings, validation_date: date) -> Training
     refitted on the same history, grades lower; raise TrainingSkipped when the window has too few buyers."""
     window_end = validation_date + timedelta(days=settings.churn_window_days)
     top_n = settings.recommendations_top_n
+    product_ids, categories, customers, history, window = _purchase_split(settings, validation_date)
+    _skip_unless_passed(recommend.MODEL_NAME, recommend.preflight_reasons(window, history))
     with open_warehouse(settings, read_only=True) as warehouse:
-        catalogue = load_catalogue(warehouse)
-        history_rows = load_purchases(warehouse, None, validation_date)
-        window_rows = load_purchases(warehouse, validation_date, window_end)
         all_rows = load_purchases(warehouse, None, window_end)
-    product_ids, categories = catalogue["product_id"].to_numpy(), catalogue["category"].to_numpy()
-    customers, history = recommend.purchase_matrix(history_rows, product_ids)
-    _, window = recommend.purchase_matrix(window_rows, product_ids, customers)
-    reasons = recommend.preflight_reasons(window, history)
-    if reasons:
-        raise TrainingSkipped(
-            f"{recommend.MODEL_NAME} training skipped by the preflight; the current champion keeps serving: "
-            + "; ".join(reasons)
-        )
     fitted = recommend.fit_candidates(history, window, product_ids, categories, top_n, settings.random_seed)
     best = fitted[0]
     _, everything = recommend.purchase_matrix(all_rows, product_ids)
@@ -609,6 +598,34 @@ def train_recommendations(settings: Settings, validation_date: date) -> Training
     return TrainingReport(
         recommend.MODEL_NAME, version, run_ids[best.name], best.name, best.metrics, decision, history.shape[0]
     )
+
+
+def _value_examples(settings: Settings, train_date: date, validation_date: date) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The buyers at the training and validation dates with their value in the horizon after each."""
+    with open_warehouse(settings, read_only=True) as warehouse:
+        require_features(warehouse, train_date, validation_date)
+        return load_value_examples(warehouse, train_date), load_value_examples(warehouse, validation_date)
+
+
+def _purchase_split(settings: Settings, validation_date: date):
+    """The catalogue (product ids, categories), and the purchase matrices recommendations are graded on:
+    each customer's purchases up to the validation date and in the churn window after it."""
+    window_end = validation_date + timedelta(days=settings.churn_window_days)
+    with open_warehouse(settings, read_only=True) as warehouse:
+        catalogue = load_catalogue(warehouse)
+        history_rows = load_purchases(warehouse, None, validation_date)
+        window_rows = load_purchases(warehouse, validation_date, window_end)
+    product_ids, categories = catalogue["product_id"].to_numpy(), catalogue["category"].to_numpy()
+    customers, history = recommend.purchase_matrix(history_rows, product_ids)
+    _, window = recommend.purchase_matrix(window_rows, product_ids, customers)
+    return product_ids, categories, customers, history, window
+
+
+def _skip_unless_passed(model_name: str, reasons: list[str]) -> None:
+    if reasons:
+        raise TrainingSkipped(
+            f"{model_name} training skipped by the preflight; the current champion keeps serving: " + "; ".join(reasons)
+        )
 
 
 # The recommenders, for skops to load them.

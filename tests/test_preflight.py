@@ -66,3 +66,7 @@ def test_small_warehouse_skips_training_with_the_reasons(tmp_path):
         steps.train(settings)
     assert "current champion keeps serving" in str(skipped.value)
     assert not (settings.mlflow_artifacts_dir / "crm_churn").exists()
+    # The preflight step (crm_training's first task) judges every model that learns from outcomes.
+    results = steps.preflight(settings)
+    assert set(results) == {"churn", "satisfaction", "clv", "recommendations"}
+    assert not results["churn"]["passed"] and results["churn"]["reasons"]

@@ -83,6 +83,17 @@ def test_favourite_category_recommends_the_popular_products_of_the_category_boug
     assert top["product_id"].tolist() == [13, 14] and set(top["reason_kind"]) == {"popular_in_category"}
 
 
+def test_the_preflight_wants_enough_buyers_in_the_window_and_some_history(bought_together):
+    _, history = bought_together
+    few = sparse.csr_matrix(history.toarray()[: recommend.MIN_EVALUATED_CUSTOMERS - 1])
+    assert recommend.preflight_reasons(history, history) == []
+    (reason,) = recommend.preflight_reasons(few, history)
+    minimum = recommend.MIN_EVALUATED_CUSTOMERS
+    assert reason == f"{minimum - 1} customer(s) bought in the evaluation window, at least {minimum} are needed"
+    empty = sparse.csr_matrix(history.shape)
+    assert recommend.preflight_reasons(history, empty) == ["no purchase in the history up to the validation date"]
+
+
 def test_the_end_to_end_run_compared_four_candidates_and_registered_the_best(pipeline_run):
     """crm_pipeline's train_recommendations on the end-to-end home, read from its MLflow store."""
     settings, _ = pipeline_run
