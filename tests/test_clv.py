@@ -10,6 +10,7 @@ import pytest
 from mlflow import MlflowClient
 from scipy import stats
 
+from crm.quality import QualityGate, QualityGateFailed
 from crm.warehouse import open_warehouse
 from ml import clv, registry
 from ml.scoring import value_tiers
@@ -177,3 +178,32 @@ def test_value_tiers_split_the_buyers_by_share_and_keep_ties_and_prospects_apart
     tiers = list(value_tiers(revenue))
     assert tiers == ["prospect"] + ["low"] * 5 + ["medium"] * 3 + ["high"] * 2  # top 20%, next 30%, the rest
     assert list(value_tiers(np.array([5.0, 5.0, 5.0, 1.0]))) == ["high", "high", "high", "low"]
+
+
+def test_the_gate_blocks_negative_values_impossible_probabilities_and_missing_customers(pipeline_run):
+    settings, _ = pipeline_run
+    quality = QualityGate(settings)
+    good = pd.DataFrame(
+        {
+            "customer_key": [1, 2, 3],
+            "as_of_date": pd.Timestamp("2026-01-01"),
+            "expected_revenue_eur": [120.0, 0.0, np.nan],
+            "expected_orders": [2.5, 0.0, np.nan],
+            "probability_alive": [0.9, 0.1, np.nan],
+            "value_tier": ["high", "low", "prospect"],
+            "model_version": "1",
+        }
+    )
+    parameters = {"customers_known_at_as_of": 3, "value_tiers": ["high", "medium", "low", "prospect"]}
+    ids = ["customer_key", "as_of_date"]
+    quality.validate("clv_scores", good, ids, parameters=parameters)
+    broken = {
+        "expect_column_values_to_be_between": good.assign(expected_revenue_eur=[120.0, -5.0, np.nan]),
+        "expect_column_values_to_be_in_set": good.assign(value_tier=["high", "gold", "prospect"]),
+        "expect_table_row_count_to_equal": good.iloc[:2],
+    }
+    for expectation, frame in broken.items():
+        with pytest.raises(QualityGateFailed, match=expectation):
+            quality.validate("clv_scores", frame, ids, parameters=parameters)
+    with pytest.raises(QualityGateFailed, match="probability_alive"):
+        quality.validate("clv_scores", good.assign(probability_alive=[1.2, 0.1, np.nan]), ids, parameters=parameters)
