@@ -333,9 +333,10 @@ def fit_candidates(
     """Every candidate fitted on ``history`` (purchases up to the validation date) and graded on
     ``window`` (purchases in the window after it, same customer rows), best MAP first."""
     fitted = []
+    graded = _graded(window)
     for name, candidate in candidates(top_n, seed).items():
         model = candidate.fit(history, product_ids, product_categories)
-        metrics = ranking_metrics(model.recommend(history).products, window, len(product_ids))
+        metrics = ranking_metrics(model.recommend(history[graded]).products, window[graded], len(product_ids))
         fitted.append(FittedCandidate(name, model, metrics))
     metric = selection_metric(top_n)
     return sorted(fitted, key=lambda candidate: -candidate.metrics[metric])
@@ -351,9 +352,15 @@ def validation_score(
     """A model's method (its class and parameters) refitted on ``history`` and graded on ``window``: how
     a champion fitted on later data is compared on the same validation split as a challenger."""
     refitted = clone(model).fit(history, product_ids, product_categories)
-    return ranking_metrics(refitted.recommend(history).products, window, len(product_ids))[
+    graded = _graded(window)
+    return ranking_metrics(refitted.recommend(history[graded]).products, window[graded], len(product_ids))[
         selection_metric(model.top_n)
     ]
+
+
+def _graded(window: sparse.csr_matrix) -> np.ndarray:
+    """The customer rows the metrics grade (a purchase in the window): only they need recommending."""
+    return np.flatnonzero(window.getnnz(axis=1) > 0)
 
 
 def preflight_reasons(window: sparse.csr_matrix, history: sparse.csr_matrix) -> list[str]:
