@@ -22,9 +22,17 @@ SERVICES = {
 }
 
 
-def _config(env_file: Path) -> subprocess.CompletedProcess[str]:
+def _config(env_file: Path, *profiles: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [*COMPOSE, "--env-file", str(env_file), "config", "--format", "json"],
+        [
+            *COMPOSE,
+            "--env-file",
+            str(env_file),
+            *(f"--profile={name}" for name in profiles),
+            "config",
+            "--format",
+            "json",
+        ],
         capture_output=True,
         text=True,
         cwd=CHECKOUT,
@@ -56,3 +64,23 @@ def test_secrets_are_required_from_the_environment(tmp_path: Path):
     completed = _config(empty_env)
     assert completed.returncode != 0
     assert "set " in completed.stderr and "in .env" in completed.stderr
+
+
+def test_the_celery_profile_adds_the_broker_and_scalable_workers(tmp_path: Path):
+    env_file = tmp_path / "celery.env"
+    env_file.write_text(
+        (CHECKOUT / ".env.example")
+        .read_text()
+        .replace("AIRFLOW_EXECUTOR=LocalExecutor", "AIRFLOW_EXECUTOR=CeleryExecutor")
+    )
+    completed = _config(env_file, "celery")
+    assert completed.returncode == 0, completed.stderr
+    config = json.loads(completed.stdout)
+    assert set(config["services"]) == SERVICES | {"redis", "airflow-worker"}
+    worker = config["services"]["airflow-worker"]
+    assert worker["command"][:3] == ["airflow", "celery", "worker"]
+    assert "redis" in worker["depends_on"] and "postgres" in worker["depends_on"]
+    environment = config["services"]["airflow-scheduler"]["environment"]
+    assert environment["AIRFLOW__CORE__EXECUTOR"] == "CeleryExecutor"
+    assert environment["AIRFLOW__CELERY__BROKER_URL"] == "redis://redis:6379/0"
+    assert environment["AIRFLOW__CELERY__RESULT_BACKEND"].startswith("db+postgresql+psycopg2://airflow:")

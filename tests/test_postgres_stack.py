@@ -1,16 +1,21 @@
 """The production configuration without Docker: the warehouse, Airflow metadata and the MLflow backend
-store on the local PostgreSQL server, LocalExecutor. Through the real scheduler: crm_pipeline (load
-to published scores, the models trained and registered), then crm_daily's scheduled day, then a
-backfill that catches up the day before.
+store on the local PostgreSQL server, Airflow's CeleryExecutor with the local Redis as broker and two
+Celery workers, each in a working directory of its own (as on other hosts). Through the real
+scheduler: crm_pipeline (load to published scores, the models trained and registered), then
+crm_daily's scheduled day, then a backfill that catches up the day before. LocalExecutor runs in
+test_local_ui.
 
-Each test run creates its own three databases and drops them afterwards.
+Each test run creates its own three databases and drops them afterwards, and empties its own Redis
+database number before and after.
 """
 
 from __future__ import annotations
 
+import os
 from datetime import UTC, datetime, timedelta
 
 import pytest
+import redis
 from sqlalchemy.engine import make_url
 
 from crm import postgres, services
@@ -30,12 +35,31 @@ def databases(postgres_database):
         yield {"airflow": airflow, "mlflow": mlflow, "warehouse": warehouse}
 
 
+# A Redis database number of the tests' own (the server's default is 0).
+REDIS_BROKER = "redis://127.0.0.1:6379/13"
+
+
+@pytest.fixture(scope="module")
+def broker():
+    """The machine's Redis, database REDIS_BROKER, emptied before and after; skips without a server,
+    except under CI=true."""
+    client = redis.Redis.from_url(REDIS_BROKER)
+    try:
+        client.flushdb()
+    except redis.exceptions.ConnectionError as error:
+        if os.environ.get("CI") == "true":
+            raise
+        pytest.skip(f"no Redis server at {REDIS_BROKER}: {error}")
+    yield REDIS_BROKER
+    client.flushdb()
+
+
 def _url(driver: str, database_url: str) -> str:
     return make_url(database_url).set(drivername=driver).render_as_string(hide_password=False)
 
 
 def test_scheduled_and_backfilled_daily_runs_succeed_with_the_warehouse_airflow_and_mlflow_on_postgresql(
-    databases, tmp_path, free_port, monkeypatch: pytest.MonkeyPatch
+    databases, broker, tmp_path, free_port, monkeypatch: pytest.MonkeyPatch
 ):
     """A stack of its own (PostgreSQL metadata and MLflow store), one crm_pipeline run and two
     crm_daily runs through its scheduler: four to six minutes on two cores."""
@@ -53,6 +77,9 @@ def test_scheduled_and_backfilled_daily_runs_succeed_with_the_warehouse_airflow_
         airflow_database_url=_url("postgresql+psycopg2", databases["airflow"]),
         mlflow_tracking_uri=_url("postgresql+psycopg2", databases["mlflow"]),
         warehouse_url=databases["warehouse"],
+        airflow_executor="celery",
+        celery_broker_url=broker,
+        celery_workers=2,
     )
     generate(GeneratorConfig(customers=500, days=120, end_date=yesterday), settings.landing_dir, settings.truth_dir)
     endpoints = services.start(settings)
@@ -100,6 +127,10 @@ def test_scheduled_and_backfilled_daily_runs_succeed_with_the_warehouse_airflow_
         scored = warehouse.row("select count(*), count(distinct as_of_date) from bi_scores.churn")
         assert scored[0] > 0 and scored[1] >= 2, scored  # the pipeline's date and the daily runs' days
     assert not settings.warehouse_path.exists()  # no embedded warehouse on the side
+    # The tasks went through the broker: both Celery workers received some.
+    for number in (1, 2):
+        log = (logs / "services" / f"{services.CELERY_WORKER}-{number}.log").read_text(errors="replace")
+        assert f"crm-worker-{number}@" in log and "] received" in log, log[-2000:]
     with postgres.connect(databases["airflow"]) as conn:
         runs = conn.execute(
             "select run_type, count(*) from dag_run where dag_id = 'crm_daily' and state = 'success' group by run_type"

@@ -93,3 +93,16 @@ def test_recommendations_refresh_on_their_weekday_or_daily(monkeypatch):
     monkeypatch.setenv("CRM_RECOMMENDATIONS_WEEKDAY", "weekly")
     with pytest.raises(ValueError, match="CRM_RECOMMENDATIONS_WEEKDAY='weekly' is not valid: expected a weekday"):
         Settings.from_env()
+
+
+def test_the_celery_executor_keeps_results_in_the_airflow_database_unless_told(monkeypatch):
+    monkeypatch.setenv("CRM_AIRFLOW_EXECUTOR", "celery")
+    monkeypatch.setenv("CRM_AIRFLOW_DATABASE_URL", "postgresql+psycopg2://airflow@db:5432/airflow")
+    settings = Settings.from_env()
+    assert settings.airflow_executor == "celery"
+    assert settings.celery_results_url == "db+postgresql+psycopg2://airflow@db:5432/airflow"
+    monkeypatch.setenv("CRM_CELERY_RESULT_BACKEND", "redis://cache:6379/1")
+    assert Settings.from_env().celery_results_url == "redis://cache:6379/1"
+    monkeypatch.setenv("CRM_AIRFLOW_EXECUTOR", "kubernetes")
+    with pytest.raises(ValueError, match="CRM_AIRFLOW_EXECUTOR='kubernetes' is not valid: expected local or celery"):
+        Settings.from_env()

@@ -12,6 +12,7 @@ import json
 import os
 import secrets
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -130,14 +131,18 @@ def pid_file(settings: Settings) -> Path:
 
 
 def service_env(settings: Settings) -> dict[str, str]:
-    """Airflow with LocalExecutor and the simple auth manager's one admin, on loopback."""
+    """Airflow with its executor (CRM_AIRFLOW_EXECUTOR: LocalExecutor, or CeleryExecutor with the broker
+    and result backend of the settings) and the simple auth manager's one admin, on loopback."""
     home = settings.airflow_home
     passwords = home / "simple_auth_manager_passwords.json"
     home_secret(passwords, lambda: json.dumps({ADMIN_USER: secrets.token_urlsafe(12)}))
     api = f"http://127.0.0.1:{settings.airflow_ui_port}"
     return {
         **airflow_env(settings),
-        "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+        "AIRFLOW__CORE__EXECUTOR": EXECUTORS[settings.airflow_executor],
+        "AIRFLOW__CELERY__BROKER_URL": settings.celery_broker_url,
+        "AIRFLOW__CELERY__RESULT_BACKEND": settings.celery_results_url,
+        "AIRFLOW__CELERY__WORKER_CONCURRENCY": "2",
         "AIRFLOW__CORE__PARALLELISM": "4",  # 32 idle workers by default: about 1 GB more
         # crm_daily's tasks run one after another (the warehouse pool): a scheduler that sleeps a second
         # whenever a loop found nothing to do leaves that much between them. 0.2 s: the gaps of a daily
@@ -162,8 +167,13 @@ def service_env(settings: Settings) -> dict[str, str]:
         "CRM_WAREHOUSE_URL": settings.warehouse_url,
         "CRM_DAILY_SCHEDULE": settings.daily_schedule,
         "CRM_DAILY_DBT_TASKS": settings.daily_dbt_tasks,
+        "CRM_AIRFLOW_EXECUTOR": settings.airflow_executor,
         "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
     }
+
+
+EXECUTORS = {"local": "LocalExecutor", "celery": "CeleryExecutor"}
+CELERY_WORKER = "airflow-celery-worker"
 
 
 def login(settings: Settings) -> tuple[str, str]:
@@ -173,7 +183,14 @@ def login(settings: Settings) -> tuple[str, str]:
 
 def commands(settings: Settings) -> dict[str, list[str]]:
     mlflow = str(Path(sys.executable).with_name("mlflow"))
+    workers = settings.celery_workers if settings.airflow_executor == "celery" else 0
     return {
+        **{
+            f"{CELERY_WORKER}-{number}": airflow_command(
+                "celery", "worker", "--celery-hostname", f"crm-worker-{number}@%h", "--without-mingle"
+            )
+            for number in range(1, workers + 1)
+        },
         "airflow-api-server": airflow_command(
             "api-server", "--host", "127.0.0.1", "--port", str(settings.airflow_ui_port)
         ),
@@ -208,10 +225,19 @@ def start(settings: Settings) -> Endpoints:
     processes: dict[str, subprocess.Popen] = {}
     try:
         for name, command in commands(settings).items():
+            # A worker runs in a folder of its own, as on another host: no task may rely on the
+            # scheduler's working directory.
+            cwd, own_env = None, env
+            if name.startswith(CELERY_WORKER):
+                cwd = settings.airflow_home / "workers" / name
+                cwd.mkdir(parents=True, exist_ok=True)
+                # Each worker serves its task logs to the UI on a port of its own.
+                own_env = {**env, "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(_free_port())}
             with (logs / f"{name}.log").open("ab") as log:
                 processes[name] = subprocess.Popen(
                     command,
-                    env=env,
+                    cwd=cwd,
+                    env=own_env,
                     stdout=log,
                     stderr=subprocess.STDOUT,
                     stdin=subprocess.DEVNULL,
@@ -230,6 +256,12 @@ def start(settings: Settings) -> Endpoints:
     except BaseException:
         stop(settings)
         raise
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 def create_pools(env: dict[str, str]) -> None:

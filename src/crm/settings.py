@@ -96,6 +96,14 @@ class Settings:
     duckdb_memory_limit: str
     # Loopback ports of the local UIs (`make ui`).
     airflow_ui_port: int
+    # Airflow's executor for `crm ui` and the compose stack: local (LocalExecutor, one machine) or celery
+    # (CeleryExecutor: tasks go through the broker to workers, which may run on other hosts).
+    airflow_executor: str
+    celery_broker_url: str
+    # Celery's result backend; empty: the Airflow metadata database ("db+" and its URL).
+    celery_result_backend: str
+    # Celery workers `crm ui` starts on this machine (each in a working directory of its own).
+    celery_workers: int
     mlflow_ui_port: int
 
     @classmethod
@@ -139,6 +147,10 @@ class Settings:
             "daily_dbt_tasks": "watch",
             "duckdb_memory_limit": "3500MB",
             "airflow_ui_port": 8080,
+            "airflow_executor": "local",
+            "celery_broker_url": "redis://127.0.0.1:6379/0",
+            "celery_result_backend": "",
+            "celery_workers": 1,
             "mlflow_ui_port": 5000,
         }
         values: dict[str, object] = {}
@@ -173,6 +185,11 @@ class Settings:
         if self.warehouse_engine == "postgres":
             return f"schemas bi_marts and bi_scores of {self.warehouse_location}"
         return str(self.bi_warehouse_path)
+
+    @property
+    def celery_results_url(self) -> str:
+        """Celery's result backend: celery_result_backend, or the Airflow metadata database."""
+        return self.celery_result_backend or f"db+{self.airflow_database_url}"
 
     def recommendations_due(self, as_of: date) -> bool:
         """Whether crm_daily refreshes the recommendations at ``as_of`` (recommendations_weekday)."""
@@ -304,6 +321,7 @@ _EXPECTED = {
     "earliest_plausible_date": "YYYY-MM-DD",
     "full_refresh": "true or false",
     "daily_dbt_tasks": "watch, model or build",
+    "airflow_executor": "local or celery",
     "recommendations_weekday": "a weekday in English (monday ... sunday) or daily",
     "warehouse_url": "a PostgreSQL URL, postgresql+psycopg://user:password@host:port/database (empty: DuckDB)",
 }
@@ -332,6 +350,7 @@ def _parse(name: str, text: str) -> object:
             "training_max_rows",
             "gate_recent_days",
             "airflow_ui_port",
+            "celery_workers",
             "mlflow_ui_port",
         ):
             return int(text)
@@ -345,6 +364,8 @@ def _parse(name: str, text: str) -> object:
                 raise ValueError
             return text.lower() in ("true", "1", "yes")
         if name == "daily_dbt_tasks" and text not in ("watch", "model", "build"):
+            raise ValueError
+        if name == "airflow_executor" and text not in ("local", "celery"):
             raise ValueError
         if name == "recommendations_weekday":
             if text.lower() not in (*WEEKDAYS, "daily"):
