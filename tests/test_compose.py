@@ -68,10 +68,10 @@ def test_secrets_are_required_from_the_environment(tmp_path: Path):
 
 def test_the_celery_profile_adds_the_broker_and_scalable_workers(tmp_path: Path):
     env_file = tmp_path / "celery.env"
+    # The example's commented celery lines, uncommented.
+    example = (CHECKOUT / ".env.example").read_text()
     env_file.write_text(
-        (CHECKOUT / ".env.example")
-        .read_text()
-        .replace("AIRFLOW_EXECUTOR=LocalExecutor", "AIRFLOW_EXECUTOR=CeleryExecutor")
+        example.replace("# AIRFLOW_EXECUTOR=", "AIRFLOW_EXECUTOR=").replace("# CRM_AIRFLOW", "CRM_AIRFLOW")
     )
     completed = _config(env_file, "celery")
     assert completed.returncode == 0, completed.stderr
