@@ -59,18 +59,10 @@ def purchase_matrix(
     """Customers (sorted keys, or ``customer_keys`` in their order) and their purchase matrix over
     ``product_ids``; purchases of products outside them are left out."""
     keys = np.unique(purchases["customer_key"]) if customer_keys is None else np.asarray(customer_keys)
-    order = np.argsort(keys, kind="stable")
-    position = np.searchsorted(keys[order], purchases["customer_key"].to_numpy())
-    position = np.clip(position, 0, max(len(keys) - 1, 0))
-    product_order = np.argsort(product_ids)
-    column = np.searchsorted(np.asarray(product_ids)[product_order], purchases["product_id"].to_numpy())
-    column = np.clip(column, 0, max(len(product_ids) - 1, 0))
-    known = (
-        (len(keys) > 0)
-        & (keys[order][position] == purchases["customer_key"].to_numpy())
-        & (np.asarray(product_ids)[product_order][column] == purchases["product_id"].to_numpy())
-    )
-    rows, columns = order[position[known]], product_order[column[known]]
+    rows = pd.Index(keys).get_indexer(purchases["customer_key"])
+    columns = pd.Index(product_ids).get_indexer(purchases["product_id"])
+    known = (rows >= 0) & (columns >= 0)
+    rows, columns = rows[known], columns[known]
     matrix = sparse.csr_matrix(
         (purchases["purchases"].to_numpy(dtype="float64")[known], (rows, columns)),
         shape=(len(keys), len(product_ids)),

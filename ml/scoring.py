@@ -291,7 +291,9 @@ def reason_texts(top: pd.DataFrame, catalogue: pd.DataFrame) -> pd.Categorical:
         [0, 2 + named, 2 + len(names) + category],
         1,
     )
-    return pd.Categorical.from_codes(codes, texts)
+    # Two products may share a name: one category per distinct text.
+    distinct = pd.Index(texts).unique()
+    return pd.Categorical.from_codes(distinct.get_indexer(texts)[codes], distinct)
 
 
 SCORERS = {

@@ -15,6 +15,8 @@ from scipy import sparse
 from crm.quality import QualityGate, QualityGateFailed
 from crm.warehouse import open_warehouse
 from ml import recommend, registry
+from ml.features import load_purchases
+from ml.scoring import reason_texts
 
 PRODUCTS = np.array([11, 12, 13, 14, 15])
 CATEGORIES = np.array(["shoes", "shoes", "home", "home", "beauty"])
@@ -152,14 +154,8 @@ def test_the_champion_serves_as_a_pyfunc_and_gives_the_scored_recommendations(pi
             select max(as_of_date), max(customer_key) from scores.recommendations
             where reason = 'bought before'"""
         )
-        history = warehouse.frame(
-            """
-            select orders.customer_key, items.product_id, count(distinct orders.order_id) as purchases
-            from marts.fct_orders as orders inner join marts.fct_order_items as items using (order_id)
-            where orders.status = 'completed' and orders.order_date <= ? and orders.customer_key = ?
-            group by 1, 2""",
-            [as_of, customer],
-        )
+        purchases = load_purchases(warehouse, None, as_of)
+        history = purchases[purchases["customer_key"] == customer]
         scored = warehouse.frame(
             "select product_id from scores.recommendations where as_of_date = ? and customer_key = ? order by rank",
             [as_of, customer],
@@ -194,3 +190,25 @@ def test_the_gate_blocks_recommendations_of_unknown_products_repeats_and_too_man
     for expectation, frame in broken.items():
         with pytest.raises(QualityGateFailed, match=expectation):
             quality.validate("recommendation_scores", frame, ids, parameters=parameters)
+
+
+def test_reasons_name_the_product_and_survive_two_products_of_one_name():
+    catalogue = pd.DataFrame(
+        {"product_id": [11, 12, 13], "product_name": ["Mug", "Mug", "Lamp"], "category": ["home", "home", "home"]}
+    )
+    top = pd.DataFrame(
+        {
+            "product_id": [12, 13, 11, 13],
+            "reason_kind": pd.Categorical.from_codes(
+                [recommend.BOUGHT_TOGETHER, recommend.BOUGHT_BEFORE, recommend.POPULAR_IN_CATEGORY, recommend.POPULAR],
+                recommend.REASON_KINDS,
+            ),
+            "reason_product_id": pd.array([13, None, None, None], dtype="Int64"),
+        }
+    )
+    assert reason_texts(top, catalogue).tolist() == [
+        "bought together with Lamp",
+        "bought before",
+        "popular in your favourite category: home",
+        "popular with all customers",
+    ]
