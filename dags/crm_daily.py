@@ -16,9 +16,10 @@ manual run the last delivered day), `churn_window_days`, `full_refresh`.
 
 **Backfill and reruns:** a run for day D loads only partitions up to D and replaces D's scores, so
 days can be (re)run in any order: `airflow backfill create --dag-id crm_daily --from-date ...
---to-date ...`. Every task takes the one slot of the `crm_warehouse` pool, since the DuckDB file
-allows one writer at a time; the dbt node tasks only watch the build that holds it and take
-`crm_dbt_nodes`.
+--to-date ...`. Every task takes a slot of the `crm_warehouse` pool: one on DuckDB, whose file allows
+one writer at a time; on a warehouse server `CRM_WAREHOUSE_SLOTS` (default 4), and each model then
+scores in a task of its own, side by side. The dbt node tasks only watch the build that holds it and
+take `crm_dbt_nodes`.
 """
 
 from __future__ import annotations
@@ -51,7 +52,7 @@ def crm_daily():
         steps.load_landing(),
         *build,
         steps.quality_gate_marts(),
-        model_steps.score_models(daily=True),
+        model_steps.scoring(SETTINGS, daily=True),
         steps.publish_marts(),
         steps.run_summary(),
     )

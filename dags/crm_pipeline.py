@@ -13,8 +13,10 @@ they replace that date's rows) → the marts that read the scores (`customer_360
 A blocking quality failure fails its task, nothing downstream runs, and the BI copy keeps the
 previous run's tables. A failed training preflight (too few labels, too little history, a broken
 feature) skips training with the reasons; scoring then runs with the current champion, and a
-model that has no champion yet skips its scoring. In production, `crm_daily` and `crm_training`
-split this into the daily and the weekly part.
+model that has no champion yet skips its scoring. On a warehouse server (`CRM_WAREHOUSE_URL`) each
+model trains and then scores in tasks of its own, up to `CRM_WAREHOUSE_SLOTS` side by side; on
+DuckDB, one after another. In production, `crm_daily` and `crm_training` split this into the daily
+and the weekly part.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from airflow.sdk import chain, dag
 
 from crm import orchestration as steps
 from crm.pipeline import MODELS
+from crm.settings import Settings
 from ml import tasks as model_steps
 
 
@@ -33,14 +36,20 @@ from ml import tasks as model_steps
     **steps.DAG_ARGS,
 )
 def crm_pipeline():
-    # One task at a time: the tasks share one DuckDB file, which allows a single writer.
+    settings = Settings.from_env()  # the engine only: parsing never opens the warehouse
+    trained = [model_steps.train(model) for model in MODELS]
+    # On a warehouse server each model trains, then scores, beside the others (chain pairs train_m
+    # with score_m); on DuckDB they train one after another, then one task scores them all.
+    if settings.parallel_warehouse_tasks:
+        modelling = [trained, model_steps.scoring(settings)]
+    else:
+        modelling = [*trained, model_steps.scoring(settings)]
     chain(
         steps.load_landing(),
         steps.dbt_build(),
         steps.quality_gate_marts(),
         steps.build_training_data(),
-        *(model_steps.train(m) for m in MODELS),
-        model_steps.score_models(),
+        *modelling,
         steps.publish_marts(),
         steps.run_summary(),
     )

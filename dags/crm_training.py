@@ -9,18 +9,20 @@ labels and history of the supervised models → churn, segmentation, satisfactio
 the window after the validation date) train with a time-based split, each run logged to its MLflow
 experiment → the new version is registered with
 alias `challenger` → it becomes `champion` only if it beats the current champion on the same
-validation data (the decision and both scores are logged). A model that fails its preflight
-skips training with the reasons, and its champion keeps serving.
+validation data (the decision and both scores are logged). The models train one after another on
+DuckDB, side by side on a warehouse server (up to `CRM_WAREHOUSE_SLOTS` at once). A model that fails
+its preflight skips training with the reasons, and its champion keeps serving.
 """
 
 from __future__ import annotations
 
-from airflow.sdk import dag
+from airflow.sdk import chain, dag
 from airflow.timetables.assets import AssetOrTimeSchedule
 from airflow.timetables.trigger import CronTriggerTimetable
 
 from crm import orchestration as steps
 from crm.pipeline import MODELS
+from crm.settings import Settings
 from ml import tasks as model_steps
 
 
@@ -34,11 +36,11 @@ from ml import tasks as model_steps
 )
 def crm_training():
     preflight = steps.build_training_data() >> model_steps.training_preflight()
-    previous = preflight
-    for model in MODELS:  # one after another: each opens the DuckDB file
-        trained = model_steps.train(model)
-        previous >> trained
-        previous = trained
+    trained = [model_steps.train(model) for model in MODELS]
+    if Settings.from_env().parallel_warehouse_tasks:
+        preflight >> trained  # side by side: a warehouse server takes several sessions
+    else:
+        chain(preflight, *trained)  # one after another: each opens the DuckDB file
 
 
 crm_training()

@@ -81,16 +81,19 @@ def score(settings: Settings, models: tuple[str, ...] = MODELS, daily: bool = Fa
     each replaced in its own transaction).
     """
     quality = QualityGate(settings)
-    inputs = read_scoring_inputs(settings, plan(settings).scoring)
+    as_of_date = plan(settings).scoring
     results: dict[str, dict[str, object]] = {}
+    if "recommendations" in models and daily and not settings.recommendations_due(as_of_date):
+        results["recommendations"] = {
+            "skipped": f"crm_daily refreshes recommendations on {settings.recommendations_weekday}s "
+            "(CRM_RECOMMENDATIONS_WEEKDAY); the latest stay published"
+        }
+        log.info("recommendations not scored at %s: %s", as_of_date, results["recommendations"]["skipped"])
+    # Read once for every model left (nothing when none is: a scoring task of recommendations alone).
+    inputs = read_scoring_inputs(settings, as_of_date) if set(models) - set(results) else None
     try:
         for model in models:
-            if model == "recommendations" and daily and not settings.recommendations_due(inputs.as_of_date):
-                results[model] = {
-                    "skipped": f"crm_daily refreshes recommendations on {settings.recommendations_weekday}s "
-                    "(CRM_RECOMMENDATIONS_WEEKDAY); the latest stay published"
-                }
-                log.info("recommendations not scored at %s: %s", inputs.as_of_date, results[model]["skipped"])
+            if model in results:
                 continue
             try:
                 report = SCORERS[model](settings, inputs, quality)
@@ -101,6 +104,7 @@ def score(settings: Settings, models: tuple[str, ...] = MODELS, daily: bool = Fa
             results[model] = {**asdict(report), "as_of_date": report.as_of_date.isoformat()}
     finally:
         quality.build_data_docs()
+    results = {model: results[model] for model in models if model in results}
     if all("skipped" in result for result in results.values()):
         raise NoChampion("; ".join(result["skipped"] for result in results.values()))
     return results

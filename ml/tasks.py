@@ -8,6 +8,8 @@ from __future__ import annotations
 from airflow.sdk import TriggerRule, task
 
 from crm.orchestration import data_errors_fail_at_once, settings_for_run
+from crm.pipeline import MODELS
+from crm.settings import Settings
 
 
 @task
@@ -38,6 +40,17 @@ def score_models(daily: bool = False) -> dict[str, dict[str, object]]:
     """Score every customer with each model's champion (a model without one is skipped; the task skips
     when none has one); each score suite gates before that model's rows of the date are replaced.
     ``daily``: crm_daily's scoring, which refreshes the recommendations on their weekday only."""
+    return _score(MODELS, daily)
+
+
+@task(trigger_rule=TriggerRule.NONE_FAILED)
+def score_model(model: str, daily: bool = False) -> dict[str, dict[str, object]]:
+    """Score every customer with ``model``'s champion, its suite gating the rows; skipped without a
+    champion (and, ``daily``, for recommendations off their weekday)."""
+    return _score((model,), daily)
+
+
+def _score(models: tuple[str, ...], daily: bool) -> dict[str, dict[str, object]]:
     from airflow.sdk.exceptions import AirflowSkipException
 
     from ml import steps
@@ -45,10 +58,18 @@ def score_models(daily: bool = False) -> dict[str, dict[str, object]]:
 
     try:
         with data_errors_fail_at_once():
-            return steps.score(settings_for_run(), daily=daily)
+            return steps.score(settings_for_run(), models, daily=daily)
     except NoChampion as missing:
         raise AirflowSkipException(str(missing)) from None
 
 
 def train(model: str):
     return train_model.override(task_id=f"train_{model}")(model)
+
+
+def scoring(settings: Settings, daily: bool = False):
+    """The scoring of every model: a task per model side by side where the warehouse takes several tasks
+    at once (a server), else one task that reads the features once and scores them all (DuckDB)."""
+    if settings.parallel_warehouse_tasks:
+        return [score_model.override(task_id=f"score_{model}")(model, daily) for model in MODELS]
+    return score_models(daily)

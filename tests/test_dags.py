@@ -168,3 +168,21 @@ def test_a_failure_is_logged_as_one_line_naming_the_task_run_try_and_reason(capl
         "try 3 of 3: LandingError: orders/2026-11-23/orders.csv: column 'amount' is missing"
     )
     assert caplog.messages == [expected]
+
+
+def test_on_a_warehouse_server_the_models_train_and_score_side_by_side(monkeypatch):
+    """On PostgreSQL the pool has several slots: each model trains, then scores, in tasks of its own
+    beside the others (on DuckDB, above, one after another and one scoring task)."""
+    from crm.pipeline import MODELS
+
+    monkeypatch.setenv("CRM_WAREHOUSE_URL", "postgresql+psycopg://crm@db.internal/warehouse")
+    dags_dir = Settings.from_env().dags_dir
+    pipeline = DagBag(dag_folder=str(dags_dir / "crm_pipeline.py")).dags["crm_pipeline"]
+    training = DagBag(dag_folder=str(dags_dir / "crm_training.py")).dags["crm_training"]
+    assert "score_models" not in pipeline.task_ids
+    for model in MODELS:
+        trained = pipeline.get_task(f"train_{model}")
+        assert trained.upstream_task_ids == {"build_training_data"}, trained.upstream_task_ids
+        assert trained.downstream_task_ids == {f"score_{model}"}
+        assert pipeline.get_task(f"score_{model}").downstream_task_ids == {"publish_marts"}
+        assert training.get_task(f"train_{model}").upstream_task_ids == {"training_preflight"}

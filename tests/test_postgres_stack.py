@@ -21,6 +21,7 @@ from sqlalchemy.engine import make_url
 from crm import postgres, services
 from crm.generate import GeneratorConfig, generate
 from crm.landing import LOAD_LOG_TABLE
+from crm.orchestration import WAREHOUSE_POOL
 from crm.settings import Settings
 from crm.warehouse import open_warehouse
 
@@ -52,6 +53,36 @@ def broker():
         pytest.skip(f"no Redis server at {REDIS_BROKER}: {error}")
     yield REDIS_BROKER
     client.flushdb()
+
+
+def _intervals(instances: list[dict], prefix: str) -> dict[str, tuple[datetime, datetime]]:
+    """When each task whose id starts with ``prefix`` ran (tasks that never started left out)."""
+    return {
+        ti["task_id"]: (datetime.fromisoformat(ti["start_date"]), datetime.fromisoformat(ti["end_date"]))
+        for ti in instances
+        if ti["task_id"].startswith(prefix) and ti.get("start_date") and ti.get("end_date")
+    }
+
+
+def _overlapping(intervals: dict[str, tuple[datetime, datetime]]) -> bool:
+    """Whether some task started before another one that had started ended."""
+    ordered = sorted(intervals.values())
+    return any(later[0] < earlier[1] for earlier, later in zip(ordered, ordered[1:], strict=False))
+
+
+def _span(intervals: dict[str, tuple[datetime, datetime]]) -> float:
+    """Seconds from the first task's start to the last one's end."""
+    return (max(end for _, end in intervals.values()) - min(start for start, _ in intervals.values())).total_seconds()
+
+
+def _timeline(intervals: dict[str, tuple[datetime, datetime]]) -> str:
+    first = min(start for start, _ in intervals.values())
+    runs = sorted(
+        ((start - first).total_seconds(), (end - first).total_seconds(), task)
+        for task, (start, end) in intervals.items()
+    )
+    described = ", ".join(f"{task} {start:.0f}-{end:.0f} s" for start, end, task in runs)
+    return f"{_span(intervals):.0f} s ({described})"
 
 
 def _url(driver: str, database_url: str) -> str:
@@ -90,15 +121,21 @@ def test_scheduled_and_backfilled_daily_runs_succeed_with_the_warehouse_airflow_
         # A 30-day churn window: 120 days of history leave room for its labels.
         pipeline_run = api.trigger("crm_pipeline", {"churn_window_days": 30})
         pipeline_state, pipeline_tasks = api.wait_for_run("crm_pipeline", pipeline_run, timeout_s=900)
+        pipeline_instances = api.task_instances("crm_pipeline", pipeline_run)
+        pool_slots = api.call(f"pools/{WAREHOUSE_POOL}")["slots"]
         api.unpause("crm_daily")  # no catch-up: the scheduler creates the latest day's run
         scheduled = api.wait_for_runs("crm_daily", lambda run: run["run_type"] == "scheduled", count=1)
         assert [run["state"] for run in scheduled] == ["success"], scheduled
+        scheduled_instances = api.task_instances("crm_daily", scheduled[0]["dag_run_id"])
         # A backfill of the day before: the catch-up of a day the schedule never ran (reruns of a day
-        # and backfills in any order are compared row for row in test_idempotency).
+        # and backfills in any order are compared row for row in test_idempotency), with the
+        # warehouse pool at one slot, as on DuckDB: its scoring tasks must take turns.
+        api.set_pool_slots(WAREHOUSE_POOL, 1)
         day_before = (datetime.fromisoformat(scheduled[0]["logical_date"]) - timedelta(days=1)).isoformat()
         api.backfill("crm_daily", day_before, day_before)
         backfilled = api.wait_for_runs("crm_daily", lambda run: run["run_type"] == "backfill", count=1)
         tasks = api.wait_for_run("crm_daily", backfilled[-1]["dag_run_id"])[1]
+        backfilled_instances = api.task_instances("crm_daily", backfilled[-1]["dag_run_id"])
         assert services.request_json(f"{endpoints.mlflow_url}/api/2.0/mlflow/experiments/search?max_results=10")
     finally:
         services.stop(settings)
@@ -113,11 +150,23 @@ def test_scheduled_and_backfilled_daily_runs_succeed_with_the_warehouse_airflow_
         "train_clv": "success",
         "train_recommendations": "success",
     }, trained
-    assert {state for task, state in pipeline_tasks.items() if task not in trained} == {"success"}, pipeline_tasks
+    # On PostgreSQL each model scores in a task of its own; satisfaction has no champion to score with.
+    untrained = {"train_satisfaction", "score_satisfaction"}
+    assert {state for task, state in pipeline_tasks.items() if task not in untrained} == {"success"}, pipeline_tasks
     assert [run["state"] for run in backfilled] == ["success"], f"{backfilled} (logs under {logs})"
     # The daily runs score with the champions crm_pipeline registered in MLflow on PostgreSQL.
-    assert tasks["publish_marts"] == "success" and tasks["score_models"] == "success", tasks
+    assert tasks["publish_marts"] == tasks["score_churn"] == tasks["score_clv"] == "success", tasks
     assert tasks["dbt_build"] == "success", tasks
+    # The pool sized from the engine: the trainings, then the daily scorings, overlapped on the two
+    # workers; with one slot the same scorings took turns and took longer from first start to last end.
+    assert pool_slots == settings.warehouse_pool_slots > 1, pool_slots
+    trainings = _intervals(pipeline_instances, "train_")
+    parallel, one_slot = _intervals(scheduled_instances, "score_"), _intervals(backfilled_instances, "score_")
+    print(f"trainings: {_timeline(trainings)}")
+    print(f"scoring with {pool_slots} slots: {_timeline(parallel)}; with one: {_timeline(one_slot)}")
+    assert _overlapping(trainings), trainings
+    assert _overlapping(parallel) and not _overlapping(one_slot), (parallel, one_slot)
+    assert _span(parallel) < _span(one_slot), (parallel, one_slot)
     with open_warehouse(settings, read_only=True) as warehouse:
         # Every delivered partition loaded exactly once, however often its days ran.
         loads = warehouse.row(f"select count(*), count(distinct (source, partition_date)) from {LOAD_LOG_TABLE}")

@@ -3,7 +3,7 @@ from pathlib import Path
 
 import pytest
 
-from crm.settings import Settings, parse_row_count_bounds
+from crm.settings import SERVER_WAREHOUSE_SLOTS, Settings, parse_row_count_bounds
 
 
 def test_paths_default_under_home(tmp_path: Path):
@@ -106,3 +106,22 @@ def test_the_celery_executor_keeps_results_in_the_airflow_database_unless_told(m
     monkeypatch.setenv("CRM_AIRFLOW_EXECUTOR", "kubernetes")
     with pytest.raises(ValueError, match="CRM_AIRFLOW_EXECUTOR='kubernetes' is not valid: expected local or celery"):
         Settings.from_env()
+
+
+def test_the_warehouse_pool_is_sized_from_the_engine(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    from crm.orchestration import DBT_NODE_POOL, WAREHOUSE_POOL, pools
+
+    duckdb = Settings.from_env(home=tmp_path)
+    assert duckdb.warehouse_pool_slots == 1 and not duckdb.parallel_warehouse_tasks
+    assert pools(duckdb)[WAREHOUSE_POOL][0] == pools(duckdb)[DBT_NODE_POOL][0] == 1
+    assert duckdb.dbt_env()["CRM_DBT_THREADS"] == "2"
+    monkeypatch.setenv("CRM_WAREHOUSE_SLOTS", "3")
+    with pytest.raises(ValueError, match="CRM_WAREHOUSE_SLOTS=3: the embedded DuckDB warehouse allows one writer"):
+        _ = Settings.from_env(home=tmp_path).warehouse_pool_slots
+    monkeypatch.setenv("CRM_WAREHOUSE_URL", "postgresql+psycopg://crm@db.internal/warehouse")
+    server = Settings.from_env(home=tmp_path)
+    assert server.warehouse_pool_slots == 3 and server.parallel_warehouse_tasks
+    assert server.dbt_env()["CRM_DBT_THREADS"] == "3"
+    assert pools(server)[WAREHOUSE_POOL] == (3, "postgres: up to 3 warehouse tasks at once (CRM_WAREHOUSE_SLOTS)")
+    monkeypatch.delenv("CRM_WAREHOUSE_SLOTS")
+    assert Settings.from_env(home=tmp_path).warehouse_pool_slots == SERVER_WAREHOUSE_SLOTS

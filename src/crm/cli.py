@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 import traceback
 from dataclasses import fields, replace
@@ -83,6 +84,11 @@ def main(argv: list[str] | None = None) -> int:
     commands.add_parser("run", help="the whole pipeline through Airflow (airflow dags test) on the embedded default")
     commands.add_parser("ui", help="start the Airflow and MLflow UIs on loopback; Ctrl-C stops them")
     commands.add_parser("stop", help="stop the services that `crm ui` started")
+    commands.add_parser(
+        "pools",
+        help="create or resize the Airflow pools from the warehouse's engine, in this environment's Airflow "
+        "(a deployment's init step; `crm ui` does it itself)",
+    )
     bench = commands.add_parser("bench", help="benchmark the stages at given scales; report to bench/results/")
     bench.add_argument("--customers", type=int, nargs="+", default=[100_000, 300_000, 1_000_000])
     bench.add_argument("--days", type=int, default=730)
@@ -166,6 +172,13 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace, settings: Se
 
         stopped = services.stop(settings)
         print(f"stopped: {', '.join(stopped)}" if stopped else "no services were running")
+    elif args.command == "pools":
+        from crm import services
+        from crm.orchestration import pools
+
+        services.create_pools(dict(os.environ), settings)
+        for name, (slots, description) in pools(settings).items():
+            print(f"pool {name}: {slots} slot(s): {description}")
     elif args.command == "bench":
         from crm import bench as benchmark
 

@@ -19,17 +19,29 @@ from crm.settings import Settings
 log = logging.getLogger(__name__)
 
 # DuckDB allows one writer or many readers per file, never both at once: every task that opens
-# the warehouse (readers too) takes the single slot of this pool.
+# the warehouse (readers too) takes a slot of this pool, which has one slot on DuckDB and
+# CRM_WAREHOUSE_SLOTS on a server (crm.settings.Settings.warehouse_pool_slots).
 WAREHOUSE_POOL = "crm_warehouse"
 # crm_daily's per-node dbt tasks when they watch one dbt build (CRM_DAILY_DBT_TASKS=watch): they read
 # the build's progress, not the warehouse, so they run beside the build, which holds WAREHOUSE_POOL. A
-# retried or cleared one builds its node alone once the build has ended: one slot keeps two of those
-# from opening the DuckDB file at once.
+# retried or cleared one builds its node alone once the build has ended: as many slots as the
+# warehouse pool keeps two of those from opening a DuckDB file at once.
 DBT_NODE_POOL = "crm_dbt_nodes"
-POOLS = {
-    WAREHOUSE_POOL: (1, "DuckDB allows one writer at a time: one warehouse task at once"),
-    DBT_NODE_POOL: (1, "crm_daily's dbt node tasks: they watch the build; a retried one builds its node alone"),
-}
+
+
+def pools(settings: Settings) -> dict[str, tuple[int, str]]:
+    """The pools the DAGs' tasks take: slots and description, sized from the warehouse's engine."""
+    slots = settings.warehouse_pool_slots
+    if settings.warehouse_engine == "duckdb":
+        why = "DuckDB allows one writer at a time: one warehouse task at once"
+    else:
+        why = f"{settings.warehouse_engine}: up to {slots} warehouse tasks at once (CRM_WAREHOUSE_SLOTS)"
+    return {
+        WAREHOUSE_POOL: (slots, why),
+        DBT_NODE_POOL: (slots, "crm_daily's dbt node tasks: they watch the build; a retried one builds its node alone"),
+    }
+
+
 # Emitted when the mart gate has passed: new point-in-time features are ready to train on.
 CUSTOMER_FEATURES = Asset(name="crm_customer_features", uri="crm://warehouse/marts/customer_features")
 

@@ -115,8 +115,17 @@ class AirflowApi:
             if state in ("success", "failed"):
                 break
             time.sleep(3)
-        instances = self.call(f"{run}/taskInstances?limit=1000")["task_instances"]
-        return state, {ti["task_id"]: ti["state"] for ti in instances}
+        return state, {ti["task_id"]: ti["state"] for ti in self.task_instances(dag_id, run_id)}
+
+    def task_instances(self, dag_id: str, run_id: str) -> list[dict]:
+        """The run's task instances (task_id, state, start_date, end_date, pool, ...)."""
+        run = f"dags/{dag_id}/dagRuns/{urllib.parse.quote(run_id)}"
+        return self.call(f"{run}/taskInstances?limit=1000")["task_instances"]
+
+    def set_pool_slots(self, pool: str, slots: int) -> None:
+        # The body must validate as a whole pool; the mask applies the slots only.
+        body = {"pool": pool, "slots": slots, "include_deferred": False}
+        self.call(f"pools/{pool}?update_mask=slots", "PATCH", body)
 
 
 def request_json(url: str, method: str = "GET", body: dict | None = None, headers: dict | None = None) -> dict:
@@ -218,7 +227,7 @@ def start(settings: Settings) -> Endpoints:
         raise RuntimeError(f"the local services already run (see {pid_file(settings)}): `crm stop` first")
     migrate(settings)
     env = service_env(settings)
-    create_pools(env)
+    create_pools(env, settings)
     serialize_dags(env)
     logs = settings.airflow_home / "logs" / "services"
     logs.mkdir(parents=True, exist_ok=True)
@@ -264,14 +273,15 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def create_pools(env: dict[str, str]) -> None:
-    """The pools the DAGs' tasks take (crm.orchestration.POOLS), in one Airflow command."""
+def create_pools(env: dict[str, str], settings: Settings) -> None:
+    """The pools the DAGs' tasks take (crm.orchestration.pools, sized from the warehouse's engine), in
+    one Airflow command."""
     import json
     import tempfile
 
-    from crm.orchestration import POOLS
+    from crm.orchestration import pools as engine_pools
 
-    pools = {name: {"slots": slots, "description": text} for name, (slots, text) in POOLS.items()}
+    pools = {name: {"slots": slots, "description": text} for name, (slots, text) in engine_pools(settings).items()}
     with tempfile.NamedTemporaryFile("w", suffix=".json") as file:
         json.dump(pools, file)
         file.flush()

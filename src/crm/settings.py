@@ -20,6 +20,10 @@ from pathlib import Path
 # The checkout that holds this package (src/crm/settings.py → the repository root).
 CHECKOUT = Path(__file__).resolve().parents[2]
 
+# Warehouse tasks at once on a server by default (and dbt's threads there): most of the five trainings
+# or scorings side by side, without asking more of a modest server than a few sessions.
+SERVER_WAREHOUSE_SLOTS = 4
+
 
 @dataclass(frozen=True)
 class Settings:
@@ -104,6 +108,10 @@ class Settings:
     celery_result_backend: str
     # Celery workers `crm ui` starts on this machine (each in a working directory of its own).
     celery_workers: int
+    # How many tasks may use the warehouse at once (the Airflow pool crm_warehouse), and dbt's threads
+    # on a server: 0 for the engine's own, one on DuckDB (a file has one writer; more is refused) and
+    # SERVER_WAREHOUSE_SLOTS on a server, where independent dbt nodes, trainings and scorings overlap.
+    warehouse_slots: int
     mlflow_ui_port: int
 
     @classmethod
@@ -151,6 +159,7 @@ class Settings:
             "celery_broker_url": "redis://127.0.0.1:6379/0",
             "celery_result_backend": "",
             "celery_workers": 1,
+            "warehouse_slots": 0,
             "mlflow_ui_port": 5000,
         }
         values: dict[str, object] = {}
@@ -169,6 +178,24 @@ class Settings:
     def warehouse_engine(self) -> str:
         """The warehouse's engine: duckdb (the embedded default) or postgres."""
         return "postgres" if self.warehouse_url else "duckdb"
+
+    @property
+    def warehouse_pool_slots(self) -> int:
+        """How many tasks may use the warehouse at once: one on DuckDB, warehouse_slots (or
+        SERVER_WAREHOUSE_SLOTS) on a server."""
+        if self.warehouse_engine == "duckdb":
+            if self.warehouse_slots > 1:
+                raise ValueError(
+                    f"CRM_WAREHOUSE_SLOTS={self.warehouse_slots}: the embedded DuckDB warehouse allows one writer "
+                    "at a time; leave it unset (or 1), or set CRM_WAREHOUSE_URL to a warehouse server"
+                )
+            return 1
+        return self.warehouse_slots or SERVER_WAREHOUSE_SLOTS
+
+    @property
+    def parallel_warehouse_tasks(self) -> bool:
+        """Whether the DAGs run their trainings and scorings side by side (else one after another)."""
+        return self.warehouse_pool_slots > 1
 
     @property
     def warehouse_location(self) -> str:
@@ -247,6 +274,8 @@ class Settings:
         from its logs."""
         env = {
             "CRM_DBT_TARGET": self.warehouse_engine,
+            # DuckDB's two threads share one process's writer; a server takes a session per thread.
+            "CRM_DBT_THREADS": str(2 if self.warehouse_engine == "duckdb" else self.warehouse_pool_slots),
             "CRM_WAREHOUSE_PATH": str(self.warehouse_path),
             "DBT_ENV_SECRET_PII_HASH_KEY": self.pii_hash_key(),
             "CRM_DUCKDB_MEMORY_LIMIT": self.duckdb_memory_limit,
@@ -351,6 +380,7 @@ def _parse(name: str, text: str) -> object:
             "gate_recent_days",
             "airflow_ui_port",
             "celery_workers",
+            "warehouse_slots",
             "mlflow_ui_port",
         ):
             return int(text)
