@@ -7,7 +7,7 @@ UV_VERSION := $(shell sed -n '/^name = "uv"$$/{n;s/^version = "\(.*\)"$$/\1/p;}'
 export CRM_HOME ?= $(CURDIR)
 export UV_PROJECT_ENVIRONMENT := $(CURDIR)/$(VENV)
 
-.PHONY: install browser run ui stop test bench clean
+.PHONY: install browser java run ui stop test bench clean
 
 install: $(VENV)/.installed
 
@@ -34,9 +34,15 @@ browser:
 	@command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1 || [ "$$(id -u)" != 0 ] || \
 		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null)
 
+# Java for Apache Spark (CRM_WAREHOUSE_URL=spark+session://, and the Spark equivalence test): Debian's
+# OpenJDK 17, installed only where no java is found and run as root.
+java:
+	@command -v java >/dev/null 2>&1 || [ "$$(id -u)" != 0 ] || \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openjdk-17-jre-headless >/dev/null)
+
 # Lint first (seconds), then the suite on two pytest-xdist workers, a test file to a worker in the
 # order tests/conftest.py gives (docs/testing.md); pytest ends with the 15 slowest tests.
-test: install browser
+test: install browser java
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/pytest -n 2 --dist loadfile --no-loadscope-reorder

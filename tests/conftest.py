@@ -58,6 +58,7 @@ def pytest_configure(config: pytest.Config) -> None:
 FILE_ORDER = (
     "test_end_to_end.py",
     "test_postgres_stack.py",
+    "test_spark_equivalence.py",
     "test_crash_safety.py",
     "test_idempotency.py",
     "test_erasure.py",

@@ -125,3 +125,25 @@ def test_the_warehouse_pool_is_sized_from_the_engine(tmp_path: Path, monkeypatch
     assert pools(server)[WAREHOUSE_POOL] == (3, "postgres: up to 3 warehouse tasks at once (CRM_WAREHOUSE_SLOTS)")
     monkeypatch.delenv("CRM_WAREHOUSE_SLOTS")
     assert Settings.from_env(home=tmp_path).warehouse_pool_slots == SERVER_WAREHOUSE_SLOTS
+
+
+def test_a_spark_warehouse_is_a_local_session_or_a_thrift_server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("CRM_WAREHOUSE_URL", "spark+session://")
+    local = Settings.from_env(home=tmp_path)
+    env = local.dbt_env()
+    assert local.warehouse_engine == env["CRM_DBT_TARGET"] == "spark" and env["CRM_SPARK_METHOD"] == "session"
+    # Tables and metastore under the home, never in the working directory; one process at a time.
+    assert env["CRM_SPARK_WAREHOUSE_DIR"] == str(tmp_path / "warehouse" / "spark" / "tables")
+    assert str(tmp_path / "warehouse" / "spark" / "metastore") in env["CRM_SPARK_METASTORE"]
+    assert local.warehouse_pool_slots == 1 and env["CRM_DBT_THREADS"] == "4"
+    # The hash key's pads reach the session as secrets dbt scrubs from its logs.
+    assert len(env["DBT_ENV_SECRET_PII_HMAC_INNER"]) == len(env["DBT_ENV_SECRET_PII_HMAC_OUTER"]) == 128
+    monkeypatch.setenv("CRM_WAREHOUSE_URL", "spark://spark-thrift.internal:10001")
+    cluster = Settings.from_env(home=tmp_path)
+    env = cluster.dbt_env()
+    assert (env["CRM_SPARK_METHOD"], env["CRM_SPARK_HOST"], env["CRM_SPARK_PORT"]) == (
+        "thrift",
+        "spark-thrift.internal",
+        "10001",
+    )
+    assert cluster.warehouse_pool_slots == SERVER_WAREHOUSE_SLOTS

@@ -34,11 +34,30 @@
     email's local part and its domain (a***@example.com), the last two digits of a phone. -#}
 {% macro mask_email(expression) -%}
     case when ({{ expression }}) like '%_@_%'
-        then left({{ expression }}, 1) || '***' || substr({{ expression }}, strpos({{ expression }}, '@'))
+        then left({{ expression }}, 1) || '***' || substr({{ expression }}, {{ dbt.position("'@'", expression) }})
     end
 {%- endmacro %}
 
 {% macro mask_phone(expression) -%}
     {%- set digits = regex_remove(expression, '[^0-9]') -%}
     case when length({{ digits }}) >= 2 then '***' || right({{ digits }}, 2) end
+{%- endmacro %}
+
+{#- Spark: the pads are session settings, substituted into the SQL text by Spark itself, so dbt's
+    compiled files hold only their names. An empty pad (no key on the session) fails the build. -#}
+{% macro spark__hash_pii(expression) -%}
+    {%- if model is defined and model.config is defined and model.config.materialized == 'view' -%}
+        {% do exceptions.raise_compiler_error(
+            'hash_pii in the view ' ~ model.name ~ ' on Spark: a view keeps the pads in its definition; '
+            ~ 'materialize it as a table on Spark') %}
+    {%- endif -%}
+    case
+        when length('${spark.crm.pii_hmac_inner}') <> 128 or length('${spark.crm.pii_hmac_outer}') <> 128
+            then raise_error('hash_pii: no PII hash key on this session (profiles.yml spark.crm.pii_hmac_*)')
+        when ({{ expression }}) is not null
+            then sha2(concat(
+                unhex('${spark.crm.pii_hmac_outer}'),
+                unhex(sha2(concat(unhex('${spark.crm.pii_hmac_inner}'), encode(cast({{ expression }} as string), 'UTF-8')), 256))
+            ), 256)
+    end
 {%- endmacro %}

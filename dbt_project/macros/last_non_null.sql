@@ -18,3 +18,11 @@
         rows between unbounded preceding and unbounded following
     ))[1]
 {%- endmacro %}
+
+{#- Spark: first_value's second argument skips nulls. -#}
+{% macro spark__last_non_null(column, partition_by, order_by) -%}
+    first_value({{ column }}, true) over (
+        partition by {{ partition_by }} order by {{ order_by }}
+        rows between unbounded preceding and unbounded following
+    )
+{%- endmacro %}

@@ -25,6 +25,11 @@
     regexp_replace({{ expression }}, '{{ pattern }}', '', 'g')
 {%- endmacro %}
 
+{#- Spark's regexp_replace replaces every match; its fourth argument is a position, not flags. -#}
+{% macro spark__regex_remove(expression, pattern) -%}
+    regexp_replace({{ expression }}, '{{ pattern }}', '')
+{%- endmacro %}
+
 {% macro regex_replace(expression, pattern, replacement) -%}
     {{ return(adapter.dispatch('regex_replace', 'crm')(expression, pattern, replacement)) }}
 {%- endmacro %}
@@ -39,4 +44,8 @@
     {%- set rules = var('contact_rules') -%}
     {{ regex_replace(regex_replace(expression, rules['email_in_text'], ' email_address '),
                      rules['phone_in_text'], ' phone_number ') }}
+{%- endmacro %}
+
+{% macro spark__regex_replace(expression, pattern, replacement) -%}
+    regexp_replace({{ expression }}, '{{ pattern }}', '{{ replacement }}')
 {%- endmacro %}

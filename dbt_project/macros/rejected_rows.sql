@@ -9,11 +9,9 @@
     every row of a table built before it had customer_id (the model then builds it in full). -#}
 {% macro prune_rejected_rows() -%}
     {%- if is_incremental_with('customer_id') -%}
-        delete from {{ this }}
-        where rejected_at = 'load'
-            or (rejected_at = 'marts'
-                and customer_id in (select customer_id from {{ ref('int_customer_identity') }}))
+        {{ delete_rows(this, "rejected_at = 'load' or (rejected_at = 'marts' and customer_id in (select customer_id from "
+                             ~ ref('int_customer_identity') ~ "))") }}
     {%- elif is_incremental() -%}
-        delete from {{ this }}
+        {{ delete_rows(this, 'true') }}
     {%- endif -%}
 {%- endmacro %}

@@ -6,6 +6,16 @@
     try_cast({{ field }} as {{ type }})
 {%- endmacro %}
 
+{#- Spark (3.2 and later) has try_cast too, but reads no integer from '12.0' or '1e3', as DuckDB does
+    (rounding half away from zero): those go through a decimal, rounded as DuckDB rounds. -#}
+{% macro spark__safe_cast(field, type) -%}
+    {%- if type | trim | lower in ['bigint', 'int', 'integer', 'smallint'] -%}
+        coalesce(try_cast({{ field }} as {{ type }}), try_cast(round(try_cast({{ field }} as decimal(38, 10))) as {{ type }}))
+    {%- else -%}
+        try_cast({{ field }} as {{ type }})
+    {%- endif -%}
+{%- endmacro %}
+
 {#- PostgreSQL (before 16) has no try_cast: functions created by create_safe_cast_functions before
     every run, one per target type with an overload per argument type, which PostgreSQL picks by the
     field's type (text for a literal or a null). Other types (dbt's unit tests cast their fixtures

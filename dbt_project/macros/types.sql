@@ -9,6 +9,8 @@
 
 {% macro duckdb__type_double() -%}double{%- endmacro %}
 
+{% macro spark__type_double() -%}double{%- endmacro %}
+
 {% macro type_text() -%}
     {{ return(adapter.dispatch('type_text', 'crm')()) }}
 {%- endmacro %}
@@ -16,6 +18,9 @@
 {% macro default__type_text() -%}text{%- endmacro %}
 
 {% macro duckdb__type_text() -%}varchar{%- endmacro %}
+
+{#- Spark's varchar needs a length and is another type than its functions' string. -#}
+{% macro spark__type_text() -%}string{%- endmacro %}
 
 {#- round(x, digits) of a double as DuckDB computes it (half away from zero on x * 10^digits);
     PostgreSQL has no round(double precision, integer), and rounding through numeric would round
@@ -30,5 +35,12 @@
 
 {% macro postgres__round_double(expression, digits) -%}
     {%- set value = "cast(" ~ expression ~ " as double precision)" -%}
+    (sign({{ value }}) * floor(abs({{ value }}) * {{ 10 ** digits }} + 0.5) / {{ 10 ** digits }})
+{%- endmacro %}
+
+{#- Spark rounds a double through its decimal text (69.945 to 69.95) where DuckDB rounds the binary
+    value (69.94499... to 69.94): the same arithmetic as on PostgreSQL. -#}
+{% macro spark__round_double(expression, digits) -%}
+    {%- set value = "cast(" ~ expression ~ " as double)" -%}
     (sign({{ value }}) * floor(abs({{ value }}) * {{ 10 ** digits }} + 0.5) / {{ 10 ** digits }})
 {%- endmacro %}

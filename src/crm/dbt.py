@@ -51,6 +51,10 @@ def run_dbt(settings: Settings, command: list[str], variables: dict[str, object]
     if dbt_vars:
         args += ["--vars", json.dumps(dbt_vars)]
     log.info("running %s", " ".join(args[:2]))
+    if settings.warehouse_engine == "spark":
+        from crm import spark
+
+        spark.release()  # dbt opens its own session; the embedded metastore admits one process
     completed = subprocess.run(
         args,
         env={**os.environ, **settings.dbt_env(), **run_env},

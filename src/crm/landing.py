@@ -1063,3 +1063,47 @@ def load_landing(
     if problems:
         raise LandingError("\n".join(str(problem) for problem in problems))
     return inserted
+
+
+@dataclass
+class ScratchLoad:
+    """A load run in a scratch DuckDB for a warehouse server: the rows inserted per source, the
+    refusal to raise once the accepted sources are written, and the corrected partitions to replace."""
+
+    inserted: dict[str, int]
+    problem: LandingError | None
+    corrected: list[tuple[str, date]]
+
+
+def load_in_scratch(
+    scratch: duckdb.DuckDBPyConnection,
+    read: Callable[[str], pa.Table],
+    landing_dir: Path,
+    gate: BatchGate | None = None,
+    up_to: date | None = None,
+) -> ScratchLoad:
+    """load_landing in ``scratch`` (a new database with the raw schema), seeded with what decides a load,
+    read from the warehouse with ``read``: its load log (what is new or corrected) and the customer
+    master's ids and days (the raw gate's known-customer check). The new rows are those with a source
+    file (seeded rows have none); a refused source is absent from the scratch database."""
+    customers = CONTRACTS["customers"].raw_table
+    for table, query in (
+        (LOAD_LOG_TABLE, f"select * from {LOAD_LOG_TABLE}"),
+        (customers, f"select distinct customer_id, _partition_date from {customers}"),
+    ):
+        scratch.register("seed", read(query))
+        scratch.execute(f"insert into {table} by name select * from seed")
+        scratch.unregister("seed")
+    scratch.execute(f"create temp table seeded_log as select * from {LOAD_LOG_TABLE}")
+    try:
+        inserted, problem = load_landing(scratch, landing_dir, gate, up_to), None
+    except LandingError as refused:
+        inserted, problem = {}, refused
+    # Later deliveries that the seeded log did not list: corrected re-deliveries.
+    corrected = scratch.execute(f"""
+        select distinct source, partition_date from {LOAD_LOG_TABLE} as loads
+        where delivery > 1 and not exists (
+            select 1 from seeded_log as seeded
+            where seeded.source = loads.source and seeded.partition_date = loads.partition_date
+              and seeded.delivery = loads.delivery and seeded.file = loads.file)""").fetchall()
+    return ScratchLoad(inserted, problem, corrected)

@@ -259,11 +259,9 @@ def load_landing(
     warehouse as it was. A source refused by its checks or gate is absent from the scratch database,
     so nothing of it is written; its problem is raised after the others are written, as on DuckDB.
     """
-    from crm.landing import ERASED_IDS_DDL, LOAD_LOG_TABLE, REJECTED_ROWS_TABLE, LandingError, ensure_raw_schema
-    from crm.landing import load_landing as load_into
+    from crm.landing import ERASED_IDS_DDL, LOAD_LOG_TABLE, REJECTED_ROWS_TABLE, ensure_raw_schema, load_in_scratch
 
     raw_tables = [LOAD_LOG_TABLE, REJECTED_ROWS_TABLE, *(contract.raw_table for contract in CONTRACTS.values())]
-    customers = CONTRACTS["customers"].raw_table
     with (
         tempfile.TemporaryDirectory(prefix="crm-load-") as folder,
         duckdb.connect(f"{folder}/scratch.duckdb") as scratch,
@@ -275,28 +273,9 @@ def load_landing(
                 con.execute("create schema if not exists raw")
                 con.execute(ERASED_IDS_DDL)  # with its primary key, which a copied layout would lack
                 ensure_tables_like(scratch, con, raw_tables)
-            for table, query in (
-                (LOAD_LOG_TABLE, f"select * from {LOAD_LOG_TABLE}"),
-                # Seeded rows have no source file: the new rows are those with one.
-                (customers, f"select distinct customer_id, _partition_date from {customers}"),
-            ):
-                scratch.register("seed", arrow_table(con.execute(query)))
-                scratch.execute(f"insert into {table} by name select * from seed")
-                scratch.unregister("seed")
-            scratch.execute(f"create temp table seeded_log as select * from {LOAD_LOG_TABLE}")
-            problem = None
-            try:
-                inserted = load_into(scratch, landing_dir, gate, up_to)
-            except LandingError as refused:
-                problem, inserted = refused, {}
-            corrected = scratch.execute(f"""
-                select distinct source, partition_date from {LOAD_LOG_TABLE} as loads
-                where delivery > 1 and not exists (
-                    select 1 from seeded_log as seeded
-                    where seeded.source = loads.source and seeded.partition_date = loads.partition_date
-                      and seeded.delivery = loads.delivery and seeded.file = loads.file)""").fetchall()
+            load = load_in_scratch(scratch, lambda query: arrow_table(con.execute(query)), landing_dir, gate, up_to)
             with _own_transaction(con):
-                for source, day in corrected:
+                for source, day in load.corrected:
                     con.execute(
                         sql.SQL("delete from {} where _partition_date = %s").format(
                             sql.Identifier(*CONTRACTS[source].raw_table.split("."))
@@ -321,9 +300,9 @@ def load_landing(
                 con.execute(sql.SQL("analyze {}").format(sql.Identifier(*table.split("."))))
         finally:
             con.execute("select pg_advisory_unlock(%s)", [LOAD_LOCK])
-    if problem is not None:
-        raise problem
-    return inserted
+    if load.problem is not None:
+        raise load.problem
+    return load.inserted
 
 
 def copy_raw_layer(settings: Settings) -> dict[str, int]:

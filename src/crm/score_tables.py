@@ -82,8 +82,9 @@ def ensure_score_tables(warehouse: Warehouse) -> None:
     ``text`` and ``double precision`` as VARCHAR and DOUBLE."""
     warehouse.execute("create schema if not exists scores")
     for table, columns in SCORE_TABLES.items():
-        warehouse.execute(f"create table if not exists {table} ({', '.join(f'{n} {t}' for n, t in columns.items())})")
+        described = ", ".join(f"{name} {warehouse.sql_type(kind)}" for name, kind in columns.items())
+        warehouse.execute(f"create table if not exists {table} ({described})")
         existing = set(warehouse.columns(table))
         for name, column_type in columns.items():
             if name not in existing:
-                warehouse.execute(f"alter table {table} add column {name} {column_type}")
+                warehouse.execute(f"alter table {table} add column {name} {warehouse.sql_type(column_type)}")

@@ -31,9 +31,15 @@ class Settings:
     landing_dir: Path
     truth_dir: Path
     warehouse_path: Path
-    # Where the warehouse lives: empty for the embedded DuckDB file at warehouse_path (the default), or
-    # a PostgreSQL URL (postgresql+psycopg://user:password@host:port/database) for a team warehouse.
+    # Where the warehouse lives: empty for the embedded DuckDB file at warehouse_path (the default), a
+    # PostgreSQL URL (postgresql+psycopg://user:password@host:port/database) for a team warehouse, or
+    # Apache Spark: spark+session:// (a Spark session in each process, master spark_master) or
+    # spark://host:port (a Spark Thrift server of a cluster).
     warehouse_url: str = dataclasses.field(repr=False)  # it may hold a password
+    # On Spark: the session's master (local[2]: this machine's cores), and where its tables (Parquet) and
+    # its metastore live; a cluster's own settings decide these for spark://.
+    spark_master: str
+    spark_dir: Path
     # The read-only copy BI tools query, replaced as a whole after each successful run.
     bi_warehouse_path: Path
     # On PostgreSQL: the role BI tools log in with; every publication grants it read access to the
@@ -126,6 +132,8 @@ class Settings:
             "truth_dir": home / "data" / "truth",
             "warehouse_path": home / "warehouse" / "crm.duckdb",
             "warehouse_url": "",
+            "spark_master": "local[2]",
+            "spark_dir": home / "warehouse" / "spark",
             "bi_warehouse_path": home / "warehouse" / "bi.duckdb",
             "bi_reader_role": "",
             "dbt_project_dir": CHECKOUT / "dbt_project",
@@ -176,7 +184,9 @@ class Settings:
 
     @property
     def warehouse_engine(self) -> str:
-        """The warehouse's engine: duckdb (the embedded default) or postgres."""
+        """The warehouse's engine: duckdb (the embedded default), postgres or spark."""
+        if self.warehouse_url.startswith("spark"):
+            return "spark"
         return "postgres" if self.warehouse_url else "duckdb"
 
     @property
@@ -190,7 +200,19 @@ class Settings:
                     "at a time; leave it unset (or 1), or set CRM_WAREHOUSE_URL to a warehouse server"
                 )
             return 1
+        if self.warehouse_url.startswith("spark+session:"):
+            return 1  # a local session's embedded metastore admits one process at a time
         return self.warehouse_slots or SERVER_WAREHOUSE_SLOTS
+
+    @property
+    def dbt_threads(self) -> int:
+        """dbt's threads: two in DuckDB's one writing process; four in a local Spark session, whose
+        jobs share the process's executor; a session per thread on a server, as many as the pool."""
+        if self.warehouse_engine == "duckdb":
+            return 2
+        if self.warehouse_url.startswith("spark+session:"):
+            return 4
+        return self.warehouse_pool_slots
 
     @property
     def parallel_warehouse_tasks(self) -> bool:
@@ -274,8 +296,7 @@ class Settings:
         from its logs."""
         env = {
             "CRM_DBT_TARGET": self.warehouse_engine,
-            # DuckDB's two threads share one process's writer; a server takes a session per thread.
-            "CRM_DBT_THREADS": str(2 if self.warehouse_engine == "duckdb" else self.warehouse_pool_slots),
+            "CRM_DBT_THREADS": str(self.dbt_threads),
             "CRM_WAREHOUSE_PATH": str(self.warehouse_path),
             "DBT_ENV_SECRET_PII_HASH_KEY": self.pii_hash_key(),
             "CRM_DUCKDB_MEMORY_LIMIT": self.duckdb_memory_limit,
@@ -299,7 +320,40 @@ class Settings:
                 # the hash_pii macro reads (dbt passes no settings of its own to PostgreSQL).
                 "PGOPTIONS": f"-c crm.pii_hmac_inner={inner.hex()} -c crm.pii_hmac_outer={outer.hex()}",
             }
+        if self.warehouse_engine == "spark":
+            inner, outer = hmac_pads(self.pii_hash_key())
+            env |= {
+                "CRM_SPARK_METHOD": "session" if self.warehouse_url.startswith("spark+session:") else "thrift",
+                "CRM_SPARK_HOST": self.spark_server[0],
+                "CRM_SPARK_PORT": str(self.spark_server[1]),
+                **{f"CRM_SPARK_{name.upper()}": value for name, value in self.spark_session_conf.items()},
+                # Session settings the hash_pii macro reads (as ${spark.crm.pii_hmac_inner}): the SQL and
+                # dbt's compiled files name them, never their values.
+                "DBT_ENV_SECRET_PII_HMAC_INNER": inner.hex(),
+                "DBT_ENV_SECRET_PII_HMAC_OUTER": outer.hex(),
+            }
         return env
+
+    @property
+    def spark_server(self) -> tuple[str, int]:
+        """The Spark Thrift server's host and port (spark://host:port); ("NA", 0) for a local session."""
+        from urllib.parse import urlsplit
+
+        if self.warehouse_url.startswith("spark+session:"):
+            return "NA", 0
+        parts = urlsplit(self.warehouse_url)
+        return parts.hostname or "localhost", parts.port or 10000
+
+    @property
+    def spark_session_conf(self) -> dict[str, str]:
+        """A local Spark session's settings, the same for dbt's session and the platform's own: the
+        master, and the tables and the Derby metastore under spark_dir (not the working directory)."""
+        return {
+            "master": self.spark_master,
+            "warehouse_dir": str(self.spark_dir / "tables"),
+            "metastore": f"jdbc:derby:;databaseName={self.spark_dir / 'metastore'};create=true",
+            "derby_home": str(self.spark_dir),
+        }
 
 
 PII_HASH_KEY_VARIABLE = "CRM_PII_HASH_KEY"
@@ -352,7 +406,8 @@ _EXPECTED = {
     "daily_dbt_tasks": "watch, model or build",
     "airflow_executor": "local or celery",
     "recommendations_weekday": "a weekday in English (monday ... sunday) or daily",
-    "warehouse_url": "a PostgreSQL URL, postgresql+psycopg://user:password@host:port/database (empty: DuckDB)",
+    "warehouse_url": "a PostgreSQL URL, postgresql+psycopg://user:password@host:port/database, spark+session:// "
+    "or spark://host:port (empty: DuckDB)",
 }
 
 
@@ -401,7 +456,9 @@ def _parse(name: str, text: str) -> object:
             if text.lower() not in (*WEEKDAYS, "daily"):
                 raise ValueError
             return text.lower()
-        if name == "warehouse_url" and not text.startswith(("postgresql://", "postgresql+")):
+        if name == "warehouse_url" and not text.startswith(
+            ("postgresql://", "postgresql+", "spark://", "spark+session:")
+        ):
             raise ValueError
     except ValueError:
         raise ValueError(

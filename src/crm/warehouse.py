@@ -96,6 +96,10 @@ class Warehouse:
         """Run an insert, update or delete; the number of rows it changed."""
         raise NotImplementedError
 
+    def sql_type(self, standard: str) -> str:
+        """The engine's name of a standard SQL type (text, double precision, ...)."""
+        return standard
+
     def try_bigint(self, expression: str) -> str:
         """SQL reading ``expression`` as a bigint, null where it is none: DuckDB's ``try_cast``, which
         dbt's safe_cast macro makes the rule on every engine."""
@@ -250,6 +254,75 @@ class PostgresWarehouse(Warehouse):
         return len(frame)
 
 
+class SparkWarehouse(Warehouse):
+    """A local Spark session (crm.spark): no transactions, so ``transaction`` only groups statements; a
+    replaced partition is a rewrite of the table without it, then the new rows appended."""
+
+    engine = "spark"
+
+    def __init__(self, spark) -> None:
+        self.spark = spark
+
+    def rows(self, query: str, params: Sequence[object] = ()) -> list[tuple]:
+        return [tuple(row) for row in self.spark.sql(query, args=list(params) or None).collect()]
+
+    def frame(self, query: str, params: Sequence[object] = ()) -> pd.DataFrame:
+        from crm import spark
+
+        # Through DuckDB's conversion, as on PostgreSQL: the same dtypes on every engine.
+        return duckdb.from_arrow(spark.arrow(self.spark, query, list(params))).df()
+
+    def execute(self, statement: str, params: Sequence[object] = ()) -> None:
+        self.spark.sql(statement, args=list(params) or None)
+
+    def transaction(self) -> contextlib.AbstractContextManager[object]:
+        return contextlib.nullcontext()
+
+    def modify(self, statement: str, params: Sequence[object] = ()) -> int:
+        from crm.spark import SparkNotSupported
+
+        raise SparkNotSupported(f"a Spark Parquet table cannot change rows in place: {statement.split()[0]}")
+
+    def sql_type(self, standard: str) -> str:
+        return {"text": "string", "double precision": "double"}.get(standard, standard)
+
+    def try_bigint(self, expression: str) -> str:
+        # As the safe_cast macro on Spark: '12.0' and '1e3' read as DuckDB reads them.
+        return (
+            f"coalesce(try_cast({expression} as bigint), "
+            f"try_cast(round(try_cast({expression} as decimal(38, 10))) as bigint))"
+        )
+
+    def set_pii_pads(self, inner: bytes, outer: bytes) -> None:
+        self.spark.conf.set("spark.crm.pii_hmac_inner", inner.hex())
+        self.spark.conf.set("spark.crm.pii_hmac_outer", outer.hex())
+
+    def columns(self, table: str) -> list[str]:
+        if not self.table_exists(table):
+            return []
+        schema, name = table.split(".")
+        return [column.name for column in self.spark.catalog.listColumns(name, schema)]
+
+    def table_exists(self, qualified_name: str) -> bool:
+        return self.spark.catalog.tableExists(qualified_name)
+
+    def load_landing(
+        self, landing_dir: Path, gate: BatchGate | None = None, up_to: date | None = None
+    ) -> dict[str, int]:
+        from crm import spark
+
+        return spark.load_landing(self.spark, landing_dir, gate, up_to)
+
+    def replace_partition(self, table: str, frame: pd.DataFrame, column: str, value: object) -> int:
+        import pyarrow as pa
+
+        from crm import spark
+
+        self._check_columns(table, frame)
+        spark.delete_rows(self.spark, table, f"{column} = ?", [value])
+        return spark.append(self.spark, table, pa.Table.from_pandas(frame, preserve_index=False))
+
+
 def _postgres_placeholders(query: str) -> str:
     # psycopg takes %s; a literal % (as in like '%x') must be doubled.
     return query.replace("%", "%%").replace("?", "%s")
@@ -269,6 +342,11 @@ def open_warehouse(settings: Settings, read_only: bool = False) -> Iterator[Ware
 
         with postgres.connect(settings.warehouse_url, autocommit=True) as con:
             yield PostgresWarehouse(con)
+    elif settings.warehouse_engine == "spark":
+        from crm import spark
+
+        # The session stays for the process's next steps (it takes seconds to start).
+        yield SparkWarehouse(spark.session(settings))
     else:
         with connect(settings, read_only=read_only) as con:
             yield DuckDBWarehouse(con)

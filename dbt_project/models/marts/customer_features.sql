@@ -22,9 +22,9 @@
          (as_of_date date, loads_through timestamp)",
     ],
     post_hook=[
-        "delete from {{ source('build_state', 'customer_features_dates') }}
-         where as_of_date in (select as_of_date from {{ ref('int_as_of_dates') }})
-            or as_of_date not in (select distinct as_of_date from {{ this }})",
+        "{{ delete_rows(source('build_state', 'customer_features_dates'),
+                        'as_of_date in (select as_of_date from ' ~ ref('int_as_of_dates') ~ ')
+                         or as_of_date not in (select distinct as_of_date from ' ~ this ~ ')') }}",
         "insert into {{ source('build_state', 'customer_features_dates') }}
          select as_of_date, (select max(loaded_at) from {{ source('shop', '_loaded_partitions') }})
          from {{ ref('int_as_of_dates') }}",

@@ -21,9 +21,9 @@ final as (
         identity.customer_key,
         tickets.created_at,
         tickets.resolved_at,
-        cast(
-            {{ dbt.datediff('tickets.created_at', 'tickets.resolved_at', 'second') }} / 3600.0 as {{ type_double() }}
-        ) as hours_to_resolve,
+        -- Divided as a double: Spark divides by a decimal literal at six decimal places.
+        cast({{ dbt.datediff('tickets.created_at', 'tickets.resolved_at', 'second') }} as {{ type_double() }})
+            / 3600 as hours_to_resolve,
         tickets.channel,
         tickets.category,
         tickets.priority,

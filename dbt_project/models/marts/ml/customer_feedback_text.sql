@@ -69,7 +69,7 @@ known_at_date as (
     select
         customer_dates.customer_key,
         customer_dates.as_of_date,
-        string_agg(texts.text, ' ' order by texts.written_at, texts.source_order, texts.text_id) as feedback_text,
+        {{ ordered_string_agg('texts.text', "' '", 'texts.written_at, texts.source_order, texts.text_id') }} as feedback_text,
         count(texts.text) as texts_written
 
     from customer_dates

@@ -1,0 +1,204 @@
+"""The Apache Spark warehouse (``CRM_WAREHOUSE_URL=spark+session://``): the session, the raw layer
+loaded as Parquet tables, and the warehouse layer's queries (crm.warehouse.SparkWarehouse).
+
+dbt builds the project on Spark with dbt-spark (profiles.yml's ``spark`` target). A local session
+keeps its tables (Parquet) and its Hive metastore (embedded Derby) under ``CRM_SPARK_DIR``; the
+embedded metastore admits one process at a time, so a process releases its session (release) before
+it starts dbt, which opens its own, and one warehouse task runs at a time (the pool has one slot). A
+Spark cluster's Thrift server (``spark://host:port``) serves dbt; the platform's own steps reach
+Spark through a local session only, so far.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from datetime import date
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import duckdb
+import pyarrow as pa
+
+from crm.contracts import CONTRACTS
+from crm.settings import Settings
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
+
+    from crm.landing import BatchGate
+
+# DuckDB's types as Spark names them (those the raw layer uses).
+_SPARK_TYPES = {
+    "VARCHAR": "string",
+    "BIGINT": "bigint",
+    "INTEGER": "int",
+    "SMALLINT": "smallint",
+    "DOUBLE": "double",
+    "FLOAT": "float",
+    "DATE": "date",
+    "TIMESTAMP": "timestamp",
+    "TIMESTAMP WITH TIME ZONE": "timestamp",
+    "BOOLEAN": "boolean",
+    "BLOB": "binary",
+}
+
+_session: SparkSession | None = None
+
+
+class SparkNotSupported(RuntimeError):
+    """What the platform's own steps cannot do on Spark yet."""
+
+
+def session_conf(settings: Settings) -> dict[str, str]:
+    """The local session's Spark settings, as profiles.yml gives them to dbt's session."""
+    conf = settings.spark_session_conf
+    return {
+        "spark.master": conf["master"],
+        "spark.sql.warehouse.dir": conf["warehouse_dir"],
+        "javax.jdo.option.ConnectionURL": conf["metastore"],
+        "spark.driver.extraJavaOptions": f"-Dderby.system.home={conf['derby_home']}",
+        "spark.ui.enabled": "false",
+        "spark.sql.shuffle.partitions": "4",
+        "spark.sql.session.timeZone": "UTC",
+    }
+
+
+def session(settings: Settings) -> SparkSession:
+    """This process's Spark session, started on first use (about five seconds) and kept."""
+    global _session
+    if not settings.warehouse_url.startswith("spark+session:"):
+        raise SparkNotSupported(
+            f"CRM_WAREHOUSE_URL={settings.warehouse_location}: dbt reaches a Spark Thrift server, but the "
+            "platform's own steps (load, gates, scoring, publication) need a local session "
+            "(spark+session://) so far"
+        )
+    if _session is None:
+        from pyspark.sql import SparkSession
+
+        settings.spark_dir.mkdir(parents=True, exist_ok=True)
+        builder = SparkSession.builder.enableHiveSupport()
+        for key, value in session_conf(settings).items():
+            builder = builder.config(key, value)
+        _session = builder.getOrCreate()
+        _session.sparkContext.setLogLevel("ERROR")
+    return _session
+
+
+def release() -> None:
+    """Stop this process's Spark session and its JVM, so that another process (dbt) can open the
+    embedded metastore; the next session() starts a new one."""
+    global _session
+    if _session is None:
+        return
+    from pyspark import SparkContext
+
+    _session.stop()
+    gateway = SparkContext._gateway
+    if gateway is not None:
+        process = getattr(gateway, "proc", None)
+        gateway.shutdown()
+        if process is not None:
+            process.stdin.close()
+            process.wait(timeout=60)
+    SparkContext._gateway = None
+    SparkContext._jvm = None
+    _session = None
+
+
+def arrow(spark: SparkSession, query: str, params: list[object] | None = None) -> pa.Table:
+    return spark.sql(query, args=params or None).toArrow()
+
+
+def spark_type(duckdb_type: str) -> str:
+    return _SPARK_TYPES.get(duckdb_type, "string")
+
+
+def ensure_tables_like(scratch: duckdb.DuckDBPyConnection, spark: SparkSession, tables: list[str]) -> None:
+    """Create each of ``tables`` (schema.name) on Spark as a Parquet table with the columns it has on
+    DuckDB, where it is missing; refuse one that exists with other columns, naming both lists."""
+    for table in tables:
+        schema, name = table.split(".")
+        columns = scratch.execute(
+            "select column_name, data_type from duckdb_columns() "
+            "where schema_name = ? and table_name = ? order by column_index",
+            [schema, name],
+        ).fetchall()
+        spark.sql(f"create database if not exists {schema}")
+        if not spark.catalog.tableExists(table):
+            described = ", ".join(f"`{column}` {spark_type(kind)}" for column, kind in columns)
+            spark.sql(f"create table {table} ({described}) using parquet")
+            continue
+        existing = [column.name for column in spark.catalog.listColumns(name, schema)]
+        if existing != [column for column, _ in columns]:
+            raise ValueError(
+                f"{table} has columns {existing} on Spark, the load writes {[column for column, _ in columns]}: "
+                "migrate or drop the table first"
+            )
+
+
+def append(spark: SparkSession, table: str, rows: pa.Table) -> int:
+    """Append ``rows`` (the table's columns, in order) to a Spark table as new Parquet files."""
+    if rows.num_rows:
+        spark.createDataFrame(rows).write.insertInto(table)
+    return rows.num_rows
+
+
+def delete_rows(spark: SparkSession, table: str, condition: str, params: list[object] | None = None) -> None:
+    """Delete the rows of ``table`` for which ``condition`` holds: a Parquet table cannot delete in
+    place, so the rows kept are written to a new table that replaces it (macros/delete_rows.sql does
+    the same in dbt's hooks)."""
+    kept = f"{table}__kept"
+    spark.sql(f"drop table if exists {kept}")
+    spark.sql(
+        f"create table {kept} using parquet as select * from {table} where not coalesce({condition}, false)",
+        args=params or None,
+    )
+    spark.sql(f"drop table {table}")
+    spark.sql(f"alter table {kept} rename to {table}")
+
+
+def load_landing(
+    spark: SparkSession, landing_dir: Path, gate: BatchGate | None = None, up_to: date | None = None
+) -> dict[str, int]:
+    """Load the landing folder's new and re-delivered partitions into the Spark raw layer, with the same
+    checks, quarantine and raw gate as the embedded warehouse; rows inserted per source.
+
+    As on PostgreSQL (crm.postgres.load_landing), DuckDB reads and checks the deliveries in a scratch
+    database seeded with what decides a load (the load log, the customer master's ids and days), where
+    crm.landing.load_landing runs unchanged. Then the partitions of corrected re-deliveries leave the
+    raw tables, the accepted sources' new rows are appended as Parquet files, the rejected lines too,
+    and the load log is replaced. Spark has no transactions: a load that failed while writing leaves
+    rows whose delivery the load log, written last, does not list; the next load removes them first
+    (their partitions are then new to it, and load again whole).
+    """
+    from crm.landing import ERASED_IDS_TABLE, LOAD_LOG_TABLE, REJECTED_ROWS_TABLE, ensure_raw_schema, load_in_scratch
+
+    raw_tables = [LOAD_LOG_TABLE, REJECTED_ROWS_TABLE, *(contract.raw_table for contract in CONTRACTS.values())]
+    with (
+        tempfile.TemporaryDirectory(prefix="crm-load-") as folder,
+        duckdb.connect(f"{folder}/scratch.duckdb") as scratch,
+    ):
+        ensure_raw_schema(scratch)
+        ensure_tables_like(scratch, spark, [*raw_tables, ERASED_IDS_TABLE])
+        for contract in CONTRACTS.values():
+            unlogged = (
+                f"not exists (select 1 from {LOAD_LOG_TABLE} as loads where loads.source = '{contract.name}' "
+                "and loads.file = _source_file and loads.delivery = _delivery)"
+            )
+            if spark.sql(f"select 1 from {contract.raw_table} where {unlogged} limit 1").count():
+                delete_rows(spark, contract.raw_table, unlogged)
+        load = load_in_scratch(scratch, lambda query: arrow(spark, query), landing_dir, gate, up_to)
+        for source, day in load.corrected:
+            delete_rows(spark, CONTRACTS[source].raw_table, "_partition_date = ?", [day])
+            delete_rows(spark, REJECTED_ROWS_TABLE, "source = ? and partition_date = ?", [source, day])
+        for contract in CONTRACTS.values():
+            new_rows = f"select * from {contract.raw_table} where _source_file is not null"
+            append(spark, contract.raw_table, scratch.execute(new_rows).to_arrow_table())
+        append(spark, REJECTED_ROWS_TABLE, scratch.execute(f"select * from {REJECTED_ROWS_TABLE}").to_arrow_table())
+        # Loads also update logged files (a touched, unchanged file's new size and time): written whole.
+        spark.createDataFrame(scratch.execute(f"select * from {LOAD_LOG_TABLE}").to_arrow_table()).write.insertInto(
+            LOAD_LOG_TABLE, overwrite=True
+        )
+    if load.problem is not None:
+        raise load.problem
+    return load.inserted
