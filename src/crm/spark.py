@@ -58,7 +58,7 @@ def session_conf(settings: Settings) -> dict[str, str]:
         "javax.jdo.option.ConnectionURL": conf["metastore"],
         "spark.driver.extraJavaOptions": f"-Dderby.system.home={conf['derby_home']}",
         "spark.ui.enabled": "false",
-        "spark.sql.shuffle.partitions": "4",
+        "spark.sql.shuffle.partitions": "2",
         "spark.sql.session.timeZone": "UTC",
     }
 
