@@ -56,9 +56,9 @@ def pytest_configure(config: pytest.Config) -> None:
 # the longest first, so that the two workers end together; the files that read the end-to-end home
 # after it is built (by the first file); those that share the daily history next to each other.
 FILE_ORDER = (
+    "test_spark_equivalence.py",
     "test_end_to_end.py",
     "test_postgres_stack.py",
-    "test_spark_equivalence.py",
     "test_crash_safety.py",
     "test_idempotency.py",
     "test_erasure.py",
@@ -503,10 +503,13 @@ class EngineComparison:
         return value
 
     @classmethod
-    def rows(cls, cursor, columns: list[str], landing: tuple[str, str], ignored: frozenset[str]) -> collections.Counter:
+    def rows(
+        cls, rows: list[tuple], columns: list[str], landing: tuple[str, str], ignored: frozenset[str]
+    ) -> collections.Counter:
+        """The rows as a multiset of normalised values, without the run-time and ``ignored`` columns."""
         kept = [index for index, column in enumerate(columns) if column not in cls.RUN_TIME_COLUMNS | ignored]
         return collections.Counter(
-            tuple(cls.normalised(row[index], columns[index], landing) for index in kept) for row in cursor.fetchall()
+            tuple(cls.normalised(row[index], columns[index], landing) for index in kept) for row in rows
         )
 
     @classmethod
@@ -530,10 +533,10 @@ class EngineComparison:
             for local_table, team_table in sorted(tables.items()):
                 local_result = local.execute(f"select * from {local_table}")
                 local_columns = [column[0] for column in local_result.description]
-                local_rows = cls.rows(local_result, local_columns, landing, ignored)
+                local_rows = cls.rows(local_result.fetchall(), local_columns, landing, ignored)
                 team_result = team.execute(f"select * from {team_table}")
                 team_columns = [column.name for column in team_result.description]
-                team_rows = cls.rows(team_result, team_columns, landing, ignored)
+                team_rows = cls.rows(team_result.fetchall(), team_columns, landing, ignored)
                 compared.append(f"{local_table} ({sum(local_rows.values())} rows)")
                 if local_columns != team_columns:
                     differences.append(

@@ -51,7 +51,7 @@ from crm.landing import (
     record_rewritten_files,
 )
 from crm.settings import Settings, hmac_pads
-from crm.warehouse import PUBLISHED_SCHEMA_PREFIX, Warehouse, open_warehouse, warehouse_exists
+from crm.warehouse import PUBLISHED_SCHEMA_PREFIX, Warehouse, open_warehouse, refuse_on_spark, warehouse_exists
 
 log = logging.getLogger(__name__)
 
@@ -667,6 +667,7 @@ def write_audit(settings: Settings, suppression: dict[str, object], removed: dic
 def erase(settings: Settings, customer_ids_file: Path, rebuild: bool = True) -> dict[str, object]:
     """The whole erasure (``crm erase``); with ``rebuild``, then a dbt build and publish, so that the
     aggregates (campaign results, RFM bounds, consolidation rates) no longer count the erased."""
+    refuse_on_spark(settings, "erasure")
     ids = read_customer_ids(customer_ids_file)
     suppression = record_suppression(settings, ids)
     removed = {"landing": erase_landing(settings), "warehouse": erase_warehouse(settings)}

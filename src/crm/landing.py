@@ -1107,3 +1107,14 @@ def load_in_scratch(
             where seeded.source = loads.source and seeded.partition_date = loads.partition_date
               and seeded.delivery = loads.delivery and seeded.file = loads.file)""").fetchall()
     return ScratchLoad(inserted, problem, corrected)
+
+
+def table_layout(con: duckdb.DuckDBPyConnection, table: str) -> list[tuple[str, str]]:
+    """The columns of ``table`` (schema.name) in a DuckDB database and their types, in order: what a
+    warehouse server's raw table is created like."""
+    schema, name = table.split(".")
+    return con.execute(
+        "select column_name, data_type from duckdb_columns() "
+        "where schema_name = ? and table_name = ? order by column_index",
+        [schema, name],
+    ).fetchall()

@@ -191,13 +191,11 @@ def ensure_tables_like(
 ) -> None:
     """Create each of ``tables`` (schema.name) on PostgreSQL with the columns it has on DuckDB, where it
     is missing; refuse one that exists with other columns, naming both lists."""
+    from crm.landing import table_layout
+
     for table in tables:
         schema, name = table.split(".")
-        columns = duckdb_con.execute(
-            "select column_name, data_type from duckdb_columns() "
-            "where schema_name = ? and table_name = ? order by column_index",
-            [schema, name],
-        ).fetchall()
+        columns = table_layout(duckdb_con, table)
         existing = [column for column, _ in _columns(postgres_con, table)]
         if not existing:
             postgres_con.execute(sql.SQL("create schema if not exists {}").format(sql.Identifier(schema)))

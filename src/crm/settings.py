@@ -200,7 +200,7 @@ class Settings:
                     "at a time; leave it unset (or 1), or set CRM_WAREHOUSE_URL to a warehouse server"
                 )
             return 1
-        if self.warehouse_url.startswith("spark+session:"):
+        if self.spark_local_session:
             return 1  # a local session's embedded metastore admits one process at a time
         return self.warehouse_slots or SERVER_WAREHOUSE_SLOTS
 
@@ -210,7 +210,7 @@ class Settings:
         jobs share the process's executor; a session per thread on a server, as many as the pool."""
         if self.warehouse_engine == "duckdb":
             return 2
-        if self.warehouse_url.startswith("spark+session:"):
+        if self.spark_local_session:
             return 4
         return self.warehouse_pool_slots
 
@@ -323,7 +323,7 @@ class Settings:
         if self.warehouse_engine == "spark":
             inner, outer = hmac_pads(self.pii_hash_key())
             env |= {
-                "CRM_SPARK_METHOD": "session" if self.warehouse_url.startswith("spark+session:") else "thrift",
+                "CRM_SPARK_METHOD": "session" if self.spark_local_session else "thrift",
                 "CRM_SPARK_HOST": self.spark_server[0],
                 "CRM_SPARK_PORT": str(self.spark_server[1]),
                 **{f"CRM_SPARK_{name.upper()}": value for name, value in self.spark_session_conf.items()},
@@ -335,11 +335,16 @@ class Settings:
         return env
 
     @property
+    def spark_local_session(self) -> bool:
+        """Whether the warehouse is a Spark session inside each process (spark+session://)."""
+        return self.warehouse_url.startswith("spark+session:")
+
+    @property
     def spark_server(self) -> tuple[str, int]:
         """The Spark Thrift server's host and port (spark://host:port); ("NA", 0) for a local session."""
         from urllib.parse import urlsplit
 
-        if self.warehouse_url.startswith("spark+session:"):
+        if self.spark_local_session:
             return "NA", 0
         parts = urlsplit(self.warehouse_url)
         return parts.hostname or "localhost", parts.port or 10000

@@ -21,6 +21,7 @@ import pyarrow as pa
 
 from crm.contracts import CONTRACTS
 from crm.settings import Settings
+from crm.warehouse import EngineNotSupported
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -45,10 +46,6 @@ _SPARK_TYPES = {
 _session: SparkSession | None = None
 
 
-class SparkNotSupported(RuntimeError):
-    """What the platform's own steps cannot do on Spark yet."""
-
-
 def session_conf(settings: Settings) -> dict[str, str]:
     """The local session's Spark settings, as profiles.yml gives them to dbt's session."""
     conf = settings.spark_session_conf
@@ -66,8 +63,8 @@ def session_conf(settings: Settings) -> dict[str, str]:
 def session(settings: Settings) -> SparkSession:
     """This process's Spark session, started on first use (about five seconds) and kept."""
     global _session
-    if not settings.warehouse_url.startswith("spark+session:"):
-        raise SparkNotSupported(
+    if not settings.spark_local_session:
+        raise EngineNotSupported(
             f"CRM_WAREHOUSE_URL={settings.warehouse_location}: dbt reaches a Spark Thrift server, but the "
             "platform's own steps (load, gates, scoring, publication) need a local session "
             "(spark+session://) so far"
@@ -116,13 +113,11 @@ def spark_type(duckdb_type: str) -> str:
 def ensure_tables_like(scratch: duckdb.DuckDBPyConnection, spark: SparkSession, tables: list[str]) -> None:
     """Create each of ``tables`` (schema.name) on Spark as a Parquet table with the columns it has on
     DuckDB, where it is missing; refuse one that exists with other columns, naming both lists."""
+    from crm.landing import table_layout
+
     for table in tables:
         schema, name = table.split(".")
-        columns = scratch.execute(
-            "select column_name, data_type from duckdb_columns() "
-            "where schema_name = ? and table_name = ? order by column_index",
-            [schema, name],
-        ).fetchall()
+        columns = table_layout(scratch, table)
         spark.sql(f"create database if not exists {schema}")
         if not spark.catalog.tableExists(table):
             described = ", ".join(f"`{column}` {spark_type(kind)}" for column, kind in columns)

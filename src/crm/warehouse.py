@@ -42,9 +42,9 @@ def connect(settings: Settings, read_only: bool = False) -> Iterator[duckdb.Duck
     if settings.warehouse_engine != "duckdb":
         # Better no run than a run whose Python stages write to one warehouse and dbt to another.
         raise EngineNotSupported(
-            "CRM_WAREHOUSE_URL is set: every stage runs on PostgreSQL through crm.warehouse.open_warehouse; "
-            "this code opened the embedded DuckDB file directly (crm.warehouse.connect), which only tests "
-            "and DuckDB's own tools may do"
+            f"CRM_WAREHOUSE_URL is set: every stage runs on {settings.warehouse_engine} through "
+            "crm.warehouse.open_warehouse; this code opened the embedded DuckDB file directly "
+            "(crm.warehouse.connect), which only tests and DuckDB's own tools may do"
         )
     if not read_only:
         settings.warehouse_dir.mkdir(parents=True, exist_ok=True)
@@ -279,9 +279,7 @@ class SparkWarehouse(Warehouse):
         return contextlib.nullcontext()
 
     def modify(self, statement: str, params: Sequence[object] = ()) -> int:
-        from crm.spark import SparkNotSupported
-
-        raise SparkNotSupported(f"a Spark Parquet table cannot change rows in place: {statement.split()[0]}")
+        raise EngineNotSupported(f"a Spark Parquet table cannot change rows in place: {statement.split()[0]}")
 
     def sql_type(self, standard: str) -> str:
         return {"text": "string", "double precision": "double"}.get(standard, standard)
@@ -326,6 +324,19 @@ class SparkWarehouse(Warehouse):
 def _postgres_placeholders(query: str) -> str:
     # psycopg takes %s; a literal % (as in like '%x') must be doubled.
     return query.replace("%", "%%").replace("?", "%s")
+
+
+# The stages that run on Spark so far (crm.spark): the rest refuse it plainly instead of failing in SQL.
+SPARK_STAGES = ("load", "build")
+
+
+def refuse_on_spark(settings: Settings, stage: str) -> None:
+    """Raise EngineNotSupported when ``stage`` would run on Spark, which runs only SPARK_STAGES yet."""
+    if settings.warehouse_engine == "spark":
+        raise EngineNotSupported(
+            f"{stage} does not run on Spark yet (CRM_WAREHOUSE_URL={settings.warehouse_location}): "
+            f"only {' and '.join(SPARK_STAGES)} do; run the other stages on DuckDB or PostgreSQL"
+        )
 
 
 def warehouse_exists(settings: Settings) -> bool:
