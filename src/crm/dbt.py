@@ -1,5 +1,7 @@
 """Run dbt in a subprocess: dbt-duckdb keeps the warehouse file locked in the calling process after
-an in-process invocation, which would lock out the tasks that run after it in the same process."""
+an in-process invocation, which would lock out the tasks that run after it in the same process. In a
+local Spark session (spark+session://) dbt runs in-process instead, on the process's session: the
+embedded metastore admits one process."""
 
 from __future__ import annotations
 
@@ -51,10 +53,9 @@ def run_dbt(settings: Settings, command: list[str], variables: dict[str, object]
     if dbt_vars:
         args += ["--vars", json.dumps(dbt_vars)]
     log.info("running %s", " ".join(args[:2]))
-    if settings.warehouse_engine == "spark":
-        from crm import spark
-
-        spark.release()  # dbt opens its own session; the embedded metastore admits one process
+    if settings.spark_local_session:
+        _run_in_session(settings, args[1:], run_env)
+        return
     completed = subprocess.run(
         args,
         env={**os.environ, **settings.dbt_env(), **run_env},
@@ -68,3 +69,38 @@ def run_dbt(settings: Settings, command: list[str], variables: dict[str, object]
     if completed.returncode != 0:
         failures = [line for line in output.splitlines() if "ERROR" in line or "FAIL" in line or "Error" in line]
         raise DbtError(f"dbt {command[0]} failed (exit {completed.returncode}):\n" + "\n".join(failures[-20:]))
+
+
+def _run_in_session(settings: Settings, args: list[str], run_env: dict[str, str]) -> None:
+    """dbt in this process, on this process's Spark session (dbt-spark's session mode takes the running
+    one): the embedded metastore admits one process, and a second JVM would cost seconds per step."""
+    from dbt.cli.main import dbtRunner
+
+    from crm import spark
+
+    spark.session(settings)
+    lines: list[str] = []
+
+    def keep(event) -> None:
+        if event.info.msg and event.info.level != "debug":
+            lines.append(f"{event.info.ts.ToDatetime():%H:%M:%S}  {event.info.msg}")
+
+    env = {**settings.dbt_env(), **run_env}
+    saved = {name: os.environ.get(name) for name in env}
+    os.environ.update(env)
+    try:
+        # dbt's console lines reach the log through ``keep``, as the subprocess's output does.
+        result = dbtRunner(callbacks=[keep]).invoke(["--log-level", "none", *args])
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+    for line in lines:
+        log.info("dbt | %s", line)
+    if not result.success:
+        failures = [line for line in lines if "ERROR" in line or "FAIL" in line or "Error" in line]
+        if result.exception is not None:
+            failures.append(str(result.exception))
+        raise DbtError(f"dbt {args[1]} failed:\n" + "\n".join(failures[-20:]))

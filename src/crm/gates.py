@@ -279,6 +279,7 @@ def quarantine_frame(warehouse: Warehouse, scoring: date, recent_days: int, shar
     quarantined and not more than half of the day (one bad value in a day of 4 is a row-level
     problem)."""
     since = scoring - timedelta(days=recent_days - 1)
+    double = warehouse.sql_type("double precision")
     return warehouse.frame(
         f"""
         with deliveries as (
@@ -300,7 +301,7 @@ def quarantine_frame(warehouse: Warehouse, scoring: date, recent_days: int, shar
             select deliveries.source, deliveries.partition_date, deliveries.delivered_lines,
                    coalesce(reasons.quarantined_rows, 0) as quarantined_rows,
                    coalesce(reasons.reason, '') as dominant_reason,
-                   cast(coalesce(reasons.quarantined_rows, 0) as double precision)
+                   cast(coalesce(reasons.quarantined_rows, 0) as {double})
                        / nullif(deliveries.delivered_lines, 0) as share
             from deliveries
             left join reasons
@@ -310,7 +311,7 @@ def quarantine_frame(warehouse: Warehouse, scoring: date, recent_days: int, shar
         )
         select source, partition_date, delivered_lines, quarantined_rows, dominant_reason,
                case when quarantined_rows >= {SYSTEMIC_MIN_ROWS} or share > 0.5 then share end as quarantined_share,
-               cast(? as double precision) as _share_limit
+               cast(? as {double}) as _share_limit
         from final
         order by source, partition_date""",
         [since, scoring, since, scoring, share_limit],

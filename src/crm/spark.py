@@ -3,10 +3,11 @@ loaded as Parquet tables, and the warehouse layer's queries (crm.warehouse.Spark
 
 dbt builds the project on Spark with dbt-spark (profiles.yml's ``spark`` target). A local session
 keeps its tables (Parquet) and its Hive metastore (embedded Derby) under ``CRM_SPARK_DIR``; the
-embedded metastore admits one process at a time, so a process releases its session (release) before
-it starts dbt, which opens its own, and one warehouse task runs at a time (the pool has one slot). A
-Spark cluster's Thrift server (``spark://host:port``) serves dbt; the platform's own steps reach
-Spark through a local session only, so far.
+embedded metastore admits one process at a time, so dbt runs inside the process that holds the
+session (crm.dbt runs it in-process there: dbt-spark's session mode takes the running session), and
+one warehouse task runs at a time (the pool has one slot). A Spark cluster's Thrift server
+(``spark://host:port``) serves dbt; the platform's own steps reach Spark through a local session
+only, so far.
 """
 
 from __future__ import annotations
@@ -57,6 +58,7 @@ def session_conf(settings: Settings) -> dict[str, str]:
         "spark.ui.enabled": "false",
         "spark.sql.shuffle.partitions": "2",
         "spark.sql.session.timeZone": "UTC",
+        "spark.ui.showConsoleProgress": "false",
     }
 
 
@@ -82,8 +84,8 @@ def session(settings: Settings) -> SparkSession:
 
 
 def release() -> None:
-    """Stop this process's Spark session and its JVM, so that another process (dbt) can open the
-    embedded metastore; the next session() starts a new one."""
+    """Stop this process's Spark session and its JVM, so that another process can open the embedded
+    metastore; the next session() starts a new one."""
     global _session
     if _session is None:
         return

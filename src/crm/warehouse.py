@@ -299,7 +299,7 @@ class SparkWarehouse(Warehouse):
         if not self.table_exists(table):
             return []
         schema, name = table.split(".")
-        return [column.name for column in self.spark.catalog.listColumns(name, schema)]
+        return [column.name for column in self.spark.catalog.listColumns(f"{schema}.{name}")]
 
     def table_exists(self, qualified_name: str) -> bool:
         return self.spark.catalog.tableExists(qualified_name)
