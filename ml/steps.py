@@ -14,7 +14,7 @@ from dataclasses import asdict
 from crm.pipeline import MODELS, first_order_day, plan
 from crm.quality import QualityGate
 from crm.settings import Settings, hmac_pads
-from crm.warehouse import open_warehouse, refuse_on_spark
+from crm.warehouse import open_warehouse
 from ml import registry
 from ml.ground_truth import evaluate
 from ml.scoring import SCORERS, NoChampion, read_scoring_inputs
@@ -38,7 +38,6 @@ def train(settings: Settings, model: str = "churn") -> dict[str, object]:
     at the validation date; recommendations learn from the purchases up to the validation date and
     are graded on the window after it.
     """
-    refuse_on_spark(settings, "training")
     as_of = plan(settings)
     if model == "segments":
         report = train_segmentation(settings, as_of.validation)
@@ -81,7 +80,6 @@ def score(settings: Settings, models: tuple[str, ...] = MODELS, daily: bool = Fa
     gate raises before that model's rows are written (the models scored before it keep their new rows,
     each replaced in its own transaction).
     """
-    refuse_on_spark(settings, "scoring")
     quality = QualityGate(settings)
     as_of_date = plan(settings).scoring
     results: dict[str, dict[str, object]] = {}

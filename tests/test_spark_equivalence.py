@@ -1,13 +1,15 @@
-"""Engine equivalence on Apache Spark: the load and the dbt build give the same rows on DuckDB and on a
-local Spark session (CRM_WAREHOUSE_URL=spark+session://).
+"""Engine equivalence on Apache Spark: a day's run gives the same rows on DuckDB and on a local Spark
+session (CRM_WAREHOUSE_URL=spark+session://).
 
 One delivery, two homes with the same landing folder and PII key: the first load and build with the
 last days held back, then those days (a second load, and an incremental build: on Spark the
 incremental models' delete+insert rewrites their Parquet tables, the hooks' deletes too). After the
-incremental build every raw, staging, audit and mart table is compared row
-for row with the engine comparison of the PostgreSQL test (multisets, doubles to 10 significant
-digits, run times left out). The scoring, the gates on the marts and the publication run on DuckDB
-and PostgreSQL only so far.
+incremental build every raw, staging, audit and mart table is compared row for row with the engine
+comparison of the PostgreSQL test (multisets, doubles to 10 significant digits, run times left out).
+Then the rest of the day on both engines: the mart gate, the scoring with the same champion (the
+segmentation, trained once on a copy of the DuckDB home: too few customers here for the supervised
+models' preflight), the publication; the score tables and every published table are compared too
+(on Spark BI reads the views of bi_marts and bi_scores, on DuckDB the BI copy's file).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from __future__ import annotations
 import collections
 import os
 import shutil
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from pathlib import Path
@@ -25,8 +28,10 @@ import pytest
 from crm import pipeline, spark
 from crm.contracts import CONTRACTS
 from crm.generate import GeneratorConfig, generate
+from crm.pipeline import PUBLISHED_TABLES
 from crm.settings import Settings, hmac_pads
-from crm.warehouse import DuckDBWarehouse, SparkWarehouse
+from crm.warehouse import PUBLISHED_SCHEMA_PREFIX, DuckDBWarehouse, PublicationRefused, SparkWarehouse
+from ml import steps
 
 END = date(2026, 11, 23)
 HELD_BACK_FROM = END - timedelta(days=4)
@@ -38,12 +43,16 @@ SAME_LANDING = ("", "")
 @dataclass
 class Build:
     loaded: dict[str, collections.Counter]
+    spark_settings: Settings
     compared: list[str] = field(default_factory=list)
     differences: list[str] = field(default_factory=list)
+    gated: dict[str, object] = field(default_factory=dict)
+    scored: dict[str, object] = field(default_factory=dict)
+    published: dict[str, object] = field(default_factory=dict)
 
 
 @pytest.fixture(scope="module")
-def build(tmp_path_factory: pytest.TempPathFactory, engines) -> Build:
+def build(tmp_path_factory: pytest.TempPathFactory, engines) -> Iterator[Build]:
     if shutil.which("java") is None and os.environ.get("CI") != "true":
         pytest.skip("no Java for Spark here: `make java` installs Debian's OpenJDK 17 (as root)")
     root = tmp_path_factory.mktemp("spark")
@@ -52,9 +61,17 @@ def build(tmp_path_factory: pytest.TempPathFactory, engines) -> Build:
     held = _hold_back(landing, root / "held")
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("CRM_PII_HASH_KEY", "spark-equivalence-" + "0" * 46)
-        common = {"landing_dir": landing, "gate_recent_days": 1, "as_of_tolerance_days": 10}
+        # A 14-day churn window puts the validation date, where the segmentation trains, inside 60 days.
+        common = {"landing_dir": landing, "gate_recent_days": 1, "as_of_tolerance_days": 10, "churn_window_days": 14}
         local = Settings.from_env(home=root / "duckdb", **common)
-        on_spark = Settings.from_env(home=root / "spark", warehouse_url="spark+session://", **common)
+        # One MLflow store: both engines score with the same champion.
+        on_spark = Settings.from_env(
+            home=root / "spark",
+            warehouse_url="spark+session://",
+            mlflow_tracking_uri=local.mlflow_tracking_uri,
+            mlflow_artifacts_dir=local.mlflow_artifacts_dir,
+            **common,
+        )
         try:
             loaded: dict[str, collections.Counter] = {"duckdb": collections.Counter(), "spark": collections.Counter()}
             for step in ("first", "next"):
@@ -64,12 +81,32 @@ def build(tmp_path_factory: pytest.TempPathFactory, engines) -> Build:
                 for settings in (local, on_spark):
                     loaded[settings.warehouse_engine].update(pipeline.load(settings)["rows"])
                     pipeline.build_warehouse(settings)
-            result = Build(loaded)
+            result = Build(loaded, on_spark)
             # Compared once, after the incremental build: Spark's statements cost about a second each.
-            result.compared, result.differences = _compare(engines, local, on_spark)
+            result.compared, result.differences = _compare(engines, local, on_spark, _warehouse_tables(local))
+            # The champion both score with, trained on a copy: the training data stays out of the compared marts.
+            training = Settings.from_env(
+                home=root / "training",
+                mlflow_tracking_uri=local.mlflow_tracking_uri,
+                mlflow_artifacts_dir=local.mlflow_artifacts_dir,
+                **common,
+            )
+            shutil.copytree(local.home, training.home)
+            pipeline.build_training_data(training)
+            steps.train(training, "segments")
+            for settings in (local, on_spark):
+                engine = settings.warehouse_engine
+                result.gated[engine] = pipeline.gate_marts(settings)
+                result.scored[engine] = {
+                    model: scored.get("rows", "skipped") for model, scored in steps.score(settings).items()
+                }
+                result.published[engine] = pipeline.publish(settings)
+            compared, differences = _compare(engines, local, on_spark, _scored_and_published_tables(local))
+            result.compared += compared
+            result.differences += differences
+            yield result
         finally:
             spark.release()
-    return result
 
 
 def _hold_back(landing: Path, held: Path) -> list[tuple[Path, Path]]:
@@ -85,53 +122,82 @@ def _hold_back(landing: Path, held: Path) -> list[tuple[Path, Path]]:
     return moved
 
 
-def _compare(engines, local: Settings, on_spark: Settings) -> tuple[list[str], list[str]]:
-    """Every table of SCHEMAS on DuckDB against the Spark table of the same name: the tables compared,
-    and a line per table missing on Spark or with other columns or rows."""
-    pads = hmac_pads(local.pii_hash_key())
-    compared, differences = [], []
+def _warehouse_tables(local: Settings) -> list[tuple[Path, str, str]]:
+    """Every table of SCHEMAS in the DuckDB warehouse, and the Spark table of the same name."""
     with duckdb.connect(str(local.warehouse_path), read_only=True) as con:
-        DuckDBWarehouse(con).set_pii_pads(*pads)
-        warehouse = SparkWarehouse(spark.session(on_spark))
-        warehouse.set_pii_pads(*pads)
-        tables = [
-            name
+        return [
+            (local.warehouse_path, name, name)
             for (name,) in con.execute(
                 "select table_schema || '.' || table_name from information_schema.tables "
                 "where table_schema in (select unnest(?)) order by 1",
                 [list(SCHEMAS)],
             ).fetchall()
         ]
-        for table in tables:
-            if not warehouse.table_exists(table):
-                differences.append(f"{table}: missing on Spark")
-                continue
+
+
+def _scored_and_published_tables(local: Settings) -> list[tuple[Path, str, str]]:
+    """The score tables, and every published table: in DuckDB's BI copy, and as Spark's bi_ views."""
+    scores = [(local.warehouse_path, table, table) for table in PUBLISHED_TABLES if table.startswith("scores.")]
+    return scores + [(local.bi_warehouse_path, table, PUBLISHED_SCHEMA_PREFIX + table) for table in PUBLISHED_TABLES]
+
+
+def _compare(
+    engines, local: Settings, on_spark: Settings, tables: list[tuple[Path, str, str]]
+) -> tuple[list[str], list[str]]:
+    """Each (DuckDB file, table, Spark table) of ``tables``: the tables compared, and a line per table
+    missing on Spark or with other columns or rows."""
+    pads = hmac_pads(local.pii_hash_key())
+    compared, differences = [], []
+    warehouse = SparkWarehouse(spark.session(on_spark))
+    warehouse.set_pii_pads(*pads)
+    for path, table, spark_table in tables:
+        if not warehouse.table_exists(spark_table):
+            differences.append(f"{spark_table}: missing on Spark")
+            continue
+        with duckdb.connect(str(path), read_only=True) as con:
+            DuckDBWarehouse(con).set_pii_pads(*pads)
             result = con.execute(f"select * from {table}")
             columns = [column[0] for column in result.description]
-            if sorted(warehouse.columns(table)) != sorted(columns):
-                differences.append(f"{table}: columns {columns} on DuckDB, {warehouse.columns(table)} on Spark")
-                continue
             on_duckdb = engines.rows(result.fetchall(), columns, SAME_LANDING, frozenset())
-            selected = ", ".join(f"`{column}`" for column in columns)
-            on_spark_rows = engines.rows(
-                warehouse.rows(f"select {selected} from {table}"), columns, SAME_LANDING, frozenset()
+        if sorted(warehouse.columns(spark_table)) != sorted(columns):
+            differences.append(f"{table}: columns {columns} on DuckDB, {warehouse.columns(spark_table)} on Spark")
+            continue
+        selected = ", ".join(f"`{column}`" for column in columns)
+        on_spark_rows = engines.rows(
+            warehouse.rows(f"select {selected} from {spark_table}"), columns, SAME_LANDING, frozenset()
+        )
+        compared.append(f"{spark_table} ({sum(on_duckdb.values())} rows)")
+        if on_duckdb != on_spark_rows:
+            # The first column only (a key): raw and staging rows hold contact details.
+            only_duckdb = sorted({row[0] for row in (on_duckdb - on_spark_rows).elements()}, key=str)[:5]
+            only_spark = sorted({row[0] for row in (on_spark_rows - on_duckdb).elements()}, key=str)[:5]
+            differences.append(
+                f"{spark_table}: {sum(on_duckdb.values())} rows on DuckDB, {sum(on_spark_rows.values())} on Spark; "
+                f"{columns[0]} of rows on DuckDB only {only_duckdb}, on Spark only {only_spark}"
             )
-            compared.append(f"{table} ({sum(on_duckdb.values())} rows)")
-            if on_duckdb != on_spark_rows:
-                # The first column only (a key): raw and staging rows hold contact details.
-                only_duckdb = sorted({row[0] for row in (on_duckdb - on_spark_rows).elements()}, key=str)[:5]
-                only_spark = sorted({row[0] for row in (on_spark_rows - on_duckdb).elements()}, key=str)[:5]
-                differences.append(
-                    f"{table}: {sum(on_duckdb.values())} rows on DuckDB, {sum(on_spark_rows.values())} on Spark; "
-                    f"{columns[0]} of rows on DuckDB only {only_duckdb}, on Spark only {only_spark}"
-                )
     return compared, differences
 
 
-def test_the_load_and_the_build_give_the_same_rows_on_duckdb_and_spark(build):
-    """Two loads and builds on each engine, the second incremental: about five minutes beside the
-    other test worker on two cores."""
+def test_a_day_gives_the_same_rows_on_duckdb_and_spark(build):
+    """Two loads and builds on each engine, the second incremental, then the gate, the scoring and the
+    publication on each: about five minutes beside the other test worker on two cores."""
     print(f"compared {len(build.compared)} tables: " + ", ".join(build.compared))
     assert build.loaded["spark"] == build.loaded["duckdb"] and sum(build.loaded["duckdb"].values()) > 0
-    assert len(build.compared) >= 50, build.compared
+    assert len(build.compared) >= 50 + len(PUBLISHED_TABLES), build.compared
     assert not build.differences, "\n".join(build.differences)
+    assert build.gated["spark"] == build.gated["duckdb"], build.gated
+    assert build.scored["spark"] == build.scored["duckdb"] and build.scored["duckdb"]["segments"] > 100, build.scored
+    assert build.published["spark"] == build.published["duckdb"], build.published
+
+
+def test_a_publication_on_spark_refuses_contact_details_and_keeps_the_previous_one(build):
+    """The PII guard of the publication on Spark: a table whose text holds an email address refuses the
+    whole publication, and BI's views still read the previous one."""
+    session = spark.session(build.spark_settings)
+    before = session.sql("select count(*) from bi_marts.customer_360").collect()[0][0]
+    session.sql("create database if not exists scratch")
+    session.sql("create table scratch.leaky using parquet as select 'someone@example.com' as note")
+    with pytest.raises(PublicationRefused, match="scratch.leaky looks like it holds raw contact details"):
+        spark.publish_tables(session, ["marts.customer_360", "scratch.leaky"])
+    assert session.sql("select count(*) from bi_marts.customer_360").collect()[0][0] == before > 0
+    assert not session.catalog.databaseExists("bi_scratch")

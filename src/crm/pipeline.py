@@ -18,7 +18,6 @@ from typing import TYPE_CHECKING, Any
 from crm.landing import LOAD_LOG_TABLE
 from crm.score_tables import DRIVER_COLUMNS
 from crm.settings import Settings
-from crm.warehouse import refuse_on_spark
 
 if TYPE_CHECKING:
     from crm.warehouse import Warehouse
@@ -339,7 +338,6 @@ def _stored_feature_dates(warehouse: Warehouse) -> set[date]:
 def gate_marts(settings: Settings) -> dict[str, object]:
     """The mart suites: the customer dimension, the new orders, the features at the scoring date, and
     each source's quarantined share of the recent days."""
-    refuse_on_spark(settings, "the mart gate")
     from crm import gates
     from crm.quality import QualityGate
     from crm.warehouse import open_warehouse
@@ -370,7 +368,6 @@ def publish(settings: Settings) -> dict[str, int]:
     Only this step touches the BI copy, and it runs only after every gate passed: a blocked run
     leaves the previously published tables as they were.
     """
-    refuse_on_spark(settings, "publication")
     from crm.dbt import run_dbt
     from crm.warehouse import publish_for_bi
 
@@ -414,10 +411,7 @@ def _docs_fingerprint(settings: Settings) -> str:
         ):
             digest.update(str(path.relative_to(settings.dbt_project_dir)).encode() + b"\0" + path.read_bytes())
     with open_warehouse(settings, read_only=True) as warehouse:
-        columns = warehouse.rows(
-            "select table_schema, table_name, column_name, data_type from information_schema.columns "
-            "where table_schema not in ('information_schema', 'pg_catalog') order by 1, 2, 3, 4"
-        )
+        columns = warehouse.catalog_columns()
     digest.update(repr(columns).encode())
     return digest.hexdigest()
 

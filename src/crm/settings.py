@@ -233,6 +233,8 @@ class Settings:
         """Where BI reads: the BI copy's file, or (PostgreSQL) the published schemas of the warehouse."""
         if self.warehouse_engine == "postgres":
             return f"schemas bi_marts and bi_scores of {self.warehouse_location}"
+        if self.warehouse_engine == "spark":
+            return f"views of the databases bi_marts and bi_scores of {self.warehouse_location}"
         return str(self.bi_warehouse_path)
 
     @property

@@ -125,7 +125,7 @@ def ensure_tables_like(scratch: duckdb.DuckDBPyConnection, spark: SparkSession, 
             described = ", ".join(f"`{column}` {spark_type(kind)}" for column, kind in columns)
             spark.sql(f"create table {table} ({described}) using parquet")
             continue
-        existing = [column.name for column in spark.catalog.listColumns(name, schema)]
+        existing = [column.name for column in spark.catalog.listColumns(table)]
         if existing != [column for column, _ in columns]:
             raise ValueError(
                 f"{table} has columns {existing} on Spark, the load writes {[column for column, _ in columns]}: "
@@ -199,3 +199,62 @@ def load_landing(
     if load.problem is not None:
         raise load.problem
     return load.inserted
+
+
+def publish_tables(spark: SparkSession, tables: list[str]) -> dict[str, int]:
+    """Publish ``tables`` (schema.name) for BI: each is copied into a database of this publication's own,
+    ``bi_<schema>__v<time>``, then the views BI reads, ``bi_<schema>.<name>``, are pointed at the copies.
+
+    A table with raw PII or contact details in text refuses the whole publication before anything is
+    written (crm.warehouse.refuse_pii), and a failed copy leaves the views on the previous
+    publication. Spark's catalog has no transactions: each view switches at once, but a reader that
+    queries two tables while the views switch (well under a second) may see one from each
+    publication. The previous publication's copies stay for reads in flight; older ones are dropped.
+    Returns the rows published per table."""
+    from datetime import UTC, datetime
+
+    from crm.warehouse import PUBLISHED_SCHEMA_PREFIX, contact_details_in_text, refuse_pii
+
+    for table in tables:
+        if not spark.catalog.tableExists(table):
+            raise ValueError(f"{table} does not exist: nothing was published")
+        columns = [column.name for column in spark.catalog.listColumns(table)]
+        refuse_pii(table, columns, lambda table=table: _contact_details(spark, table, contact_details_in_text))
+    version = datetime.now(UTC).strftime("v%Y%m%d%H%M%S%f")
+    rows: dict[str, int] = {}
+    schemas = sorted({table.split(".")[0] for table in tables})
+    for schema in schemas:
+        copies = f"{PUBLISHED_SCHEMA_PREFIX}{schema}__{version}"
+        spark.sql(f"create database {copies}")
+        for table in (table for table in tables if table.split(".")[0] == schema):
+            name = table.split(".")[1]
+            spark.sql(f"create table {copies}.{name} using parquet as select * from {table}")
+            rows[table] = spark.table(f"{copies}.{name}").count()
+    for schema in schemas:
+        published, copies = f"{PUBLISHED_SCHEMA_PREFIX}{schema}", f"{PUBLISHED_SCHEMA_PREFIX}{schema}__{version}"
+        spark.sql(f"create database if not exists {published}")
+        names = {table.split(".")[1] for table in tables if table.split(".")[0] == schema}
+        for name in sorted(names):
+            spark.sql(f"create or replace view {published}.{name} as select * from {copies}.{name}")
+        for view in spark.catalog.listTables(published):
+            if view.name not in names and not view.isTemporary:
+                spark.sql(f"drop view if exists {published}.{view.name}")  # no longer published
+        earlier = sorted(
+            database.name for database in spark.catalog.listDatabases(f"{published}__v*") if database.name != copies
+        )
+        for database in earlier[:-1]:
+            spark.sql(f"drop database {database} cascade")
+    return rows
+
+
+def _contact_details(spark: SparkSession, table: str, find) -> dict[str, dict[str, int]]:
+    """``find`` (crm.warehouse.contact_details_in_text, DuckDB SQL) over ``table``'s text columns, read
+    from Spark into an in-memory DuckDB: one rule of what looks like an email or a phone on every engine."""
+    text_columns = [field.name for field in spark.table(table).schema.fields if field.dataType.typeName() == "string"]
+    if not text_columns:
+        return {}
+    selected = ", ".join(f"`{column}`" for column in text_columns)
+    values = arrow(spark, f"select {selected} from {table}")
+    with duckdb.connect() as con:
+        con.register("candidate", values)
+        return find(con, "candidate")

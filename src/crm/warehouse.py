@@ -136,6 +136,13 @@ class Warehouse:
             )
         ]
 
+    def catalog_columns(self) -> list[tuple]:
+        """(schema, table, column, type) of every column of every table and view, sorted."""
+        return self.rows(
+            "select table_schema, table_name, column_name, data_type from information_schema.columns "
+            "where table_schema not in ('information_schema', 'pg_catalog') order by 1, 2, 3, 4"
+        )
+
     def _check_columns(self, table: str, frame: pd.DataFrame) -> None:
         existing = self.columns(table)
         if existing != list(frame.columns):
@@ -304,6 +311,18 @@ class SparkWarehouse(Warehouse):
     def table_exists(self, qualified_name: str) -> bool:
         return self.spark.catalog.tableExists(qualified_name)
 
+    def catalog_columns(self) -> list[tuple]:
+        # Spark's session catalog has no information_schema. Its listings include the session's
+        # temporary views (dbt-spark's incremental models leave some), which belong to no database.
+        catalog = self.spark.catalog
+        return sorted(
+            (database.name, table.name, column.name, column.dataType)
+            for database in catalog.listDatabases()
+            for table in catalog.listTables(database.name)
+            if not table.isTemporary
+            for column in catalog.listColumns(f"{database.name}.{table.name}")
+        )
+
     def load_landing(
         self, landing_dir: Path, gate: BatchGate | None = None, up_to: date | None = None
     ) -> dict[str, int]:
@@ -327,7 +346,7 @@ def _postgres_placeholders(query: str) -> str:
 
 
 # The stages that run on Spark so far (crm.spark): the rest refuse it plainly instead of failing in SQL.
-SPARK_STAGES = ("load", "build")
+SPARK_STAGES = ("load", "build", "the mart gate", "training", "scoring", "publication")
 
 
 def refuse_on_spark(settings: Settings, stage: str) -> None:
@@ -335,7 +354,7 @@ def refuse_on_spark(settings: Settings, stage: str) -> None:
     if settings.warehouse_engine == "spark":
         raise EngineNotSupported(
             f"{stage} does not run on Spark yet (CRM_WAREHOUSE_URL={settings.warehouse_location}): "
-            f"only {' and '.join(SPARK_STAGES)} do; run the other stages on DuckDB or PostgreSQL"
+            f"only {', '.join(SPARK_STAGES)} do; run it on DuckDB or PostgreSQL"
         )
 
 
@@ -408,6 +427,10 @@ def bi_published(settings: Settings) -> bool:
             return bool(
                 warehouse.row("select count(*) from information_schema.schemata where schema_name = 'bi_marts'")[0]
             )
+    if settings.warehouse_engine == "spark":
+        from crm import spark
+
+        return spark.session(settings).catalog.databaseExists("bi_marts")
     return settings.bi_warehouse_path.exists()
 
 
@@ -416,12 +439,17 @@ def publish_for_bi(
 ) -> dict[str, int]:
     """Replace what BI reads with ``tables`` at once, behind the PII guard; the rows published per table.
     DuckDB: a new BI database file moved over the previous one (publish_copy). PostgreSQL: the schemas
-    bi_<schema>, replaced in one transaction (crm.postgres.publish_schemas)."""
+    bi_<schema>, replaced in one transaction (crm.postgres.publish_schemas). Spark: the views of the
+    databases bi_<schema>, pointed at this publication's copies (crm.spark.publish_tables)."""
     if settings.warehouse_engine == "postgres":
         from crm import postgres
 
         with postgres.connect(settings.warehouse_url) as con:
             return postgres.publish_schemas(con, list(tables), settings.bi_reader_role)
+    if settings.warehouse_engine == "spark":
+        from crm import spark
+
+        return spark.publish_tables(spark.session(settings), list(tables))
     return publish_copy(settings, tables, partitions)
 
 
