@@ -223,13 +223,19 @@ def publish_tables(spark: SparkSession, tables: list[str]) -> dict[str, int]:
     version = datetime.now(UTC).strftime("v%Y%m%d%H%M%S%f")
     rows: dict[str, int] = {}
     schemas = sorted({table.split(".")[0] for table in tables})
-    for schema in schemas:
-        copies = f"{PUBLISHED_SCHEMA_PREFIX}{schema}__{version}"
-        spark.sql(f"create database {copies}")
-        for table in (table for table in tables if table.split(".")[0] == schema):
-            name = table.split(".")[1]
-            spark.sql(f"create table {copies}.{name} using parquet as select * from {table}")
-            rows[table] = spark.table(f"{copies}.{name}").count()
+    try:
+        for schema in schemas:
+            copies = f"{PUBLISHED_SCHEMA_PREFIX}{schema}__{version}"
+            spark.sql(f"create database {copies}")
+            for table in (table for table in tables if table.split(".")[0] == schema):
+                name = table.split(".")[1]
+                spark.sql(f"create table {copies}.{name} using parquet as select * from {table}")
+                rows[table] = spark.table(f"{copies}.{name}").count()
+    except BaseException:
+        # A failed copy is no publication: nothing of it stays to be taken for the previous one.
+        for schema in schemas:
+            spark.sql(f"drop database if exists {PUBLISHED_SCHEMA_PREFIX}{schema}__{version} cascade")
+        raise
     for schema in schemas:
         published, copies = f"{PUBLISHED_SCHEMA_PREFIX}{schema}", f"{PUBLISHED_SCHEMA_PREFIX}{schema}__{version}"
         spark.sql(f"create database if not exists {published}")
