@@ -1,10 +1,15 @@
-"""The benchmark's target table: what it compares and what it shows beside the scoring rate."""
+"""The benchmark's report (targets, sections beside DuckDB) and its accounting of a stage's process tree."""
+
+import sys
+import time
 
 from crm.bench import (
+    _children,
     airflow_section,
     covered_s,
     dbt_stage,
     postgres_section,
+    run_stage,
     target_checks,
     value_and_recommendation_cells,
 )
@@ -149,3 +154,23 @@ def test_lifetime_value_and_recommendations_show_each_figure_beside_its_referenc
     assert cells[-4:] == ["0.120 (0.060)", "0.220 (0.110)", "0.110 (0.055)", "0.990 (0.495)"]
     skipped = value_and_recommendation_cells({"model_quality": {"clv": {"skipped": "no scores"}}})
     assert skipped == ["–"] * 9, "a scale without the figures keeps the table's columns"
+
+
+# A grandchild that outlives its parent, as a local Spark session's JVM outlives the stage's Python
+# process: it holds 300 MB and spins for half a second of CPU after the parent has exited.
+ORPHAN = """
+import subprocess, sys
+subprocess.Popen([sys.executable, "-c", "import time; b = b'x' * (300 * 2**20); end = time.process_time() + 0.5\\n"
+                  "while time.process_time() < end: pass"])
+print("parent done")
+"""
+
+
+def test_a_stage_counts_the_descendants_it_orphans():
+    before = _children()
+    started = time.perf_counter()
+    result, output = run_stage("orphan", [sys.executable, "-c", ORPHAN])
+    assert output == "parent done\n"
+    assert result.peak_rss_mb >= 300 and result.cpu_s >= 0.5, result
+    assert time.perf_counter() - started >= 0.5, "the stage ends when its orphans have ended"
+    assert _children() == before, "the orphan was reaped"

@@ -182,26 +182,62 @@ class StageResult:
         return self.rows / self.wall_s if self.wall_s else 0.0
 
 
+def _children() -> set[int]:
+    """This process's child processes (Linux /proc)."""
+    me, found = os.getpid(), set()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            if int(stat.read_text().rpartition(")")[2].split()[1]) == me:
+                found.add(int(stat.parent.name))
+        except (OSError, ValueError, IndexError):
+            continue  # the process ended while we looked
+    return found
+
+
+def _adopt_orphans(adopt: bool) -> None:
+    """Make this process the reaper of its descendants' orphans (Linux PR_SET_CHILD_SUBREAPER): a local
+    Spark session's JVM outlives the Python process that started it, and would leave the stage's
+    accounting with it."""
+    if sys.platform == "linux":
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(36, int(adopt), 0, 0, 0)
+
+
 def run_stage(stage: str, command: list[str], env: dict[str, str] | None = None) -> tuple[StageResult, str]:
-    """Run one stage in a child process; wall, CPU and peak RSS come from the kernel's accounting.
+    """Run one stage in a child process; wall, CPU and peak RSS come from the kernel's accounting of its
+    process tree, including descendants orphaned on the way (reaped here once the stage has ended).
 
     Returns the stage's standard output (the CLI prints its result there; logs go to a file).
     """
+    before = _children()
     start = time.perf_counter()
-    with tempfile.TemporaryFile("w+") as log:
-        process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=log, text=True)
-        output = process.stdout.read() if process.stdout else ""
-        _, status, usage = os.wait4(process.pid, 0)
-        wall = time.perf_counter() - start
-        if os.waitstatus_to_exitcode(status) != 0:
-            log.seek(0)
-            raise RuntimeError(
-                f"stage {stage} failed (exit {os.waitstatus_to_exitcode(status)}):\n{(log.read() + output)[-3000:]}"
-            )
-        # On Linux ru_maxrss is in KiB: the largest resident set of the stage's process tree.
-        return StageResult(
-            stage, round(wall, 2), round(usage.ru_utime + usage.ru_stime, 2), round(usage.ru_maxrss / 1024, 1), 0
-        ), output
+    _adopt_orphans(True)
+    try:
+        with tempfile.TemporaryFile("w+") as log:
+            process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=log, text=True)
+            output = process.stdout.read() if process.stdout else ""
+            _, status, usage = os.wait4(process.pid, 0)
+            cpu, max_rss = usage.ru_utime + usage.ru_stime, usage.ru_maxrss
+            # An orphan still running after a minute is left alone rather than hanging the benchmark.
+            orphans, deadline = _children() - before - {process.pid}, time.monotonic() + 60
+            while orphans and time.monotonic() < deadline:
+                for orphan in list(orphans):
+                    reaped, _, usage = os.wait4(orphan, os.WNOHANG)
+                    if reaped:
+                        orphans.discard(orphan)
+                        cpu, max_rss = cpu + usage.ru_utime + usage.ru_stime, max(max_rss, usage.ru_maxrss)
+                time.sleep(0.05 if orphans else 0)
+            wall = time.perf_counter() - start
+            if os.waitstatus_to_exitcode(status) != 0:
+                log.seek(0)
+                raise RuntimeError(
+                    f"stage {stage} failed (exit {os.waitstatus_to_exitcode(status)}):\n{(log.read() + output)[-3000:]}"
+                )
+    finally:
+        _adopt_orphans(False)
+    # On Linux ru_maxrss is in KiB: the largest resident set of one process of the stage's tree.
+    return StageResult(stage, round(wall, 2), round(cpu, 2), round(max_rss / 1024, 1), 0), output
 
 
 # The dbt models that compute the point-in-time features (order versions and when each was known,
