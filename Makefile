@@ -49,7 +49,8 @@ test: install browser java
 
 # A benchmark, not a test: measures the stages at 100k, 300k and 1M customers, reports to bench/results/
 # BENCH_ARGS adds options, e.g. BENCH_ARGS="--customers 100000 --postgres postgresql+psycopg://user@host:5432"
-# for a PostgreSQL column beside the embedded warehouse.
+# for a PostgreSQL section beside the embedded warehouse, BENCH_ARGS="--customers 100000 --spark" for a
+# Spark one (a local session on CRM_SPARK_MASTER, default local[2]).
 bench: install
 	$(BIN)/crm bench $(BENCH_ARGS)
 

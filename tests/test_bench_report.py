@@ -1,10 +1,15 @@
-"""The benchmark's target table: what it compares and what it shows beside the scoring rate."""
+"""The benchmark's report (targets, sections beside DuckDB) and its accounting of a stage's process tree."""
+
+import sys
+import time
 
 from crm.bench import (
+    _children,
     airflow_section,
     covered_s,
     dbt_stage,
-    postgres_section,
+    engine_section,
+    run_stage,
     target_checks,
     value_and_recommendation_cells,
 )
@@ -39,26 +44,52 @@ def test_targets_are_checked_at_the_largest_scale_with_the_drivers_rate_beside_t
     assert checks["full-run time per customer, 1,000,000 vs 100,000"] == ("0.50×", True)
 
 
-def test_the_postgresql_section_compares_each_stage_with_the_embedded_run_and_the_floor():
-    stage = {"wall_s": 10.0, "cpu_s": 9.0, "peak_rss_mb": 500.0, "rows": 100}
-    scale = {
-        **_scale(100_000, 200.0),
+def _engine_run(load_s: float, daily_load_s: float, full_run_s: float, daily_run_s: float, rss_mb: float) -> dict:
+    stage = {"wall_s": load_s, "cpu_s": 9.0, "peak_rss_mb": 500.0, "rows": 100}
+    return {
         "stages": {"load": stage},
-        "incremental_stages": {"daily load": {**stage, "wall_s": 2.0}},
-        "postgres": {
-            "stages": {"load": {**stage, "wall_s": 25.0}},
-            "incremental_stages": {"daily load": {**stage, "wall_s": 3.0}},
-            "full_run_wall_s": 300.0,
-            "incremental_run_wall_s": 120.0,
-            "peak_rss_mb": 3_000.0,
-        },
+        "incremental_stages": {"daily load": {**stage, "wall_s": daily_load_s}},
+        "full_run_wall_s": full_run_s,
+        "incremental_run_wall_s": daily_run_s,
+        "peak_rss_mb": rss_mb,
     }
-    lines = postgres_section([scale, {**_scale(10_000, 20.0), "postgres": None}])
+
+
+def _with_stages(scale: dict) -> dict:
+    stage = {"wall_s": 10.0, "cpu_s": 9.0, "peak_rss_mb": 500.0, "rows": 100}
+    return {**scale, "stages": {"load": stage}, "incremental_stages": {"daily load": {**stage, "wall_s": 2.0}}}
+
+
+def test_the_postgresql_section_compares_each_stage_with_the_embedded_run_and_the_floor():
+    scale = {**_with_stages(_scale(100_000, 200.0)), "postgres": _engine_run(25.0, 3.0, 300.0, 120.0, 3_000.0)}
+    lines = engine_section([scale, {**_scale(10_000, 20.0), "postgres": None}], "postgres")
+    assert "## The warehouse on PostgreSQL" in lines
+    assert "| customers | stage | DuckDB wall s | PostgreSQL wall s | PostgreSQL / DuckDB |" in lines
     assert "| 100,000 | load | 10.0 | 25.0 | 2.50× |" in lines
     assert "| 100,000 | daily load | 2.0 | 3.0 | 1.50× |" in lines
     assert "| 100,000 | 200.0 / 300.0 | 40.0× / 60.0× | 90.0 / 120.0 | 18.0× / 24.0× | 4,000.0 / 3,000.0 |" in lines
     assert not any(line.startswith("| 10,000") for line in lines)
-    assert postgres_section([_scale(10_000, 20.0)]) == []
+    assert engine_section([_scale(10_000, 20.0)], "postgres") == []
+
+
+def test_the_spark_section_shows_the_same_ratios_beside_the_postgresql_one():
+    """A result of the earlier layout (no "spark" key) renders no Spark section; a run on both engines
+    renders each section from its own figures."""
+    spark = {"master": "local[2]", **_engine_run(40.0, 12.0, 500.0, 150.0, 1_500.0)}
+    scale = {
+        **_with_stages(_scale(100_000, 200.0)),
+        "postgres": _engine_run(25.0, 3.0, 300.0, 120.0, 3_000.0),
+        "spark": spark,
+    }
+    lines = engine_section([scale], "spark")
+    assert "## The warehouse on Spark" in lines
+    assert "| customers | stage | DuckDB wall s | Spark wall s | Spark / DuckDB |" in lines
+    assert "| 100,000 | load | 10.0 | 40.0 | 4.00× |" in lines
+    assert "| 100,000 | daily load | 2.0 | 12.0 | 6.00× |" in lines
+    assert "| 100,000 | 200.0 / 500.0 | 40.0× / 100.0× | 90.0 / 150.0 | 18.0× / 30.0× | 4,000.0 / 1,500.0 |" in lines
+    assert "| 100,000 | load | 10.0 | 25.0 | 2.50× |" not in lines, "the PostgreSQL figures stay in their section"
+    assert "| 100,000 | load | 10.0 | 25.0 | 2.50× |" in engine_section([scale], "postgres")
+    assert engine_section([_with_stages(_scale(100_000, 200.0))], "spark") == []
 
 
 def _airflow_run(day: str, wall_s: float, overhead_s: float | None, state: str = "success") -> dict:
@@ -149,3 +180,23 @@ def test_lifetime_value_and_recommendations_show_each_figure_beside_its_referenc
     assert cells[-4:] == ["0.120 (0.060)", "0.220 (0.110)", "0.110 (0.055)", "0.990 (0.495)"]
     skipped = value_and_recommendation_cells({"model_quality": {"clv": {"skipped": "no scores"}}})
     assert skipped == ["–"] * 9, "a scale without the figures keeps the table's columns"
+
+
+# A grandchild that outlives its parent, as a local Spark session's JVM outlives the stage's Python
+# process: it holds 300 MB and spins for half a second of CPU after the parent has exited.
+ORPHAN = """
+import subprocess, sys
+subprocess.Popen([sys.executable, "-c", "import time; b = b'x' * (300 * 2**20); end = time.process_time() + 0.5\\n"
+                  "while time.process_time() < end: pass"])
+print("parent done")
+"""
+
+
+def test_a_stage_counts_the_descendants_it_orphans():
+    before = _children()
+    started = time.perf_counter()
+    result, output = run_stage("orphan", [sys.executable, "-c", ORPHAN])
+    assert output == "parent done\n"
+    assert result.peak_rss_mb >= 300 and result.cpu_s >= 0.5, result
+    assert time.perf_counter() - started >= 0.5, "the stage ends when its orphans have ended"
+    assert _children() == before, "the orphan was reaped"

@@ -182,26 +182,62 @@ class StageResult:
         return self.rows / self.wall_s if self.wall_s else 0.0
 
 
+def _children() -> set[int]:
+    """This process's child processes (Linux /proc)."""
+    me, found = os.getpid(), set()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            if int(stat.read_text().rpartition(")")[2].split()[1]) == me:
+                found.add(int(stat.parent.name))
+        except (OSError, ValueError, IndexError):
+            continue  # the process ended while we looked
+    return found
+
+
+def _adopt_orphans(adopt: bool) -> None:
+    """Make this process the reaper of its descendants' orphans (Linux PR_SET_CHILD_SUBREAPER): a local
+    Spark session's JVM outlives the Python process that started it, and would leave the stage's
+    accounting with it."""
+    if sys.platform == "linux":
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(36, int(adopt), 0, 0, 0)
+
+
 def run_stage(stage: str, command: list[str], env: dict[str, str] | None = None) -> tuple[StageResult, str]:
-    """Run one stage in a child process; wall, CPU and peak RSS come from the kernel's accounting.
+    """Run one stage in a child process; wall, CPU and peak RSS come from the kernel's accounting of its
+    process tree, including descendants orphaned on the way (reaped here once the stage has ended).
 
     Returns the stage's standard output (the CLI prints its result there; logs go to a file).
     """
+    before = _children()
     start = time.perf_counter()
-    with tempfile.TemporaryFile("w+") as log:
-        process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=log, text=True)
-        output = process.stdout.read() if process.stdout else ""
-        _, status, usage = os.wait4(process.pid, 0)
-        wall = time.perf_counter() - start
-        if os.waitstatus_to_exitcode(status) != 0:
-            log.seek(0)
-            raise RuntimeError(
-                f"stage {stage} failed (exit {os.waitstatus_to_exitcode(status)}):\n{(log.read() + output)[-3000:]}"
-            )
-        # On Linux ru_maxrss is in KiB: the largest resident set of the stage's process tree.
-        return StageResult(
-            stage, round(wall, 2), round(usage.ru_utime + usage.ru_stime, 2), round(usage.ru_maxrss / 1024, 1), 0
-        ), output
+    _adopt_orphans(True)
+    try:
+        with tempfile.TemporaryFile("w+") as log:
+            process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=log, text=True)
+            output = process.stdout.read() if process.stdout else ""
+            _, status, usage = os.wait4(process.pid, 0)
+            cpu, max_rss = usage.ru_utime + usage.ru_stime, usage.ru_maxrss
+            # An orphan still running after a minute is left alone rather than hanging the benchmark.
+            orphans, deadline = _children() - before - {process.pid}, time.monotonic() + 60
+            while orphans and time.monotonic() < deadline:
+                for orphan in list(orphans):
+                    reaped, _, usage = os.wait4(orphan, os.WNOHANG)
+                    if reaped:
+                        orphans.discard(orphan)
+                        cpu, max_rss = cpu + usage.ru_utime + usage.ru_stime, max(max_rss, usage.ru_maxrss)
+                time.sleep(0.05 if orphans else 0)
+            wall = time.perf_counter() - start
+            if os.waitstatus_to_exitcode(status) != 0:
+                log.seek(0)
+                raise RuntimeError(
+                    f"stage {stage} failed (exit {os.waitstatus_to_exitcode(status)}):\n{(log.read() + output)[-3000:]}"
+                )
+    finally:
+        _adopt_orphans(False)
+    # On Linux ru_maxrss is in KiB: the largest resident set of one process of the stage's tree.
+    return StageResult(stage, round(wall, 2), round(cpu, 2), round(max_rss / 1024, 1), 0), output
 
 
 # The dbt models that compute the point-in-time features (order versions and when each was known,
@@ -401,13 +437,16 @@ def bench_airflow_daily(home: Path, days: list[date]) -> list[dict[str, object]]
     return runs
 
 
-def bench_scale(customers: int, days: int, work_dir: Path, postgres_server: str = "") -> dict[str, object]:
+def bench_scale(
+    customers: int, days: int, work_dir: Path, postgres_server: str = "", spark_master: str = ""
+) -> dict[str, object]:
     """In a fresh home: generate; the full run up to three days before the last (load with the raw
     gate, dbt build, mart gate, train, score and publish every model); the two feature references
     at that day; the daily incremental run of the CLI steps on the next day; crm_daily through
     Airflow on the last two days (bench_airflow_daily); model quality at the last day.
     With ``postgres_server`` (a PostgreSQL URL without a database), the full and the daily run again
-    on the same landing files with the warehouse in a database of its own there (bench_postgres)."""
+    on the same landing files with the warehouse in a database of its own there (bench_postgres); with
+    ``spark_master``, the same in a local Spark session on that master (bench_spark)."""
     crm = str(Path(sys.executable).with_name("crm"))
     shutil.rmtree(work_dir, ignore_errors=True)
     env = {**os.environ, "CRM_HOME": str(work_dir)}
@@ -461,6 +500,7 @@ def bench_scale(customers: int, days: int, work_dir: Path, postgres_server: str 
     airflow_daily = bench_airflow_daily(work_dir, airflow_days)
     _, output = run_stage("model quality", [crm, "evaluate"], env)
     on_postgres = bench_postgres(crm, env, work_dir, postgres_server, history_end, cli_day) if postgres_server else None
+    on_spark = bench_spark(crm, env, work_dir, spark_master, history_end, cli_day) if spark_master else None
 
     gate_stages = ("load", "dbt build", "mart gate")
     pipeline_s = sum(stages[name].wall_s for name in gate_stages)
@@ -505,15 +545,45 @@ def bench_scale(customers: int, days: int, work_dir: Path, postgres_server: str 
         },
         "model_quality": json.loads(output),
         "postgres": on_postgres,
+        "spark": on_spark,
+    }
+
+
+def bench_engine(
+    crm: str,
+    env: dict[str, str],
+    work_dir: Path,
+    name: str,
+    extra_env: dict[str, str],
+    history_end: date,
+    last_day: date,
+) -> dict[str, object]:
+    """The full run and the daily run of bench_scale on another warehouse engine: a home of its own
+    (``work_dir / name``: MLflow store, artifacts, dbt target and whatever the engine keeps under it)
+    reading the same landing files, with ``extra_env`` (at least CRM_WAREHOUSE_URL) set; the home is
+    removed afterwards."""
+    home = work_dir / name
+    team = {**env, "CRM_HOME": str(home), "CRM_LANDING_DIR": str(work_dir / "data" / "landing"), **extra_env}
+    try:
+        stages: dict[str, StageResult] = {}
+        _run_pipeline(crm, {**team, "CRM_AS_OF_DATE": history_end.isoformat()}, stages, "", train=True)
+        daily: dict[str, StageResult] = {}
+        _run_pipeline(crm, {**team, "CRM_AS_OF_DATE": last_day.isoformat()}, daily, "daily ", train=False)
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
+    return {
+        "stages": {stage.stage: asdict(stage) for stage in stages.values()},
+        "incremental_stages": {stage.stage: asdict(stage) for stage in daily.values()},
+        "full_run_wall_s": round(sum(stage.wall_s for stage in stages.values()), 2),
+        "incremental_run_wall_s": round(sum(stage.wall_s for stage in daily.values()), 2),
+        "peak_rss_mb": max(stage.peak_rss_mb for stage in stages.values()),
     }
 
 
 def bench_postgres(
     crm: str, env: dict[str, str], work_dir: Path, server: str, history_end: date, last_day: date
 ) -> dict[str, object]:
-    """The full run and the daily run of bench_scale with CRM_WAREHOUSE_URL set: a home of its own
-    (MLflow store, artifacts) reading the same landing files, the warehouse in a new database on
-    ``server``, dropped afterwards."""
+    """bench_engine with the warehouse in a new database on ``server``, dropped afterwards."""
     import uuid
 
     from sqlalchemy.engine import make_url
@@ -521,29 +591,20 @@ def bench_postgres(
     from crm import postgres
 
     url = make_url(server).set(database=f"crm_bench_{uuid.uuid4().hex[:10]}").render_as_string(hide_password=False)
-    home = work_dir / "postgres"
-    team = {
-        **env,
-        "CRM_HOME": str(home),
-        "CRM_LANDING_DIR": str(work_dir / "data" / "landing"),
-        "CRM_WAREHOUSE_URL": url,
-    }
     postgres.create_database(url)
     try:
-        stages: dict[str, StageResult] = {}
-        _run_pipeline(crm, {**team, "CRM_AS_OF_DATE": history_end.isoformat()}, stages, "", train=True)
-        daily: dict[str, StageResult] = {}
-        _run_pipeline(crm, {**team, "CRM_AS_OF_DATE": last_day.isoformat()}, daily, "daily ", train=False)
+        return bench_engine(crm, env, work_dir, "postgres", {"CRM_WAREHOUSE_URL": url}, history_end, last_day)
     finally:
         postgres.drop_database(url)
-        shutil.rmtree(home, ignore_errors=True)
-    return {
-        "stages": {name: asdict(stage) for name, stage in stages.items()},
-        "incremental_stages": {name: asdict(stage) for name, stage in daily.items()},
-        "full_run_wall_s": round(sum(stage.wall_s for stage in stages.values()), 2),
-        "incremental_run_wall_s": round(sum(stage.wall_s for stage in daily.values()), 2),
-        "peak_rss_mb": max(stage.peak_rss_mb for stage in stages.values()),
-    }
+
+
+def bench_spark(
+    crm: str, env: dict[str, str], work_dir: Path, master: str, history_end: date, last_day: date
+) -> dict[str, object]:
+    """bench_engine with the warehouse in a local Spark session on ``master`` in every stage's process,
+    its Parquet tables and metastore under the engine's home (removed with it)."""
+    extra = {"CRM_WAREHOUSE_URL": "spark+session://", "CRM_SPARK_MASTER": master}
+    return {"master": master, **bench_engine(crm, env, work_dir, "spark", extra, history_end, last_day)}
 
 
 def write_report(results: list[dict[str, object]], out_dir: Path) -> Path:
@@ -678,7 +739,8 @@ def write_report(results: list[dict[str, object]], out_dir: Path) -> Path:
             "give with each customer's true segment known (see ml/ground_truth.py).",
         ]
     lines += airflow_section(results)
-    lines += postgres_section(results)
+    for engine in ENGINES:
+        lines += engine_section(results, engine)
     target, gates = TARGETS["generate"], TARGETS["quality_gates"]
     lines += [
         "",
@@ -747,26 +809,43 @@ def airflow_section(results: list[dict[str, object]]) -> list[str]:
     return lines
 
 
-def postgres_section(results: list[dict[str, object]]) -> list[str]:
-    """The report's PostgreSQL section: each stage on both warehouses, and the runs against the floor."""
-    measured = [scale for scale in results if scale.get("postgres")]
+# The engines crm bench can run beside the embedded DuckDB: the result's key, the report's name for the
+# engine and how that run was set up.
+ENGINES = {
+    "postgres": (
+        "PostgreSQL",
+        "the warehouse in a new database on the server given to `crm bench --postgres`",
+    ),
+    "spark": (
+        "Spark",
+        "`crm bench --spark`: a local Spark session in each stage's process on `CRM_SPARK_MASTER` "
+        "(default `local[2]`), its Parquet tables and Derby metastore in a home of its own; the JVM "
+        "counts in each stage's CPU time and peak RSS",
+    ),
+}
+
+
+def engine_section(results: list[dict[str, object]], engine: str) -> list[str]:
+    """The report's section on another engine's runs: each stage beside the embedded DuckDB run, and the
+    full and daily runs against the DuckDB floor."""
+    measured = [scale for scale in results if scale.get(engine)]
     if not measured:
         return []
+    label, setup = ENGINES[engine]
     lines = [
         "",
-        "## The warehouse on PostgreSQL",
+        f"## The warehouse on {label}",
         "",
-        "The same full and daily runs with `CRM_WAREHOUSE_URL` set (the warehouse in a new database on the "
-        "server given to `crm bench --postgres`, the landing files the same). Ratios to the embedded "
-        "DuckDB run and to the DuckDB floor of the same benchmark run:",
+        f"The same full and daily runs with `CRM_WAREHOUSE_URL` set ({setup}; the landing files the same). "
+        "Ratios to the embedded DuckDB run and to the DuckDB floor of the same benchmark run:",
         "",
-        "| customers | stage | DuckDB wall s | PostgreSQL wall s | PostgreSQL / DuckDB |",
+        f"| customers | stage | DuckDB wall s | {label} wall s | {label} / DuckDB |",
         "| ---: | --- | ---: | ---: | ---: |",
     ]
     for scale in measured:
-        on_postgres = scale["postgres"]
+        other = scale[engine]
         for group in ("stages", "incremental_stages"):
-            for name, stage in on_postgres[group].items():  # type: ignore[index]
+            for name, stage in other[group].items():  # type: ignore[index]
                 duckdb_s = scale[group][name]["wall_s"]  # type: ignore[index]
                 lines.append(
                     f"| {scale['customers']:,} | {name} | {duckdb_s} | {stage['wall_s']} | "
@@ -774,27 +853,29 @@ def postgres_section(results: list[dict[str, object]]) -> list[str]:
                 )
     lines += [
         "",
-        "| customers | full run s: DuckDB / PostgreSQL | over the floor | daily run s: DuckDB / PostgreSQL "
-        "| over the floor | peak RSS MB: DuckDB / PostgreSQL |",
+        f"| customers | full run s: DuckDB / {label} | over the floor | daily run s: DuckDB / {label} "
+        f"| over the floor | peak RSS MB: DuckDB / {label} |",
         "| ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for scale in measured:
-        on_postgres, floor = scale["postgres"], scale["floor_s"]
+        other, floor = scale[engine], scale["floor_s"]
         lines.append(
-            f"| {scale['customers']:,} | {scale['full_run_wall_s']} / {on_postgres['full_run_wall_s']} | "  # type: ignore[index]
-            f"{scale['full_run_wall_s'] / floor:.1f}× / {on_postgres['full_run_wall_s'] / floor:.1f}× | "  # type: ignore[index]
-            f"{scale['incremental_run_wall_s']} / {on_postgres['incremental_run_wall_s']} | "  # type: ignore[index]
-            f"{scale['incremental_run_wall_s'] / floor:.1f}× / {on_postgres['incremental_run_wall_s'] / floor:.1f}× | "  # type: ignore[index]
-            f"{scale['peak_rss_mb']:,} / {on_postgres['peak_rss_mb']:,} |"  # type: ignore[index]
+            f"| {scale['customers']:,} | {scale['full_run_wall_s']} / {other['full_run_wall_s']} | "  # type: ignore[index]
+            f"{scale['full_run_wall_s'] / floor:.1f}× / {other['full_run_wall_s'] / floor:.1f}× | "  # type: ignore[index]
+            f"{scale['incremental_run_wall_s']} / {other['incremental_run_wall_s']} | "  # type: ignore[index]
+            f"{scale['incremental_run_wall_s'] / floor:.1f}× / {other['incremental_run_wall_s'] / floor:.1f}× | "  # type: ignore[index]
+            f"{scale['peak_rss_mb']:,} / {other['peak_rss_mb']:,} |"  # type: ignore[index]
         )
     return lines
 
 
-def main(scales: list[int], days: int, out_dir: Path, work_dir: Path, postgres_server: str = "") -> int:
+def main(
+    scales: list[int], days: int, out_dir: Path, work_dir: Path, postgres_server: str = "", spark_master: str = ""
+) -> int:
     results = []
     for customers in scales:
         print(f"benchmark: {customers:,} customers x {days} days", flush=True)
-        results.append(bench_scale(customers, days, work_dir / f"c{customers}", postgres_server))
+        results.append(bench_scale(customers, days, work_dir / f"c{customers}", postgres_server, spark_master))
         shutil.rmtree(work_dir / f"c{customers}", ignore_errors=True)
     report = write_report(results, out_dir)
     print(report.read_text())

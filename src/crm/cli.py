@@ -100,6 +100,12 @@ def main(argv: list[str] | None = None) -> int:
         help="also run on a PostgreSQL warehouse: a server URL (postgresql+psycopg://user@host:5432); "
         "each scale gets a new database there, dropped afterwards",
     )
+    bench.add_argument(
+        "--spark",
+        action="store_true",
+        help="also run on Spark: a local session in each stage's process (master CRM_SPARK_MASTER, default "
+        "local[2]), its tables and metastore in a home of its own, removed afterwards",
+    )
 
     parser.add_argument(
         "--verbose", action="store_true", help="print a failure's traceback on the console too (the log always has it)"
@@ -188,6 +194,7 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace, settings: Se
             args.out or settings.bench_dir / "results",
             settings.warehouse_dir / "bench",
             args.postgres,
+            settings.spark_master if args.spark else "",
         )
     elif args.command == "erase":
         from crm.erasure import ErasureError
