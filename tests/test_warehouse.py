@@ -1,8 +1,11 @@
 """The dbt warehouse on real DuckDB: point-in-time features do not change when later data arrives."""
 
 import logging
+import re
 import shutil
-from dataclasses import replace
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
 from pathlib import Path
 
@@ -15,9 +18,13 @@ from crm.generate import GeneratorConfig, generate
 from crm.settings import Settings
 from crm.warehouse import transaction
 from ml import steps
+from ml.features import TrainingDataMissing
 
 END = date(2026, 11, 23)
-AS_OF = date(2026, 10, 1)
+# The date whose features must not change when later data arrives, and the last day delivered before
+# the last month, which comes late (with a correction of a day built before).
+AS_OF = date(2026, 9, 20)
+BEFORE_LATE_MONTH = date(2026, 10, 20)
 # Each load's raw gate checks the newest day only (about 0.4 s a source and day): the gate itself is
 # tested in test_quality_gates.py.
 GATE_DAYS = 1
@@ -28,34 +35,6 @@ def _features(settings: Settings) -> list[tuple]:
         return con.execute(
             "select * from marts.customer_features where as_of_date = ? order by all", [AS_OF]
         ).fetchall()
-
-
-def test_features_at_a_date_ignore_data_delivered_after_it(tmp_path: Path):
-    """Two loads and two dbt builds of a held-back delivery: about a minute."""
-    settings = Settings.from_env(home=tmp_path, as_of_date=AS_OF, gate_recent_days=GATE_DAYS)
-    generate(GeneratorConfig(customers=400, days=150, end_date=END), settings.landing_dir, settings.truth_dir)
-    # Hold back every delivery after the as-of date, build, then deliver them and build again.
-    later = [
-        folder
-        for source in CONTRACTS
-        for folder in (settings.landing_dir / source).iterdir()
-        if date.fromisoformat(folder.name[3:]) > AS_OF
-    ]
-    for folder in later:
-        (tmp_path / "held" / folder.parent.name).mkdir(parents=True, exist_ok=True)
-        shutil.move(folder, tmp_path / "held" / folder.parent.name / folder.name)
-    pipeline.load(settings)
-    pipeline.build_warehouse(settings)
-    before = _features(settings)
-    for folder in later:
-        shutil.move(tmp_path / "held" / folder.parent.name / folder.name, folder)
-    # A later day's run loads them (a run for the as-of date itself loads nothing after it).
-    assert not any(pipeline.load(settings)["rows"].values())
-    loaded = pipeline.load(replace(settings, as_of_date=None))
-    pipeline.build_warehouse(settings)
-    assert loaded["rows"]["orders"] > 0 and loaded["raw_gate"]["validations"] > 0
-    assert len(before) > 100
-    assert _features(settings) == before
 
 
 def _checksums(settings: Settings) -> dict[str, str]:
@@ -75,42 +54,20 @@ def _checksums(settings: Settings) -> dict[str, str]:
         }
 
 
-def test_incremental_runs_equal_a_full_refresh(tmp_path: Path, caplog: pytest.LogCaptureFixture):
-    """Two loads and three dbt builds (a month delivered late with a correction of a day built
-    before, then a full refresh): about 1.5 minutes."""
-    # The first build scores at END while the last month is still missing: a tolerance that allows it.
-    settings = Settings.from_env(home=tmp_path, as_of_date=END, gate_recent_days=GATE_DAYS, as_of_tolerance_days=40)
-    generate(GeneratorConfig(customers=300, days=120, end_date=END), settings.landing_dir, settings.truth_dir)
-    last_days = [
-        folder
-        for source in CONTRACTS
-        for folder in (settings.landing_dir / source).iterdir()
-        if date.fromisoformat(folder.name[3:]) > date(2026, 10, 20)
-    ]
-    for folder in last_days:
-        (tmp_path / "held" / folder.parent.name).mkdir(parents=True, exist_ok=True)
-        shutil.move(folder, tmp_path / "held" / folder.parent.name / folder.name)
-    pipeline.load(settings)
-    pipeline.build_warehouse(settings)
-    for folder in last_days:
-        shutil.move(tmp_path / "held" / folder.parent.name / folder.name, folder)
-    # With the late month comes a correction of a day already built: every record's city changes and
-    # one customer who signed up that day is withdrawn.
-    day, corrected, withdrawn = _correct_customers_day(settings.landing_dir, date(2026, 10, 20))
-    pipeline.load(settings)
-    with caplog.at_level(logging.WARNING, logger="crm.pipeline"):
-        pipeline.build_warehouse(settings)
-    assert any("refreshes the incremental models in full" in r.getMessage() for r in caplog.records)
-    incremental = _checksums(settings)
+def _stored_dates(settings: Settings) -> tuple[set[date], set[date] | None]:
+    """The as-of dates stored in the features, and in the churn labels (None: no labels table)."""
     with duckdb.connect(str(settings.warehouse_path), read_only=True) as con:
-        withdrawn_rows = "select count(*) from staging.stg_crm__customers where customer_id = ?"
-        assert con.execute(withdrawn_rows, [withdrawn]).fetchone() == (0,)
-        cities = con.execute(
-            "select distinct city from staging.stg_crm__customers where delivered_on = ?", [day]
-        ).fetchall()
-        assert corrected > 1 and cities == [("Corrected City",)], "the versions kept of that day are the corrected"
-    pipeline.build_warehouse(Settings.from_env(home=tmp_path, as_of_date=END, full_refresh=True))
-    assert _checksums(settings) == incremental
+        features = {row[0] for row in con.execute("select distinct as_of_date from marts.customer_features").fetchall()}
+        labels = (
+            None
+            if not con.execute(
+                "select count(*) from information_schema.tables where table_name = 'customer_churn_labels'"
+            ).fetchone()[0]
+            else {
+                row[0] for row in con.execute("select distinct as_of_date from marts.customer_churn_labels").fetchall()
+            }
+        )
+    return features, labels
 
 
 def _correct_customers_day(landing: Path, last: date) -> tuple[date, int, int]:
@@ -130,6 +87,191 @@ def _correct_customers_day(landing: Path, last: date) -> tuple[date, int, int]:
     kept = days[day][days[day]["customer_id"] != withdrawn].assign(city="Corrected City")
     kept.to_csv(landing / "customers" / f"dt={day}" / "customers.csv", index=False)
     return day, len(kept), int(withdrawn)
+
+
+@contextmanager
+def _warnings(logger: str) -> Iterator[list[str]]:
+    """The messages ``logger`` logs at WARNING or above inside the block."""
+    messages: list[str] = []
+
+    class Recorder(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            messages.append(record.getMessage())
+
+    handler, target = Recorder(logging.WARNING), logging.getLogger(logger)
+    level = target.level
+    target.addHandler(handler)
+    if not target.isEnabledFor(logging.WARNING):
+        target.setLevel(logging.WARNING)
+    try:
+        yield messages
+    finally:
+        target.removeHandler(handler)
+        target.setLevel(level)
+
+
+@dataclass
+class HeldBackRuns:
+    """What each step of ``held_back_runs`` left (the tests below check these records)."""
+
+    # 1. The days up to AS_OF, loaded and built at AS_OF (a daily build on a new warehouse).
+    before: list[tuple]  # features at AS_OF
+    daily_dates: tuple[set[date], set[date] | None]  # stored feature and label dates
+    # 2. The days up to BEFORE_LATE_MONTH delivered: a load for AS_OF, a load of everything, a build at AS_OF.
+    loaded_for_as_of: dict[str, object]
+    loaded_later: dict[str, object]
+    after: list[tuple]  # features at AS_OF
+    # 3. The last month delivered late with a corrected customers day, loaded and built at END, then
+    # refreshed in full.
+    corrected_day: date
+    corrected: int
+    withdrawn: int
+    warnings: list[str]  # what the build at END logged
+    incremental: dict[str, str]  # checksums after the build at END
+    withdrawn_rows: int
+    corrected_day_cities: list[tuple]
+    full_refresh: dict[str, str]  # checksums after the full refresh
+    # 4. The training data, built at END and then at the day before.
+    dates_before_training: tuple[set[date], set[date] | None]
+    train_before_training_data: Exception | None  # what steps.train raised before the training-data build
+    training: pipeline.AsOfPlan
+    dates_after_training: tuple[set[date], set[date] | None]
+    later_training: pipeline.AsOfPlan
+    dates_after_later_training: tuple[set[date], set[date] | None]
+
+
+@pytest.fixture(scope="module")
+def held_back_runs(tmp_path_factory: pytest.TempPathFactory) -> HeldBackRuns:
+    """One generated delivery (400 customers, 150 days up to END) held back and delivered in parts,
+    with a load and a build after each: the days up to AS_OF (built at AS_OF), then the days up to
+    BEFORE_LATE_MONTH (built at AS_OF again), then the last month with a corrected customers day built
+    before (built at END, then refreshed in full), then the training data at END and at the day
+    before. The steps run here, in this order, whichever test asks first; each records what it left.
+    The features at AS_OF are recorded before the correction, which legitimately changes features at
+    earlier dates (its withdrawn customer). Four dbt builds and two training-data builds: about N s."""
+    home = tmp_path_factory.mktemp("held_back_runs")
+    settings = Settings.from_env(home=home, as_of_date=AS_OF, churn_window_days=30, gate_recent_days=GATE_DAYS)
+    generate(GeneratorConfig(customers=400, days=150, end_date=END), settings.landing_dir, settings.truth_dir)
+    held = home / "held"
+    for source in CONTRACTS:
+        (held / source).mkdir(parents=True)
+        for folder in (settings.landing_dir / source).iterdir():
+            if date.fromisoformat(folder.name[3:]) > AS_OF:
+                shutil.move(folder, held / source / folder.name)
+
+    def deliver(through: date) -> None:
+        for source in CONTRACTS:
+            for folder in (held / source).iterdir():
+                if date.fromisoformat(folder.name[3:]) <= through:
+                    shutil.move(folder, settings.landing_dir / source / folder.name)
+
+    # 1. A daily build at AS_OF on a new warehouse.
+    pipeline.load(settings)
+    pipeline.build_warehouse(settings)
+    before, daily_dates = _features(settings), _stored_dates(settings)
+
+    # 2. The later days arrive. A later day's run loads them (a run for the as-of date itself loads
+    # nothing after it); the build at AS_OF again.
+    deliver(BEFORE_LATE_MONTH)
+    loaded_for_as_of = pipeline.load(settings)
+    loaded_later = pipeline.load(replace(settings, as_of_date=None))
+    pipeline.build_warehouse(settings)
+    after = _features(settings)
+
+    # 3. The last month, late, and with it a correction of a day already built: every record's city
+    # changes and one customer who signed up that day is withdrawn.
+    deliver(END)
+    corrected_day, corrected, withdrawn = _correct_customers_day(settings.landing_dir, BEFORE_LATE_MONTH)
+    at_end = replace(settings, as_of_date=END)
+    pipeline.load(at_end)
+    with _warnings("crm.pipeline") as warnings:
+        pipeline.build_warehouse(at_end)
+    incremental = _checksums(at_end)
+    with duckdb.connect(str(at_end.warehouse_path), read_only=True) as con:
+        withdrawn_rows = con.execute(
+            "select count(*) from staging.stg_crm__customers where customer_id = ?", [withdrawn]
+        ).fetchone()[0]
+        corrected_day_cities = con.execute(
+            "select distinct city from staging.stg_crm__customers where delivered_on = ?", [corrected_day]
+        ).fetchall()
+    pipeline.build_warehouse(replace(at_end, full_refresh=True))
+    full_refresh = _checksums(at_end)
+
+    # 4. The training data: training refuses to start before it is built.
+    dates_before_training = _stored_dates(at_end)
+    train_before_training_data = None
+    try:
+        steps.train(at_end, "segments")
+    except TrainingDataMissing as error:
+        train_before_training_data = error
+    pipeline.build_training_data(at_end)
+    dates_after_training = _stored_dates(at_end)
+    day_before = replace(at_end, as_of_date=END - timedelta(days=1))
+    pipeline.build_training_data(day_before)
+
+    return HeldBackRuns(
+        before=before,
+        daily_dates=daily_dates,
+        loaded_for_as_of=loaded_for_as_of,
+        loaded_later=loaded_later,
+        after=after,
+        corrected_day=corrected_day,
+        corrected=corrected,
+        withdrawn=withdrawn,
+        warnings=warnings,
+        incremental=incremental,
+        withdrawn_rows=withdrawn_rows,
+        corrected_day_cities=corrected_day_cities,
+        full_refresh=full_refresh,
+        dates_before_training=dates_before_training,
+        train_before_training_data=train_before_training_data,
+        training=pipeline.plan(at_end),
+        dates_after_training=dates_after_training,
+        later_training=pipeline.plan(day_before),
+        dates_after_later_training=_stored_dates(day_before),
+    )
+
+
+def test_features_at_a_date_ignore_data_delivered_after_it(held_back_runs: HeldBackRuns):
+    """The first of the tests on held_back_runs to run waits for its steps (about N s)."""
+    runs = held_back_runs
+    assert not any(runs.loaded_for_as_of["rows"].values()), "a run for the as-of date loads nothing after it"
+    assert runs.loaded_later["rows"]["orders"] > 0 and runs.loaded_later["raw_gate"]["validations"] > 0
+    assert len(runs.before) > 100
+    assert runs.after == runs.before
+
+
+def test_incremental_runs_equal_a_full_refresh(held_back_runs: HeldBackRuns):
+    """A month delivered late with a correction of a day built before: the build after it equals a full
+    refresh (held_back_runs, step 3)."""
+    runs = held_back_runs
+    assert any("refreshes the incremental models in full" in message for message in runs.warnings), runs.warnings
+    assert runs.withdrawn_rows == 0
+    assert runs.corrected > 1 and runs.corrected_day_cities == [("Corrected City",)], (
+        "the versions kept of that day are the corrected"
+    )
+    assert runs.full_refresh == runs.incremental
+
+
+def test_the_daily_build_computes_the_scoring_date_and_the_training_data_build_the_training_dates(
+    held_back_runs: HeldBackRuns,
+):
+    """held_back_runs, steps 1 and 4: the daily builds and the two training-data builds."""
+    runs = held_back_runs
+    assert runs.daily_dates == ({AS_OF}, None), "a daily build: the scoring date only, no labels"
+    assert runs.dates_before_training == ({AS_OF, END}, None), "daily builds and full refreshes: no training dates"
+    training = runs.training
+    error = runs.train_before_training_data
+    assert isinstance(error, TrainingDataMissing), "training before the training-data build"
+    assert re.search(f"no features at {training.validation}.*crm build --training", str(error)), str(error)
+
+    assert runs.dates_after_training == (
+        {AS_OF, END, training.train, training.validation},
+        {training.train, training.validation},
+    )
+    # Labels follow the dates of the latest training-data build only: their cost does not grow with history.
+    later = runs.later_training
+    assert runs.dates_after_later_training[1] == {later.train, later.validation}
 
 
 def test_a_transaction_writes_all_or_nothing_and_reports_its_own_error():
@@ -179,45 +321,6 @@ def test_a_build_tests_the_partitions_loaded_since_the_last_build_that_passed(tm
     assert "tests_since" not in pipeline.dbt_vars(replace(settings, full_refresh=True)), "a full refresh tests all"
     pipeline.record_tested_loads(settings)
     assert pipeline.dbt_vars(settings)["tests_since"] == "2026-03-03"
-
-
-def test_the_daily_build_computes_the_scoring_date_and_the_training_data_build_the_training_dates(tmp_path: Path):
-    """A load, the daily build and two training-data builds: about a minute."""
-    from ml.features import TrainingDataMissing
-
-    settings = Settings.from_env(home=tmp_path, as_of_date=END, churn_window_days=30, gate_recent_days=GATE_DAYS)
-    generate(GeneratorConfig(customers=300, days=90, end_date=END), settings.landing_dir, settings.truth_dir)
-    as_of = pipeline.plan(settings)
-
-    def stored_dates() -> tuple[set[date], set[date] | None]:
-        with duckdb.connect(str(settings.warehouse_path), read_only=True) as con:
-            features = {
-                row[0] for row in con.execute("select distinct as_of_date from marts.customer_features").fetchall()
-            }
-            labels = (
-                None
-                if not con.execute(
-                    "select count(*) from information_schema.tables where table_name = 'customer_churn_labels'"
-                ).fetchone()[0]
-                else {
-                    row[0]
-                    for row in con.execute("select distinct as_of_date from marts.customer_churn_labels").fetchall()
-                }
-            )
-        return features, labels
-
-    pipeline.load(settings)
-    pipeline.build_warehouse(settings)
-    assert stored_dates() == ({END}, None), "a daily build: the scoring date only, no labels"
-    with pytest.raises(TrainingDataMissing, match=f"no features at {as_of.validation}.*crm build --training"):
-        steps.train(settings, "segments")
-
-    pipeline.build_training_data(settings)
-    assert stored_dates() == ({as_of.train, as_of.validation, END}, {as_of.train, as_of.validation})
-    # Labels follow the dates of the latest training-data build only: their cost does not grow with history.
-    pipeline.build_training_data(replace(settings, as_of_date=END - timedelta(days=1)))
-    later = pipeline.plan(replace(settings, as_of_date=END - timedelta(days=1)))
-    assert stored_dates()[1] == {later.train, later.validation}
 
 
 def test_features_that_start_from_a_stored_date_equal_a_full_refresh(home_copy):
