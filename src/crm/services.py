@@ -81,18 +81,6 @@ class AirflowApi:
         self.unpause(dag_id)
         return self.call(f"dags/{dag_id}/dagRuns", "POST", {"logical_date": None, "conf": conf or {}})["dag_run_id"]
 
-    def backfill(self, dag_id: str, from_date: str, to_date: str, reprocess: str = "completed") -> int:
-        """A backfill over logical dates [from_date, to_date], one run at a time; ``reprocess``
-        "completed" reruns days already done. Returns the backfill id."""
-        body = {
-            "dag_id": dag_id,
-            "from_date": from_date,
-            "to_date": to_date,
-            "reprocess_behavior": reprocess,
-            "max_active_runs": 1,
-        }
-        return self.call("backfills", "POST", body)["id"]
-
     def runs(self, dag_id: str) -> list[dict]:
         return self.call(f"dags/{dag_id}/dagRuns?limit=1000&order_by=logical_date")["dag_runs"]
 
@@ -121,11 +109,6 @@ class AirflowApi:
         """The run's task instances (task_id, state, start_date, end_date, pool, ...)."""
         run = f"dags/{dag_id}/dagRuns/{urllib.parse.quote(run_id)}"
         return self.call(f"{run}/taskInstances?limit=1000")["task_instances"]
-
-    def set_pool_slots(self, pool: str, slots: int) -> None:
-        # The body must validate as a whole pool; the mask applies the slots only.
-        body = {"pool": pool, "slots": slots, "include_deferred": False}
-        self.call(f"pools/{pool}?update_mask=slots", "PATCH", body)
 
 
 def request_json(url: str, method: str = "GET", body: dict | None = None, headers: dict | None = None) -> dict:
