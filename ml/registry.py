@@ -37,12 +37,14 @@ def configure(settings: Settings) -> MlflowClient:
 
 def experiment_id(settings: Settings, client: MlflowClient, model_name: str) -> str:
     """The model's experiment. With a local store its artifacts go under the configured artifact
-    folder (else MLflow would write ./mlruns); a tracking server decides for itself."""
+    URL or folder (else MLflow would write ./mlruns); a tracking server decides for itself."""
     experiment = client.get_experiment_by_name(model_name)
     if experiment is not None:
         return experiment.experiment_id
     if settings.mlflow_tracking_uri.startswith(("http://", "https://")):
         return client.create_experiment(model_name)
+    if settings.mlflow_artifacts_url:
+        return client.create_experiment(model_name, artifact_location=f"{settings.mlflow_artifacts_url}/{model_name}")
     location = (settings.mlflow_artifacts_dir / model_name).as_uri()
     return client.create_experiment(model_name, artifact_location=location)
 

@@ -53,9 +53,29 @@ def run_dbt(settings: Settings, command: list[str], variables: dict[str, object]
     if dbt_vars:
         args += ["--vars", json.dumps(dbt_vars)]
     log.info("running %s", " ".join(args[:2]))
-    if settings.spark_local_session:
-        _run_in_session(settings, args[1:], run_env)
-        return
+    try:
+        if settings.spark_local_session:
+            _run_in_session(settings, args[1:], run_env)
+        else:
+            _run_in_subprocess(settings, args, run_env)
+    finally:
+        share_artifacts(settings)
+
+
+# What dbt leaves in its target folder that others read (a worker's manifest, run results for the
+# summary and the benchmark, the docs site); the compiled SQL stays with the worker.
+SHARED_ARTIFACTS = ("manifest.json", "run_results.json", "sources.json", "catalog.json", "index.html")
+
+
+def share_artifacts(settings: Settings) -> None:
+    """Upload the target folder's shared artifacts to CRM_DBT_ARTIFACTS_URL, when it is set."""
+    if settings.dbt_artifacts_url:
+        from crm import storage
+
+        storage.upload(settings.dbt_artifacts_dir / "target", settings.dbt_artifacts_url, SHARED_ARTIFACTS)
+
+
+def _run_in_subprocess(settings: Settings, args: list[str], run_env: dict[str, str]) -> None:
     completed = subprocess.run(
         args,
         env={**os.environ, **settings.dbt_env(), **run_env},
@@ -68,7 +88,7 @@ def run_dbt(settings: Settings, command: list[str], variables: dict[str, object]
         log.info("dbt | %s", line)
     if completed.returncode != 0:
         failures = [line for line in output.splitlines() if "ERROR" in line or "FAIL" in line or "Error" in line]
-        raise DbtError(f"dbt {command[0]} failed (exit {completed.returncode}):\n" + "\n".join(failures[-20:]))
+        raise DbtError(f"dbt {args[2]} failed (exit {completed.returncode}):\n" + "\n".join(failures[-20:]))
 
 
 def _run_in_session(settings: Settings, args: list[str], run_env: dict[str, str]) -> None:

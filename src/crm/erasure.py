@@ -39,6 +39,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from crm import storage
 from crm.contact_rules import EMAIL_IN_TEXT, PHONE_IN_TEXT
 from crm.contracts import CONTRACTS, SourceContract
 from crm.landing import (
@@ -349,6 +350,9 @@ def erase_landing(settings: Settings) -> dict[str, int]:
     rewritten: list[Path] = []
     if not suppression:
         return removed
+    if settings.landing_url:
+        # The store is the landing: the worker's mirror must hold every delivered file first.
+        storage.mirror(settings.landing_url, settings.landing_dir)
     rewriters: dict[str, Callable[[SourceContract, Path, Suppression], tuple[int, bytes] | None]] = {
         "csv": _rewrite_csv,
         "jsonl": _rewrite_jsonl,
@@ -362,6 +366,11 @@ def erase_landing(settings: Settings) -> dict[str, int]:
             result = rewriters[contract.file_format](contract, path, suppression)
             if result is not None:
                 count, content = result
+                if settings.landing_url:
+                    # The store's file first: a crash before the local rename leaves a mirror that the
+                    # next erasure refreshes from the rewritten file, never an erased mirror over a
+                    # store that still holds the records.
+                    storage.write(settings.landing_url, path.relative_to(settings.landing_dir).as_posix(), content)
                 _replace_atomically(path, content)
                 rewritten.append(path)
                 total += count

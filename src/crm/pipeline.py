@@ -105,10 +105,11 @@ class AsOfPlan:
 
 
 def ensure_demo_data(settings: Settings) -> bool:
-    """Generate the small demo dataset when the landing folder holds none; True if it generated."""
+    """Generate the small demo dataset when the landing folder holds none and no landing URL is set;
+    True if it generated."""
     from crm.generate import GeneratorConfig, generate
 
-    if settings.landing_dir.is_dir() and any(settings.landing_dir.iterdir()):
+    if settings.landing_url or (settings.landing_dir.is_dir() and any(settings.landing_dir.iterdir())):
         return False
     counts = generate(
         GeneratorConfig(churn_window_days=settings.churn_window_days), settings.landing_dir, settings.truth_dir
@@ -144,6 +145,10 @@ def load(settings: Settings) -> dict[str, object]:
     from crm.score_tables import ensure_score_tables
     from crm.warehouse import open_warehouse
 
+    if settings.landing_url:
+        from crm import storage
+
+        storage.mirror(settings.landing_url, settings.landing_dir)
     gate = RawBatchGate(QualityGate(settings), settings.gate_recent_days, settings.row_count_bounds)
     try:
         with open_warehouse(settings) as warehouse:

@@ -282,6 +282,11 @@ class QualityGate:
         if "_context" not in self.__dict__:
             return None
         self._context.build_data_docs(site_names=["local"])
+        if self.settings.data_docs_url:
+            from crm import storage
+
+            # GX 1.x writes sites to local folders only: the built site is copied to the store.
+            storage.upload(self.settings.data_docs_dir, self.settings.data_docs_url)
         return self.data_docs_index
 
 

@@ -200,6 +200,8 @@ def commands(settings: Settings) -> dict[str, list[str]]:
             str(settings.mlflow_ui_port),
             "--workers",
             "1",
+            # Experiments created through the server keep their artifacts where the tasks' do.
+            *(["--default-artifact-root", settings.mlflow_artifacts_url] if settings.mlflow_artifacts_url else []),
         ],
     }
 

@@ -119,6 +119,15 @@ class Settings:
     # SERVER_WAREHOUSE_SLOTS on a server, where independent dbt nodes, trainings and scorings overlap.
     warehouse_slots: int
     mlflow_ui_port: int
+    # Object-store URLs (s3://bucket/prefix, or any fsspec URL) that workers on other hosts share; empty:
+    # the local folders above only. The landing URL is mirrored into landing_dir before each load; the
+    # dbt artifacts (manifest, run results, docs) and the Data Docs are uploaded after the step that
+    # wrote them; MLflow's artifacts are written there directly (by the tracking server, or by the task
+    # with a database-backed store). Credentials and endpoint: the store's own environment (AWS_*).
+    landing_url: str
+    dbt_artifacts_url: str
+    data_docs_url: str
+    mlflow_artifacts_url: str
 
     @classmethod
     def from_env(cls, **overrides: object) -> Settings:
@@ -169,6 +178,10 @@ class Settings:
             "celery_workers": 1,
             "warehouse_slots": 0,
             "mlflow_ui_port": 5000,
+            "landing_url": "",
+            "dbt_artifacts_url": "",
+            "data_docs_url": "",
+            "mlflow_artifacts_url": "",
         }
         values: dict[str, object] = {}
         for field in fields(cls):
@@ -404,6 +417,8 @@ def parse_row_count_bounds(text: str) -> dict[str, str | tuple[int, int]]:
     return bounds
 
 
+OBJECT_STORE_URLS = ("landing_url", "dbt_artifacts_url", "data_docs_url", "mlflow_artifacts_url")
+
 _EXPECTED = {
     "quarantine_share_limit": "a share between 0 and 1, e.g. 0.05",
     "churn_drivers_max_shift": "a probability difference between 0 and 1, e.g. 0.05",
@@ -413,6 +428,7 @@ _EXPECTED = {
     "daily_dbt_tasks": "watch, model or build",
     "airflow_executor": "local or celery",
     "recommendations_weekday": "a weekday in English (monday ... sunday) or daily",
+    **dict.fromkeys(OBJECT_STORE_URLS, "an object-store URL such as s3://bucket/prefix (empty: local folders only)"),
     "warehouse_url": "a PostgreSQL URL, postgresql+psycopg://user:password@host:port/database, spark+session:// "
     "or spark://host:port (empty: DuckDB)",
 }
@@ -463,6 +479,8 @@ def _parse(name: str, text: str) -> object:
             if text.lower() not in (*WEEKDAYS, "daily"):
                 raise ValueError
             return text.lower()
+        if name in OBJECT_STORE_URLS and "://" not in text:
+            raise ValueError
         if name == "warehouse_url" and not text.startswith(
             ("postgresql://", "postgresql+", "spark://", "spark+session:")
         ):
