@@ -26,10 +26,6 @@ MIRROR_STATE = ".mirror-state.json"
 _HIDDEN = "."
 
 
-def is_url(location: str) -> bool:
-    return "://" in location
-
-
 def _filesystem(url: str) -> tuple[fsspec.AbstractFileSystem, str]:
     fs, root = fsspec.core.url_to_fs(url)
     return fs, root.rstrip("/")
