@@ -52,6 +52,7 @@ def session_conf(settings: Settings) -> dict[str, str]:
     conf = settings.spark_session_conf
     return {
         "spark.master": conf["master"],
+        "spark.driver.memory": conf["driver_memory"],
         "spark.sql.warehouse.dir": conf["warehouse_dir"],
         "javax.jdo.option.ConnectionURL": conf["metastore"],
         "spark.driver.extraJavaOptions": f"-Dderby.system.home={conf['derby_home']}",
