@@ -3,6 +3,7 @@ from pathlib import Path
 
 import pytest
 
+from crm import spark
 from crm.settings import SERVER_WAREHOUSE_SLOTS, Settings, parse_row_count_bounds
 
 
@@ -135,6 +136,12 @@ def test_a_spark_warehouse_is_a_local_session_or_a_thrift_server(tmp_path: Path,
     # Tables and metastore under the home, never in the working directory; one process at a time.
     assert env["CRM_SPARK_WAREHOUSE_DIR"] == str(tmp_path / "warehouse" / "spark" / "tables")
     assert str(tmp_path / "warehouse" / "spark" / "metastore") in env["CRM_SPARK_METASTORE"]
+    # dbt's session and the platform's start their driver alike: Derby under the home, and a JVM that
+    # ends when its heap runs out (a caller then gets an error instead of waiting for ever).
+    java_options = env["CRM_SPARK_DRIVER_JAVA_OPTIONS"]
+    assert f"-Dderby.system.home={tmp_path / 'warehouse' / 'spark'}" in java_options
+    assert "-XX:+ExitOnOutOfMemoryError" in java_options
+    assert spark.session_conf(local)["spark.driver.extraJavaOptions"] == java_options
     assert local.warehouse_pool_slots == 1 and env["CRM_DBT_THREADS"] == "4"
     # The hash key's pads reach the session as secrets dbt scrubs from its logs.
     assert len(env["DBT_ENV_SECRET_PII_HMAC_INNER"]) == len(env["DBT_ENV_SECRET_PII_HMAC_OUTER"]) == 128

@@ -148,7 +148,7 @@ def held_back_runs(tmp_path_factory: pytest.TempPathFactory) -> HeldBackRuns:
     before (built at END, then refreshed in full), then the training data at END and at the day
     before. The steps run here, in this order, whichever test asks first; each records what it left.
     The features at AS_OF are recorded before the correction, which legitimately changes features at
-    earlier dates (its withdrawn customer). Four dbt builds and two training-data builds: about N s."""
+    earlier dates (its withdrawn customer). Four dbt builds and two training-data builds: about 100 s."""
     home = tmp_path_factory.mktemp("held_back_runs")
     settings = Settings.from_env(home=home, as_of_date=AS_OF, churn_window_days=30, gate_recent_days=GATE_DAYS)
     generate(GeneratorConfig(customers=400, days=150, end_date=END), settings.landing_dir, settings.truth_dir)
@@ -233,7 +233,7 @@ def held_back_runs(tmp_path_factory: pytest.TempPathFactory) -> HeldBackRuns:
 
 
 def test_features_at_a_date_ignore_data_delivered_after_it(held_back_runs: HeldBackRuns):
-    """The first of the tests on held_back_runs to run waits for its steps (about N s)."""
+    """The first of the tests on held_back_runs to run waits for its steps (about 100 s)."""
     runs = held_back_runs
     assert not any(runs.loaded_for_as_of["rows"].values()), "a run for the as-of date loads nothing after it"
     assert runs.loaded_later["rows"]["orders"] > 0 and runs.loaded_later["raw_gate"]["validations"] > 0

@@ -371,13 +371,15 @@ class Settings:
     @property
     def spark_session_conf(self) -> dict[str, str]:
         """A local Spark session's settings, the same for dbt's session and the platform's own: the
-        master, and the tables and the Derby metastore under spark_dir (not the working directory)."""
+        master, and the tables and the Derby metastore under spark_dir (not the working directory). The
+        driver's JVM exits when its heap runs out: a session whose JVM has thrown OutOfMemoryError can
+        hang its caller for ever, where an ended JVM fails the step with an error."""
         return {
             "master": self.spark_master,
             "driver_memory": self.spark_driver_memory,
             "warehouse_dir": str(self.spark_dir / "tables"),
             "metastore": f"jdbc:derby:;databaseName={self.spark_dir / 'metastore'};create=true",
-            "derby_home": str(self.spark_dir),
+            "driver_java_options": f"-Dderby.system.home={self.spark_dir} -XX:+ExitOnOutOfMemoryError",
         }
 
 

@@ -55,7 +55,7 @@ def session_conf(settings: Settings) -> dict[str, str]:
         "spark.driver.memory": conf["driver_memory"],
         "spark.sql.warehouse.dir": conf["warehouse_dir"],
         "javax.jdo.option.ConnectionURL": conf["metastore"],
-        "spark.driver.extraJavaOptions": f"-Dderby.system.home={conf['derby_home']}",
+        "spark.driver.extraJavaOptions": conf["driver_java_options"],
         "spark.ui.enabled": "false",
         "spark.sql.shuffle.partitions": "2",
         "spark.sql.session.timeZone": "UTC",
