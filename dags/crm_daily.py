@@ -48,14 +48,17 @@ def crm_daily():
         if SETTINGS.daily_dbt_tasks == "build"
         else [steps.plan_dbt_build(), steps.dbt_models(), steps.record_tested_loads()]
     )
+    monitored = model_steps.monitor_models()
     chain(
         steps.load_landing(),
         *build,
         steps.quality_gate_marts(),
         model_steps.scoring(SETTINGS, daily=True),
+        monitored,
         steps.publish_marts(),
         steps.run_summary(),
     )
+    model_steps.announce_degraded_models(monitored)
 
 
 crm_daily()

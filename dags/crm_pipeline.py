@@ -50,6 +50,7 @@ def crm_pipeline():
         steps.quality_gate_marts(),
         steps.build_training_data(),
         *modelling,
+        model_steps.monitor_models(),
         steps.publish_marts(),
         steps.run_summary(),
     )

@@ -1,9 +1,11 @@
 """
 ### CRM training
 
-Weekly (Monday 04:00 UTC), and whenever `crm_daily` announces new gated features (the
-`crm_customer_features` asset): dbt builds the training data (the point-in-time features at the
-training and validation dates, and the labels at those dates) → the training preflight checks the
+Weekly (Monday 04:00 UTC), whenever `crm_daily` announces new gated features (the
+`crm_customer_features` asset), and when its monitoring finds a model degraded (`crm_model_degraded`:
+the scores drifted, or a backtest fell below the version's validation ROC-AUC): dbt builds the
+training data (the point-in-time features at the training and validation dates, and the labels at
+those dates) → the training preflight checks the
 labels and history of the supervised models → churn, segmentation, satisfaction, lifetime value
 (its own preflight: enough repeat buyers, an observed horizon) and recommendations (enough buyers in
 the window after the validation date) train with a time-based split, each run logged to its MLflow
@@ -29,7 +31,8 @@ from ml import tasks as model_steps
 @dag(
     dag_id="crm_training",
     schedule=AssetOrTimeSchedule(
-        timetable=CronTriggerTimetable("0 4 * * 1", timezone="UTC"), assets=[steps.CUSTOMER_FEATURES]
+        timetable=CronTriggerTimetable("0 4 * * 1", timezone="UTC"),
+        assets=(steps.CUSTOMER_FEATURES | steps.MODEL_DEGRADED),
     ),
     doc_md=__doc__,
     **steps.DAG_ARGS,

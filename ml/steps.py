@@ -1,5 +1,5 @@
-"""The model package's pipeline steps: train, preflight, score, evaluate against the generator's
-truth, and the registered models for the run summary.
+"""The model package's pipeline steps: train, preflight, score, monitor, evaluate against the
+generator's truth, and the registered models for the run summary.
 
 The `crm` command and crm.pipeline find them by their entry points (group ``crm.model_steps`` in
 pyproject.toml), the DAGs through ml.tasks: the model package builds on the platform, never the
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import asdict
+from datetime import date
 
 from crm.pipeline import MODELS, first_order_day, plan
 from crm.quality import QualityGate
@@ -108,6 +109,13 @@ def score(settings: Settings, models: tuple[str, ...] = MODELS, daily: bool = Fa
     if all("skipped" in result for result in results.values()):
         raise NoChampion("; ".join(result["skipped"] for result in results.values()))
     return results
+
+
+def monitor(settings: Settings, since: date | None = None) -> dict[str, object]:
+    """Backtests, drift and alerts of every scoring date from ``since`` on not monitored yet (ml.monitoring)."""
+    from ml.monitoring import monitor as monitor_models
+
+    return monitor_models(settings, since).as_dict()
 
 
 def evaluate_against_truth(settings: Settings) -> dict[str, object]:

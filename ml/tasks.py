@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from airflow.sdk import TriggerRule, task
 
-from crm.orchestration import data_errors_fail_at_once, settings_for_run
+from crm.orchestration import MODEL_DEGRADED, data_errors_fail_at_once, settings_for_run
 from crm.pipeline import MODELS
 from crm.settings import Settings
 
@@ -48,6 +48,27 @@ def score_model(model: str, daily: bool = False) -> dict[str, dict[str, object]]
     """Score every customer with ``model``'s champion, its suite gating the rows; skipped without a
     champion (and, ``daily``, for recommendations off their weekday)."""
     return _score((model,), daily)
+
+
+@task(trigger_rule=TriggerRule.NONE_FAILED)
+def monitor_models() -> dict[str, object]:
+    """Backtest the scoring dates whose outcome window has closed and check this date's inputs and
+    scores for drift (ml.monitoring); an alert is a warning in this task's log and the run summary."""
+    from ml import steps
+
+    return steps.monitor(settings_for_run())
+
+
+@task(outlets=[MODEL_DEGRADED])
+def announce_degraded_models(report: dict[str, object]) -> list[str]:
+    """Emit the crm_model_degraded asset (crm_training runs) when a model's scores drifted or its
+    backtest fell below its validation; skipped, so no event, when none did."""
+    from airflow.sdk.exceptions import AirflowSkipException
+
+    degraded = list(report.get("degraded") or [])
+    if not degraded:
+        raise AirflowSkipException("no model degraded: no score drift, no backtest below its validation")
+    return degraded
 
 
 def _score(models: tuple[str, ...], daily: bool) -> dict[str, dict[str, object]]:

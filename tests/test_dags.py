@@ -1,5 +1,6 @@
 import functools
 import logging
+import re
 from datetime import date
 from types import SimpleNamespace
 
@@ -10,6 +11,7 @@ from crm.landing import LandingError
 from crm.orchestration import (
     CUSTOMER_FEATURES,
     DBT_NODE_POOL,
+    MODEL_DEGRADED,
     WAREHOUSE_POOL,
     log_failure_summary,
     run_as_of_date,
@@ -58,6 +60,13 @@ def test_daily_dag_gates_scores_and_publishes_and_announces_new_features():
     assert CUSTOMER_FEATURES in gate.outlets
     downstream = gate.get_flat_relative_ids(upstream=False)
     assert {"score_models", "publish_marts"} <= downstream
+    # The day's scores are monitored (drift, and the backtests of dates whose window has closed) before
+    # the publication, which copies the monitoring tables to BI.
+    assert dag.get_task("score_models").downstream_task_ids == {"monitor_models"}
+    monitor = dag.get_task("monitor_models")
+    assert monitor.downstream_task_ids == {"publish_marts", "announce_degraded_models"}
+    # A degraded model announces itself (the task skips, so no event, when none is), and crm_training runs.
+    assert MODEL_DEGRADED in dag.get_task("announce_degraded_models").outlets
     # Training data (features at the training dates, labels) is crm_training's: no task of the daily build.
     assert "build_training_data" not in downstream
     assert not any(task.task_id.endswith(("_labels_model_build", "_labels_test")) for task in dag.tasks)
@@ -72,7 +81,7 @@ def _dbt_models_in_the_daily_build() -> set[str]:
     return {
         path.stem
         for path in (project / "models").rglob("*.sql")
-        if "tags=['training']" not in path.read_text() and path.stem not in SCORE_READERS
+        if not re.search(r"tags=\[[^\]]*'training'", path.read_text()) and path.stem not in SCORE_READERS
     }
 
 
@@ -139,6 +148,7 @@ def test_daily_dag_can_build_in_one_task(monkeypatch):
 def test_training_dag_runs_weekly_and_when_new_features_land():
     dag = _bag().dags["crm_training"]
     assert "crm_customer_features" in str(dag.timetable.asset_condition)
+    assert "crm_model_degraded" in str(dag.timetable.asset_condition)
     assert dag.timetable.timetable.summary == "0 4 * * 1"
     preflight = dag.get_task("training_preflight")
     assert "build_training_data" in preflight.upstream_task_ids
@@ -184,5 +194,5 @@ def test_on_a_warehouse_server_the_models_train_and_score_side_by_side(monkeypat
         trained = pipeline.get_task(f"train_{model}")
         assert trained.upstream_task_ids == {"build_training_data"}, trained.upstream_task_ids
         assert trained.downstream_task_ids == {f"score_{model}"}
-        assert pipeline.get_task(f"score_{model}").downstream_task_ids == {"publish_marts"}
+        assert pipeline.get_task(f"score_{model}").downstream_task_ids == {"monitor_models"}
         assert training.get_task(f"train_{model}").upstream_task_ids == {"training_preflight"}

@@ -62,7 +62,11 @@ def test_run_succeeds_and_prints_the_summary(pipeline_run):
     assert "CRM pipeline summary" in completed.stdout
     summary = json.loads(settings.run_summary_path.read_text())
     assert summary["tables"]["scores.churn"] > 0
-    assert all(rows for rows in summary["tables"].values()), summary["tables"]
+    # A first run has no scoring date whose outcome window has closed: nothing is backtested yet, and
+    # only drift may raise an alert.
+    awaiting_outcomes = {"monitoring.backtests", "monitoring.calibration", "monitoring.alerts"}
+    assert all(rows for table, rows in summary["tables"].items() if table not in awaiting_outcomes), summary["tables"]
+    assert summary["tables"]["monitoring.drift"] > 0
     assert summary["identity_resolution"]["resolved_customers"] < summary["identity_resolution"]["customer_records"]
     assert summary["quarantined_rows"]["orders"] > 0
     first = {"challenger": "1", "champion": "1"}

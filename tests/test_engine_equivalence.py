@@ -169,7 +169,7 @@ def test_the_gates_and_the_models_read_the_same_frames_on_both_engines(
 
 
 def test_publication_on_postgresql_refuses_contact_details_and_keeps_the_previous_one(team_days, team_warehouse):
-    """BI reads bi_marts and bi_scores, replaced in one transaction; one table with an email in a text
+    """BI reads bi_marts, bi_monitoring and bi_scores, replaced in one transaction; one table with an email in a text
     column refuses the whole publication and the previous one stays, as with the DuckDB copy."""
     listed = "select table_schema || '.' || table_name from information_schema.tables where table_schema like 'bi_%%'"
     with postgres.connect(team_warehouse) as team:

@@ -9,7 +9,7 @@ comparison of the PostgreSQL test (multisets, doubles to 10 significant digits, 
 Then the rest of the day on both engines: the mart gate, the scoring with the same champion (the
 segmentation, trained once on a copy of the DuckDB home: too few customers here for the supervised
 models' preflight), the publication; the score tables and every published table are compared too
-(on Spark BI reads the views of bi_marts and bi_scores, on DuckDB the BI copy's file).
+(on Spark BI reads the views of bi_marts, bi_monitoring and bi_scores, on DuckDB the BI copy's file).
 """
 
 from __future__ import annotations

@@ -68,6 +68,16 @@ def main(argv: list[str] | None = None) -> int:
     commands.add_parser("score", help="score every customer with each model's champion").add_argument(
         "--model", choices=pipeline.MODELS, action="append", help="only this model (repeatable; default: all)"
     )
+    commands.add_parser(
+        "monitor",
+        help="backtest past scores whose outcome window has closed, check inputs and scores for drift, raise alerts",
+    ).add_argument(
+        "--since",
+        type=date.fromisoformat,
+        default=None,
+        metavar="YYYY-MM-DD",
+        help="the first scoring date to monitor (default: every stored one); dates already monitored are skipped",
+    )
     erase = commands.add_parser("erase", help="right to be forgotten: remove customers' data everywhere")
     erase.add_argument(
         "--customer-ids",
@@ -213,6 +223,8 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace, settings: Se
     elif args.command == "score":
         scores = pipeline.model_step("score")(settings, tuple(args.model or pipeline.MODELS))
         print(json.dumps(scores, indent=2, default=str))
+    elif args.command == "monitor":
+        print(json.dumps(pipeline.model_step("monitor")(settings, args.since), indent=2))
     elif args.command == "build":
         (pipeline.build_training_data if args.training else pipeline.build_warehouse)(settings)
     else:

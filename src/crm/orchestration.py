@@ -44,6 +44,9 @@ def pools(settings: Settings) -> dict[str, tuple[int, str]]:
 
 # Emitted when the mart gate has passed: new point-in-time features are ready to train on.
 CUSTOMER_FEATURES = Asset(name="crm_customer_features", uri="crm://warehouse/marts/customer_features")
+# Emitted when monitoring finds a model degraded (its scores drifted, or a backtest fell below its
+# validation): crm_training runs, so that a challenger trained on the newest labels can replace it.
+MODEL_DEGRADED = Asset(name="crm_model_degraded", uri="crm://warehouse/monitoring/alerts")
 
 PARAMS = {
     "as_of_date": Param(

@@ -10,13 +10,13 @@ import json
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, timedelta
 from importlib.metadata import entry_points
 from typing import TYPE_CHECKING, Any
 
 from crm.landing import LOAD_LOG_TABLE
-from crm.score_tables import DRIVER_COLUMNS
+from crm.score_tables import DRIVER_COLUMNS, MONITORING_TABLES
 from crm.settings import Settings
 
 if TYPE_CHECKING:
@@ -45,6 +45,7 @@ PUBLISHED_TABLES = (
     "scores.clv",
     "scores.recommendations",
     "marts.customer_recommendations",
+    *MONITORING_TABLES,  # backtests, calibration, drift and alerts (ml.monitoring)
 )
 # The published tables that grow with history, and what partitions them: a publication replaces only
 # the partitions whose rows changed (crm.warehouse.publish_copy). The others are copied whole.
@@ -60,6 +61,7 @@ PUBLISHED_PARTITIONS = {
     "scores.satisfaction": "as_of_date",
     "scores.clv": "as_of_date",
     "scores.recommendations": "as_of_date",
+    **dict.fromkeys(MONITORING_TABLES, "scoring_date"),
 }
 # Columns that record when a run happened, not what it computed: two runs of the same day differ in
 # them by design, so the published checksums leave them out. They stay wall-clock on purpose:
@@ -73,6 +75,7 @@ RUN_PROVENANCE_COLUMNS = {
     "scores.satisfaction": ("scored_at",),
     "scores.clv": ("scored_at",),
     "scores.recommendations": ("scored_at",),
+    **{table: ("scored_at", "computed_at") for table in MONITORING_TABLES},
 }
 # Columns that depend on the order the scoring dates ran in: a customer's churn drivers are carried
 # forward from the latest earlier scoring date (ml.explain.carried_drivers), so a backfill in another
@@ -142,7 +145,7 @@ def load(settings: Settings) -> dict[str, object]:
     """
     from crm.gates import RawBatchGate
     from crm.quality import QualityGate
-    from crm.score_tables import ensure_score_tables
+    from crm.score_tables import ensure_score_tables, ensure_tables
     from crm.warehouse import open_warehouse
 
     if settings.landing_url:
@@ -153,6 +156,7 @@ def load(settings: Settings) -> dict[str, object]:
     try:
         with open_warehouse(settings) as warehouse:
             ensure_score_tables(warehouse)
+            ensure_tables(warehouse, MONITORING_TABLES)
             rows = warehouse.load_landing(settings.landing_dir, gate, up_to=settings.as_of_date)
     finally:
         start = time.perf_counter()
@@ -205,6 +209,8 @@ def check_as_of_date(settings: Settings, last_delivered: date) -> None:
 # too, they would only show the previous run's scores until then.
 TRAINING_ONLY = "tag:training"
 TRAINING_DATA = ("tag:point_in_time", TRAINING_ONLY)
+# The outcomes the backtests compare past scores with (the labels at closed scoring dates).
+MONITORING_DATA = "tag:monitoring"
 SCORE_READERS = "source:scores+"
 
 
@@ -226,8 +232,6 @@ def refreshed_after_corrections(settings: Settings) -> Settings:
     """The settings of the next build: a full refresh when a corrected re-delivery was loaded since the
     last build that passed. The incremental models only add what is new, so a record the correction
     removed or an earlier version it changed would otherwise stay."""
-    from dataclasses import replace
-
     from crm.warehouse import open_warehouse, warehouse_exists
 
     if settings.full_refresh or not warehouse_exists(settings):
@@ -257,6 +261,20 @@ def build_training_data(settings: Settings) -> None:
 
     run_dbt(
         settings, ["build", "--select", *TRAINING_DATA, *_full_refresh(settings)], dbt_vars(settings, training=True)
+    )
+
+
+def build_outcomes(settings: Settings, as_of_dates: list[date]) -> None:
+    """dbt build of the outcomes at past scoring dates whose window has closed (the labels at those
+    dates), for the backtests (ml.monitoring). Never a full refresh: the labels' table keeps the
+    training dates the training-data build computed."""
+    from crm.dbt import run_dbt
+
+    variables = {**dbt_vars(settings), "as_of_dates": sorted(day.isoformat() for day in as_of_dates)}
+    run_dbt(
+        settings,
+        ["build", "--select", MONITORING_DATA, *_full_refresh(replace(settings, full_refresh=False))],
+        variables,
     )
 
 
@@ -455,6 +473,7 @@ def summarize(settings: Settings) -> dict[str, object]:
             if warehouse.table_exists("audit.rejected_rows")
             else {}
         )
+        monitoring = _monitoring_summary(warehouse, plan(settings).scoring)
     summary = {
         "as_of_date": plan(settings).scoring.isoformat(),
         "tables": counts,
@@ -467,6 +486,7 @@ def summarize(settings: Settings) -> dict[str, object]:
         },
         "quarantined_rows": quarantined,
         "models": model_step("registered_models")(settings),
+        "monitoring": monitoring,
         "warehouse": settings.warehouse_location,
         "bi_warehouse": settings.bi_location,
         "mlflow_tracking_uri": settings.mlflow_tracking_uri,
@@ -481,6 +501,36 @@ def summarize(settings: Settings) -> dict[str, object]:
     settings.run_summary_path.parent.mkdir(parents=True, exist_ok=True)
     settings.run_summary_path.write_text(json.dumps(summary, indent=2) + "\n")
     return summary
+
+
+def _monitoring_summary(warehouse: Warehouse, scoring_date: date) -> dict[str, object]:
+    """Each model's latest backtest (ROC-AUC and calibration error) and the alerts raised at the run's
+    scoring date (ml.monitoring)."""
+    from crm.score_tables import ALERTS_TABLE, BACKTESTS_TABLE
+
+    if not warehouse.table_exists(ALERTS_TABLE):
+        return {"backtests": {}, "alerts": []}
+    latest = warehouse.rows(
+        f"""
+        select model_name, cast(scoring_date as {warehouse.sql_type("text")}), metric, value, customers
+        from {BACKTESTS_TABLE} as backtests
+        where metric in ('roc_auc', 'ece') and scoring_date = (
+            select max(scoring_date) from {BACKTESTS_TABLE} as newer where newer.model_name = backtests.model_name
+        )
+        order by model_name, metric"""
+    )
+    backtests: dict[str, dict[str, object]] = {}
+    for model, day, metric, value, customers in latest:
+        backtests.setdefault(model, {"scoring_date": day, "customers": customers})[metric] = round(value, 4)
+    alerts = [
+        row[0]
+        for row in warehouse.rows(
+            f"select message from {ALERTS_TABLE} where scoring_date = cast(? as date) "
+            "order by model_name, kind, subject",
+            [scoring_date],
+        )
+    ]
+    return {"backtests": backtests, "alerts": alerts}
 
 
 def format_summary(summary: dict[str, object]) -> str:
@@ -506,6 +556,16 @@ def format_summary(summary: dict[str, object]) -> str:
     for model in summary["models"]:  # type: ignore[union-attr]
         aliases = ", ".join(f"{alias}=v{v}" for alias, v in model["aliases"].items()) or "no aliases"
         lines.append(f"  {model['name']:<20} latest v{model['latest_version']}  ({aliases})")
+    monitoring = summary.get("monitoring") or {}
+    if monitoring.get("backtests") or monitoring.get("alerts"):
+        lines += ["", "Monitoring (monitoring.backtests, monitoring.drift, monitoring.alerts):"]
+        for model, backtest in monitoring["backtests"].items():
+            auc, ece = backtest.get("roc_auc", float("nan")), backtest.get("ece", float("nan"))
+            lines.append(
+                f"  {model:<20} backtest at {backtest['scoring_date']}: ROC-AUC {auc:.3f}, "
+                f"calibration error {ece:.3f} ({backtest['customers']:,} customers)"
+            )
+        lines += [f"  WARNING {alert}" for alert in monitoring["alerts"]]
     lines += [
         "",
         f"Warehouse:        {summary['warehouse']}",

@@ -75,13 +75,66 @@ SCORE_TABLES = {
     },
 }
 
+# Monitoring (ml.monitoring): per model and scoring date, the backtest of the scores once their outcome
+# window has closed, the drift of the inputs and the scores, and the alerts. BI and the run summary read them.
+BACKTESTS_TABLE = "monitoring.backtests"
+CALIBRATION_TABLE = "monitoring.calibration"
+DRIFT_TABLE = "monitoring.drift"
+ALERTS_TABLE = "monitoring.alerts"
+_MODEL = {"model_name": "text", "model_version": "text", "run_id": "text", "scoring_date": "date"}
+# When the monitored scores were written and when this was computed: a date scored again is monitored again.
+_WHEN = {"scored_at": "timestamp", "computed_at": "timestamp"}
+MONITORING_TABLES = {
+    # One row per model, scoring date and metric (the metric names of training's validation runs).
+    BACKTESTS_TABLE: {**_MODEL, "metric": "text", "value": "double precision", "customers": "bigint", **_WHEN},
+    # The scores' deciles (1 = lowest scores): mean score against the realised rate.
+    CALIBRATION_TABLE: {
+        **_MODEL,
+        "decile": "bigint",
+        "customers": "bigint",
+        "mean_score": "double precision",
+        "realised_rate": "double precision",
+        **_WHEN,
+    },
+    # One row per model, scoring date and input (and one for the score itself, feature SCORE_FEATURE):
+    # its population stability index against the version's training date, and the shares missing.
+    DRIFT_TABLE: {
+        **_MODEL,
+        "reference_date": "date",
+        "feature": "text",
+        "psi": "double precision",
+        "psi_limit": "double precision",
+        "missing_share": "double precision",
+        "reference_missing_share": "double precision",
+        **_WHEN,
+    },
+    # What crossed a limit: kind input_drift, score_drift or backtest_degraded, and what (subject).
+    ALERTS_TABLE: {
+        **_MODEL,
+        "kind": "text",
+        "subject": "text",
+        "value": "double precision",
+        "limit_value": "double precision",
+        "message": "text",
+        **_WHEN,
+    },
+}
+# The drift table's row for the scores themselves (beside one per input).
+SCORE_FEATURE = "score"
+
 
 def ensure_score_tables(warehouse: Warehouse) -> None:
-    """Create the score tables, and add columns that a newer version of them has (appended, so existing
-    rows keep their values and the new columns are null for them). Standard type names: DuckDB reads
-    ``text`` and ``double precision`` as VARCHAR and DOUBLE."""
-    warehouse.execute("create schema if not exists scores")
-    for table, columns in SCORE_TABLES.items():
+    """Create the score tables, and add columns that a newer version of them has."""
+    ensure_tables(warehouse, SCORE_TABLES)
+
+
+def ensure_tables(warehouse: Warehouse, tables: dict[str, dict[str, str]]) -> None:
+    """Create ``tables`` (qualified name: column types) and their schemas, and add columns that a newer
+    version of them has (appended, so existing rows keep their values and the new columns are null
+    for them). Standard type names: DuckDB reads ``text`` and ``double precision`` as VARCHAR and DOUBLE."""
+    for schema in sorted({table.split(".")[0] for table in tables}):
+        warehouse.execute(f"create schema if not exists {schema}")
+    for table, columns in tables.items():
         described = ", ".join(f"{name} {warehouse.sql_type(kind)}" for name, kind in columns.items())
         warehouse.execute(f"create table if not exists {table} ({described})")
         existing = set(warehouse.columns(table))

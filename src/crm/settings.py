@@ -46,7 +46,7 @@ class Settings:
     # The read-only copy BI tools query, replaced as a whole after each successful run.
     bi_warehouse_path: Path
     # On PostgreSQL: the role BI tools log in with; every publication grants it read access to the
-    # published schemas (bi_marts, bi_scores), which are new each time. Empty: no grants.
+    # published schemas (bi_marts, bi_monitoring, bi_scores), which are new each time. Empty: no grants.
     bi_reader_role: str
     dbt_project_dir: Path
     dags_dir: Path
@@ -78,6 +78,11 @@ class Settings:
     # for at most churn_drivers_max_age_days; the others are explained again at each scoring date.
     churn_drivers_max_shift: float
     churn_drivers_max_age_days: int
+    # Monitoring (ml.monitoring): an input or a score whose population stability index against the
+    # data the scoring version trained on exceeds monitoring_psi_limit has drifted; a backtest whose
+    # ROC-AUC falls more than monitoring_auc_margin below the version's validation ROC-AUC has degraded.
+    monitoring_psi_limit: float
+    monitoring_auc_margin: float
     random_seed: int
     # Supervised models fit on a random sample of at most this many training examples (validation and
     # scoring use every customer): beyond a few hundred thousand rows more data hardly changes them.
@@ -165,6 +170,9 @@ class Settings:
             "recommendations_weekday": "monday",
             "churn_drivers_max_shift": 0.05,
             "churn_drivers_max_age_days": 28,
+            # 0.1 to 0.25 is the usual "moderate shift" band of the population stability index.
+            "monitoring_psi_limit": 0.2,
+            "monitoring_auc_margin": 0.05,
             "random_seed": 42,
             "training_max_rows": 300_000,
             "gate_recent_days": 7,
@@ -249,9 +257,9 @@ class Settings:
     def bi_location(self) -> str:
         """Where BI reads: the BI copy's file, or (PostgreSQL) the published schemas of the warehouse."""
         if self.warehouse_engine == "postgres":
-            return f"schemas bi_marts and bi_scores of {self.warehouse_location}"
+            return f"schemas bi_marts, bi_monitoring and bi_scores of {self.warehouse_location}"
         if self.warehouse_engine == "spark":
-            return f"views of the databases bi_marts and bi_scores of {self.warehouse_location}"
+            return f"views of the databases bi_marts, bi_monitoring and bi_scores of {self.warehouse_location}"
         return str(self.bi_warehouse_path)
 
     @property
@@ -429,6 +437,8 @@ OBJECT_STORE_URLS = ("landing_url", "dbt_artifacts_url", "data_docs_url", "mlflo
 _EXPECTED = {
     "quarantine_share_limit": "a share between 0 and 1, e.g. 0.05",
     "churn_drivers_max_shift": "a probability difference between 0 and 1, e.g. 0.05",
+    "monitoring_psi_limit": "a positive number, e.g. 0.2",
+    "monitoring_auc_margin": "a ROC-AUC difference between 0 and 1, e.g. 0.05",
     "as_of_date": "YYYY-MM-DD",
     "earliest_plausible_date": "YYYY-MM-DD",
     "full_refresh": "true or false",
@@ -469,11 +479,16 @@ def _parse(name: str, text: str) -> object:
             "mlflow_ui_port",
         ):
             return int(text)
-        if name in ("quarantine_share_limit", "churn_drivers_max_shift"):
+        if name in ("quarantine_share_limit", "churn_drivers_max_shift", "monitoring_auc_margin"):
             share = float(text)
             if not 0 <= share <= 1:
                 raise ValueError
             return share
+        if name == "monitoring_psi_limit":
+            limit = float(text)
+            if not limit > 0:
+                raise ValueError
+            return limit
         if name == "full_refresh":
             if text.lower() not in ("true", "false", "1", "0", "yes", "no"):
                 raise ValueError

@@ -114,6 +114,10 @@ class Warehouse:
         """Replace the rows of ``table`` whose ``column`` is ``value`` with ``frame`` in one transaction:
         readers see the old rows or the new ones, and a rerun never duplicates them. The frame's
         columns must be the table's, in order."""
+        return self.replace_rows(table, frame, {column: value})
+
+    def replace_rows(self, table: str, frame: pd.DataFrame, key: dict[str, object]) -> int:
+        """``replace_partition`` with a key of several columns: the rows whose columns all equal ``key``'s values."""
         raise NotImplementedError
 
     def load_landing(
@@ -201,12 +205,12 @@ class DuckDBWarehouse(Warehouse):
 
         return load_landing(self.con, landing_dir, gate, up_to)
 
-    def replace_partition(self, table: str, frame: pd.DataFrame, column: str, value: object) -> int:
+    def replace_rows(self, table: str, frame: pd.DataFrame, key: dict[str, object]) -> int:
         try:
             with transaction(self.con):
                 self._check_columns(table, frame)
                 self.con.register("incoming_rows", frame)
-                self.con.execute(f"delete from {table} where {column} = ?", [value])
+                self.con.execute(f"delete from {table} where {_key_condition(key)}", list(key.values()))
                 self.con.execute(f"insert into {table} by name select * from incoming_rows")
         finally:
             self.con.unregister("incoming_rows")
@@ -251,12 +255,12 @@ class PostgresWarehouse(Warehouse):
 
         return postgres.load_landing(self.con, landing_dir, gate, up_to)
 
-    def replace_partition(self, table: str, frame: pd.DataFrame, column: str, value: object) -> int:
+    def replace_rows(self, table: str, frame: pd.DataFrame, key: dict[str, object]) -> int:
         from crm import postgres
 
         with self.con.transaction():
             self._check_columns(table, frame)
-            self.execute(f"delete from {table} where {column} = ?", [value])
+            self.execute(f"delete from {table} where {_key_condition(key)}", list(key.values()))
             postgres.copy_frame(self.con, table, frame)
         return len(frame)
 
@@ -330,14 +334,18 @@ class SparkWarehouse(Warehouse):
 
         return spark.load_landing(self.spark, landing_dir, gate, up_to)
 
-    def replace_partition(self, table: str, frame: pd.DataFrame, column: str, value: object) -> int:
+    def replace_rows(self, table: str, frame: pd.DataFrame, key: dict[str, object]) -> int:
         import pyarrow as pa
 
         from crm import spark
 
         self._check_columns(table, frame)
-        spark.delete_rows(self.spark, table, f"{column} = ?", [value])
+        spark.delete_rows(self.spark, table, _key_condition(key), list(key.values()))
         return spark.append(self.spark, table, pa.Table.from_pandas(frame, preserve_index=False))
+
+
+def _key_condition(key: dict[str, object]) -> str:
+    return " and ".join(f"{column} = ?" for column in key)
 
 
 def _postgres_placeholders(query: str) -> str:

@@ -1,7 +1,15 @@
 {#- Churn label per customer and as-of date D: no completed order in the `churn_window_days` after D.
-    A label is observed only once the whole window lies within delivered data. Training only: built
-    at the as-of dates of the training-data build (training and validation), never by the daily build. -#}
-{{ config(tags=['training']) }}
+    A label is observed only once the whole window lies within delivered data. Never built by the daily
+    build: the training-data build computes the training and validation dates, and the monitoring step
+    (ml.monitoring) the scoring dates whose window has closed, for the backtests. Incremental: a build
+    replaces the dates it computes and keeps the others, so the two builds never undo each other. -#}
+{{ config(
+    materialized='incremental',
+    unique_key='as_of_date',
+    incremental_strategy='delete+insert',
+    on_schema_change='fail',
+    tags=['training', 'monitoring']
+) }}
 {%- set window_days = var('churn_window_days') -%}
 
 with

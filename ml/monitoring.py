@@ -1,0 +1,464 @@
+"""Models that are watched: backtests of stored scores whose outcome window has closed, drift of the
+inputs and of the scores against the data the scoring version trained on, and alerts.
+
+Every scoring date is monitored once per scoring: the tables below keep, per model and scoring date,
+what the scores of that date were (their ``scored_at``), so a run computes only what is missing or
+was scored again since (``crm monitor --since DATE`` backfills; a rerun changes nothing). The
+outcomes are the warehouse's labels (dbt's customer_churn_labels at the closed scoring dates), the
+same definition training learns from.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+
+import mlflow
+import numpy as np
+import pandas as pd
+
+from crm.landing import LOAD_LOG_TABLE
+from crm.pipeline import build_outcomes
+from crm.score_tables import (
+    ALERTS_TABLE,
+    BACKTESTS_TABLE,
+    CALIBRATION_TABLE,
+    CHURN_SCORES_TABLE,
+    DRIFT_TABLE,
+    MONITORING_TABLES,
+    SCORE_FEATURE,
+    ensure_tables,
+)
+from crm.settings import Settings
+from crm.warehouse import Warehouse, open_warehouse
+from ml import churn, registry
+from ml.features import CHURN_LABELS_TABLE, FEATURE_COLUMNS, load_features
+from ml.metrics import classification_metrics
+
+log = logging.getLogger(__name__)
+
+PSI_BINS = 10
+# A bin that one side leaves empty counts as this share: PSI stays finite and a rare new value still weighs.
+PSI_FLOOR = 1e-4
+DEGRADED_KINDS = ("score_drift", "backtest_degraded")
+BACKTEST_METRICS = ("roc_auc", "pr_auc", "brier", "ece", "lift_top_decile", "positive_rate")
+
+
+@dataclass(frozen=True)
+class MonitoredModel:
+    """A scored model whose outcome the warehouse learns later."""
+
+    model: str  # as pipeline.MODELS names it
+    registered_name: str
+    scores_table: str
+    score_column: str
+    labels_table: str
+    label: str
+    inputs: list[str]
+
+
+MONITORED = (
+    MonitoredModel(
+        "churn",
+        churn.MODEL_NAME,
+        CHURN_SCORES_TABLE,
+        "churn_probability",
+        CHURN_LABELS_TABLE,
+        "is_churned",
+        FEATURE_COLUMNS,
+    ),
+)
+
+
+@dataclass
+class MonitoringReport:
+    """What a monitoring run computed, per model: the dates backtested and checked for drift, the alerts."""
+
+    backtested: dict[str, list[str]] = field(default_factory=dict)
+    drift_checked: dict[str, list[str]] = field(default_factory=dict)
+    alerts: list[str] = field(default_factory=list)
+    # The models whose scores drifted or whose backtest fell below their validation (DEGRADED_KINDS):
+    # a challenger should be trained. Input drift alone is a warning.
+    degraded: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "backtested": self.backtested,
+            "drift_checked": self.drift_checked,
+            "alerts": self.alerts,
+            "degraded": self.degraded,
+        }
+
+
+# Pure computations ---------------------------------------------------------------------------------
+
+
+def psi(reference: np.ndarray, current: np.ndarray, bins: int = PSI_BINS) -> float:
+    """Population stability index of ``current`` against ``reference``: sum over bins of
+    (current share - reference share) * ln(current share / reference share). The bins are the
+    reference's quantiles (ties merge them: a feature with few values gets a bin per value), and the
+    missing values are a bin of their own, so a source that stops delivering shows as drift."""
+    reference, current = np.asarray(reference, dtype=float), np.asarray(current, dtype=float)
+    known = reference[~np.isnan(reference)]
+    edges = np.unique(np.quantile(known, np.linspace(0, 1, bins + 1)[1:-1])) if len(known) else np.array([])
+
+    def shares(values: np.ndarray) -> np.ndarray:
+        missing = np.isnan(values)
+        counts = np.bincount(np.searchsorted(edges, values[~missing], side="right"), minlength=len(edges) + 1)
+        counts = np.append(counts, missing.sum())
+        return np.maximum(counts / max(len(values), 1), PSI_FLOOR)
+
+    expected, actual = shares(reference), shares(current)
+    return float(np.sum((actual - expected) * np.log(actual / expected)))
+
+
+def drift_table(
+    reference: pd.DataFrame, current: pd.DataFrame, columns: list[str], bins: int = PSI_BINS
+) -> pd.DataFrame:
+    """Per column: PSI, and the shares of missing values now and in the reference."""
+    return pd.DataFrame(
+        {
+            "feature": columns,
+            "psi": [psi(reference[c].to_numpy(dtype=float), current[c].to_numpy(dtype=float), bins) for c in columns],
+            "missing_share": [float(current[c].isna().mean()) if len(current) else np.nan for c in columns],
+            "reference_missing_share": [
+                float(reference[c].isna().mean()) if len(reference) else np.nan for c in columns
+            ],
+        }
+    )
+
+
+def calibration_by_decile(outcome: np.ndarray, score: np.ndarray) -> pd.DataFrame:
+    """The customers in ten equal-size groups by score (1 = lowest): mean score and realised rate."""
+    order = np.argsort(np.asarray(score, dtype=float), kind="stable")
+    groups = np.array_split(order, 10)
+    score, outcome = np.asarray(score, dtype=float), np.asarray(outcome, dtype=float)
+    return pd.DataFrame(
+        [
+            {
+                "decile": decile,
+                "customers": len(group),
+                "mean_score": float(score[group].mean()),
+                "realised_rate": float(outcome[group].mean()),
+            }
+            for decile, group in enumerate(groups, start=1)
+            if len(group)
+        ]
+    )
+
+
+# The monitoring run ---------------------------------------------------------------------------------
+
+
+def monitor(settings: Settings, since: date | None = None) -> MonitoringReport:
+    """Backtest and drift-check every stored scoring date from ``since`` on (all when None) that is not
+    monitored yet or was scored again since; store the results and the alerts, and log them to each
+    model's monitoring run in MLflow. Returns what it computed and the alerts it raised."""
+    report = MonitoringReport()
+    with open_warehouse(settings) as warehouse:
+        ensure_tables(warehouse, MONITORING_TABLES)
+        plans = {model.model: _plan(warehouse, model, settings, since) for model in MONITORED}
+    to_label = sorted({day for plan in plans.values() for day in plan.backtest})
+    if to_label:
+        build_outcomes(settings, to_label)
+    client = registry.configure(settings)
+    for model in MONITORED:
+        plan = plans[model.model]
+        results = _compute(settings, client, model, plan)
+        with open_warehouse(settings) as warehouse:
+            for table, frames in results.items():
+                for day, frame in frames.items():
+                    _replace(warehouse, table, model, day, frame)
+        report.backtested[model.model] = [day.isoformat() for day in sorted(results[BACKTESTS_TABLE])]
+        report.drift_checked[model.model] = [day.isoformat() for day in sorted(results[DRIFT_TABLE])]
+        for frame in results[ALERTS_TABLE].values():
+            for message in frame["message"]:
+                log.warning("monitoring alert: %s", message)
+                report.alerts.append(message)
+            if frame["kind"].isin(DEGRADED_KINDS).any() and model.model not in report.degraded:
+                report.degraded.append(model.model)
+        _log_to_mlflow(client, settings, model, results)
+    return report
+
+
+@dataclass(frozen=True)
+class _Plan:
+    scored: pd.DataFrame  # scoring_date, model_version, run_id, scored_at (one row per date)
+    drift: list[date]
+    backtest: list[date]
+
+
+def _plan(warehouse: Warehouse, model: MonitoredModel, settings: Settings, since: date | None) -> _Plan:
+    """The scoring dates to check for drift (not checked since they were scored) and to backtest (the
+    same, among those whose outcome window has closed)."""
+    if not warehouse.table_exists(model.scores_table):
+        return _Plan(pd.DataFrame(), [], [])
+    scored = warehouse.frame(
+        f"select as_of_date as scoring_date, min(model_version) as model_version, min(run_id) as run_id, "
+        f"max(scored_at) as scored_at from {model.scores_table} "
+        f"where as_of_date >= cast(? as date) group by as_of_date order by as_of_date",
+        [since or date(1900, 1, 1)],
+    )
+    scored["scoring_date"] = pd.to_datetime(scored["scoring_date"]).dt.date
+    horizon = warehouse.row(f"select max(partition_date) from {LOAD_LOG_TABLE} where source = 'orders'")[0]
+    closed = {
+        day
+        for day in scored["scoring_date"]
+        if horizon is not None and day + timedelta(settings.churn_window_days) <= horizon
+    }
+
+    def pending(table: str, candidates: set[date]) -> list[date]:
+        done = warehouse.frame(
+            f"select scoring_date, max(scored_at) as scored_at from {table} where model_name = ? group by scoring_date",
+            [model.registered_name],
+        )
+        done_at = {
+            pd.Timestamp(day).date(): pd.Timestamp(at)
+            for day, at in zip(done["scoring_date"], done["scored_at"], strict=True)
+        }
+        return sorted(
+            day
+            for day, at in zip(scored["scoring_date"], scored["scored_at"], strict=True)
+            if day in candidates and done_at.get(day) != pd.Timestamp(at)
+        )
+
+    return _Plan(scored, pending(DRIFT_TABLE, set(scored["scoring_date"])), pending(BACKTESTS_TABLE, closed))
+
+
+@dataclass
+class Reference:
+    """What a version's scores are compared with: the features at its training date and its scores there."""
+
+    date: date | None
+    features: pd.DataFrame
+    scores: np.ndarray
+    validation_auc: float | None
+
+
+def _compute(settings: Settings, client, model: MonitoredModel, plan: _Plan) -> dict[str, dict[date, pd.DataFrame]]:
+    """Per monitoring table, the rows of each scoring date computed (alerts for every date touched)."""
+    results: dict[str, dict[date, pd.DataFrame]] = {table: {} for table in MONITORING_TABLES}
+    days = sorted(set(plan.drift) | set(plan.backtest))
+    if not days:
+        return results
+    computed_at = pd.Timestamp(datetime.now(UTC).replace(tzinfo=None))
+    versions = plan.scored.set_index("scoring_date")
+    references: dict[str, Reference] = {}
+    with open_warehouse(settings, read_only=True) as warehouse:
+        for day in days:
+            version, run_id, scored_at = versions.loc[day, ["model_version", "run_id", "scored_at"]]
+            meta = {
+                "model_name": model.registered_name,
+                "model_version": str(version),
+                "run_id": run_id,
+                "scoring_date": day,
+            }
+            when = {"scored_at": pd.Timestamp(scored_at), "computed_at": computed_at}
+            scores = warehouse.frame(
+                f"select customer_key, {model.score_column} as score from {model.scores_table} "
+                "where as_of_date = cast(? as date)",
+                [day],
+            )
+            if run_id not in references:
+                references[run_id] = _reference(warehouse, client, model, str(version), run_id)
+            reference = references[run_id]
+            if day in plan.drift:
+                drift = _drift(warehouse, model, reference, day, scores)
+                if drift is not None:
+                    results[DRIFT_TABLE][day] = drift.assign(
+                        **meta, reference_date=reference.date, psi_limit=settings.monitoring_psi_limit, **when
+                    )
+            if day in plan.backtest:
+                backtest = _backtest(warehouse, model, settings, day, scores)
+                if backtest is not None:
+                    metrics, calibration = backtest
+                    results[BACKTESTS_TABLE][day] = metrics.assign(**meta, **when)
+                    results[CALIBRATION_TABLE][day] = calibration.assign(**meta, **when)
+            drift = results[DRIFT_TABLE].get(day)
+            if drift is None:
+                drift = _stored(warehouse, DRIFT_TABLE, model, day)
+            metrics = results[BACKTESTS_TABLE].get(day)
+            if metrics is None:
+                metrics = _stored(warehouse, BACKTESTS_TABLE, model, day)
+            results[ALERTS_TABLE][day] = alerts_for(settings, model, day, drift, metrics, reference).assign(
+                **meta, **when
+            )
+    return {
+        table: {day: frame.reindex(columns=list(MONITORING_TABLES[table])) for day, frame in frames.items()}
+        for table, frames in results.items()
+    }
+
+
+def _reference(warehouse: Warehouse, client, model: MonitoredModel, version: str, run_id: str) -> Reference:
+    run = client.get_run(run_id)
+    validation_auc = run.data.metrics.get("roc_auc")
+    train_date = run.data.params.get("train_as_of_date")
+    if train_date is None:
+        return Reference(None, pd.DataFrame(), np.array([]), validation_auc)
+    features = load_features(warehouse, date.fromisoformat(train_date))
+    if features.empty:
+        log.warning(
+            "%s v%s: no features at its training date %s in the warehouse: no drift against it",
+            model.registered_name,
+            version,
+            train_date,
+        )
+        return Reference(None, features, np.array([]), validation_auc)
+    fitted = mlflow.sklearn.load_model(f"models:/{model.registered_name}/{version}")
+    scores = fitted.predict_proba(features[model.inputs])[:, 1]
+    return Reference(date.fromisoformat(train_date), features, scores, validation_auc)
+
+
+def _drift(
+    warehouse: Warehouse, model: MonitoredModel, reference: Reference, day: date, scores: pd.DataFrame
+) -> pd.DataFrame | None:
+    if reference.date is None:
+        return None
+    current = load_features(warehouse, day)
+    if current.empty:
+        log.warning("%s: no features stored at %s: no drift computed for it", model.registered_name, day)
+        return None
+    drift = drift_table(reference.features, current, model.inputs)
+    score = pd.DataFrame(
+        {
+            "feature": [SCORE_FEATURE],
+            "psi": [psi(reference.scores, scores["score"].to_numpy(dtype=float))],
+            "missing_share": [float(scores["score"].isna().mean())],
+            "reference_missing_share": [0.0],
+        }
+    )
+    return pd.concat([drift, score], ignore_index=True)
+
+
+def _backtest(
+    warehouse: Warehouse, model: MonitoredModel, settings: Settings, day: date, scores: pd.DataFrame
+) -> tuple[pd.DataFrame, pd.DataFrame] | None:
+    outcomes = warehouse.frame(
+        f"select customer_key, {model.label} as outcome from {model.labels_table} "
+        "where as_of_date = cast(? as date) and is_label_observed and churn_window_days = ?",
+        [day, settings.churn_window_days],
+    )
+    joined = scores.merge(outcomes, on="customer_key", how="inner").dropna(subset=["score", "outcome"])
+    outcome = joined["outcome"].astype(int).to_numpy()
+    if len(np.unique(outcome)) < 2:
+        log.info("%s at %s: %d outcomes, not both kinds: no backtest", model.registered_name, day, len(outcome))
+        return None
+    score = joined["score"].to_numpy(dtype=float)
+    metrics = classification_metrics(outcome, score)
+    frame = pd.DataFrame(
+        {
+            "metric": list(BACKTEST_METRICS),
+            "value": [metrics[name] for name in BACKTEST_METRICS],
+            "customers": len(joined),
+        }
+    )
+    return frame, calibration_by_decile(outcome, score)
+
+
+def _stored(warehouse: Warehouse, table: str, model: MonitoredModel, day: date) -> pd.DataFrame:
+    return warehouse.frame(
+        f"select * from {table} where model_name = ? and scoring_date = cast(? as date)", [model.registered_name, day]
+    )
+
+
+def alerts_for(
+    settings: Settings,
+    model: MonitoredModel,
+    day: date,
+    drift: pd.DataFrame,
+    metrics: pd.DataFrame,
+    reference: Reference,
+) -> pd.DataFrame:
+    """What crossed a limit at ``day``, from the drift and the backtest stored or just computed."""
+    rows = []
+    limit = settings.monitoring_psi_limit
+    for feature, value in zip(drift.get("feature", []), drift.get("psi", []), strict=True):
+        if value > limit:
+            kind = "score_drift" if feature == SCORE_FEATURE else "input_drift"
+            subject = "the scores" if feature == SCORE_FEATURE else f"input {feature}"
+            rows.append(
+                (kind, feature, value, limit, f"{model.model} at {day}: {subject} drifted (PSI {value:.3f} > {limit})")
+            )
+    auc = dict(zip(metrics.get("metric", []), metrics.get("value", []), strict=True)).get("roc_auc")
+    if auc is not None and reference.validation_auc is not None:
+        floor = reference.validation_auc - settings.monitoring_auc_margin
+        if auc < floor:
+            rows.append(
+                (
+                    "backtest_degraded",
+                    "roc_auc",
+                    auc,
+                    floor,
+                    f"{model.model} at {day}: backtest ROC-AUC {auc:.3f} < {floor:.3f} (validation "
+                    f"{reference.validation_auc:.3f} - margin {settings.monitoring_auc_margin})",
+                )
+            )
+    return pd.DataFrame(rows, columns=["kind", "subject", "value", "limit_value", "message"])
+
+
+def _replace(warehouse: Warehouse, table: str, model: MonitoredModel, day: date, frame: pd.DataFrame) -> None:
+    warehouse.replace_rows(table, frame, {"model_name": model.registered_name, "scoring_date": day})
+
+
+def _log_to_mlflow(
+    client, settings: Settings, model: MonitoredModel, results: dict[str, dict[date, pd.DataFrame]]
+) -> None:
+    """The backtest metrics and the drift of each date on the model's monitoring run, with the scoring
+    date as step (days since 1970-01-01) and as time, so the MLflow UI charts them over scoring dates."""
+    from mlflow.entities import Metric
+
+    metrics = []
+    for day, frame in results[BACKTESTS_TABLE].items():
+        metrics += [
+            Metric(f"backtest_{name}", float(value), _millis(day), _step(day))
+            for name, value in zip(frame["metric"], frame["value"], strict=True)
+        ]
+    for day, frame in results[DRIFT_TABLE].items():
+        inputs = frame[frame["feature"] != SCORE_FEATURE]
+        score = frame.loc[frame["feature"] == SCORE_FEATURE, "psi"]
+        metrics += [
+            Metric("drift_max_input_psi", float(inputs["psi"].max()), _millis(day), _step(day)),
+            Metric(
+                "drift_inputs_over_limit",
+                float((inputs["psi"] > settings.monitoring_psi_limit).sum()),
+                _millis(day),
+                _step(day),
+            ),
+            Metric("drift_score_psi", float(score.iloc[0]), _millis(day), _step(day)),
+        ]
+    if not metrics:
+        return
+    run_id = _monitoring_run(client, settings, model)
+    for start in range(0, len(metrics), 1000):  # MLflow takes at most 1000 metrics a batch
+        client.log_batch(run_id, metrics=metrics[start : start + 1000])
+
+
+def _monitoring_run(client, settings: Settings, model: MonitoredModel) -> str:
+    """The model's monitoring run (one per experiment, tagged ``crm.monitoring``), created on first use."""
+    experiment_id = registry.experiment_id(settings, client, model.registered_name)
+    found = client.search_runs([experiment_id], filter_string="tags.`crm.monitoring` = 'true'", max_results=1)
+    if found:
+        return found[0].info.run_id
+    run = client.create_run(
+        experiment_id,
+        run_name=f"monitoring {model.registered_name}",
+        tags={"crm.monitoring": "true", "mlflow.note.content": MONITORING_RUN_NOTE},
+    )
+    client.set_terminated(run.info.run_id)
+    return run.info.run_id
+
+
+MONITORING_RUN_NOTE = (
+    "Backtests and drift of the scores over scoring dates (step: days since 1970-01-01). backtest_*: the "
+    "scores of a date against what happened in the outcome window after it; drift_*: population stability "
+    "index of the inputs and the scores against the scoring version's training date."
+)
+
+
+def _step(day: date) -> int:
+    return (day - date(1970, 1, 1)).days
+
+
+def _millis(day: date) -> int:
+    return int(datetime(day.year, day.month, day.day, tzinfo=UTC).timestamp() * 1000)

@@ -1,0 +1,166 @@
+"""Models that are watched (ml.monitoring): the drift measure, the alerts, and a monitoring run on a copy
+of the end-to-end home, whose pipeline already checked its scoring date for drift."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import date
+
+import duckdb
+import numpy as np
+import pandas as pd
+import pytest
+from mlflow import MlflowClient
+from sklearn.metrics import roc_auc_score
+
+from crm import pipeline
+from crm.score_tables import ALERTS_TABLE, BACKTESTS_TABLE, CALIBRATION_TABLE, DRIFT_TABLE, SCORE_FEATURE
+from crm.settings import Settings
+from ml import steps
+from ml.features import FEATURE_COLUMNS
+from ml.monitoring import MONITORED, Reference, alerts_for, calibration_by_decile, psi
+
+CHURN = MONITORED[0]
+
+# The drift measure ------------------------------------------------------------------------------------
+
+
+def test_psi_is_zero_for_the_same_distribution_and_grows_with_a_shift():
+    rng = np.random.default_rng(0)
+    reference = rng.normal(size=20_000)
+    assert psi(reference, reference) == pytest.approx(0.0, abs=1e-12)
+    assert psi(reference, rng.normal(size=20_000)) < 0.01  # another sample of the same distribution
+    assert 0.1 < psi(reference, rng.normal(0.5, size=20_000)) < psi(reference, rng.normal(1.0, size=20_000))
+
+
+def test_psi_counts_missing_values_and_values_the_reference_never_had():
+    rng = np.random.default_rng(1)
+    reference = rng.integers(0, 3, size=5_000).astype(float)  # three values: a bin each
+    stopped = reference.copy()
+    stopped[: len(stopped) // 2] = np.nan  # a source stops delivering for half the customers
+    assert psi(reference, stopped) > 1
+    assert psi(reference, np.full(5_000, 7.0)) > 1  # a value above every reference bin
+    assert psi(np.full(100, np.nan), np.full(100, np.nan)) == pytest.approx(0.0)
+
+
+def test_calibration_by_decile_splits_the_customers_by_score():
+    score = np.linspace(0, 1, 1_001)
+    deciles = calibration_by_decile((score > 0.5).astype(int), score)
+    assert deciles["decile"].tolist() == list(range(1, 11)) and deciles["customers"].sum() == 1_001
+    assert deciles["mean_score"].is_monotonic_increasing
+    assert deciles["realised_rate"].iloc[0] == 0 and deciles["realised_rate"].iloc[-1] == 1
+
+
+def test_alerts_name_what_crossed_its_limit(tmp_path):
+    settings = Settings.from_env(home=tmp_path, monitoring_psi_limit=0.2, monitoring_auc_margin=0.05)
+    drift = pd.DataFrame({"feature": ["recency_days", "frequency", SCORE_FEATURE], "psi": [0.35, 0.05, 0.21]})
+    reference = Reference(date(2026, 5, 1), pd.DataFrame(), np.array([]), validation_auc=0.85)
+
+    def raised(auc: float) -> list[str]:
+        metrics = pd.DataFrame({"metric": ["roc_auc", "ece"], "value": [auc, 0.02]})
+        return alerts_for(settings, CHURN, date(2026, 6, 1), drift, metrics, reference)["kind"].tolist()
+
+    assert raised(0.81) == ["input_drift", "score_drift"]  # 0.81 is within the margin of 0.85
+    assert raised(0.79) == ["input_drift", "score_drift", "backtest_degraded"]
+    nothing = alerts_for(settings, CHURN, date(2026, 6, 1), pd.DataFrame(), pd.DataFrame(), reference)
+    assert nothing.empty
+
+
+# A monitoring run on a copy of the end-to-end home ---------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def monitored(home_copy) -> dict[str, object]:
+    """The end-to-end home (its pipeline monitored the scoring date) after the churn champion scored the
+    validation date too, whose outcome window has closed, and two monitoring runs (about 20 s)."""
+    settings = home_copy("monitoring")
+    validation = pipeline.plan(settings).validation
+    steps.score(replace(settings, as_of_date=validation), ("churn",))
+    first = steps.monitor(settings)
+    again = steps.monitor(settings)
+    return {"settings": settings, "validation": validation, "first": first, "again": again}
+
+
+def _frame(settings: Settings, query: str, params: list[object] = ()) -> pd.DataFrame:
+    with duckdb.connect(str(settings.warehouse_path), read_only=True) as con:
+        return con.execute(query, params).df()
+
+
+def test_the_pipeline_checks_the_scoring_date_for_drift_and_publishes_it(pipeline_run):
+    settings, _ = pipeline_run
+    scoring = pipeline.plan(settings).scoring
+    drift = _frame(settings, f"select * from {DRIFT_TABLE} where model_name = 'crm_churn'")
+    assert set(pd.to_datetime(drift["scoring_date"]).dt.date) == {scoring}
+    assert set(drift["feature"]) == {*FEATURE_COLUMNS, SCORE_FEATURE}
+    assert set(pd.to_datetime(drift["reference_date"]).dt.date) == {pipeline.plan(settings).train}
+    assert drift["psi"].between(0, 50).all()
+    with duckdb.connect(str(settings.bi_warehouse_path), read_only=True) as bi:
+        assert bi.execute(f"select count(*) from {DRIFT_TABLE}").fetchone()[0] == len(drift)
+
+
+def test_a_closed_scoring_date_is_backtested_against_the_warehouse_labels(monitored):
+    settings, validation = monitored["settings"], monitored["validation"]
+    assert monitored["first"]["backtested"] == {"churn": [validation.isoformat()]}
+    assert monitored["first"]["drift_checked"] == {"churn": [validation.isoformat()]}
+    joined = _frame(
+        settings,
+        "select s.churn_probability, l.is_churned from scores.churn s join marts.customer_churn_labels l "
+        "using (customer_key, as_of_date) where as_of_date = ? and l.is_label_observed",
+        [validation],
+    )
+    backtest = _frame(
+        settings, f"select metric, value, customers from {BACKTESTS_TABLE} where scoring_date = ?", [validation]
+    )
+    metrics = dict(zip(backtest["metric"], backtest["value"], strict=True))
+    assert metrics["roc_auc"] == pytest.approx(
+        roc_auc_score(joined["is_churned"], joined["churn_probability"]), abs=1e-12
+    )
+    assert set(backtest["customers"]) == {len(joined)}
+    # The champion validated on these very customers and outcomes: its logged validation ROC-AUC.
+    client = MlflowClient(settings.mlflow_tracking_uri)
+    champion = client.get_model_version_by_alias("crm_churn", "champion")
+    assert metrics["roc_auc"] == pytest.approx(client.get_run(champion.run_id).data.metrics["roc_auc"], abs=1e-9)
+    deciles = _frame(settings, f"select * from {CALIBRATION_TABLE} where scoring_date = ?", [validation])
+    assert len(deciles) == 10 and deciles["customers"].sum() == len(joined)
+    # The labels the backtest built at the validation date kept the training date's.
+    labelled = _frame(settings, "select distinct as_of_date from marts.customer_churn_labels")
+    assert pipeline.plan(settings).train in set(pd.to_datetime(labelled["as_of_date"]).dt.date)
+
+
+def test_monitoring_again_computes_nothing_new(monitored):
+    assert monitored["again"] == {
+        "backtested": {"churn": []},
+        "drift_checked": {"churn": []},
+        "alerts": [],
+        "degraded": [],
+    }
+
+
+def test_the_backtests_and_drift_reach_mlflow_by_scoring_date_and_the_run_summary(monitored):
+    settings, validation = monitored["settings"], monitored["validation"]
+    client = MlflowClient(settings.mlflow_tracking_uri)
+    experiment = client.get_experiment_by_name("crm_churn")
+    (run,) = client.search_runs([experiment.experiment_id], filter_string="tags.`crm.monitoring` = 'true'")
+    history = client.get_metric_history(run.info.run_id, "backtest_roc_auc")
+    assert [metric.step for metric in history] == [(validation - date(1970, 1, 1)).days]
+    drifted = client.get_metric_history(run.info.run_id, "drift_score_psi")
+    assert len(drifted) == 2  # the pipeline's scoring date, then the validation date
+    summary = pipeline.summarize(settings)
+    assert summary["monitoring"]["backtests"]["crm_churn"]["scoring_date"] == validation.isoformat()
+    assert "backtest at" in pipeline.format_summary(summary)
+
+
+def test_alerts_are_stored_and_logged_when_a_limit_is_crossed(home_copy, caplog):
+    """A limit no input stays under: the scoring date, checked again, raises an alert for every drifted
+    input and for the scores, in the log, the alerts table and the run summary."""
+    settings = home_copy("monitoring_alerts", monitoring_psi_limit=1e-9)
+    with duckdb.connect(str(settings.warehouse_path)) as con:
+        con.execute(f"delete from {DRIFT_TABLE}")  # as if never checked
+    with caplog.at_level("WARNING", logger="ml.monitoring"):
+        report = steps.monitor(settings)
+    alerts = _frame(settings, f"select kind, message from {ALERTS_TABLE}")
+    assert {"score_drift", "input_drift"} <= set(alerts["kind"])
+    assert sorted(report["alerts"]) == sorted(alerts["message"])
+    assert report["degraded"] == ["churn"]  # the scores drifted: crm_daily announces crm_model_degraded
+    assert all(message in caplog.text for message in report["alerts"])
+    assert sorted(pipeline.summarize(settings)["monitoring"]["alerts"]) == sorted(alerts["message"])
