@@ -11,6 +11,7 @@ from mlflow.models import infer_signature
 from sklearn.compose import ColumnTransformer
 from sklearn.impute import SimpleImputer
 from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import roc_auc_score
 from sklearn.pipeline import Pipeline
 
 from crm.score_tables import CHURN_SCORES_TABLE, ensure_score_tables
@@ -209,3 +210,35 @@ def _check_drivers_to_carry(settings: Settings) -> None:
     assert carried.index.tolist() == [4]  # customer 1, in the features' row order
     assert carried.loc[4, "driver_1"] == "recency_days" and carried.loc[4, "drivers_probability"] == 0.5
     assert pd.Timestamp(carried.loc[4, "drivers_as_of"]) == pd.Timestamp("2026-11-01")
+
+
+def test_a_feature_null_for_every_customer_is_never_a_driver():
+    """A source not delivered leaves its features null for everyone at the scoring date: even the
+    model's strongest feature at training then names no customer's risk."""
+    rng = np.random.default_rng(5)
+    rows = 3_000
+    features = pd.DataFrame({column: rng.gamma(2.0, 20.0, rows).round() for column in churn.FEATURE_COLUMNS})
+    risk = 0.05 * features["tickets_last_90d"] + 0.02 * features["recency_days"] - 3
+    label = (rng.random(rows) < 1 / (1 + np.exp(-risk))).astype(int)
+    model = churn.candidates(seed=0)["logistic_regression"].fit(features, label)
+    scoring = features.assign(tickets_last_90d=np.nan)  # the service desk delivered nothing
+    probability = model.predict_proba(scoring)[:, 1]
+    drivers = explain.churn_drivers(
+        model, scoring, probability, ["tickets_last_90d", "recency_days"], from_probability=0.0
+    )
+    assert "tickets_last_90d" not in set(drivers.stack())
+    assert (drivers["driver_1"] == "recency_days").any()
+
+
+def test_continuous_recency_is_the_stronger_baseline_and_never_ordered_ranks_first():
+    """A yes/no rule ranks every customer on one side of its threshold alike: continuous recency, which
+    the grade also compares with, ranks them, so it is the baseline a model must beat."""
+    rng = np.random.default_rng(6)
+    recency = rng.integers(0, 400, 5_000).astype(float)
+    churned = (rng.random(5_000) < recency / 400).astype(int)
+    recency[:40], churned[:40] = np.nan, 1
+    validation = pd.DataFrame({"recency_days": recency, churn.LABEL: churned})
+    score = churn.recency_score(validation)
+    assert (score[:40] > np.nanmax(recency)).all()
+    rule = churn.best_recency_rule(validation)
+    assert roc_auc_score(churned, score) > roc_auc_score(churned, rule.predict(validation)) + 0.05
