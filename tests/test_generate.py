@@ -3,6 +3,7 @@
 import hashlib
 import json
 from dataclasses import replace
+from datetime import timedelta
 from pathlib import Path
 
 import numpy as np
@@ -161,3 +162,24 @@ def test_clean_data_has_no_defects(tmp_path: Path):
     assert set(again.groupby("order_id")["status"].agg(tuple)) <= {("completed", "returned")}
     assert pq.read_schema(_delivered(tmp_path / "l", "orders")[0]).names == list(CONTRACTS["orders"].column_names)
     assert np.isin(orders["customer_id"], pd.read_parquet(tmp_path / "t" / "customers.parquet")["customer_id"]).all()
+
+
+def test_a_shift_lowers_purchases_from_its_date_on_and_nothing_before(tmp_path: Path):
+    """The shift option (a price rise: customers buy 40% as often from a date on) changes behaviour after
+    the date only: the days before are byte-identical to the run without it, and the orders after fall."""
+    base = GeneratorConfig(customers=600, days=120, defects=CLEAN_BUT)
+    shifted = replace(base, shift_date=base.start_date + timedelta(days=60), shift_purchase_factor=0.4)
+    generate(base, tmp_path / "base" / "landing", tmp_path / "base" / "truth")
+    generate(shifted, tmp_path / "shifted" / "landing", tmp_path / "shifted" / "truth")
+
+    def orders(run: str) -> pd.Series:
+        files = _delivered(tmp_path / run / "landing", "orders")
+        return pd.Series({path.parent.name: pq.read_metadata(path).num_rows for path in files})
+
+    before, after = orders("base"), orders("shifted")
+    cut = f"dt={shifted.shift_date.isoformat()}"
+    assert (before[before.index < cut] == after[after.index < cut]).all()
+    assert after[after.index >= cut].sum() < 0.6 * before[before.index >= cut].sum()
+    # The truth's churn probabilities at the end follow the lower purchase rate.
+    truth = {run: pd.read_parquet(tmp_path / run / "truth" / "customers.parquet") for run in ("base", "shifted")}
+    assert truth["shifted"]["true_churn_probability"].mean() > truth["base"]["true_churn_probability"].mean()

@@ -41,6 +41,14 @@ def main(argv: list[str] | None = None) -> int:
         f"(kinds: {', '.join(f.name for f in fields(DefectRates))})",
     )
     gen.add_argument("--no-defects", action="store_true", help="clean data: every defect rate 0")
+    gen.add_argument(
+        "--shift-date",
+        type=date.fromisoformat,
+        default=None,
+        metavar="YYYY-MM-DD",
+        help="a change of behaviour from this day on (for monitoring): purchases times --shift-purchase-factor",
+    )
+    gen.add_argument("--shift-purchase-factor", type=float, default=1.0, help="e.g. 0.6: a price rise (default 1)")
 
     commands.add_parser(
         "copy-raw",
@@ -162,6 +170,8 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace, settings: Se
             seed=args.seed,
             churn_window_days=settings.churn_window_days,
             defects=_defect_rates(parser, args.defect, args.no_defects),
+            shift_date=args.shift_date,
+            shift_purchase_factor=args.shift_purchase_factor,
             **({"end_date": args.end_date} if args.end_date else {}),
         )
         manifest = generate(config, args.out or settings.landing_dir, args.truth or settings.truth_dir)

@@ -195,10 +195,21 @@ class GeneratorConfig:
     seed: int = 7
     churn_window_days: int = 90
     defects: DefectRates = field(default_factory=DefectRates)
+    # A change of behaviour from a date on, for testing monitoring: from ``shift_date`` every customer
+    # buys ``shift_purchase_factor`` times as often (0.6: a price rise that lowers purchase rates).
+    # None: no shift, and the simulation draws exactly what it drew before the option existed.
+    shift_date: date | None = None
+    shift_purchase_factor: float = 1.0
 
     @property
     def start_date(self) -> date:
         return self.end_date - timedelta(days=self.days - 1)
+
+    def purchase_factor(self, day: int) -> float:
+        """The shift's factor on purchase rates at simulation day ``day`` (0 = start_date)."""
+        if self.shift_date is None or day < (self.shift_date - self.start_date).days:
+            return 1.0
+        return self.shift_purchase_factor
 
 
 Rows = dict[str, np.ndarray]  # one array per column, all of one length: far cheaper than DataFrames here
@@ -575,7 +586,7 @@ class _Simulation:
     def _purchase_probability(self, day: int) -> np.ndarray:
         factor = np.select([self.state == ACTIVE, self.state == LAPSED], [1.0, LAPSED_PURCHASE_FACTOR], 0.0)
         lift = np.where(self.boost_until >= day, 1 + self.boost_lift, 1.0)
-        return np.minimum(self.purchase_rate * factor * lift, 0.9)
+        return np.minimum(self.purchase_rate * factor * lift * self.config.purchase_factor(day), 0.9)
 
     def _orders(self, day: int, delivered: bool) -> np.ndarray:
         rng, rates = self.rng, self.config.defects
@@ -828,11 +839,13 @@ class _Simulation:
     def _write_truth(self) -> dict[str, object]:
         config = self.config
         lapse, churn, back = self.rates_at_end
+        # The truth's window follows the last delivered day: the shift's factor of that time holds in it.
+        completed_rate = self.purchase_rate * COMPLETED_SHARE * config.purchase_factor(config.days)
         probability = _no_completed_order_probability(
-            self.state_at_end, lapse, churn, back, self.purchase_rate * COMPLETED_SHARE, config.churn_window_days
+            self.state_at_end, lapse, churn, back, completed_rate, config.churn_window_days
         )
         expected_orders = _expected_completed_orders(
-            self.state_at_end, lapse, churn, back, self.purchase_rate * COMPLETED_SHARE, config.churn_window_days
+            self.state_at_end, lapse, churn, back, completed_rate, config.churn_window_days
         )
         spend, value = self.spend_per_order_value
         known = self.signup_day < config.days
@@ -861,7 +874,11 @@ class _Simulation:
         truth.to_parquet(self.truth_dir / "customers.parquet", index=False)
         self._write_product_truth(known)
         manifest = {
-            "config": {**asdict(config), "end_date": config.end_date.isoformat()},
+            "config": {
+                **asdict(config),
+                "end_date": config.end_date.isoformat(),
+                "shift_date": config.shift_date.isoformat() if config.shift_date else None,
+            },
             "rows": dict(sorted(self.writer.rows.items())),
             "defects": {source: dict(sorted(kinds.items())) for source, kinds in sorted(self.defects.items())},
         }
