@@ -10,13 +10,19 @@ same definition training learns from.
 
 from __future__ import annotations
 
+import base64
+import html
+import io
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 
 import mlflow
 import numpy as np
 import pandas as pd
+from mlflow.exceptions import MlflowException
 
 from crm.landing import LOAD_LOG_TABLE
 from crm.pipeline import build_outcomes
@@ -27,13 +33,20 @@ from crm.score_tables import (
     CHURN_SCORES_TABLE,
     DRIFT_TABLE,
     MONITORING_TABLES,
+    SATISFACTION_SCORES_TABLE,
     SCORE_FEATURE,
     ensure_tables,
 )
 from crm.settings import Settings
 from crm.warehouse import Warehouse, open_warehouse
-from ml import churn, registry
-from ml.features import CHURN_LABELS_TABLE, FEATURE_COLUMNS, load_features
+from ml import churn, plots, registry, satisfaction
+from ml.features import (
+    CHURN_LABELS_TABLE,
+    FEATURE_COLUMNS,
+    SATISFACTION_LABELS_TABLE,
+    load_features,
+    load_features_with_text,
+)
 from ml.metrics import classification_metrics
 
 log = logging.getLogger(__name__)
@@ -41,6 +54,8 @@ log = logging.getLogger(__name__)
 PSI_BINS = 10
 # A bin that one side leaves empty counts as this share: PSI stays finite and a rare new value still weighs.
 PSI_FLOOR = 1e-4
+# Where training logs a version's reference profile (reference_profile), in its run's artifacts.
+REFERENCE_PROFILE = "monitoring/reference_profile.json"
 DEGRADED_KINDS = ("score_drift", "backtest_degraded")
 BACKTEST_METRICS = ("roc_auc", "pr_auc", "brier", "ece", "lift_top_decile", "positive_rate")
 
@@ -53,9 +68,12 @@ class MonitoredModel:
     registered_name: str
     scores_table: str
     score_column: str
-    labels_table: str
+    labels_table: str  # its labels at an as-of date (dbt, tag:monitoring), observed once the window closed
     label: str
-    inputs: list[str]
+    window_column: str  # the labels' window length (days), CRM_CHURN_WINDOW_DAYS for both models
+    model_inputs: list[str]  # what the model predicts from
+    drift_inputs: list[str]  # the inputs checked for drift: the numeric ones
+    read_inputs: Callable[[Warehouse, date], pd.DataFrame]  # model_inputs of every customer known at a date
 
 
 MONITORED = (
@@ -65,8 +83,24 @@ MONITORED = (
         CHURN_SCORES_TABLE,
         "churn_probability",
         CHURN_LABELS_TABLE,
-        "is_churned",
+        churn.LABEL,
+        "churn_window_days",
         FEATURE_COLUMNS,
+        FEATURE_COLUMNS,
+        load_features,
+    ),
+    # The customers who answered a survey in the window after the date: was the first answer satisfied?
+    MonitoredModel(
+        "satisfaction",
+        satisfaction.MODEL_NAME,
+        SATISFACTION_SCORES_TABLE,
+        "satisfied_probability",
+        SATISFACTION_LABELS_TABLE,
+        satisfaction.LABEL,
+        "label_window_days",
+        satisfaction.INPUT_COLUMNS,
+        FEATURE_COLUMNS,
+        load_features_with_text,
     ),
 )
 
@@ -81,6 +115,8 @@ class MonitoringReport:
     # The models whose scores drifted or whose backtest fell below their validation (DEGRADED_KINDS):
     # a challenger should be trained. Input drift alone is a warning.
     degraded: list[str] = field(default_factory=list)
+    # The monitoring report rewritten for each model (an HTML page with its plots).
+    reports: dict[str, str] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -88,44 +124,82 @@ class MonitoringReport:
             "drift_checked": self.drift_checked,
             "alerts": self.alerts,
             "degraded": self.degraded,
+            "reports": self.reports,
         }
 
 
 # Pure computations ---------------------------------------------------------------------------------
 
 
-def psi(reference: np.ndarray, current: np.ndarray, bins: int = PSI_BINS) -> float:
-    """Population stability index of ``current`` against ``reference``: sum over bins of
-    (current share - reference share) * ln(current share / reference share). The bins are the
-    reference's quantiles (ties merge them: a feature with few values gets a bin per value), and the
-    missing values are a bin of their own, so a source that stops delivering shows as drift."""
-    reference, current = np.asarray(reference, dtype=float), np.asarray(current, dtype=float)
-    known = reference[~np.isnan(reference)]
+def distribution(values: np.ndarray, bins: int = PSI_BINS) -> dict[str, list[float]]:
+    """A reference distribution: the inner edges of ``bins`` quantile bins of the known values (ties
+    merge bins: a feature with few values gets a bin per value), and the share of the values in each
+    bin, the last share being the missing values'. What a drift check needs of the training data."""
+    values = np.asarray(values, dtype=float)
+    known = values[~np.isnan(values)]
     edges = np.unique(np.quantile(known, np.linspace(0, 1, bins + 1)[1:-1])) if len(known) else np.array([])
+    return {"edges": edges.tolist(), "shares": _shares(edges, values).tolist()}
 
-    def shares(values: np.ndarray) -> np.ndarray:
-        missing = np.isnan(values)
-        counts = np.bincount(np.searchsorted(edges, values[~missing], side="right"), minlength=len(edges) + 1)
-        counts = np.append(counts, missing.sum())
-        return np.maximum(counts / max(len(values), 1), PSI_FLOOR)
 
-    expected, actual = shares(reference), shares(current)
+def _shares(edges: np.ndarray, values: np.ndarray) -> np.ndarray:
+    missing = np.isnan(values)
+    counts = np.bincount(np.searchsorted(edges, values[~missing], side="right"), minlength=len(edges) + 1)
+    return np.append(counts, missing.sum()) / max(len(values), 1)
+
+
+def psi_against(reference: dict[str, list[float]], current: np.ndarray) -> float:
+    """Population stability index of ``current`` against a reference ``distribution``: the sum over
+    its bins of (current share - reference share) * ln(current share / reference share), missing
+    values a bin of their own (a source that stops delivering shows as drift). An empty bin counts as
+    PSI_FLOOR, so the index stays finite."""
+    expected = np.maximum(np.asarray(reference["shares"], dtype=float), PSI_FLOOR)
+    actual = np.maximum(_shares(np.asarray(reference["edges"]), np.asarray(current, dtype=float)), PSI_FLOOR)
     return float(np.sum((actual - expected) * np.log(actual / expected)))
 
 
-def drift_table(
-    reference: pd.DataFrame, current: pd.DataFrame, columns: list[str], bins: int = PSI_BINS
-) -> pd.DataFrame:
-    """Per column: PSI, and the shares of missing values now and in the reference."""
+def psi(reference: np.ndarray, current: np.ndarray, bins: int = PSI_BINS) -> float:
+    """Population stability index of ``current`` against the values ``reference``."""
+    return psi_against(distribution(reference, bins), current)
+
+
+def reference_profile(model: MonitoredModel, features: pd.DataFrame, fitted, as_of_date: date) -> dict[str, object]:
+    """What a version's drift is checked against: the distribution of each drift input of every customer
+    known at its training date, and of its scores of them. Logged with the version (training) as
+    REFERENCE_PROFILE, so drift needs neither the training data nor the warehouse it came from."""
+    scores = fitted.predict_proba(features[model.model_inputs])[:, 1]
+    return {
+        "reference_date": as_of_date.isoformat(),
+        "customers": len(features),
+        "distributions": {
+            **{column: distribution(features[column].to_numpy(dtype=float)) for column in model.drift_inputs},
+            SCORE_FEATURE: distribution(scores),
+        },
+    }
+
+
+def log_reference_profile(settings: Settings, model_name: str, fitted, as_of_date: date) -> None:
+    """Log the reference profile of ``fitted`` (the version being registered, of the model named
+    ``model_name`` in pipeline.MODELS) at its training date into the active MLflow run."""
+    model = next(monitored for monitored in MONITORED if monitored.model == model_name)
+    with open_warehouse(settings, read_only=True) as warehouse:
+        features = model.read_inputs(warehouse, as_of_date)
+    mlflow.log_dict(reference_profile(model, features, fitted, as_of_date), REFERENCE_PROFILE)
+
+
+def drift_table(profile: dict[str, object], current: pd.DataFrame) -> pd.DataFrame:
+    """Per profiled column (the score included, as SCORE_FEATURE): PSI against the profile, and the
+    shares of missing values now and in the reference."""
+    distributions = profile["distributions"]
     return pd.DataFrame(
-        {
-            "feature": columns,
-            "psi": [psi(reference[c].to_numpy(dtype=float), current[c].to_numpy(dtype=float), bins) for c in columns],
-            "missing_share": [float(current[c].isna().mean()) if len(current) else np.nan for c in columns],
-            "reference_missing_share": [
-                float(reference[c].isna().mean()) if len(reference) else np.nan for c in columns
-            ],
-        }
+        [
+            {
+                "feature": column,
+                "psi": psi_against(reference, current[column].to_numpy(dtype=float)),
+                "missing_share": float(current[column].isna().mean()) if len(current) else np.nan,
+                "reference_missing_share": float(reference["shares"][-1]),
+            }
+            for column, reference in distributions.items()
+        ]
     )
 
 
@@ -179,6 +253,10 @@ def monitor(settings: Settings, since: date | None = None) -> MonitoringReport:
             if frame["kind"].isin(DEGRADED_KINDS).any() and model.model not in report.degraded:
                 report.degraded.append(model.model)
         _log_to_mlflow(client, settings, model, results)
+        if any(results[table] for table in (DRIFT_TABLE, BACKTESTS_TABLE)):
+            path = write_report(settings, client, model)
+            if path is not None:
+                report.reports[model.model] = str(path)
     return report
 
 
@@ -228,12 +306,15 @@ def _plan(warehouse: Warehouse, model: MonitoredModel, settings: Settings, since
 
 @dataclass
 class Reference:
-    """What a version's scores are compared with: the features at its training date and its scores there."""
+    """What a version's scores are compared with: its reference profile (None when there is none) and
+    its validation ROC-AUC."""
 
-    date: date | None
-    features: pd.DataFrame
-    scores: np.ndarray
+    profile: dict[str, object] | None
     validation_auc: float | None
+
+    @property
+    def date(self) -> date | None:
+        return date.fromisoformat(self.profile["reference_date"]) if self.profile else None
 
 
 def _compute(settings: Settings, client, model: MonitoredModel, plan: _Plan) -> dict[str, dict[date, pd.DataFrame]]:
@@ -291,44 +372,39 @@ def _compute(settings: Settings, client, model: MonitoredModel, plan: _Plan) -> 
 
 
 def _reference(warehouse: Warehouse, client, model: MonitoredModel, version: str, run_id: str) -> Reference:
+    """The version's reference profile as its training logged it; for a version trained before profiles
+    were logged, one computed from the features at its training date, where the warehouse has them."""
     run = client.get_run(run_id)
     validation_auc = run.data.metrics.get("roc_auc")
+    try:
+        return Reference(mlflow.artifacts.load_dict(f"runs:/{run_id}/{REFERENCE_PROFILE}"), validation_auc)
+    except (MlflowException, OSError):
+        log.info("%s v%s logged no reference profile: computed from its training date", model.registered_name, version)
     train_date = run.data.params.get("train_as_of_date")
-    if train_date is None:
-        return Reference(None, pd.DataFrame(), np.array([]), validation_auc)
-    features = load_features(warehouse, date.fromisoformat(train_date))
+    features = model.read_inputs(warehouse, date.fromisoformat(train_date)) if train_date else pd.DataFrame()
     if features.empty:
         log.warning(
-            "%s v%s: no features at its training date %s in the warehouse: no drift against it",
+            "%s v%s: no reference profile and no features at its training date (%s): no drift against it",
             model.registered_name,
             version,
             train_date,
         )
-        return Reference(None, features, np.array([]), validation_auc)
+        return Reference(None, validation_auc)
     fitted = mlflow.sklearn.load_model(f"models:/{model.registered_name}/{version}")
-    scores = fitted.predict_proba(features[model.inputs])[:, 1]
-    return Reference(date.fromisoformat(train_date), features, scores, validation_auc)
+    return Reference(reference_profile(model, features, fitted, date.fromisoformat(train_date)), validation_auc)
 
 
 def _drift(
     warehouse: Warehouse, model: MonitoredModel, reference: Reference, day: date, scores: pd.DataFrame
 ) -> pd.DataFrame | None:
-    if reference.date is None:
+    if reference.profile is None:
         return None
-    current = load_features(warehouse, day)
+    current = model.read_inputs(warehouse, day)
     if current.empty:
         log.warning("%s: no features stored at %s: no drift computed for it", model.registered_name, day)
         return None
-    drift = drift_table(reference.features, current, model.inputs)
-    score = pd.DataFrame(
-        {
-            "feature": [SCORE_FEATURE],
-            "psi": [psi(reference.scores, scores["score"].to_numpy(dtype=float))],
-            "missing_share": [float(scores["score"].isna().mean())],
-            "reference_missing_share": [0.0],
-        }
-    )
-    return pd.concat([drift, score], ignore_index=True)
+    current = current.merge(scores.rename(columns={"score": SCORE_FEATURE}), on="customer_key", how="left")
+    return drift_table(reference.profile, current)
 
 
 def _backtest(
@@ -336,7 +412,7 @@ def _backtest(
 ) -> tuple[pd.DataFrame, pd.DataFrame] | None:
     outcomes = warehouse.frame(
         f"select customer_key, {model.label} as outcome from {model.labels_table} "
-        "where as_of_date = cast(? as date) and is_label_observed and churn_window_days = ?",
+        f"where as_of_date = cast(? as date) and is_label_observed and {model.window_column} = ?",
         [day, settings.churn_window_days],
     )
     joined = scores.merge(outcomes, on="customer_key", how="inner").dropna(subset=["score", "outcome"])
@@ -462,3 +538,96 @@ def _step(day: date) -> int:
 
 def _millis(day: date) -> int:
     return int(datetime(day.year, day.month, day.day, tzinfo=UTC).timestamp() * 1000)
+
+
+def write_report(settings: Settings, client, model: MonitoredModel) -> Path | None:
+    """The model's monitoring page from everything stored: the backtests over scoring dates, the
+    calibration by decile at each backtested date, the drift at the latest checked date and the alerts.
+    Written to CRM_MONITORING_REPORTS_DIR/<model>.html (one self-contained file: the plots inline) and
+    to the model's monitoring run in MLflow (``report/``, with the plots as images)."""
+    name = model.registered_name
+    with open_warehouse(settings, read_only=True) as warehouse:
+        backtests = _dated(warehouse.frame(f"select * from {BACKTESTS_TABLE} where model_name = ?", [name]))
+        calibration = _dated(warehouse.frame(f"select * from {CALIBRATION_TABLE} where model_name = ?", [name]))
+        drift = _dated(
+            warehouse.frame(
+                f"select * from {DRIFT_TABLE} where model_name = ? and scoring_date = "
+                f"(select max(scoring_date) from {DRIFT_TABLE} where model_name = ?)",
+                [name, name],
+            )
+        )
+        alerts = _dated(
+            warehouse.frame(f"select scoring_date, kind, message from {ALERTS_TABLE} where model_name = ?", [name])
+        )
+    if backtests.empty and drift.empty:
+        return None
+    latest_run = (drift if not drift.empty else backtests)["run_id"].iloc[0]
+    validation_auc = client.get_run(latest_run).data.metrics.get("roc_auc")
+    figures = plots.monitoring_plots(name, backtests, calibration, drift, validation_auc)
+    images = {}
+    for file_name, figure in figures.items():
+        buffer = io.BytesIO()
+        figure.savefig(buffer, format="png", dpi=90)
+        images[file_name] = base64.b64encode(buffer.getvalue()).decode()
+    page = _report_page(name, backtests, drift, alerts, images)
+    run_id = _monitoring_run(client, settings, model)
+    for file_name, figure in figures.items():
+        client.log_figure(run_id, figure, f"report/{file_name}")
+    plots.close(figures)
+    client.log_text(run_id, page, "report/monitoring.html")
+    settings.monitoring_reports_dir.mkdir(parents=True, exist_ok=True)
+    path = settings.monitoring_reports_dir / f"{name}.html"
+    partial = path.with_suffix(".html.partial")
+    partial.write_text(page)
+    partial.replace(path)
+    return path
+
+
+def _dated(frame: pd.DataFrame) -> pd.DataFrame:
+    if "scoring_date" in frame:
+        frame["scoring_date"] = pd.to_datetime(frame["scoring_date"]).dt.date
+    return frame
+
+
+def _report_page(
+    name: str, backtests: pd.DataFrame, drift: pd.DataFrame, alerts: pd.DataFrame, images: dict[str, str]
+) -> str:
+    metrics = (
+        backtests.pivot_table(index="scoring_date", columns="metric", values="value").sort_index(ascending=False)
+        if not backtests.empty
+        else pd.DataFrame()
+    )
+    drifted = (
+        drift.sort_values("psi", ascending=False)[
+            ["feature", "psi", "psi_limit", "missing_share", "reference_missing_share"]
+        ]
+        if not drift.empty
+        else pd.DataFrame()
+    )
+    sections = [
+        f"<h1>{html.escape(name)}: monitoring</h1>",
+        "<p>Backtests compare the scores of a date with what happened in the outcome window after it; drift "
+        "compares each input and the score with the scoring version's training date (population stability "
+        "index). Tables: monitoring.backtests, monitoring.calibration, monitoring.drift, monitoring.alerts.</p>",
+        "<h2>Alerts</h2>",
+        alerts.sort_values("scoring_date", ascending=False).to_html(index=False)
+        if not alerts.empty
+        else "<p>None.</p>",
+        *[
+            f'<h2>{html.escape(file_name[:-4].replace("_", " "))}</h2><img src="data:image/png;base64,{data}">'
+            for file_name, data in images.items()
+        ],
+        "<h2>Backtests by scoring date</h2>",
+        metrics.round(4).to_html()
+        if not metrics.empty
+        else "<p>No scoring date whose outcome window has closed yet.</p>",
+        "<h2>Drift at the latest checked date</h2>",
+        drifted.round(4).to_html(index=False) if not drifted.empty else "<p>Not checked yet.</p>",
+    ]
+    return (
+        "<!doctype html><html><head><meta charset='utf-8'><title>"
+        f"{html.escape(name)} monitoring</title><style>body{{font-family:sans-serif;margin:2em}}"
+        "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:2px 6px}</style></head><body>"
+        + "\n".join(sections)
+        + "</body></html>\n"
+    )

@@ -64,3 +64,59 @@ def segment_plot(points: np.ndarray, segments: np.ndarray, names: dict[int, str]
     axes.set_title(title)
     axes.legend(markerscale=4)
     return figure
+
+
+def monitoring_plots(
+    model: str, backtests: pd.DataFrame, calibration: pd.DataFrame, drift: pd.DataFrame, validation_auc: float | None
+) -> dict[str, Figure]:
+    """A model's monitoring: ROC-AUC and calibration error of the backtests over scoring dates (with the
+    validation ROC-AUC of the scoring version), mean score against realised rate by decile at each
+    backtested date, and the drift of each input and the score at the latest checked date."""
+    figures = {}
+    if not backtests.empty:
+        figure, axes = plt.subplots(figsize=(7, 4))
+        for metric in ("roc_auc", "ece"):
+            rows = backtests[backtests["metric"] == metric].sort_values("scoring_date")
+            axes.plot(rows["scoring_date"], rows["value"], marker="o", label=f"backtest {metric}")
+        if validation_auc is not None:
+            axes.axhline(validation_auc, color="grey", linestyle="--", label="validation roc_auc")
+        axes.set_xlabel("scoring date")
+        axes.set_title(f"{model}: scores against what happened")
+        axes.legend()
+        figure.autofmt_xdate()
+        figure.tight_layout()
+        figures["backtests_over_dates.png"] = figure
+    if not calibration.empty:
+        figure, axes = plt.subplots(figsize=(5, 5))
+        dates = sorted(calibration["scoring_date"].unique())
+        for index, day in enumerate(dates):
+            rows = calibration[calibration["scoring_date"] == day].sort_values("decile")
+            latest = index == len(dates) - 1
+            axes.plot(
+                rows["mean_score"],
+                rows["realised_rate"],
+                marker="o" if latest else None,
+                alpha=1.0 if latest else 0.3,
+                label=str(day) if latest or len(dates) <= 6 else None,
+            )
+        axes.plot([0, 1], [0, 1], color="grey", linestyle="--")
+        axes.set_xlabel("mean score (decile)")
+        axes.set_ylabel("realised rate")
+        axes.set_title(f"{model}: calibration by scoring date")
+        axes.legend()
+        figures["calibration_by_date.png"] = figure
+    if not drift.empty:
+        rows = drift.sort_values("psi")
+        figure, axes = plt.subplots(figsize=(7, max(3, 0.25 * len(rows))))
+        axes.barh(
+            rows["feature"],
+            rows["psi"],
+            color=["tab:red" if v > lim else "tab:blue" for v, lim in zip(rows["psi"], rows["psi_limit"], strict=True)],
+        )
+        axes.axvline(float(rows["psi_limit"].iloc[0]), color="grey", linestyle="--", label="limit")
+        axes.set_xlabel("population stability index against the training date")
+        axes.set_title(f"{model}: drift at {rows['scoring_date'].iloc[0]}")
+        axes.legend()
+        figure.tight_layout()
+        figures["drift_by_feature.png"] = figure
+    return figures

@@ -19,7 +19,7 @@ from sklearn.metrics import roc_auc_score
 
 from crm.settings import Settings
 from crm.warehouse import open_warehouse
-from ml import churn, clv, explain, plots, recommend, registry, satisfaction, segmentation
+from ml import churn, clv, explain, monitoring, plots, recommend, registry, satisfaction, segmentation
 from ml.features import (
     FEATURE_COLUMNS,
     TEXT_COLUMN,
@@ -93,6 +93,7 @@ def train_churn(settings: Settings, train_date: date, validation_date: date, fir
                     settings.random_seed,
                     rule_prediction,
                 )
+                monitoring.log_reference_profile(settings, "churn", candidate.pipeline, train_date)
                 info = mlflow.sklearn.log_model(
                     candidate.pipeline,
                     name="model",
@@ -446,6 +447,7 @@ def train_satisfaction(
     def log_best(candidate: churn.FittedCandidate):
         _log_datasets(train, validation, train_date, validation_date, satisfaction.LABEL)
         _log_evaluation(satisfaction.MODEL_NAME, candidate, inputs, label, settings.random_seed)
+        monitoring.log_reference_profile(settings, "satisfaction", candidate.pipeline, train_date)
         return mlflow.sklearn.log_model(
             candidate.pipeline,
             name="model",

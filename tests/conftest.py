@@ -306,6 +306,7 @@ class DailyRuns:
         pipeline.load(settings)
         pipeline.build_warehouse(settings)
         steps.score(settings)
+        steps.monitor(settings)
         pipeline.publish(settings)
 
 
@@ -339,6 +340,9 @@ def daily_runs(tmp_path_factory: pytest.TempPathFactory) -> DailyRuns:
                 for model in ("churn", "segments"):
                     steps.train(training, model)
             steps.score(settings)
+            # Drift against the reference profile the champion logged: its training date's features
+            # are in the training copy only.
+            steps.monitor(settings)
             pipeline.publish(settings)
             runs.checksums[day] = pipeline.published_checksums(settings)
             if day == DAILY_RUN_DAYS[0]:
@@ -484,9 +488,9 @@ class EngineComparison:
     scores to 1e-9), dates and timestamps as ISO text, the columns that record when a run happened
     left out, and the landing folder's path made the same."""
 
-    SCHEMAS = ("raw", "staging", "audit", "snapshots", "marts", "scores")
+    SCHEMAS = ("raw", "staging", "audit", "snapshots", "marts", "scores", "monitoring")
     # When a run happened, not what it computed (crm.pipeline.RUN_PROVENANCE_COLUMNS and the load times).
-    RUN_TIME_COLUMNS = frozenset({"_loaded_at", "loaded_at", "scored_at", "loads_through"})
+    RUN_TIME_COLUMNS = frozenset({"_loaded_at", "loaded_at", "scored_at", "computed_at", "loads_through"})
     SCORE_COLUMNS = frozenset({"churn_probability", "satisfied_probability"})
 
     @classmethod

@@ -198,6 +198,7 @@ def test_a_daily_run_killed_in_every_step_converges_to_the_uninterrupted_run(dai
     with duckdb.connect(str(settings.warehouse_path), read_only=True) as con:
         assert con.execute("select count(*) from scores.churn where as_of_date = ?", [day]).fetchone()[0] == 0
     steps.score(settings)
+    steps.monitor(settings)
 
     # Mid publish: three tables written whole into the next BI file (a copy of the previous one),
     # which is never renamed into place.

@@ -97,7 +97,9 @@ def team_days(daily_runs, team_warehouse, team_home, engines) -> dict[datetime.d
         planned = {name: value for name, value in dbt_vars(team).items() if name != "tests_since"}
         assert planned == {name: value for name, value in dbt_vars(local).items() if name != "tests_since"}
         build_warehouse(team)
-        result = TeamDay(loaded, pipeline.gate_marts(team), steps.score(team), pipeline.publish(team))
+        gated, scored = pipeline.gate_marts(team), steps.score(team)
+        steps.monitor(team)  # drift of the day against the champion's reference profile
+        result = TeamDay(loaded, gated, scored, pipeline.publish(team))
         # Both DuckDB homes loaded their files as the reference home (the other is a copy of it).
         landing = (str(team.landing_dir), str(daily_runs.settings(daily_runs.reference, day).landing_dir))
         _compare(engines, result, local, team_warehouse, landing)
@@ -130,6 +132,9 @@ def test_the_daily_run_gives_the_same_rows_on_duckdb_and_postgresql(team_days, d
     assert sum(result.loaded.values()) > 0 and set(result.gates) >= {"dim_customers", "customer_features"}
     assert result.scored["churn"]["rows"] == result.scored["segments"]["rows"] > 0, result.scored
     assert result.published["scores.churn"] > 0
+    # Monitoring too: the day's drift, against the champions' reference profiles (compared above).
+    assert result.published["monitoring.drift"] > 0
+    assert any(table.startswith("monitoring.drift ") for table in result.compared), result.compared
     assert len(result.compared) >= 55, result.compared
     assert len(result.published_compared) == len(PUBLISHED_TABLES)
     assert not result.differences, "\n".join(result.differences)

@@ -3,10 +3,13 @@ of the end-to-end home, whose pipeline already checked its scoring date for drif
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 from datetime import date
+from pathlib import Path
 
 import duckdb
+import mlflow
 import numpy as np
 import pandas as pd
 import pytest
@@ -14,11 +17,21 @@ from mlflow import MlflowClient
 from sklearn.metrics import roc_auc_score
 
 from crm import pipeline
+from crm.dbt import run_dbt
 from crm.score_tables import ALERTS_TABLE, BACKTESTS_TABLE, CALIBRATION_TABLE, DRIFT_TABLE, SCORE_FEATURE
 from crm.settings import Settings
-from ml import steps
+from ml import registry, steps
 from ml.features import FEATURE_COLUMNS
-from ml.monitoring import MONITORED, Reference, alerts_for, calibration_by_decile, psi
+from ml.monitoring import (
+    MONITORED,
+    REFERENCE_PROFILE,
+    Reference,
+    alerts_for,
+    calibration_by_decile,
+    distribution,
+    drift_table,
+    psi,
+)
 
 CHURN = MONITORED[0]
 
@@ -54,7 +67,7 @@ def test_calibration_by_decile_splits_the_customers_by_score():
 def test_alerts_name_what_crossed_its_limit(tmp_path):
     settings = Settings.from_env(home=tmp_path, monitoring_psi_limit=0.2, monitoring_auc_margin=0.05)
     drift = pd.DataFrame({"feature": ["recency_days", "frequency", SCORE_FEATURE], "psi": [0.35, 0.05, 0.21]})
-    reference = Reference(date(2026, 5, 1), pd.DataFrame(), np.array([]), validation_auc=0.85)
+    reference = Reference(profile=None, validation_auc=0.85)
 
     def raised(auc: float) -> list[str]:
         metrics = pd.DataFrame({"metric": ["roc_auc", "ece"], "value": [auc, 0.02]})
@@ -66,16 +79,34 @@ def test_alerts_name_what_crossed_its_limit(tmp_path):
     assert nothing.empty
 
 
+def test_a_reference_profile_gives_the_psi_of_the_values_it_describes():
+    rng = np.random.default_rng(2)
+    training = pd.DataFrame({"recency_days": rng.gamma(2, 30, 4_000), "frequency": rng.integers(0, 5, 4_000)})
+    training.loc[:99, "recency_days"] = np.nan
+    now = pd.DataFrame({"recency_days": rng.gamma(2, 45, 3_000), "frequency": rng.integers(0, 5, 3_000)})
+    distributions = {column: distribution(training[column].to_numpy(dtype=float)) for column in training}
+    profile = json.loads(json.dumps({"reference_date": "2026-05-01", "distributions": distributions}))
+    drift = drift_table(profile, now).set_index("feature")
+    for column in training:
+        assert drift.loc[column, "psi"] == pytest.approx(psi(training[column], now[column]))
+    assert drift.loc["recency_days", "reference_missing_share"] == pytest.approx(100 / 4_000)
+    assert drift.loc["recency_days", "psi"] > 0.1 > drift.loc["frequency", "psi"]
+
+
 # A monitoring run on a copy of the end-to-end home ---------------------------------------------------
 
 
 @pytest.fixture(scope="module")
 def monitored(home_copy) -> dict[str, object]:
-    """The end-to-end home (its pipeline monitored the scoring date) after the churn champion scored the
-    validation date too, whose outcome window has closed, and two monitoring runs (about 20 s)."""
+    """The end-to-end home (its pipeline monitored the scoring date) after the churn and satisfaction
+    champions scored the validation date too, whose outcome window has closed, and two monitoring runs
+    (about 20 s)."""
     settings = home_copy("monitoring")
     validation = pipeline.plan(settings).validation
-    steps.score(replace(settings, as_of_date=validation), ("churn",))
+    steps.score(replace(settings, as_of_date=validation), ("churn", "satisfaction"))
+    # As after a daily build, the warehouse's as-of dates are the scoring date's alone: the backtest must
+    # not depend on which dates the last build computed.
+    run_dbt(settings, ["run", "--select", "int_as_of_dates"], pipeline.dbt_vars(settings))
     first = steps.monitor(settings)
     again = steps.monitor(settings)
     return {"settings": settings, "validation": validation, "first": first, "again": again}
@@ -94,45 +125,73 @@ def test_the_pipeline_checks_the_scoring_date_for_drift_and_publishes_it(pipelin
     assert set(drift["feature"]) == {*FEATURE_COLUMNS, SCORE_FEATURE}
     assert set(pd.to_datetime(drift["reference_date"]).dt.date) == {pipeline.plan(settings).train}
     assert drift["psi"].between(0, 50).all()
+    # Against the profile the champion's training logged beside the model.
+    client = registry.configure(settings)
+    champion = client.get_model_version_by_alias("crm_churn", "champion")
+    profile = mlflow.artifacts.load_dict(f"runs:/{champion.run_id}/{REFERENCE_PROFILE}")
+    assert profile["reference_date"] == pipeline.plan(settings).train.isoformat()
+    assert set(profile["distributions"]) == {*FEATURE_COLUMNS, SCORE_FEATURE}
     with duckdb.connect(str(settings.bi_warehouse_path), read_only=True) as bi:
-        assert bi.execute(f"select count(*) from {DRIFT_TABLE}").fetchone()[0] == len(drift)
+        published = f"select count(*) from {DRIFT_TABLE} where model_name = 'crm_churn'"
+        assert bi.execute(published).fetchone()[0] == len(drift)
 
 
-def test_a_closed_scoring_date_is_backtested_against_the_warehouse_labels(monitored):
+@pytest.mark.parametrize(
+    ("model", "scores", "score", "labels", "label"),
+    [
+        ("crm_churn", "scores.churn", "churn_probability", "marts.customer_churn_labels", "is_churned"),
+        (
+            "crm_satisfaction",
+            "scores.satisfaction",
+            "satisfied_probability",
+            "marts.customer_satisfaction_labels",
+            "is_satisfied",
+        ),
+    ],
+)
+def test_a_closed_scoring_date_is_backtested_against_the_warehouse_labels(
+    monitored, model, scores, score, labels, label
+):
     settings, validation = monitored["settings"], monitored["validation"]
-    assert monitored["first"]["backtested"] == {"churn": [validation.isoformat()]}
-    assert monitored["first"]["drift_checked"] == {"churn": [validation.isoformat()]}
+    assert monitored["first"]["backtested"] == {
+        "churn": [validation.isoformat()],
+        "satisfaction": [validation.isoformat()],
+    }
+    assert validation.isoformat() in monitored["first"]["drift_checked"]["satisfaction"]
     joined = _frame(
         settings,
-        "select s.churn_probability, l.is_churned from scores.churn s join marts.customer_churn_labels l "
+        f"select s.{score}, l.{label} from {scores} s join {labels} l "
         "using (customer_key, as_of_date) where as_of_date = ? and l.is_label_observed",
         [validation],
     )
     backtest = _frame(
-        settings, f"select metric, value, customers from {BACKTESTS_TABLE} where scoring_date = ?", [validation]
+        settings,
+        f"select metric, value, customers from {BACKTESTS_TABLE} where model_name = ? and scoring_date = ?",
+        [model, validation],
     )
     metrics = dict(zip(backtest["metric"], backtest["value"], strict=True))
-    assert metrics["roc_auc"] == pytest.approx(
-        roc_auc_score(joined["is_churned"], joined["churn_probability"]), abs=1e-12
-    )
+    assert metrics["roc_auc"] == pytest.approx(roc_auc_score(joined[label], joined[score]), abs=1e-12)
     assert set(backtest["customers"]) == {len(joined)}
     # The champion validated on these very customers and outcomes: its logged validation ROC-AUC.
     client = MlflowClient(settings.mlflow_tracking_uri)
-    champion = client.get_model_version_by_alias("crm_churn", "champion")
+    champion = client.get_model_version_by_alias(model, "champion")
     assert metrics["roc_auc"] == pytest.approx(client.get_run(champion.run_id).data.metrics["roc_auc"], abs=1e-9)
-    deciles = _frame(settings, f"select * from {CALIBRATION_TABLE} where scoring_date = ?", [validation])
+    deciles = _frame(
+        settings, f"select * from {CALIBRATION_TABLE} where model_name = ? and scoring_date = ?", [model, validation]
+    )
     assert len(deciles) == 10 and deciles["customers"].sum() == len(joined)
     # The labels the backtest built at the validation date kept the training date's.
-    labelled = _frame(settings, "select distinct as_of_date from marts.customer_churn_labels")
+    labelled = _frame(settings, f"select distinct as_of_date from {labels}")
     assert pipeline.plan(settings).train in set(pd.to_datetime(labelled["as_of_date"]).dt.date)
 
 
 def test_monitoring_again_computes_nothing_new(monitored):
     assert monitored["again"] == {
-        "backtested": {"churn": []},
-        "drift_checked": {"churn": []},
+        "backtested": {"churn": [], "satisfaction": []},
+        "drift_checked": {"churn": [], "satisfaction": []},
         "alerts": [],
         "degraded": [],
+        "reports": {},
     }
 
 
@@ -145,9 +204,16 @@ def test_the_backtests_and_drift_reach_mlflow_by_scoring_date_and_the_run_summar
     assert [metric.step for metric in history] == [(validation - date(1970, 1, 1)).days]
     drifted = client.get_metric_history(run.info.run_id, "drift_score_psi")
     assert len(drifted) == 2  # the pipeline's scoring date, then the validation date
+    # The monitoring page: one self-contained file (plots inline), its copy and plots on the run, and
+    # the run summary links it.
+    page = Path(monitored["first"]["reports"]["churn"])
+    assert page.parent == settings.monitoring_reports_dir
+    assert page.read_text().count('<img src="data:image/png;base64,') == 3  # backtests, calibration, drift
+    logged = {item.path for item in client.list_artifacts(run.info.run_id, "report")}
+    assert {"report/monitoring.html", "report/backtests_over_dates.png", "report/drift_by_feature.png"} <= logged
     summary = pipeline.summarize(settings)
     assert summary["monitoring"]["backtests"]["crm_churn"]["scoring_date"] == validation.isoformat()
-    assert "backtest at" in pipeline.format_summary(summary)
+    assert f"report: {page}" in pipeline.format_summary(summary)
 
 
 def test_alerts_are_stored_and_logged_when_a_limit_is_crossed(home_copy, caplog):
@@ -161,6 +227,6 @@ def test_alerts_are_stored_and_logged_when_a_limit_is_crossed(home_copy, caplog)
     alerts = _frame(settings, f"select kind, message from {ALERTS_TABLE}")
     assert {"score_drift", "input_drift"} <= set(alerts["kind"])
     assert sorted(report["alerts"]) == sorted(alerts["message"])
-    assert report["degraded"] == ["churn"]  # the scores drifted: crm_daily announces crm_model_degraded
+    assert report["degraded"] == ["churn", "satisfaction"]  # scores drifted: crm_daily announces crm_model_degraded
     assert all(message in caplog.text for message in report["alerts"])
     assert sorted(pipeline.summarize(settings)["monitoring"]["alerts"]) == sorted(alerts["message"])

@@ -269,9 +269,10 @@ def test_the_daily_build_computes_the_scoring_date_and_the_training_data_build_t
         {AS_OF, END, training.train, training.validation},
         {training.train, training.validation},
     )
-    # Labels follow the dates of the latest training-data build only: their cost does not grow with history.
+    # Labels are incremental: a training-data build computes its own two dates and keeps the others (the
+    # earlier build's here; in production also the scoring dates the monitoring step backtests).
     later = runs.later_training
-    assert runs.dates_after_later_training[1] == {later.train, later.validation}
+    assert runs.dates_after_later_training[1] == {training.train, training.validation, later.train, later.validation}
 
 
 def test_a_transaction_writes_all_or_nothing_and_reports_its_own_error():

@@ -271,9 +271,16 @@ def build_outcomes(settings: Settings, as_of_dates: list[date]) -> None:
     from crm.dbt import run_dbt
 
     variables = {**dbt_vars(settings), "as_of_dates": sorted(day.isoformat() for day in as_of_dates)}
+    # int_as_of_dates is a view of the dates of the build that created it: rebuilt with these dates.
     run_dbt(
         settings,
-        ["build", "--select", MONITORING_DATA, *_full_refresh(replace(settings, full_refresh=False))],
+        [
+            "build",
+            "--select",
+            "int_as_of_dates",
+            MONITORING_DATA,
+            *_full_refresh(replace(settings, full_refresh=False)),
+        ],
         variables,
     )
 
@@ -474,6 +481,7 @@ def summarize(settings: Settings) -> dict[str, object]:
             else {}
         )
         monitoring = _monitoring_summary(warehouse, plan(settings).scoring)
+    monitoring["reports"] = sorted(str(path) for path in settings.monitoring_reports_dir.glob("*.html"))
     summary = {
         "as_of_date": plan(settings).scoring.isoformat(),
         "tables": counts,
@@ -557,7 +565,7 @@ def format_summary(summary: dict[str, object]) -> str:
         aliases = ", ".join(f"{alias}=v{v}" for alias, v in model["aliases"].items()) or "no aliases"
         lines.append(f"  {model['name']:<20} latest v{model['latest_version']}  ({aliases})")
     monitoring = summary.get("monitoring") or {}
-    if monitoring.get("backtests") or monitoring.get("alerts"):
+    if monitoring.get("backtests") or monitoring.get("alerts") or monitoring.get("reports"):
         lines += ["", "Monitoring (monitoring.backtests, monitoring.drift, monitoring.alerts):"]
         for model, backtest in monitoring["backtests"].items():
             auc, ece = backtest.get("roc_auc", float("nan")), backtest.get("ece", float("nan"))
@@ -566,6 +574,8 @@ def format_summary(summary: dict[str, object]) -> str:
                 f"calibration error {ece:.3f} ({backtest['customers']:,} customers)"
             )
         lines += [f"  WARNING {alert}" for alert in monitoring["alerts"]]
+    for report in monitoring.get("reports") or []:
+        lines.append(f"  report: {report}")
     lines += [
         "",
         f"Warehouse:        {summary['warehouse']}",

@@ -52,6 +52,8 @@ class Settings:
     dags_dir: Path
     expectations_dir: Path
     data_docs_dir: Path
+    # The monitoring report of each model (HTML with its plots), rewritten by every monitoring run.
+    monitoring_reports_dir: Path
     mlflow_tracking_uri: str
     mlflow_artifacts_dir: Path
     run_summary_path: Path
@@ -158,6 +160,7 @@ class Settings:
             "dags_dir": CHECKOUT / "dags",
             "expectations_dir": CHECKOUT / "expectations",
             "data_docs_dir": home / "expectations" / "uncommitted" / "data_docs",
+            "monitoring_reports_dir": home / "warehouse" / "monitoring",
             "mlflow_tracking_uri": f"sqlite:///{mlflow_dir / 'mlflow.db'}",
             "mlflow_artifacts_dir": mlflow_dir / "artifacts",
             "run_summary_path": home / "warehouse" / "run_summary.json",

@@ -1,8 +1,15 @@
 {#- Satisfaction label per customer and as-of date D: the first survey answer in the window after D
     is a promoter NPS (9-10) or a CSAT of 4 or 5. Customers who did not answer in the window have no
-    label; a label is observed only once the whole window lies within delivered data. Training only:
-    built at the as-of dates of the training-data build (training and validation). -#}
-{{ config(tags=['training']) }}
+    label; a label is observed only once the whole window lies within delivered data. Never built by
+    the daily build: the training-data build computes the training and validation dates, the
+    monitoring step the scoring dates whose window has closed (as customer_churn_labels). -#}
+{{ config(
+    materialized='incremental',
+    unique_key='as_of_date',
+    incremental_strategy='delete+insert',
+    on_schema_change='fail',
+    tags=['training', 'monitoring']
+) }}
 {%- set window_days = var('churn_window_days') -%}
 
 with
