@@ -275,7 +275,7 @@ def feature_stage(builds: list[tuple[dict, float, int]]) -> dict[str, float]:
 def _run_pipeline(
     crm: str, env: dict[str, str], stages: dict[str, StageResult], prefix: str, train: bool
 ) -> tuple[dict, dict, dict[str, dict[str, float]]]:
-    """Load, build, gate, (build the training data, train,) score and publish as the DAGs run them;
+    """Load, build, gate, (build the training data, train,) score, monitor and publish as the DAGs run them;
     each stage timed. Returns the load's report, the feature stage of the dbt builds and each model's
     prediction seconds (model load excluded) and explanation seconds."""
     result, output = run_stage(f"{prefix}load", [crm, "load"], env)
@@ -308,6 +308,11 @@ def _run_pipeline(
         for model, report in scored.items()
         if "skipped" not in report
     }
+    # Drift of the new scoring date, and the backtests of the dates whose window has closed since.
+    result, output = run_stage(f"{prefix}monitor", [crm, "monitor"], env)
+    monitored = json.loads(output)
+    checked = [*monitored["drift_checked"].values(), *monitored["backtested"].values()]
+    stages[f"{prefix}monitor"] = replace(result, rows=sum(len(days) for days in checked))
     result, output = run_stage(f"{prefix}publish", [crm, "publish"], env)
     stages[f"{prefix}publish"] = replace(result, rows=sum(json.loads(output).values()))
     return loaded, feature_stage(builds), timings
@@ -653,8 +658,9 @@ def write_report(results: list[dict[str, object]], out_dir: Path) -> Path:
         "",
         "The full run goes from the landing files to published scores up to three days before the last "
         "(load with the raw gate, dbt build at the scoring date, mart gate, the training data's dbt build "
-        "at the training and validation dates, training of the three models, scoring with every champion "
-        "in one step, publish); the daily incremental run then loads, builds, gates, scores and publishes "
+        "at the training and validation dates, training of every model, scoring with every champion "
+        "in one step, monitoring (drift, backtests of closed dates), publish); the daily incremental run then "
+        "loads, builds, gates, scores, monitors and publishes "
         "the next day on top of it (the CLI steps; `crm_daily` through Airflow on the last two days has a "
         "section of its own below). The feature stage is the dbt time of the feature models (order "
         "versions and when each was known, resolved customers, engagement, customer features) in the full "
