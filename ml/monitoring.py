@@ -157,11 +157,6 @@ def psi_against(reference: dict[str, list[float]], current: np.ndarray) -> float
     return float(np.sum((actual - expected) * np.log(actual / expected)))
 
 
-def psi(reference: np.ndarray, current: np.ndarray, bins: int = PSI_BINS) -> float:
-    """Population stability index of ``current`` against the values ``reference``."""
-    return psi_against(distribution(reference, bins), current)
-
-
 def reference_profile(model: MonitoredModel, features: pd.DataFrame, fitted, as_of_date: date) -> dict[str, object]:
     """What a version's drift is checked against: the distribution of each drift input of every customer
     known at its training date, and of its scores of them. Logged with the version (training) as

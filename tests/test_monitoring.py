@@ -30,12 +30,17 @@ from ml.monitoring import (
     calibration_by_decile,
     distribution,
     drift_table,
-    psi,
+    psi_against,
 )
 
 CHURN = MONITORED[0]
 
 # The drift measure ------------------------------------------------------------------------------------
+
+
+def psi(reference: np.ndarray, current: np.ndarray) -> float:
+    """The index of ``current`` against the distribution of the values ``reference``."""
+    return psi_against(distribution(np.asarray(reference, dtype=float)), current)
 
 
 def test_psi_is_zero_for_the_same_distribution_and_grows_with_a_shift():

@@ -480,10 +480,11 @@ def summarize(settings: Settings) -> dict[str, object]:
             if warehouse.table_exists("audit.rejected_rows")
             else {}
         )
-        monitoring = _monitoring_summary(warehouse, plan(settings).scoring)
+        scoring = plan(settings).scoring
+        monitoring = _monitoring_summary(warehouse, scoring)
     monitoring["reports"] = sorted(str(path) for path in settings.monitoring_reports_dir.glob("*.html"))
     summary = {
-        "as_of_date": plan(settings).scoring.isoformat(),
+        "as_of_date": scoring.isoformat(),
         "tables": counts,
         "identity_resolution": None
         if identity is None
