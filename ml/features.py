@@ -54,6 +54,19 @@ NUMERIC_FEATURES = [
     "pages_per_session_last_90d",
 ]
 FEATURE_COLUMNS = NUMERIC_FEATURES + MONEY_FEATURES
+# Ages and lifetime totals: every customer's can only grow with the calendar, so their distribution
+# drifts in any world (measured: days_since_first_order PSI 1.6 and tenure_days 0.21 after nine months
+# of unchanged behaviour). Monitoring shows their drift and raises no alert on it.
+CALENDAR_FEATURES = [
+    "tenure_days",
+    "days_since_first_order",
+    "frequency",
+    "monetary",
+    "cancelled_orders",
+    "returned_orders",
+    "bad_ticket_experiences",
+    "survey_responses",
+]
 
 
 class TrainingDataMissing(LookupError):
@@ -155,6 +168,13 @@ def load_features_with_text(warehouse: Warehouse, as_of_date: date) -> pd.DataFr
     frame = frame.merge(text, on="customer_key", how="left")
     frame[TEXT_COLUMN] = frame[TEXT_COLUMN].fillna("").astype(object)
     return frame
+
+
+def input_example(inputs: pd.DataFrame) -> pd.DataFrame:
+    """A logged model's input example: five rows of its inputs, free text left out (masking covers
+    contact details, not every name)."""
+    example = inputs.head(5)
+    return example.assign(**{TEXT_COLUMN: ""}) if TEXT_COLUMN in example else example
 
 
 def load_satisfaction_examples(warehouse: Warehouse, as_of_date: date) -> pd.DataFrame:

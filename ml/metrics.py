@@ -17,13 +17,31 @@ def lift_at_top_decile(y_true: np.ndarray, probability: np.ndarray) -> float:
 def expected_calibration_error(y_true: np.ndarray, probability: np.ndarray, bins: int = 10) -> float:
     """Mean gap between predicted and observed rates over equal-size bins of the predictions, weighted by size."""
     order = np.argsort(np.asarray(probability), kind="stable")
-    y_sorted, p_sorted = np.asarray(y_true, dtype=float)[order], np.asarray(probability, dtype=float)[order]
-    gaps = [
-        abs(y.mean() - p.mean()) * len(y)
-        for y, p in zip(np.array_split(y_sorted, bins), np.array_split(p_sorted, bins), strict=True)
-        if len(y)
+    return _sorted_calibration_error(
+        np.asarray(y_true, dtype=float)[order], np.asarray(probability, dtype=float)[order], bins
+    )
+
+
+def _sorted_calibration_error(y_sorted: np.ndarray, p_sorted: np.ndarray, bins: int) -> float:
+    starts = [int(part[0]) for part in np.array_split(np.arange(len(p_sorted)), bins) if len(part)]
+    sizes = np.diff([*starts, len(p_sorted)])
+    gaps = np.abs(np.add.reduceat(y_sorted, starts) - np.add.reduceat(p_sorted, starts))
+    return float(gaps.sum() / len(p_sorted)) if len(sizes) else float("nan")
+
+
+def calibration_error_by_chance(
+    probability: np.ndarray, seed: int, draws: int = 100, quantile: float = 0.95, bins: int = 10
+) -> float:
+    """The calibration error that a perfectly calibrated model with these probabilities exceeds only by
+    chance (1 - ``quantile`` of the time): its ``quantile`` over ``draws`` sets of outcomes drawn from the
+    probabilities themselves. On a few hundred outcomes chance alone gives several points of ECE."""
+    p_sorted = np.sort(np.asarray(probability, dtype=float))
+    rng = np.random.default_rng(seed)
+    errors = [
+        _sorted_calibration_error((rng.random(len(p_sorted)) < p_sorted).astype(float), p_sorted, bins)
+        for _ in range(draws)
     ]
-    return float(sum(gaps) / len(y_sorted))
+    return float(np.quantile(errors, quantile))
 
 
 def classification_metrics(y_true: np.ndarray, probability: np.ndarray) -> dict[str, float]:

@@ -69,14 +69,19 @@ class PromotionDecision:
     champion_version: str | None
     champion_score: float | None
     metric: str
+    # How the champion was scored: as it is, or its method refitted on the challenger's training data
+    # (then a tie means the same method, and the challenger, fitted on fresher labels, serves).
+    compared: str = "on the same validation data"
 
     def describe(self) -> str:
         if self.champion_version is None:
             return f"{self.model_name} v{self.version} is champion: no champion existed"
-        verb = "replaces" if self.promoted else "does not beat"
+        tie = self.promoted and self.challenger_score == self.champion_score
+        verb = "ties with" if tie else "replaces" if self.promoted else "does not beat"
         return (
             f"{self.model_name} v{self.version} ({self.metric} {self.challenger_score:.4f}) {verb} "
-            f"champion v{self.champion_version} ({self.metric} {self.champion_score:.4f}) on the same validation data"
+            f"champion v{self.champion_version} ({self.metric} {self.champion_score:.4f}) {self.compared}"
+            + (" and serves: it was fitted on fresher labels" if tie else "")
         )
 
 
@@ -89,14 +94,30 @@ def promote(
     challenger_score: float,
     champion_score: float | None,
     current_champion: str | None,
+    compared: str | None = None,
 ) -> PromotionDecision:
-    """Alias the new version challenger, and champion when it wins; log the decision on its run."""
+    """Alias the new version challenger, and champion when it wins; log the decision on its run.
+
+    With ``compared`` (how the champion's method was refitted), a tie promotes the challenger: the
+    same method scores the same, and the new version learned from fresher labels."""
     client.set_registered_model_alias(model_name, CHALLENGER, new_version)
-    promoted = current_champion is None or champion_score is None or challenger_score > champion_score
+    promoted = (
+        current_champion is None
+        or champion_score is None
+        or challenger_score > champion_score
+        or (compared is not None and challenger_score == champion_score)
+    )
     if promoted:
         client.set_registered_model_alias(model_name, CHAMPION, new_version)
     decision = PromotionDecision(
-        model_name, new_version, promoted, challenger_score, current_champion, champion_score, metric
+        model_name,
+        new_version,
+        promoted,
+        challenger_score,
+        current_champion,
+        champion_score,
+        metric,
+        *([compared] if compared else []),
     )
     client.set_tag(run_id, "promotion_decision", "champion" if promoted else "challenger")
     client.set_tag(run_id, "promotion_reason", decision.describe())

@@ -3,7 +3,8 @@ for every customer, including those who never answered a survey.
 
 Trained on the customers who answered a survey in the window after an as-of date, from their
 behaviour at that date and the words of their support tickets and survey comments (TF-IDF),
-validated the same way one window later; the Pipeline then scores everyone at the latest date.
+validated the same way one window later, the selected Pipeline refitted on that later window; it
+then scores everyone at the latest date.
 """
 
 from __future__ import annotations
@@ -24,6 +25,12 @@ from ml.features import FEATURE_COLUMNS, MONEY_FEATURES, NUMERIC_FEATURES, TEXT_
 MODEL_NAME = "crm_satisfaction"
 LABEL = "is_satisfied"
 INPUT_COLUMNS = FEATURE_COLUMNS + [TEXT_COLUMN]
+# Types a fitted TF-IDF vectorizer holds, for skops to load it.
+TEXT_TRUSTED_TYPES = [
+    "sklearn.feature_extraction.text.TfidfVectorizer",
+    "sklearn.feature_extraction.text.TfidfTransformer",
+    "builtins.str",
+]
 
 
 def _behaviour() -> list[tuple[str, Pipeline, list[str]]]:

@@ -20,9 +20,10 @@ from sklearn.metrics import roc_auc_score
 from crm.settings import Settings
 from crm.warehouse import open_warehouse
 from ml import churn, clv, explain, monitoring, plots, recommend, registry, satisfaction, segmentation
+from ml.calibration import CALIBRATION_TRUSTED_TYPES, refitted_method
 from ml.features import (
     FEATURE_COLUMNS,
-    TEXT_COLUMN,
+    input_example,
     load_catalogue,
     load_churn_examples,
     load_features,
@@ -71,59 +72,54 @@ def train_churn(settings: Settings, train_date: date, validation_date: date, fir
     )
     # Graded against the stronger baseline: the rule's ROC-AUC is handicapped by being yes/no.
     stronger_baseline = max(baseline["baseline_roc_auc"], baseline["baseline_recency_roc_auc"])
-    run_ids = {}
+    run_ids, graded = {}, {}
     for candidate in fitted:
         with mlflow.start_run(experiment_id=experiment_id, run_name=candidate.name) as run:
             mlflow.log_params({**params, "candidate": candidate.name, "baseline_rule_days": rule.days})
             uplift = candidate.metrics["roc_auc"] - stronger_baseline
-            mlflow.log_metrics({**candidate.metrics, **baseline, "roc_auc_uplift_over_baseline": uplift})
+            graded[candidate.name] = {**candidate.metrics, **baseline, "roc_auc_uplift_over_baseline": uplift}
+            mlflow.log_metrics(graded[candidate.name])
             mlflow.set_tags(
                 {
                     "selected": str(candidate is best).lower(),
                     "grade": churn.grade(candidate.metrics["roc_auc"], stronger_baseline),
                 }
             )
-            if candidate is best:
-                _log_datasets(train, validation, train_date, validation_date)
-                importance = _log_evaluation(
-                    churn.MODEL_NAME,
-                    candidate,
-                    validation[FEATURE_COLUMNS],
-                    validation[churn.LABEL],
-                    settings.random_seed,
-                    rule_prediction,
-                )
-                monitoring.log_reference_profile(settings, "churn", candidate.pipeline, train_date)
-                info = mlflow.sklearn.log_model(
-                    candidate.pipeline,
-                    name="model",
-                    signature=signature(validation[FEATURE_COLUMNS], candidate.validation_probability),
-                    input_example=validation[FEATURE_COLUMNS].head(5),
-                    registered_model_name=churn.MODEL_NAME,
-                    pip_requirements=registry.PIP_REQUIREMENTS,
-                    skops_trusted_types=registry.SKOPS_TRUSTED_TYPES,
-                )
             run_ids[candidate.name] = run.info.run_id
-    new_version = str(info.registered_model_version)
+    refit = _refit_and_register(
+        settings,
+        "churn",
+        experiment_id,
+        best,
+        _Selection(
+            run_ids[best.name],
+            {**params, "baseline_rule_days": rule.days},
+            graded[best.name],
+            {"grade": churn.grade(best.metrics["roc_auc"], stronger_baseline)},
+        ),
+        validation,
+        validation_date,
+        lambda: _log_evaluation(
+            churn.MODEL_NAME,
+            best,
+            validation[FEATURE_COLUMNS],
+            validation[churn.LABEL],
+            settings.random_seed,
+            rule_prediction,
+        ),
+        validation[FEATURE_COLUMNS].head(5),
+    )
     client.set_model_version_tag(
         churn.MODEL_NAME,
-        new_version,
+        refit.version,
         "driver_features",
-        json.dumps(importance["feature"].head(explain.DRIVER_CANDIDATES).tolist()),
+        json.dumps(refit.evaluation["feature"].head(explain.DRIVER_CANDIDATES).tolist()),
     )
-    decision = _promote_on_validation(
-        client,
-        churn.MODEL_NAME,
-        new_version,
-        run_ids[best.name],
-        SELECTION_METRIC,
-        best.metrics[SELECTION_METRIC],
-        lambda champion: _classification_score(champion, validation[FEATURE_COLUMNS], validation[churn.LABEL]),
-    )
+    decision = _promote_refit(client, "churn", refit, best, train, validation)
     return TrainingReport(
         churn.MODEL_NAME,
-        new_version,
-        run_ids[best.name],
+        refit.version,
+        refit.run_id,
         best.name,
         best.metrics,
         decision,
@@ -171,6 +167,97 @@ def _prepare_supervised(
         "validation_rows": len(validation),
     }
     return train, validation, params
+
+
+@dataclass(frozen=True)
+class _Selection:
+    """What the selected candidate's run logged: the refit's run repeats it, so the champion's run shows
+    what it was selected on."""
+
+    run_id: str
+    params: dict[str, object]
+    metrics: dict[str, float]
+    tags: dict[str, str]
+
+
+@dataclass(frozen=True)
+class _Refit:
+    run_id: str
+    version: str
+    evaluation: pd.DataFrame  # the selected candidate's feature importance on the validation set
+
+
+def _refit_and_register(
+    settings: Settings,
+    model: str,
+    experiment_id: str,
+    best: churn.FittedCandidate,
+    selection: _Selection,
+    validation: pd.DataFrame,
+    validation_date: date,
+    log_evaluation: Callable[[], pd.DataFrame],
+    input_example: pd.DataFrame,
+    trusted_types: list[str] = (),
+) -> _Refit:
+    """Refit the selected candidate on the latest fully labelled date and register it, in a run of its own.
+
+    The candidates are compared on the validation date, the latest date whose labels have fully been
+    observed (its window closes at the scoring date): fitted two windows back they have been selected
+    out of sample, and the chosen one is then fitted again on that freshest window, which holds the
+    base rate the scores will meet. The run repeats the selected run's params (the training date and
+    rows now the refit's), metrics and tags, so the champion's run shows what it was selected on, and
+    holds the selection's plots, the datasets, the reference profile and the model."""
+    name, label, inputs, _ = SUPERVISED[model]
+    fresh = training_sample(validation, settings.training_max_rows, settings.random_seed)
+    pipeline = clone(best.pipeline).fit(fresh[inputs], fresh[label])
+    with mlflow.start_run(experiment_id=experiment_id, run_name=f"{best.name} refit") as run:
+        mlflow.log_params(
+            {
+                **selection.params,
+                "candidate": best.name,
+                "train_as_of_date": validation_date.isoformat(),
+                "train_rows": len(fresh),
+                "train_rows_available": len(validation),
+                "selected_on_run": selection.run_id,
+                "selected_trained_as_of_date": selection.params["train_as_of_date"],
+            }
+        )
+        mlflow.log_metrics(selection.metrics)
+        mlflow.set_tags({**selection.tags, "refit_on_latest_labels": "true"})
+        _log_datasets(fresh, validation, validation_date, validation_date, label)
+        evaluation = log_evaluation()
+        monitoring.log_reference_profile(settings, model, pipeline, validation_date)
+        info = mlflow.sklearn.log_model(
+            pipeline,
+            name="model",
+            signature=signature(validation[inputs], best.validation_probability),
+            input_example=input_example,
+            registered_model_name=name,
+            pip_requirements=registry.PIP_REQUIREMENTS,
+            skops_trusted_types=registry.SKOPS_TRUSTED_TYPES + list(trusted_types) + CALIBRATION_TRUSTED_TYPES,
+        )
+    return _Refit(run.info.run_id, str(info.registered_model_version), evaluation)
+
+
+def _promote_refit(
+    client, model: str, refit: _Refit, best: churn.FittedCandidate, train: pd.DataFrame, validation: pd.DataFrame
+) -> registry.PromotionDecision:
+    """Promote the refit when the selected candidate scored at least what the champion's method scores,
+    refitted on the same training data, on the same validation data: both out of sample (the champion
+    itself may have been fitted on the validation date), and the same method ties, so the fresher fit serves."""
+    name, label, inputs, _ = SUPERVISED[model]
+    return _promote_on_validation(
+        client,
+        name,
+        refit.version,
+        refit.run_id,
+        SELECTION_METRIC,
+        best.metrics[SELECTION_METRIC],
+        lambda champion: _classification_score(
+            refitted_method(champion, train[inputs], train[label]), validation[inputs], validation[label]
+        ),
+        compared="with its method refitted on the same training date",
+    )
 
 
 def training_sample(examples: pd.DataFrame, max_rows: int, seed: int) -> pd.DataFrame:
@@ -245,9 +332,10 @@ def _promote_on_validation(
     metric: str,
     challenger_score: float,
     champion_score_of: Callable[[object], float],
+    compared: str | None = None,
 ) -> registry.PromotionDecision:
     """Score the current champion (loaded from the registry) with ``champion_score_of`` on the same
-    validation data as the new version, then decide."""
+    validation data as the new version, then decide (``compared``: see registry.promote)."""
     current = registry.champion_version(client, model_name)
     champion_score = None
     if current is not None:
@@ -261,6 +349,7 @@ def _promote_on_validation(
         challenger_score,
         champion_score,
         current.version if current else None,
+        compared,
     )
 
 
@@ -277,7 +366,8 @@ def _track_candidates(
 ) -> tuple[dict[str, str], object]:
     """One MLflow run per fitted candidate (best first), each with the same params and metric names and
     a ``selected`` tag; ``log_best(candidate)`` logs and registers the best inside its run and returns
-    the logged model's info. Returns the run id per candidate and that info."""
+    the logged model's info (or does nothing, when a refit is registered instead). Returns the run id
+    per candidate and that info."""
     run_ids, info = {}, None
     for candidate in fitted:
         with mlflow.start_run(experiment_id=experiment_id, run_name=candidate.name) as run:
@@ -443,50 +533,29 @@ def train_satisfaction(
     fitted = satisfaction.fit_candidates(train, validation, settings.random_seed)
     best = fitted[0]
     inputs, label = validation[satisfaction.INPUT_COLUMNS], validation[satisfaction.LABEL]
-
-    def log_best(candidate: churn.FittedCandidate):
-        _log_datasets(train, validation, train_date, validation_date, satisfaction.LABEL)
-        _log_evaluation(satisfaction.MODEL_NAME, candidate, inputs, label, settings.random_seed)
-        monitoring.log_reference_profile(settings, "satisfaction", candidate.pipeline, train_date)
-        return mlflow.sklearn.log_model(
-            candidate.pipeline,
-            name="model",
-            signature=signature(inputs, candidate.validation_probability),
-            # Free text stays out of the example: masking covers contact details, not every name.
-            input_example=inputs.head(5).assign(**{TEXT_COLUMN: ""}),
-            registered_model_name=satisfaction.MODEL_NAME,
-            pip_requirements=registry.PIP_REQUIREMENTS,
-            skops_trusted_types=registry.SKOPS_TRUSTED_TYPES + TEXT_TRUSTED_TYPES,
-        )
-
-    run_ids, info = _track_candidates(experiment_id, fitted, params, log_best)
-    version = str(info.registered_model_version)
-    decision = _promote_on_validation(
-        client,
-        satisfaction.MODEL_NAME,
-        version,
-        run_ids[best.name],
-        SELECTION_METRIC,
-        best.metrics[SELECTION_METRIC],
-        lambda champion: _classification_score(champion, inputs, label),
+    run_ids, _ = _track_candidates(experiment_id, fitted, params, lambda candidate: None)
+    refit = _refit_and_register(
+        settings,
+        "satisfaction",
+        experiment_id,
+        best,
+        _Selection(run_ids[best.name], params, best.metrics, {}),
+        validation,
+        validation_date,
+        lambda: _log_evaluation(satisfaction.MODEL_NAME, best, inputs, label, settings.random_seed),
+        input_example(inputs),
+        satisfaction.TEXT_TRUSTED_TYPES,
     )
+    decision = _promote_refit(client, "satisfaction", refit, best, train, validation)
     return TrainingReport(
         satisfaction.MODEL_NAME,
-        version,
-        run_ids[best.name],
+        refit.version,
+        refit.run_id,
         best.name,
         best.metrics,
         decision,
         len(train) + len(validation),
     )
-
-
-# Types a fitted TF-IDF vectorizer holds, for skops to load it.
-TEXT_TRUSTED_TYPES = [
-    "sklearn.feature_extraction.text.TfidfVectorizer",
-    "sklearn.feature_extraction.text.TfidfTransformer",
-    "builtins.str",
-]
 
 
 def train_clv(settings: Settings, train_date: date, validation_date: date, first_data_day: date) -> TrainingReport:
