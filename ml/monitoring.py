@@ -39,15 +39,17 @@ from crm.score_tables import (
 )
 from crm.settings import Settings
 from crm.warehouse import Warehouse, open_warehouse
-from ml import churn, plots, registry, satisfaction
+from ml import calibration, churn, plots, registry, satisfaction
 from ml.features import (
+    CALENDAR_FEATURES,
     CHURN_LABELS_TABLE,
     FEATURE_COLUMNS,
     SATISFACTION_LABELS_TABLE,
+    input_example,
     load_features,
     load_features_with_text,
 )
-from ml.metrics import classification_metrics
+from ml.metrics import calibration_error_by_chance, classification_metrics
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +60,8 @@ PSI_FLOOR = 1e-4
 REFERENCE_PROFILE = "monitoring/reference_profile.json"
 DEGRADED_KINDS = ("score_drift", "backtest_degraded")
 BACKTEST_METRICS = ("roc_auc", "pr_auc", "brier", "ece", "lift_top_decile", "positive_rate")
+# Beside them: the ECE a calibrated model exceeds only by chance on as many customers (95th percentile).
+ECE_BY_CHANCE = "ece_by_chance"
 
 
 @dataclass(frozen=True)
@@ -117,6 +121,8 @@ class MonitoringReport:
     degraded: list[str] = field(default_factory=list)
     # The monitoring report rewritten for each model (an HTML page with its plots).
     reports: dict[str, str] = field(default_factory=dict)
+    # Per model whose backtest calibration crossed its limit: what recalibrating its champion did.
+    recalibrated: dict[str, str] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -125,6 +131,7 @@ class MonitoringReport:
             "alerts": self.alerts,
             "degraded": self.degraded,
             "reports": self.reports,
+            "recalibrated": self.recalibrated,
         }
 
 
@@ -248,6 +255,10 @@ def monitor(settings: Settings, since: date | None = None) -> MonitoringReport:
             if frame["kind"].isin(DEGRADED_KINDS).any() and model.model not in report.degraded:
                 report.degraded.append(model.model)
         _log_to_mlflow(client, settings, model, results)
+        outcome = recalibrate_champion(settings, client, model, results[BACKTESTS_TABLE])
+        if outcome is not None:
+            log.warning("monitoring: %s", outcome)
+            report.recalibrated[model.model] = outcome
         if any(results[table] for table in (DRIFT_TABLE, BACKTESTS_TABLE)):
             path = write_report(settings, client, model)
             if path is not None:
@@ -343,7 +354,7 @@ def _compute(settings: Settings, client, model: MonitoredModel, plan: _Plan) -> 
                 drift = _drift(warehouse, model, reference, day, scores)
                 if drift is not None:
                     results[DRIFT_TABLE][day] = drift.assign(
-                        **meta, reference_date=reference.date, psi_limit=settings.monitoring_psi_limit, **when
+                        **meta, reference_date=reference.date, psi_limit=_psi_limits(settings, drift), **when
                     )
             if day in plan.backtest:
                 backtest = _backtest(warehouse, model, settings, day, scores)
@@ -402,14 +413,19 @@ def _drift(
     return drift_table(reference.profile, current)
 
 
-def _backtest(
-    warehouse: Warehouse, model: MonitoredModel, settings: Settings, day: date, scores: pd.DataFrame
-) -> tuple[pd.DataFrame, pd.DataFrame] | None:
-    outcomes = warehouse.frame(
+def _outcomes(warehouse: Warehouse, model: MonitoredModel, settings: Settings, day: date) -> pd.DataFrame:
+    """customer_key and outcome of every customer whose outcome in the window after ``day`` was observed."""
+    return warehouse.frame(
         f"select customer_key, {model.label} as outcome from {model.labels_table} "
         f"where as_of_date = cast(? as date) and is_label_observed and {model.window_column} = ?",
         [day, settings.churn_window_days],
     )
+
+
+def _backtest(
+    warehouse: Warehouse, model: MonitoredModel, settings: Settings, day: date, scores: pd.DataFrame
+) -> tuple[pd.DataFrame, pd.DataFrame] | None:
+    outcomes = _outcomes(warehouse, model, settings, day)
     joined = scores.merge(outcomes, on="customer_key", how="inner").dropna(subset=["score", "outcome"])
     outcome = joined["outcome"].astype(int).to_numpy()
     if len(np.unique(outcome)) < 2:
@@ -417,14 +433,100 @@ def _backtest(
         return None
     score = joined["score"].to_numpy(dtype=float)
     metrics = classification_metrics(outcome, score)
+    metrics[ECE_BY_CHANCE] = calibration_error_by_chance(score, settings.random_seed)
     frame = pd.DataFrame(
         {
-            "metric": list(BACKTEST_METRICS),
-            "value": [metrics[name] for name in BACKTEST_METRICS],
+            "metric": [*BACKTEST_METRICS, ECE_BY_CHANCE],
+            "value": [metrics[name] for name in (*BACKTEST_METRICS, ECE_BY_CHANCE)],
             "customers": len(joined),
         }
     )
     return frame, calibration_by_decile(outcome, score)
+
+
+def recalibrate_champion(
+    settings: Settings, client, model: MonitoredModel, backtests: dict[date, pd.DataFrame]
+) -> str | None:
+    """When the latest date just backtested was scored by the current champion and its calibration error
+    exceeds CRM_MONITORING_ECE_LIMIT, calibrate the champion on those outcomes (ml.calibration) and
+    register the result as a new version, promoted when its error out of sample is lower; say what
+    was done (None: nothing to do). A recalibrated version's reference profile is that date's: the
+    data its probabilities were last fitted to."""
+    if not backtests:
+        return None
+    day = max(backtests)
+    frame = backtests[day]
+    backtest = dict(zip(frame["metric"], frame["value"], strict=True))
+    if backtest["ece"] <= calibration_limit(settings, backtest):
+        return None
+    name, scored_by = model.registered_name, str(frame["model_version"].iloc[0])
+    champion = registry.champion_version(client, name)
+    if champion is None or str(champion.version) != scored_by:
+        return None  # a newer champion serves: its own backtests will tell
+    with open_warehouse(settings, read_only=True) as warehouse:
+        features = model.read_inputs(warehouse, day)
+        labelled = features.merge(_outcomes(warehouse, model, settings, day), on="customer_key", how="inner")
+    labelled = labelled.dropna(subset=["outcome"])
+    fitted = mlflow.sklearn.load_model(f"models:/{name}/{scored_by}")
+    result = calibration.recalibrate(
+        fitted, labelled[model.model_inputs], labelled["outcome"].to_numpy(dtype=int), settings.random_seed
+    )
+    if not result.improves:
+        return (
+            f"{name} v{scored_by}: recalibrating it on the outcomes of {day} would not lower its calibration error "
+            f"out of sample (ECE {result.ece_before:.3f} -> {result.ece_after:.3f}): it stays champion"
+        )
+    base_run = client.get_run(champion.run_id)
+    experiment_id = registry.experiment_id(settings, client, name)
+    with mlflow.start_run(experiment_id=experiment_id, run_name=f"recalibration v{scored_by}"):
+        mlflow.log_params(
+            {
+                **base_run.data.params,
+                "calibrated_version": scored_by,
+                "calibration_as_of_date": day.isoformat(),
+                "calibration_method": result.method,
+                "calibration_customers": result.customers,
+            }
+        )
+        # The version's validation metrics carry over (a monotone calibrator keeps its ranking, isotonic
+        # regression up to ties: the backtests compare their ROC-AUC with it); the calibration errors
+        # are this run's own.
+        mlflow.log_metrics(
+            {
+                **base_run.data.metrics,
+                "recalibration_ece_before": result.ece_before,
+                "recalibration_ece_held_out": result.ece_after,
+            }
+        )
+        mlflow.log_dict(reference_profile(model, features, result.pipeline, day), REFERENCE_PROFILE)
+        info = mlflow.sklearn.log_model(
+            result.pipeline,
+            name="model",
+            signature=mlflow.models.get_model_info(f"models:/{name}/{scored_by}").signature,
+            input_example=input_example(labelled[model.model_inputs]),
+            registered_model_name=name,
+            pip_requirements=registry.PIP_REQUIREMENTS,
+            skops_trusted_types=[
+                *registry.SKOPS_TRUSTED_TYPES,
+                *calibration.CALIBRATION_TRUSTED_TYPES,
+                *satisfaction.TEXT_TRUSTED_TYPES,
+            ],
+        )
+        version = str(info.registered_model_version)
+        message = (
+            f"{name} v{version}: v{scored_by} recalibrated on the outcomes of {day} (ECE {result.ece_before:.3f} -> "
+            f"{result.ece_after:.3f} out of sample, {result.method}, {result.customers:,} customers), promoted champion"
+        )
+        mlflow.set_tags(
+            {"calibration_of_run": champion.run_id, "promotion_decision": "champion", "promotion_reason": message}
+        )
+    for tag, value in champion.tags.items():  # what scoring reads of a version, the drivers' candidates
+        client.set_model_version_tag(name, version, tag, value)
+    client.set_model_version_tag(name, version, "calibration_of", scored_by)
+    client.set_model_version_tag(name, version, "calibrated_on", day.isoformat())
+    client.set_registered_model_alias(name, registry.CHALLENGER, version)
+    client.set_registered_model_alias(name, registry.CHAMPION, version)
+    return message
 
 
 def _stored(warehouse: Warehouse, table: str, model: MonitoredModel, day: date) -> pd.DataFrame:
@@ -445,13 +547,14 @@ def alerts_for(
     rows = []
     limit = settings.monitoring_psi_limit
     for feature, value in zip(drift.get("feature", []), drift.get("psi", []), strict=True):
-        if value > limit:
+        if value > limit and feature not in CALENDAR_FEATURES:
             kind = "score_drift" if feature == SCORE_FEATURE else "input_drift"
             subject = "the scores" if feature == SCORE_FEATURE else f"input {feature}"
             rows.append(
                 (kind, feature, value, limit, f"{model.model} at {day}: {subject} drifted (PSI {value:.3f} > {limit})")
             )
-    auc = dict(zip(metrics.get("metric", []), metrics.get("value", []), strict=True)).get("roc_auc")
+    backtest = dict(zip(metrics.get("metric", []), metrics.get("value", []), strict=True))
+    auc, ece, ece_limit = backtest.get("roc_auc"), backtest.get("ece"), calibration_limit(settings, backtest)
     if auc is not None and reference.validation_auc is not None:
         floor = reference.validation_auc - settings.monitoring_auc_margin
         if auc < floor:
@@ -465,7 +568,29 @@ def alerts_for(
                     f"{reference.validation_auc:.3f} - margin {settings.monitoring_auc_margin})",
                 )
             )
+    if ece is not None and ece > ece_limit:
+        rows.append(
+            (
+                "calibration_drift",
+                "ece",
+                ece,
+                ece_limit,
+                f"{model.model} at {day}: backtest calibration error (ECE) {ece:.3f} > {ece_limit:.3f} (the larger "
+                f"of {settings.monitoring_ece_limit} and what chance gives a calibrated model on as many outcomes)",
+            )
+        )
     return pd.DataFrame(rows, columns=["kind", "subject", "value", "limit_value", "message"])
+
+
+def _psi_limits(settings: Settings, drift: pd.DataFrame) -> np.ndarray:
+    """The limit each drift row is judged by: none for the calendar features (they grow in any world)."""
+    return np.where(drift["feature"].isin(CALENDAR_FEATURES), np.nan, settings.monitoring_psi_limit)
+
+
+def calibration_limit(settings: Settings, backtest: dict[str, float]) -> float:
+    """The calibration error beyond which a backtest's probabilities are off: CRM_MONITORING_ECE_LIMIT, or
+    what chance alone gives a calibrated model on that many outcomes when that is more (few outcomes)."""
+    return max(settings.monitoring_ece_limit, backtest.get(ECE_BY_CHANCE, 0.0))
 
 
 def _replace(warehouse: Warehouse, table: str, model: MonitoredModel, day: date, frame: pd.DataFrame) -> None:
@@ -486,7 +611,7 @@ def _log_to_mlflow(
             for name, value in zip(frame["metric"], frame["value"], strict=True)
         ]
     for day, frame in results[DRIFT_TABLE].items():
-        inputs = frame[frame["feature"] != SCORE_FEATURE]
+        inputs = frame[(frame["feature"] != SCORE_FEATURE) & ~frame["feature"].isin(CALENDAR_FEATURES)]
         score = frame.loc[frame["feature"] == SCORE_FEATURE, "psi"]
         metrics += [
             Metric("drift_max_input_psi", float(inputs["psi"].max()), _millis(day), _step(day)),

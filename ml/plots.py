@@ -111,9 +111,13 @@ def monitoring_plots(
         axes.barh(
             rows["feature"],
             rows["psi"],
-            color=["tab:red" if v > lim else "tab:blue" for v, lim in zip(rows["psi"], rows["psi_limit"], strict=True)],
+            # Grey: a calendar feature, shown and not judged (it grows in any world).
+            color=[
+                "tab:gray" if np.isnan(lim) else "tab:red" if v > lim else "tab:blue"
+                for v, lim in zip(rows["psi"], rows["psi_limit"], strict=True)
+            ],
         )
-        axes.axvline(float(rows["psi_limit"].iloc[0]), color="grey", linestyle="--", label="limit")
+        axes.axvline(float(rows["psi_limit"].max()), color="grey", linestyle="--", label="limit")
         axes.set_xlabel("population stability index against the training date")
         axes.set_title(f"{model}: drift at {rows['scoring_date'].iloc[0]}")
         axes.legend()

@@ -71,15 +71,21 @@ def test_calibration_by_decile_splits_the_customers_by_score():
 
 def test_alerts_name_what_crossed_its_limit(tmp_path):
     settings = Settings.from_env(home=tmp_path, monitoring_psi_limit=0.2, monitoring_auc_margin=0.05)
-    drift = pd.DataFrame({"feature": ["recency_days", "frequency", SCORE_FEATURE], "psi": [0.35, 0.05, 0.21]})
+    drift = pd.DataFrame({"feature": ["recency_days", "orders_last_90d", SCORE_FEATURE], "psi": [0.35, 0.05, 0.21]})
     reference = Reference(profile=None, validation_auc=0.85)
 
-    def raised(auc: float) -> list[str]:
-        metrics = pd.DataFrame({"metric": ["roc_auc", "ece"], "value": [auc, 0.02]})
+    def raised(auc: float, ece: float = 0.02, ece_by_chance: float = 0.01) -> list[str]:
+        metrics = pd.DataFrame({"metric": ["roc_auc", "ece", "ece_by_chance"], "value": [auc, ece, ece_by_chance]})
         return alerts_for(settings, CHURN, date(2026, 6, 1), drift, metrics, reference)["kind"].tolist()
 
     assert raised(0.81) == ["input_drift", "score_drift"]  # 0.81 is within the margin of 0.85
     assert raised(0.79) == ["input_drift", "score_drift", "backtest_degraded"]
+    # Calibration: beyond CRM_MONITORING_ECE_LIMIT (0.03), unless chance alone gives that much.
+    assert raised(0.81, ece=0.05) == ["input_drift", "score_drift", "calibration_drift"]
+    assert raised(0.81, ece=0.05, ece_by_chance=0.06) == ["input_drift", "score_drift"]
+    # A calendar feature (an age, a lifetime total) grows in any world: shown, never an alert.
+    aged = pd.DataFrame({"feature": ["tenure_days", "frequency"], "psi": [1.6, 0.9]})
+    assert alerts_for(settings, CHURN, date(2026, 6, 1), aged, pd.DataFrame(), reference).empty
     nothing = alerts_for(settings, CHURN, date(2026, 6, 1), pd.DataFrame(), pd.DataFrame(), reference)
     assert nothing.empty
 
@@ -128,13 +134,14 @@ def test_the_pipeline_checks_the_scoring_date_for_drift_and_publishes_it(pipelin
     drift = _frame(settings, f"select * from {DRIFT_TABLE} where model_name = 'crm_churn'")
     assert set(pd.to_datetime(drift["scoring_date"]).dt.date) == {scoring}
     assert set(drift["feature"]) == {*FEATURE_COLUMNS, SCORE_FEATURE}
-    assert set(pd.to_datetime(drift["reference_date"]).dt.date) == {pipeline.plan(settings).train}
+    # The champion's reference is its training date: the validation date, where it was refitted.
+    assert set(pd.to_datetime(drift["reference_date"]).dt.date) == {pipeline.plan(settings).validation}
     assert drift["psi"].between(0, 50).all()
     # Against the profile the champion's training logged beside the model.
     client = registry.configure(settings)
     champion = client.get_model_version_by_alias("crm_churn", "champion")
     profile = mlflow.artifacts.load_dict(f"runs:/{champion.run_id}/{REFERENCE_PROFILE}")
-    assert profile["reference_date"] == pipeline.plan(settings).train.isoformat()
+    assert profile["reference_date"] == pipeline.plan(settings).validation.isoformat()
     assert set(profile["distributions"]) == {*FEATURE_COLUMNS, SCORE_FEATURE}
     with duckdb.connect(str(settings.bi_warehouse_path), read_only=True) as bi:
         published = f"select count(*) from {DRIFT_TABLE} where model_name = 'crm_churn'"
@@ -177,10 +184,18 @@ def test_a_closed_scoring_date_is_backtested_against_the_warehouse_labels(
     metrics = dict(zip(backtest["metric"], backtest["value"], strict=True))
     assert metrics["roc_auc"] == pytest.approx(roc_auc_score(joined[label], joined[score]), abs=1e-12)
     assert set(backtest["customers"]) == {len(joined)}
-    # The champion validated on these very customers and outcomes: its logged validation ROC-AUC.
+    # The champion was refitted on these very customers and outcomes (the freshest labels at its
+    # training): its run is the refit of the candidate selected on them, and repeats that run's metrics.
     client = MlflowClient(settings.mlflow_tracking_uri)
     champion = client.get_model_version_by_alias(model, "champion")
-    assert metrics["roc_auc"] == pytest.approx(client.get_run(champion.run_id).data.metrics["roc_auc"], abs=1e-9)
+    run = client.get_run(champion.run_id).data
+    assert run.params["train_as_of_date"] == validation.isoformat() == run.params["validation_as_of_date"]
+    selected = client.get_run(run.params["selected_on_run"]).data
+    assert (
+        selected.tags["selected"] == "true"
+        and selected.params["train_as_of_date"] == pipeline.plan(settings).train.isoformat()
+    )
+    assert run.metrics["roc_auc"] == selected.metrics["roc_auc"]
     deciles = _frame(
         settings, f"select * from {CALIBRATION_TABLE} where model_name = ? and scoring_date = ?", [model, validation]
     )
@@ -197,6 +212,7 @@ def test_monitoring_again_computes_nothing_new(monitored):
         "alerts": [],
         "degraded": [],
         "reports": {},
+        "recalibrated": {},
     }
 
 

@@ -83,8 +83,11 @@ class Settings:
     # Monitoring (ml.monitoring): an input or a score whose population stability index against the
     # data the scoring version trained on exceeds monitoring_psi_limit has drifted; a backtest whose
     # ROC-AUC falls more than monitoring_auc_margin below the version's validation ROC-AUC has degraded.
+    # A backtest whose calibration error (ECE) exceeds monitoring_ece_limit has its champion recalibrated
+    # on those outcomes (ml.calibration), promoted when that lowers the error out of sample.
     monitoring_psi_limit: float
     monitoring_auc_margin: float
+    monitoring_ece_limit: float
     random_seed: int
     # Supervised models fit on a random sample of at most this many training examples (validation and
     # scoring use every customer): beyond a few hundred thousand rows more data hardly changes them.
@@ -176,6 +179,7 @@ class Settings:
             # 0.1 to 0.25 is the usual "moderate shift" band of the population stability index.
             "monitoring_psi_limit": 0.2,
             "monitoring_auc_margin": 0.05,
+            "monitoring_ece_limit": 0.03,
             "random_seed": 42,
             "training_max_rows": 300_000,
             "gate_recent_days": 7,
@@ -437,11 +441,15 @@ def parse_row_count_bounds(text: str) -> dict[str, str | tuple[int, int]]:
 
 OBJECT_STORE_URLS = ("landing_url", "dbt_artifacts_url", "data_docs_url", "mlflow_artifacts_url")
 
+# Settings that are a share or a difference of probabilities: between 0 and 1.
+SHARES = ("quarantine_share_limit", "churn_drivers_max_shift", "monitoring_auc_margin", "monitoring_ece_limit")
+
 _EXPECTED = {
     "quarantine_share_limit": "a share between 0 and 1, e.g. 0.05",
     "churn_drivers_max_shift": "a probability difference between 0 and 1, e.g. 0.05",
     "monitoring_psi_limit": "a positive number, e.g. 0.2",
     "monitoring_auc_margin": "a ROC-AUC difference between 0 and 1, e.g. 0.05",
+    "monitoring_ece_limit": "a calibration error between 0 and 1, e.g. 0.03",
     "as_of_date": "YYYY-MM-DD",
     "earliest_plausible_date": "YYYY-MM-DD",
     "full_refresh": "true or false",
@@ -482,7 +490,7 @@ def _parse(name: str, text: str) -> object:
             "mlflow_ui_port",
         ):
             return int(text)
-        if name in ("quarantine_share_limit", "churn_drivers_max_shift", "monitoring_auc_margin"):
+        if name in SHARES:
             share = float(text)
             if not 0 <= share <= 1:
                 raise ValueError
