@@ -69,8 +69,7 @@ class PromotionDecision:
     champion_version: str | None
     champion_score: float | None
     metric: str
-    # How the champion was scored: as it is, or its method refitted on the challenger's training data
-    # (then a tie means the same method, and the challenger, fitted on fresher labels, serves).
+    # How the champion was scored: as it is, or its method refitted on the challenger's training data.
     compared: str = "on the same validation data"
 
     def describe(self) -> str:
@@ -95,17 +94,19 @@ def promote(
     champion_score: float | None,
     current_champion: str | None,
     compared: str | None = None,
+    fresher: bool = False,
 ) -> PromotionDecision:
     """Alias the new version challenger, and champion when it wins; log the decision on its run.
 
-    With ``compared`` (how the champion's method was refitted), a tie promotes the challenger: the
-    same method scores the same, and the new version learned from fresher labels."""
+    ``compared`` says how the champion was scored when not as it is (its method refitted); with
+    ``fresher`` (the new version learned from later labels than the champion), a tie promotes it: the
+    same method scores the same, and the fresher fit serves."""
     client.set_registered_model_alias(model_name, CHALLENGER, new_version)
     promoted = (
         current_champion is None
         or champion_score is None
         or challenger_score > champion_score
-        or (compared is not None and challenger_score == champion_score)
+        or (fresher and challenger_score == champion_score)
     )
     if promoted:
         client.set_registered_model_alias(model_name, CHAMPION, new_version)

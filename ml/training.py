@@ -115,7 +115,7 @@ def train_churn(settings: Settings, train_date: date, validation_date: date, fir
         "driver_features",
         json.dumps(refit.evaluation["feature"].head(explain.DRIVER_CANDIDATES).tolist()),
     )
-    decision = _promote_refit(client, "churn", refit, best, train, validation)
+    decision = _promote_refit(client, "churn", refit, best, train, validation, validation_date)
     return TrainingReport(
         churn.MODEL_NAME,
         refit.version,
@@ -240,12 +240,21 @@ def _refit_and_register(
 
 
 def _promote_refit(
-    client, model: str, refit: _Refit, best: churn.FittedCandidate, train: pd.DataFrame, validation: pd.DataFrame
+    client,
+    model: str,
+    refit: _Refit,
+    best: churn.FittedCandidate,
+    train: pd.DataFrame,
+    validation: pd.DataFrame,
+    validation_date: date,
 ) -> registry.PromotionDecision:
-    """Promote the refit when the selected candidate scored at least what the champion's method scores,
-    refitted on the same training data, on the same validation data: both out of sample (the champion
-    itself may have been fitted on the validation date), and the same method ties, so the fresher fit serves."""
+    """Promote the refit when the selected candidate scored more than the champion's method, refitted on
+    the same training data, on the same validation data: both out of sample (the champion itself may
+    have been fitted on the validation date). The same method ties: then the refit serves when it
+    learned from later labels than the champion, and the champion stays when both saw the same."""
     name, label, inputs, _ = SUPERVISED[model]
+    current = registry.champion_version(client, name)
+    trained = client.get_run(current.run_id).data.params.get("train_as_of_date") if current else None
     return _promote_on_validation(
         client,
         name,
@@ -257,6 +266,7 @@ def _promote_refit(
             refitted_method(champion, train[inputs], train[label]), validation[inputs], validation[label]
         ),
         compared="with its method refitted on the same training date",
+        fresher=trained is None or trained < validation_date.isoformat(),
     )
 
 
@@ -333,9 +343,10 @@ def _promote_on_validation(
     challenger_score: float,
     champion_score_of: Callable[[object], float],
     compared: str | None = None,
+    fresher: bool = False,
 ) -> registry.PromotionDecision:
     """Score the current champion (loaded from the registry) with ``champion_score_of`` on the same
-    validation data as the new version, then decide (``compared``: see registry.promote)."""
+    validation data as the new version, then decide (``compared``, ``fresher``: see registry.promote)."""
     current = registry.champion_version(client, model_name)
     champion_score = None
     if current is not None:
@@ -350,6 +361,7 @@ def _promote_on_validation(
         champion_score,
         current.version if current else None,
         compared,
+        fresher,
     )
 
 
@@ -546,7 +558,7 @@ def train_satisfaction(
         input_example(inputs),
         satisfaction.TEXT_TRUSTED_TYPES,
     )
-    decision = _promote_refit(client, "satisfaction", refit, best, train, validation)
+    decision = _promote_refit(client, "satisfaction", refit, best, train, validation, validation_date)
     return TrainingReport(
         satisfaction.MODEL_NAME,
         refit.version,

@@ -79,8 +79,8 @@ def test_a_champions_method_refits_without_its_calibrator():
 
 
 def test_a_tie_with_the_champions_refitted_method_promotes_the_fresher_fit(tmp_path):
-    """The same method refitted on the same training data scores the same: the challenger, fitted on
-    fresher labels, serves. Compared as it is (no refit), a tie keeps the champion."""
+    """The same method refitted on the same training data scores the same: the challenger serves when
+    it learned from fresher labels. Otherwise a tie keeps the champion."""
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     client = MlflowClient(uri, uri)
     client.create_registered_model("m")
@@ -90,6 +90,10 @@ def test_a_tie_with_the_champions_refitted_method_promotes_the_fresher_fit(tmp_p
     client.set_registered_model_alias("m", registry.CHAMPION, "1")
     kept = registry.promote(client, "m", "2", run.info.run_id, "roc_auc", 0.8, 0.8, "1")
     assert not kept.promoted and "does not beat" in kept.describe()
-    refit = registry.promote(client, "m", "3", run.info.run_id, "roc_auc", 0.8, 0.8, "1", compared="refitted")
+    same = registry.promote(client, "m", "2", run.info.run_id, "roc_auc", 0.8, 0.8, "1", compared="refitted")
+    assert not same.promoted and same.describe().endswith("refitted")
+    refit = registry.promote(
+        client, "m", "3", run.info.run_id, "roc_auc", 0.8, 0.8, "1", compared="refitted", fresher=True
+    )
     assert refit.promoted and str(client.get_model_version_by_alias("m", registry.CHAMPION).version) == "3"
     assert "ties with champion v1" in refit.describe() and "fresher labels" in refit.describe()

@@ -167,7 +167,7 @@ def test_churn_champion_is_graded_explained_and_plotted(pipeline_run):
     # customers who never ordered, so it is optional).
     logged = {item.tags[0].value: item.dataset for item in run.inputs.dataset_inputs}
     assert json.loads(logged["training"].profile)["num_rows"] == int(run.data.params["train_rows"])
-    columns = {column["name"]: column for column in json.loads(logged["validation"].schema)["mlflow_colspec"]}
+    columns = {column["name"]: column for column in json.loads(logged["training"].schema)["mlflow_colspec"]}
     assert columns["recency_days"] == {"type": "double", "name": "recency_days", "required": False}
     registry.configure(settings)  # tracking and registry: an earlier test may have pointed them elsewhere
     signature = mlflow.models.get_model_info("models:/crm_churn@champion").signature
