@@ -31,6 +31,7 @@ from crm.score_tables import (
     BACKTESTS_TABLE,
     CALIBRATION_TABLE,
     CHURN_SCORES_TABLE,
+    CLV_SCORES_TABLE,
     DRIFT_TABLE,
     MONITORING_TABLES,
     SATISFACTION_SCORES_TABLE,
@@ -39,12 +40,13 @@ from crm.score_tables import (
 )
 from crm.settings import Settings
 from crm.warehouse import Warehouse, open_warehouse
-from ml import calibration, churn, plots, registry, satisfaction
+from ml import calibration, churn, clv, plots, registry, satisfaction
 from ml.features import (
     CALENDAR_FEATURES,
     CHURN_LABELS_TABLE,
     FEATURE_COLUMNS,
     SATISFACTION_LABELS_TABLE,
+    VALUE_LABELS_TABLE,
     input_example,
     load_features,
     load_features_with_text,
@@ -64,6 +66,9 @@ BACKTEST_METRICS = ("roc_auc", "pr_auc", "brier", "ece", "lift_top_decile", "pos
 ECE_BY_CHANCE = "ece_by_chance"
 
 
+VALUE_BACKTEST_METRICS = ("spearman", "gini", "mae", "total_ratio", "decile_calibration_error")
+
+
 @dataclass(frozen=True)
 class MonitoredModel:
     """A scored model whose outcome the warehouse learns later."""
@@ -74,10 +79,39 @@ class MonitoredModel:
     score_column: str
     labels_table: str  # its labels at an as-of date (dbt, tag:monitoring), observed once the window closed
     label: str
-    window_column: str  # the labels' window length (days), CRM_CHURN_WINDOW_DAYS for both models
+    window_column: str  # the labels' window length (days)
     model_inputs: list[str]  # what the model predicts from
     drift_inputs: list[str]  # the inputs checked for drift: the numeric ones
     read_inputs: Callable[[Warehouse, date], pd.DataFrame]  # model_inputs of every customer known at a date
+    # "probability": a classifier's probability of a yes/no outcome (backtested on ROC-AUC and calibration,
+    # recalibrated when its calibration drifts); "value": expected revenue in EUR of the buyers
+    # (backtested on the normalised Gini and the totals, against the realised revenue).
+    kind: str = "probability"
+
+    @property
+    def is_probability(self) -> bool:
+        return self.kind == "probability"
+
+    @property
+    def quality_metric(self) -> str:
+        """The backtest metric compared with the version's validation (its training's selection metric)."""
+        return "roc_auc" if self.is_probability else clv.SELECTION_METRIC
+
+    @property
+    def backtest_metrics(self) -> tuple[str, ...]:
+        return BACKTEST_METRICS if self.is_probability else VALUE_BACKTEST_METRICS
+
+    def window_days(self, settings: Settings) -> int:
+        return settings.churn_window_days if self.is_probability else settings.clv_horizon
+
+    def metrics(self, outcome: np.ndarray, score: np.ndarray) -> dict[str, float]:
+        return classification_metrics(outcome, score) if self.is_probability else clv.value_metrics(outcome, score)
+
+    def predict(self, fitted, inputs: pd.DataFrame) -> np.ndarray:
+        """The scores a fitted version gives, as the scoring step stores them (a prospect has no value)."""
+        if self.is_probability:
+            return fitted.predict_proba(inputs[self.model_inputs])[:, 1]
+        return np.where(inputs["frequency"].to_numpy() >= 1, fitted.predict(inputs[self.model_inputs]), np.nan)
 
 
 MONITORED = (
@@ -105,6 +139,20 @@ MONITORED = (
         satisfaction.INPUT_COLUMNS,
         FEATURE_COLUMNS,
         load_features_with_text,
+    ),
+    # The buyers' expected revenue in the horizon after the date against what they spent in it.
+    MonitoredModel(
+        "clv",
+        clv.MODEL_NAME,
+        CLV_SCORES_TABLE,
+        "expected_revenue_eur",
+        VALUE_LABELS_TABLE,
+        clv.LABEL,
+        "clv_horizon_days",
+        FEATURE_COLUMNS,
+        FEATURE_COLUMNS,
+        load_features,
+        kind="value",
     ),
 )
 
@@ -168,7 +216,7 @@ def reference_profile(model: MonitoredModel, features: pd.DataFrame, fitted, as_
     """What a version's drift is checked against: the distribution of each drift input of every customer
     known at its training date, and of its scores of them. Logged with the version (training) as
     REFERENCE_PROFILE, so drift needs neither the training data nor the warehouse it came from."""
-    scores = fitted.predict_proba(features[model.model_inputs])[:, 1]
+    scores = model.predict(fitted, features)
     return {
         "reference_date": as_of_date.isoformat(),
         "customers": len(features),
@@ -289,7 +337,7 @@ def _plan(warehouse: Warehouse, model: MonitoredModel, settings: Settings, since
     closed = {
         day
         for day in scored["scoring_date"]
-        if horizon is not None and day + timedelta(settings.churn_window_days) <= horizon
+        if horizon is not None and day + timedelta(model.window_days(settings)) <= horizon
     }
 
     def pending(table: str, candidates: set[date]) -> list[date]:
@@ -313,10 +361,10 @@ def _plan(warehouse: Warehouse, model: MonitoredModel, settings: Settings, since
 @dataclass
 class Reference:
     """What a version's scores are compared with: its reference profile (None when there is none) and
-    its validation ROC-AUC."""
+    its validation score on the model's quality metric (ROC-AUC, or Gini for lifetime value)."""
 
     profile: dict[str, object] | None
-    validation_auc: float | None
+    validation_score: float | None
 
     @property
     def date(self) -> date | None:
@@ -380,10 +428,18 @@ def _compute(settings: Settings, client, model: MonitoredModel, plan: _Plan) -> 
 def _reference(warehouse: Warehouse, client, model: MonitoredModel, version: str, run_id: str) -> Reference:
     """The version's reference profile as its training logged it; for a version trained before profiles
     were logged, one computed from the features at its training date, where the warehouse has them."""
-    run = client.get_run(run_id)
-    validation_auc = run.data.metrics.get("roc_auc")
+    run = _run(client, run_id)
+    if run is None:
+        log.warning(
+            "%s v%s: its run %s is not in this MLflow store: no drift against it",
+            model.registered_name,
+            version,
+            run_id,
+        )
+        return Reference(None, None)
+    validation_score = run.data.metrics.get(model.quality_metric)
     try:
-        return Reference(mlflow.artifacts.load_dict(f"runs:/{run_id}/{REFERENCE_PROFILE}"), validation_auc)
+        return Reference(mlflow.artifacts.load_dict(f"runs:/{run_id}/{REFERENCE_PROFILE}"), validation_score)
     except (MlflowException, OSError):
         log.info("%s v%s logged no reference profile: computed from its training date", model.registered_name, version)
     train_date = run.data.params.get("train_as_of_date")
@@ -395,9 +451,17 @@ def _reference(warehouse: Warehouse, client, model: MonitoredModel, version: str
             version,
             train_date,
         )
-        return Reference(None, validation_auc)
+        return Reference(None, validation_score)
     fitted = mlflow.sklearn.load_model(f"models:/{model.registered_name}/{version}")
-    return Reference(reference_profile(model, features, fitted, date.fromisoformat(train_date)), validation_auc)
+    return Reference(reference_profile(model, features, fitted, date.fromisoformat(train_date)), validation_score)
+
+
+def _run(client, run_id: str):
+    """The MLflow run, or None when this store does not hold it (a warehouse scored with another store)."""
+    try:
+        return client.get_run(run_id)
+    except MlflowException:
+        return None
 
 
 def _drift(
@@ -418,7 +482,7 @@ def _outcomes(warehouse: Warehouse, model: MonitoredModel, settings: Settings, d
     return warehouse.frame(
         f"select customer_key, {model.label} as outcome from {model.labels_table} "
         f"where as_of_date = cast(? as date) and is_label_observed and {model.window_column} = ?",
-        [day, settings.churn_window_days],
+        [day, model.window_days(settings)],
     )
 
 
@@ -427,20 +491,17 @@ def _backtest(
 ) -> tuple[pd.DataFrame, pd.DataFrame] | None:
     outcomes = _outcomes(warehouse, model, settings, day)
     joined = scores.merge(outcomes, on="customer_key", how="inner").dropna(subset=["score", "outcome"])
-    outcome = joined["outcome"].astype(int).to_numpy()
+    outcome = joined["outcome"].to_numpy(dtype=float)
     if len(np.unique(outcome)) < 2:
-        log.info("%s at %s: %d outcomes, not both kinds: no backtest", model.registered_name, day, len(outcome))
+        log.info("%s at %s: %d outcomes, all alike: no backtest", model.registered_name, day, len(outcome))
         return None
     score = joined["score"].to_numpy(dtype=float)
-    metrics = classification_metrics(outcome, score)
-    metrics[ECE_BY_CHANCE] = calibration_error_by_chance(score, settings.random_seed)
-    frame = pd.DataFrame(
-        {
-            "metric": [*BACKTEST_METRICS, ECE_BY_CHANCE],
-            "value": [metrics[name] for name in (*BACKTEST_METRICS, ECE_BY_CHANCE)],
-            "customers": len(joined),
-        }
-    )
+    metrics = model.metrics(outcome, score)
+    names = list(model.backtest_metrics)
+    if model.is_probability:
+        metrics[ECE_BY_CHANCE] = calibration_error_by_chance(score, settings.random_seed)
+        names.append(ECE_BY_CHANCE)
+    frame = pd.DataFrame({"metric": names, "value": [metrics[name] for name in names], "customers": len(joined)})
     return frame, calibration_by_decile(outcome, score)
 
 
@@ -452,7 +513,7 @@ def recalibrate_champion(
     register the result as a new version, promoted when its error out of sample is lower; say what
     was done (None: nothing to do). A recalibrated version's reference profile is that date's: the
     data its probabilities were last fitted to."""
-    if not backtests:
+    if not backtests or not model.is_probability:
         return None
     day = max(backtests)
     frame = backtests[day]
@@ -554,18 +615,19 @@ def alerts_for(
                 (kind, feature, value, limit, f"{model.model} at {day}: {subject} drifted (PSI {value:.3f} > {limit})")
             )
     backtest = dict(zip(metrics.get("metric", []), metrics.get("value", []), strict=True))
-    auc, ece, ece_limit = backtest.get("roc_auc"), backtest.get("ece"), calibration_limit(settings, backtest)
-    if auc is not None and reference.validation_auc is not None:
-        floor = reference.validation_auc - settings.monitoring_auc_margin
-        if auc < floor:
+    metric = model.quality_metric
+    quality, ece, ece_limit = backtest.get(metric), backtest.get("ece"), calibration_limit(settings, backtest)
+    if quality is not None and reference.validation_score is not None:
+        floor = reference.validation_score - settings.monitoring_auc_margin
+        if quality < floor:
             rows.append(
                 (
                     "backtest_degraded",
-                    "roc_auc",
-                    auc,
+                    metric,
+                    quality,
                     floor,
-                    f"{model.model} at {day}: backtest ROC-AUC {auc:.3f} < {floor:.3f} (validation "
-                    f"{reference.validation_auc:.3f} - margin {settings.monitoring_auc_margin})",
+                    f"{model.model} at {day}: backtest {metric} {quality:.3f} < {floor:.3f} (validation "
+                    f"{reference.validation_score:.3f} - margin {settings.monitoring_auc_margin})",
                 )
             )
     if ece is not None and ece > ece_limit:
@@ -682,8 +744,9 @@ def write_report(settings: Settings, client, model: MonitoredModel) -> Path | No
     if backtests.empty and drift.empty:
         return None
     latest_run = (drift if not drift.empty else backtests)["run_id"].iloc[0]
-    validation_auc = client.get_run(latest_run).data.metrics.get("roc_auc")
-    figures = plots.monitoring_plots(name, backtests, calibration, drift, validation_auc)
+    run = _run(client, latest_run)
+    validation_score = run.data.metrics.get(model.quality_metric) if run is not None else None
+    figures = plots.monitoring_plots(name, model.quality_metric, backtests, calibration, drift, validation_score)
     images = {}
     for file_name, figure in figures.items():
         buffer = io.BytesIO()

@@ -67,19 +67,26 @@ def segment_plot(points: np.ndarray, segments: np.ndarray, names: dict[int, str]
 
 
 def monitoring_plots(
-    model: str, backtests: pd.DataFrame, calibration: pd.DataFrame, drift: pd.DataFrame, validation_auc: float | None
+    model: str,
+    quality_metric: str,
+    backtests: pd.DataFrame,
+    calibration: pd.DataFrame,
+    drift: pd.DataFrame,
+    validation_score: float | None,
 ) -> dict[str, Figure]:
-    """A model's monitoring: ROC-AUC and calibration error of the backtests over scoring dates (with the
-    validation ROC-AUC of the scoring version), mean score against realised rate by decile at each
-    backtested date, and the drift of each input and the score at the latest checked date."""
+    """A model's monitoring: its quality metric (ROC-AUC, or Gini for lifetime value) and calibration
+    error of the backtests over scoring dates (with the scoring version's validation score), mean score
+    against the realised outcome by decile at each backtested date, and the drift of each input and the
+    score at the latest checked date."""
     figures = {}
     if not backtests.empty:
         figure, axes = plt.subplots(figsize=(7, 4))
-        for metric in ("roc_auc", "ece"):
+        for metric in (quality_metric, "ece", "decile_calibration_error"):
             rows = backtests[backtests["metric"] == metric].sort_values("scoring_date")
-            axes.plot(rows["scoring_date"], rows["value"], marker="o", label=f"backtest {metric}")
-        if validation_auc is not None:
-            axes.axhline(validation_auc, color="grey", linestyle="--", label="validation roc_auc")
+            if not rows.empty:
+                axes.plot(rows["scoring_date"], rows["value"], marker="o", label=f"backtest {metric}")
+        if validation_score is not None:
+            axes.axhline(validation_score, color="grey", linestyle="--", label=f"validation {quality_metric}")
         axes.set_xlabel("scoring date")
         axes.set_title(f"{model}: scores against what happened")
         axes.legend()
@@ -99,9 +106,11 @@ def monitoring_plots(
                 alpha=1.0 if latest else 0.3,
                 label=str(day) if latest or len(dates) <= 6 else None,
             )
-        axes.plot([0, 1], [0, 1], color="grey", linestyle="--")
+        # The diagonal: scores that match what happened (probabilities up to 1, revenue up to its largest).
+        top = max(1.0, float(calibration[["mean_score", "realised_rate"]].to_numpy().max()))
+        axes.plot([0, top], [0, top], color="grey", linestyle="--")
         axes.set_xlabel("mean score (decile)")
-        axes.set_ylabel("realised rate")
+        axes.set_ylabel("realised outcome (rate, or revenue in EUR)")
         axes.set_title(f"{model}: calibration by scoring date")
         axes.legend()
         figures["calibration_by_date.png"] = figure

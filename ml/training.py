@@ -598,6 +598,7 @@ def train_clv(settings: Settings, train_date: date, validation_date: date, first
 
     def log_best(candidate: clv.FittedCandidate):
         _log_datasets(train, validation, train_date, validation_date, clv.LABEL)
+        monitoring.log_reference_profile(settings, "clv", candidate.pipeline, train_date)
         return mlflow.sklearn.log_model(
             candidate.pipeline,
             name="model",

@@ -64,6 +64,7 @@ FILE_ORDER = (
     "test_erasure.py",
     "test_engine_equivalence.py",
     "test_local_ui.py",
+    "test_model_shift.py",
     "test_warehouse.py",
     "test_quality_gates.py",
     "test_preflight.py",

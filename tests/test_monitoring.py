@@ -72,7 +72,7 @@ def test_calibration_by_decile_splits_the_customers_by_score():
 def test_alerts_name_what_crossed_its_limit(tmp_path):
     settings = Settings.from_env(home=tmp_path, monitoring_psi_limit=0.2, monitoring_auc_margin=0.05)
     drift = pd.DataFrame({"feature": ["recency_days", "orders_last_90d", SCORE_FEATURE], "psi": [0.35, 0.05, 0.21]})
-    reference = Reference(profile=None, validation_auc=0.85)
+    reference = Reference(profile=None, validation_score=0.85)
 
     def raised(auc: float, ece: float = 0.02, ece_by_chance: float = 0.01) -> list[str]:
         metrics = pd.DataFrame({"metric": ["roc_auc", "ece", "ece_by_chance"], "value": [auc, ece, ece_by_chance]})
@@ -114,7 +114,7 @@ def monitored(home_copy) -> dict[str, object]:
     (about 20 s)."""
     settings = home_copy("monitoring")
     validation = pipeline.plan(settings).validation
-    steps.score(replace(settings, as_of_date=validation), ("churn", "satisfaction"))
+    steps.score(replace(settings, as_of_date=validation), ("churn", "satisfaction", "clv"))
     # As after a daily build, the warehouse's as-of dates are the scoring date's alone: the backtest must
     # not depend on which dates the last build computed.
     run_dbt(settings, ["run", "--select", "int_as_of_dates"], pipeline.dbt_vars(settings))
@@ -168,6 +168,7 @@ def test_a_closed_scoring_date_is_backtested_against_the_warehouse_labels(
     assert monitored["first"]["backtested"] == {
         "churn": [validation.isoformat()],
         "satisfaction": [validation.isoformat()],
+        "clv": [validation.isoformat()],
     }
     assert validation.isoformat() in monitored["first"]["drift_checked"]["satisfaction"]
     joined = _frame(
@@ -205,10 +206,34 @@ def test_a_closed_scoring_date_is_backtested_against_the_warehouse_labels(
     assert pipeline.plan(settings).train in set(pd.to_datetime(labelled["as_of_date"]).dt.date)
 
 
+def test_lifetime_value_is_backtested_against_the_revenue_realised_in_its_horizon(monitored):
+    """The lifetime-value champion was trained at the training date and validated at the validation
+    date: scored there, its backtest is its validation (the same buyers, the same realised revenue)."""
+    settings, validation = monitored["settings"], monitored["validation"]
+    backtest = _frame(
+        settings,
+        f"select metric, value, customers from {BACKTESTS_TABLE} where model_name = 'crm_clv' and scoring_date = ?",
+        [validation],
+    )
+    metrics = dict(zip(backtest["metric"], backtest["value"], strict=True))
+    assert set(metrics) == {"spearman", "gini", "mae", "total_ratio", "decile_calibration_error"}
+    client = MlflowClient(settings.mlflow_tracking_uri)
+    run = client.get_run(client.get_model_version_by_alias("crm_clv", "champion").run_id).data
+    assert run.params["validation_as_of_date"] == validation.isoformat()
+    for name in ("gini", "mae", "total_ratio"):
+        assert metrics[name] == pytest.approx(run.metrics[name], rel=1e-9)
+    assert set(backtest["customers"]) == {int(run.params["validation_rows"])}
+    deciles = _frame(
+        settings, f"select * from {CALIBRATION_TABLE} where model_name = 'crm_clv' and scoring_date = ?", [validation]
+    )
+    assert deciles["customers"].sum() == int(run.params["validation_rows"])
+    assert deciles["mean_score"].is_monotonic_increasing  # predicted revenue by decile, beside the realised
+
+
 def test_monitoring_again_computes_nothing_new(monitored):
     assert monitored["again"] == {
-        "backtested": {"churn": [], "satisfaction": []},
-        "drift_checked": {"churn": [], "satisfaction": []},
+        "backtested": {"churn": [], "satisfaction": [], "clv": []},
+        "drift_checked": {"churn": [], "satisfaction": [], "clv": []},
         "alerts": [],
         "degraded": [],
         "reports": {},
@@ -248,6 +273,7 @@ def test_alerts_are_stored_and_logged_when_a_limit_is_crossed(home_copy, caplog)
     alerts = _frame(settings, f"select kind, message from {ALERTS_TABLE}")
     assert {"score_drift", "input_drift"} <= set(alerts["kind"])
     assert sorted(report["alerts"]) == sorted(alerts["message"])
-    assert report["degraded"] == ["churn", "satisfaction"]  # scores drifted: crm_daily announces crm_model_degraded
+    # Scores drifted: crm_daily announces crm_model_degraded.
+    assert report["degraded"] == ["churn", "satisfaction", "clv"]
     assert all(message in caplog.text for message in report["alerts"])
     assert sorted(pipeline.summarize(settings)["monitoring"]["alerts"]) == sorted(alerts["message"])

@@ -513,8 +513,8 @@ def summarize(settings: Settings) -> dict[str, object]:
 
 
 def _monitoring_summary(warehouse: Warehouse, scoring_date: date) -> dict[str, object]:
-    """Each model's latest backtest (ROC-AUC and calibration error) and the alerts raised at the run's
-    scoring date (ml.monitoring)."""
+    """Each model's latest backtest (ROC-AUC and calibration error; Gini and the ratio of predicted to
+    realised revenue for lifetime value) and the alerts raised at the run's scoring date (ml.monitoring)."""
     from crm.score_tables import ALERTS_TABLE, BACKTESTS_TABLE
 
     if not warehouse.table_exists(ALERTS_TABLE):
@@ -523,7 +523,7 @@ def _monitoring_summary(warehouse: Warehouse, scoring_date: date) -> dict[str, o
         f"""
         select model_name, cast(scoring_date as {warehouse.sql_type("text")}), metric, value, customers
         from {BACKTESTS_TABLE} as backtests
-        where metric in ('roc_auc', 'ece') and scoring_date = (
+        where metric in ('roc_auc', 'ece', 'gini', 'total_ratio') and scoring_date = (
             select max(scoring_date) from {BACKTESTS_TABLE} as newer where newer.model_name = backtests.model_name
         )
         order by model_name, metric"""
@@ -569,10 +569,12 @@ def format_summary(summary: dict[str, object]) -> str:
     if monitoring.get("backtests") or monitoring.get("alerts") or monitoring.get("reports"):
         lines += ["", "Monitoring (monitoring.backtests, monitoring.drift, monitoring.alerts):"]
         for model, backtest in monitoring["backtests"].items():
-            auc, ece = backtest.get("roc_auc", float("nan")), backtest.get("ece", float("nan"))
+            if "gini" in backtest:
+                quality = f"Gini {backtest['gini']:.3f}, predicted/realised revenue {backtest['total_ratio']:.2f}"
+            else:
+                quality = f"ROC-AUC {backtest['roc_auc']:.3f}, calibration error {backtest['ece']:.3f}"
             lines.append(
-                f"  {model:<20} backtest at {backtest['scoring_date']}: ROC-AUC {auc:.3f}, "
-                f"calibration error {ece:.3f} ({backtest['customers']:,} customers)"
+                f"  {model:<20} backtest at {backtest['scoring_date']}: {quality} ({backtest['customers']:,} customers)"
             )
         lines += [f"  WARNING {alert}" for alert in monitoring["alerts"]]
     for report in monitoring.get("reports") or []:

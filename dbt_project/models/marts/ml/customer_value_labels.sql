@@ -1,7 +1,15 @@
 {#- What each customer actually did in the `clv_horizon_days` after as-of date D: completed orders and
     their revenue in EUR, the outcome the lifetime-value models predict. A label is observed only once
-    the whole horizon lies within delivered data. Training only, like the churn labels. -#}
-{{ config(tags=['training']) }}
+    the whole horizon lies within delivered data. Built, like the churn labels, at the training dates
+    and at the scoring dates whose horizon has closed (monitoring's backtests); incremental, each build
+    keeping the other's dates. -#}
+{{ config(
+    materialized='incremental',
+    unique_key='as_of_date',
+    incremental_strategy='delete+insert',
+    on_schema_change='fail',
+    tags=['training', 'monitoring']
+) }}
 {%- set horizon_days = var('clv_horizon_days') -%}
 
 with
