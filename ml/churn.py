@@ -1,8 +1,8 @@
 """Churn model: scikit-learn Pipelines over the point-in-time features, trained with a time-based split.
 
 Train on the as-of date two churn windows before the scoring date, validate on the date one
-window before it (both with fully observed labels), refit the selected candidate on the validation
-date (the freshest labels), score at the latest date.
+window before it (both with fully observed labels), refit the selected candidate on both dates (the
+freshest labels included), score at the latest date.
 """
 
 from __future__ import annotations

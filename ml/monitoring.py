@@ -14,6 +14,7 @@ import base64
 import html
 import io
 import logging
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -747,17 +748,19 @@ def write_report(settings: Settings, client, model: MonitoredModel) -> Path | No
     run = _run(client, latest_run)
     validation_score = run.data.metrics.get(model.quality_metric) if run is not None else None
     figures = plots.monitoring_plots(name, model.quality_metric, backtests, calibration, drift, validation_score)
+    # Each plot is drawn once: its PNG goes inline into the page and, as a file, onto the run.
     images = {}
     for file_name, figure in figures.items():
         buffer = io.BytesIO()
         figure.savefig(buffer, format="png", dpi=90)
-        images[file_name] = base64.b64encode(buffer.getvalue()).decode()
-    page = _report_page(name, backtests, drift, alerts, images)
-    run_id = _monitoring_run(client, settings, model)
-    for file_name, figure in figures.items():
-        client.log_figure(run_id, figure, f"report/{file_name}")
+        images[file_name] = buffer.getvalue()
     plots.close(figures)
-    client.log_text(run_id, page, "report/monitoring.html")
+    page = _report_page(name, backtests, drift, alerts, images)
+    with tempfile.TemporaryDirectory() as folder:
+        for file_name, data in images.items():
+            (Path(folder) / file_name).write_bytes(data)
+        (Path(folder) / "monitoring.html").write_text(page)
+        client.log_artifacts(_monitoring_run(client, settings, model), folder, "report")
     settings.monitoring_reports_dir.mkdir(parents=True, exist_ok=True)
     path = settings.monitoring_reports_dir / f"{name}.html"
     partial = path.with_suffix(".html.partial")
@@ -773,7 +776,7 @@ def _dated(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def _report_page(
-    name: str, backtests: pd.DataFrame, drift: pd.DataFrame, alerts: pd.DataFrame, images: dict[str, str]
+    name: str, backtests: pd.DataFrame, drift: pd.DataFrame, alerts: pd.DataFrame, images: dict[str, bytes]
 ) -> str:
     metrics = (
         backtests.pivot_table(index="scoring_date", columns="metric", values="value").sort_index(ascending=False)
@@ -797,7 +800,8 @@ def _report_page(
         if not alerts.empty
         else "<p>None.</p>",
         *[
-            f'<h2>{html.escape(file_name[:-4].replace("_", " "))}</h2><img src="data:image/png;base64,{data}">'
+            f"<h2>{html.escape(file_name[:-4].replace('_', ' '))}</h2>"
+            f'<img src="data:image/png;base64,{base64.b64encode(data).decode()}">'
             for file_name, data in images.items()
         ],
         "<h2>Backtests by scoring date</h2>",

@@ -3,8 +3,8 @@ for every customer, including those who never answered a survey.
 
 Trained on the customers who answered a survey in the window after an as-of date, from their
 behaviour at that date and the words of their support tickets and survey comments (TF-IDF),
-validated the same way one window later, the selected Pipeline refitted on that later window; it
-then scores everyone at the latest date.
+validated the same way one window later, the selected Pipeline refitted on both windows; it then
+scores everyone at the latest date.
 """
 
 from __future__ import annotations

@@ -35,7 +35,7 @@ def train(settings: Settings, model: str = "churn") -> dict[str, object]:
     """Train, register and promote ``model`` (churn, segments, satisfaction, clv or recommendations).
 
     Churn, satisfaction and lifetime value train at the training date and validate at the validation
-    date (churn and satisfaction then refit the selected candidate on the validation date), and raise
+    date (churn and satisfaction then refit the selected candidate on both dates), and raise
     ml.preflight.TrainingSkipped when the data does not suffice; the segmentation fits
     at the validation date; recommendations learn from the purchases up to the validation date and
     are graded on the window after it.

@@ -44,14 +44,19 @@ PURCHASE_INPUTS = {
 
 
 def _world(settings: Settings) -> dict[str, object]:
-    """Train the churn champion as of SHIFT_DATE, score SCORING_DATE, monitor; what each step left."""
+    """Train the churn champion as of SHIFT_DATE, score SCORING_DATE, monitor; what each step left (the
+    champion's drift, backtest and alerts as this first monitoring stored them)."""
     trained_as_of = replace(settings, as_of_date=SHIFT_DATE)
     pipeline.build_training_data(trained_as_of)
     training = steps.train(trained_as_of, "churn")
     scoring = replace(settings, as_of_date=SCORING_DATE)
     steps.score(scoring, ("churn",))
     report = steps.monitor(scoring)
-    return {"settings": scoring, "training": training, "report": report}
+    stored = {
+        table: _frame(scoring, f"select * from {table} where model_name = 'crm_churn'")
+        for table in (DRIFT_TABLE, BACKTESTS_TABLE, ALERTS_TABLE)
+    }
+    return {"settings": scoring, "training": training, "report": report, **stored}
 
 
 @pytest.fixture(scope="module")
@@ -80,9 +85,8 @@ def _frame(settings: Settings, query: str) -> pd.DataFrame:
         return con.execute(query).df()
 
 
-def _backtest(settings: Settings) -> dict[str, float]:
-    frame = _frame(settings, f"select metric, value from {BACKTESTS_TABLE} where model_name = 'crm_churn'")
-    return dict(zip(frame["metric"], frame["value"], strict=True))
+def _metrics(backtest: pd.DataFrame) -> dict[str, float]:
+    return dict(zip(backtest["metric"], backtest["value"], strict=True))
 
 
 def test_both_worlds_are_the_same_until_the_shift_and_their_champions_learned_before_it(worlds):
@@ -102,8 +106,7 @@ def test_both_worlds_are_the_same_until_the_shift_and_their_champions_learned_be
 
 
 def test_the_shift_drifts_the_purchase_inputs_and_no_other(worlds):
-    settings = worlds["shifted"]["settings"]
-    drift = _frame(settings, f"select feature, psi, psi_limit from {DRIFT_TABLE} where model_name = 'crm_churn'")
+    drift = worlds["shifted"][DRIFT_TABLE]
     judged = drift[drift["psi_limit"].notna()]
     drifted = set(judged.loc[judged["psi"] > judged["psi_limit"], "feature"])
     assert {"recency_days", "orders_last_90d", "monetary_last_90d", "sessions_last_90d"} <= drifted
@@ -115,12 +118,11 @@ def test_the_shift_drifts_the_purchase_inputs_and_no_other(worlds):
 
 def test_the_shift_degrades_the_backtest_fires_alerts_and_triggers_training(worlds):
     shifted, unshifted = worlds["shifted"], worlds["unshifted"]
-    before, after = _backtest(unshifted["settings"]), _backtest(shifted["settings"])
+    before, after = _metrics(unshifted[BACKTESTS_TABLE]), _metrics(shifted[BACKTESTS_TABLE])
     # Customers who buy less churn more, and the champion's probabilities did not see it coming.
     assert after["positive_rate"] > before["positive_rate"] + 0.15
     assert after["ece"] > 0.1 > 0.05 > before["ece"]
-    kinds = set(_frame(shifted["settings"], f"select kind from {ALERTS_TABLE} where model_name = 'crm_churn'")["kind"])
-    assert {"input_drift", "score_drift", "calibration_drift"} <= kinds
+    assert {"input_drift", "score_drift", "calibration_drift"} <= set(shifted[ALERTS_TABLE]["kind"])
     assert shifted["report"]["degraded"] == ["churn"]
     # crm_daily's announce_degraded_models emits crm_model_degraded, which schedules crm_training.
     assert tasks.announce_degraded_models.function(shifted["report"]) == ["churn"]
@@ -128,8 +130,7 @@ def test_the_shift_degrades_the_backtest_fires_alerts_and_triggers_training(worl
 
 def test_without_the_shift_nothing_fires_over_the_same_days(worlds):
     world = worlds["unshifted"]
-    kinds = set(_frame(world["settings"], f"select kind from {ALERTS_TABLE} where model_name = 'crm_churn'")["kind"])
-    assert not kinds & {"input_drift", "score_drift", "backtest_degraded"}
+    assert not set(world[ALERTS_TABLE]["kind"]) & {"input_drift", "score_drift", "backtest_degraded"}
     assert world["report"]["degraded"] == []
     with pytest.raises(AirflowSkipException):
         tasks.announce_degraded_models.function(world["report"])
@@ -155,5 +156,6 @@ def test_recalibration_on_the_closed_window_brings_the_calibration_error_under_0
     )
     assert scored["model_version"].tolist() == [str(champion.version)] and scored["explained"].iloc[0] > 0
     assert world["after_recalibration"]["backtested"]["churn"] == [SCORING_DATE.isoformat()]
-    assert _backtest(settings)["ece"] < 0.03
+    after = _frame(settings, f"select metric, value from {BACKTESTS_TABLE} where model_name = 'crm_churn'")
+    assert _metrics(after)["ece"] < 0.03
     assert "churn" not in world["after_recalibration"]["recalibrated"]

@@ -186,16 +186,16 @@ def test_a_closed_scoring_date_is_backtested_against_the_warehouse_labels(
     assert metrics["roc_auc"] == pytest.approx(roc_auc_score(joined[label], joined[score]), abs=1e-12)
     assert set(backtest["customers"]) == {len(joined)}
     # The champion was refitted on these very customers and outcomes (the freshest labels at its
-    # training): its run is the refit of the candidate selected on them, and repeats that run's metrics.
+    # training) and the training date's: its run is the refit of the candidate selected on them, and
+    # repeats that run's metrics.
     client = MlflowClient(settings.mlflow_tracking_uri)
     champion = client.get_model_version_by_alias(model, "champion")
     run = client.get_run(champion.run_id).data
     assert run.params["train_as_of_date"] == validation.isoformat() == run.params["validation_as_of_date"]
+    train_date = pipeline.plan(settings).train.isoformat()
+    assert run.params["refit_as_of_dates"] == f"{train_date},{validation.isoformat()}"
     selected = client.get_run(run.params["selected_on_run"]).data
-    assert (
-        selected.tags["selected"] == "true"
-        and selected.params["train_as_of_date"] == pipeline.plan(settings).train.isoformat()
-    )
+    assert selected.tags["selected"] == "true" and selected.params["train_as_of_date"] == train_date
     assert run.metrics["roc_auc"] == selected.metrics["roc_auc"]
     deciles = _frame(
         settings, f"select * from {CALIBRATION_TABLE} where model_name = ? and scoring_date = ?", [model, validation]
