@@ -65,8 +65,7 @@ DEGRADED_KINDS = ("score_drift", "backtest_degraded")
 BACKTEST_METRICS = ("roc_auc", "pr_auc", "brier", "ece", "lift_top_decile", "positive_rate")
 # Beside them: the ECE a calibrated model exceeds only by chance on as many customers (95th percentile).
 ECE_BY_CHANCE = "ece_by_chance"
-
-
+# Lifetime value's, as its training logs them (clv.value_metrics).
 VALUE_BACKTEST_METRICS = ("spearman", "gini", "mae", "total_ratio", "decile_calibration_error")
 
 

@@ -16,7 +16,7 @@ from ml.metrics import calibration_error_by_chance, expected_calibration_error
 def _candidate(name: str) -> Pipeline:
     """A churn candidate; the trees kept few, so the test stays fast."""
     pipeline = churn.candidates(seed=0)[name]
-    return pipeline.set_params(model__max_iter=30) if name == "gradient_boosting" else pipeline
+    return pipeline.set_params(model__max_iter=15) if name == "gradient_boosting" else pipeline
 
 
 def _customers(rows: int, seed: int, shift: float = 0.0) -> tuple[pd.DataFrame, np.ndarray]:

@@ -3,13 +3,7 @@
     build: the training-data build computes the training and validation dates, and the monitoring step
     (ml.monitoring) the scoring dates whose window has closed, for the backtests. Incremental: a build
     replaces the dates it computes and keeps the others, so the two builds never undo each other. -#}
-{{ config(
-    materialized='incremental',
-    unique_key='as_of_date',
-    incremental_strategy='delete+insert',
-    on_schema_change='fail',
-    tags=['training', 'monitoring']
-) }}
+{{ config(tags=['training', 'monitoring']) }}
 {%- set window_days = var('churn_window_days') -%}
 
 with

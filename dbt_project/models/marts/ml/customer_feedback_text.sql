@@ -4,13 +4,7 @@
     Incremental: a build computes the as-of dates it was given (the dates customer_features computes
     or recomputes) and keeps the other dates' rows, which masking every text again at every stored
     date would otherwise cost each day. -#}
-{{ config(
-    materialized='incremental',
-    unique_key=['customer_key', 'as_of_date'],
-    incremental_strategy='delete+insert',
-    on_schema_change='fail',
-    tags=['point_in_time']
-) }}
+{{ config(unique_key=['customer_key', 'as_of_date'], tags=['point_in_time']) }}
 -- depends_on: {{ ref('int_as_of_dates') }}
 
 with

@@ -3,13 +3,7 @@
     label; a label is observed only once the whole window lies within delivered data. Never built by
     the daily build: the training-data build computes the training and validation dates, the
     monitoring step the scoring dates whose window has closed (as customer_churn_labels). -#}
-{{ config(
-    materialized='incremental',
-    unique_key='as_of_date',
-    incremental_strategy='delete+insert',
-    on_schema_change='fail',
-    tags=['training', 'monitoring']
-) }}
+{{ config(tags=['training', 'monitoring']) }}
 {%- set window_days = var('churn_window_days') -%}
 
 with

@@ -3,13 +3,7 @@
     the whole horizon lies within delivered data. Built, like the churn labels, at the training dates
     and at the scoring dates whose horizon has closed (monitoring's backtests); incremental, each build
     keeping the other's dates. -#}
-{{ config(
-    materialized='incremental',
-    unique_key='as_of_date',
-    incremental_strategy='delete+insert',
-    on_schema_change='fail',
-    tags=['training', 'monitoring']
-) }}
+{{ config(tags=['training', 'monitoring']) }}
 {%- set horizon_days = var('clv_horizon_days') -%}
 
 with
