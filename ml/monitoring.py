@@ -164,8 +164,9 @@ class MonitoringReport:
     backtested: dict[str, list[str]] = field(default_factory=dict)
     drift_checked: dict[str, list[str]] = field(default_factory=dict)
     alerts: list[str] = field(default_factory=list)
-    # The models whose scores drifted or whose backtest fell below their validation (DEGRADED_KINDS):
-    # a challenger should be trained. Input drift alone is a warning.
+    # The models whose scores drifted or whose backtest fell below their validation (DEGRADED_KINDS), or
+    # whose calibration drifted beyond what recalibrating the champion mends: a challenger should be
+    # trained. Input drift alone is a warning.
     degraded: list[str] = field(default_factory=list)
     # The monitoring report rewritten for each model (an HTML page with its plots).
     reports: dict[str, str] = field(default_factory=dict)
@@ -305,8 +306,11 @@ def monitor(settings: Settings, since: date | None = None) -> MonitoringReport:
         _log_to_mlflow(client, settings, model, results)
         outcome = recalibrate_champion(settings, client, model, results[BACKTESTS_TABLE])
         if outcome is not None:
-            log.warning("monitoring: %s", outcome)
-            report.recalibrated[model.model] = outcome
+            log.warning("monitoring: %s", outcome.message)
+            report.recalibrated[model.model] = outcome.message
+            # Probabilities off that a calibrator cannot mend: a challenger should be trained.
+            if not outcome.promoted and model.model not in report.degraded:
+                report.degraded.append(model.model)
         if any(results[table] for table in (DRIFT_TABLE, BACKTESTS_TABLE)):
             path = write_report(settings, client, model)
             if path is not None:
@@ -505,14 +509,20 @@ def _backtest(
     return frame, calibration_by_decile(outcome, score)
 
 
+@dataclass(frozen=True)
+class RecalibrationOutcome:
+    message: str
+    promoted: bool  # a recalibrated version is champion
+
+
 def recalibrate_champion(
     settings: Settings, client, model: MonitoredModel, backtests: dict[date, pd.DataFrame]
-) -> str | None:
+) -> RecalibrationOutcome | None:
     """When the latest date just backtested was scored by the current champion and its calibration error
     exceeds CRM_MONITORING_ECE_LIMIT, calibrate the champion on those outcomes (ml.calibration) and
     register the result as a new version, promoted when its error out of sample is lower; say what
-    was done (None: nothing to do). A recalibrated version's reference profile is that date's: the
-    data its probabilities were last fitted to."""
+    was done and whether a recalibrated version serves (None: nothing to do). A recalibrated
+    version's reference profile is that date's: the data its probabilities were last fitted to."""
     if not backtests or not model.is_probability:
         return None
     day = max(backtests)
@@ -533,9 +543,10 @@ def recalibrate_champion(
         fitted, labelled[model.model_inputs], labelled["outcome"].to_numpy(dtype=int), settings.random_seed
     )
     if not result.improves:
-        return (
+        return RecalibrationOutcome(
             f"{name} v{scored_by}: recalibrating it on the outcomes of {day} would not lower its calibration error "
-            f"out of sample (ECE {result.ece_before:.3f} -> {result.ece_after:.3f}): it stays champion"
+            f"out of sample (ECE {result.ece_before:.3f} -> {result.ece_after:.3f}): it stays champion",
+            promoted=False,
         )
     base_run = client.get_run(champion.run_id)
     experiment_id = registry.experiment_id(settings, client, name)
@@ -587,7 +598,7 @@ def recalibrate_champion(
     client.set_model_version_tag(name, version, "calibrated_on", day.isoformat())
     client.set_registered_model_alias(name, registry.CHALLENGER, version)
     client.set_registered_model_alias(name, registry.CHAMPION, version)
-    return message
+    return RecalibrationOutcome(message, promoted=True)
 
 
 def _stored(warehouse: Warehouse, table: str, model: MonitoredModel, day: date) -> pd.DataFrame:
