@@ -23,10 +23,13 @@ def expected_calibration_error(y_true: np.ndarray, probability: np.ndarray, bins
 
 
 def _sorted_calibration_error(y_sorted: np.ndarray, p_sorted: np.ndarray, bins: int) -> float:
+    """ECE of outcomes and probabilities sorted by probability: each bin's gap between its sum of
+    outcomes and of probabilities, over all rows (the gaps of the means weighted by bin size)."""
     starts = [int(part[0]) for part in np.array_split(np.arange(len(p_sorted)), bins) if len(part)]
-    sizes = np.diff([*starts, len(p_sorted)])
+    if not starts:
+        return float("nan")
     gaps = np.abs(np.add.reduceat(y_sorted, starts) - np.add.reduceat(p_sorted, starts))
-    return float(gaps.sum() / len(p_sorted)) if len(sizes) else float("nan")
+    return float(gaps.sum() / len(p_sorted))
 
 
 def calibration_error_by_chance(
