@@ -304,7 +304,7 @@ def monitor(settings: Settings, since: date | None = None) -> MonitoringReport:
             if frame["kind"].isin(DEGRADED_KINDS).any() and model.model not in report.degraded:
                 report.degraded.append(model.model)
         _log_to_mlflow(client, settings, model, results)
-        outcome = recalibrate_champion(settings, client, model, results[BACKTESTS_TABLE])
+        outcome = recalibrate_champion(settings, client, model, results[BACKTESTS_TABLE], results[ALERTS_TABLE])
         if outcome is not None:
             log.warning("monitoring: %s", outcome.message)
             report.recalibrated[model.model] = outcome.message
@@ -516,10 +516,14 @@ class RecalibrationOutcome:
 
 
 def recalibrate_champion(
-    settings: Settings, client, model: MonitoredModel, backtests: dict[date, pd.DataFrame]
+    settings: Settings,
+    client,
+    model: MonitoredModel,
+    backtests: dict[date, pd.DataFrame],
+    alerts: dict[date, pd.DataFrame],
 ) -> RecalibrationOutcome | None:
-    """When the latest date just backtested was scored by the current champion and its calibration error
-    exceeds CRM_MONITORING_ECE_LIMIT, calibrate the champion on those outcomes (ml.calibration) and
+    """When the latest date just backtested was scored by the current champion and raised a
+    calibration_drift alert (alerts_for decides), calibrate the champion on those outcomes (ml.calibration) and
     register the result as a new version, promoted when its error out of sample is lower; say what
     was done and whether a recalibrated version serves (None: nothing to do). A recalibrated
     version's reference profile is that date's: the data its probabilities were last fitted to."""
@@ -527,8 +531,7 @@ def recalibrate_champion(
         return None
     day = max(backtests)
     frame = backtests[day]
-    backtest = dict(zip(frame["metric"], frame["value"], strict=True))
-    if backtest["ece"] <= calibration_limit(settings, backtest):
+    if "calibration_drift" not in set(alerts[day]["kind"]):
         return None
     name, scored_by = model.registered_name, str(frame["model_version"].iloc[0])
     champion = registry.champion_version(client, name)

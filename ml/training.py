@@ -72,19 +72,15 @@ def train_churn(settings: Settings, train_date: date, validation_date: date, fir
     )
     # Graded against the stronger baseline: the rule's ROC-AUC is handicapped by being yes/no.
     stronger_baseline = max(baseline["baseline_roc_auc"], baseline["baseline_recency_roc_auc"])
-    run_ids, graded = {}, {}
+    run_ids, graded, grades = {}, {}, {}
     for candidate in fitted:
         with mlflow.start_run(experiment_id=experiment_id, run_name=candidate.name) as run:
             mlflow.log_params({**params, "candidate": candidate.name, "baseline_rule_days": rule.days})
             uplift = candidate.metrics["roc_auc"] - stronger_baseline
             graded[candidate.name] = {**candidate.metrics, **baseline, "roc_auc_uplift_over_baseline": uplift}
             mlflow.log_metrics(graded[candidate.name])
-            mlflow.set_tags(
-                {
-                    "selected": str(candidate is best).lower(),
-                    "grade": churn.grade(candidate.metrics["roc_auc"], stronger_baseline),
-                }
-            )
+            grades[candidate.name] = churn.grade(candidate.metrics["roc_auc"], stronger_baseline)
+            mlflow.set_tags({"selected": str(candidate is best).lower(), "grade": grades[candidate.name]})
             run_ids[candidate.name] = run.info.run_id
     refit = _refit_and_register(
         settings,
@@ -95,7 +91,7 @@ def train_churn(settings: Settings, train_date: date, validation_date: date, fir
             run_ids[best.name],
             {**params, "baseline_rule_days": rule.days},
             graded[best.name],
-            {"grade": churn.grade(best.metrics["roc_auc"], stronger_baseline)},
+            {"grade": grades[best.name]},
         ),
         train,
         validation,
@@ -108,7 +104,6 @@ def train_churn(settings: Settings, train_date: date, validation_date: date, fir
             settings.random_seed,
             rule_prediction,
         ),
-        validation[FEATURE_COLUMNS].head(5),
     )
     client.set_model_version_tag(
         churn.MODEL_NAME,
@@ -198,7 +193,6 @@ def _refit_and_register(
     validation: pd.DataFrame,
     validation_date: date,
     log_evaluation: Callable[[], pd.DataFrame],
-    input_example: pd.DataFrame,
     trusted_types: list[str] = (),
 ) -> _Refit:
     """Refit the selected candidate on the training and the validation examples, and register it in a
@@ -243,7 +237,7 @@ def _refit_and_register(
             pipeline,
             name="model",
             signature=signature(validation[inputs], best.validation_probability),
-            input_example=input_example,
+            input_example=input_example(validation[inputs]),
             registered_model_name=name,
             pip_requirements=registry.PIP_REQUIREMENTS,
             skops_trusted_types=registry.SKOPS_TRUSTED_TYPES + list(trusted_types) + CALIBRATION_TRUSTED_TYPES,
@@ -386,19 +380,19 @@ def _track_candidates(
     experiment_id: str,
     fitted: list,
     params: dict[str, object],
-    log_best: Callable[[object], object],
+    log_best: Callable[[object], object] | None = None,
 ) -> tuple[dict[str, str], object]:
     """One MLflow run per fitted candidate (best first), each with the same params and metric names and
     a ``selected`` tag; ``log_best(candidate)`` logs and registers the best inside its run and returns
-    the logged model's info (or does nothing, when a refit is registered instead). Returns the run id
-    per candidate and that info."""
+    the logged model's info (None: a refit is registered in a run of its own). Returns the run id per
+    candidate and that info."""
     run_ids, info = {}, None
     for candidate in fitted:
         with mlflow.start_run(experiment_id=experiment_id, run_name=candidate.name) as run:
             mlflow.log_params({**params, "candidate": candidate.name})
             mlflow.log_metrics(candidate.metrics)
             mlflow.set_tag("selected", str(candidate is fitted[0]).lower())
-            if candidate is fitted[0]:
+            if candidate is fitted[0] and log_best is not None:
                 info = log_best(candidate)
             run_ids[candidate.name] = run.info.run_id
     return run_ids, info
@@ -557,7 +551,7 @@ def train_satisfaction(
     fitted = satisfaction.fit_candidates(train, validation, settings.random_seed)
     best = fitted[0]
     inputs, label = validation[satisfaction.INPUT_COLUMNS], validation[satisfaction.LABEL]
-    run_ids, _ = _track_candidates(experiment_id, fitted, params, lambda candidate: None)
+    run_ids, _ = _track_candidates(experiment_id, fitted, params)
     refit = _refit_and_register(
         settings,
         "satisfaction",
@@ -568,7 +562,6 @@ def train_satisfaction(
         validation,
         validation_date,
         lambda: _log_evaluation(satisfaction.MODEL_NAME, best, inputs, label, settings.random_seed),
-        input_example(inputs),
         satisfaction.TEXT_TRUSTED_TYPES,
     )
     decision = _promote_refit(client, "satisfaction", refit, best, train, validation, validation_date)
