@@ -2,8 +2,10 @@
 session (CRM_WAREHOUSE_URL=spark+session://).
 
 One delivery, two homes with the same landing folder and PII key: the first load and build with the
-last days held back, then those days (a second load, and an incremental build: on Spark the
-incremental models' delete+insert rewrites their Parquet tables, the hooks' deletes too). After the
+last days held back, then those days and a corrected re-delivery of an orders day loaded before (a
+second load, and an incremental build: on Spark the raw tables are partitioned by delivery day and
+the incremental models by a date, and a load or build overwrites only the partitions it touches).
+After the
 incremental build every raw, staging, audit and mart table is compared row for row with the engine
 comparison of the PostgreSQL test (multisets, doubles to 10 significant digits, run times left out).
 Then the rest of the day on both engines: the mart gate, the scoring with the same champion (the
@@ -38,6 +40,14 @@ HELD_BACK_FROM = END - timedelta(days=4)
 SCHEMAS = ("raw", "staging", "audit", "marts")
 # Both homes read one landing folder: its path needs no replacing.
 SAME_LANDING = ("", "")
+# Tables partitioned on Spark, and by what: a raw table, incremental models keyed by version, by order
+# and by as-of date.
+PARTITIONED = {
+    "raw.orders": ["_partition_date"],
+    "staging.stg_shop__orders": ["delivered_on"],
+    "marts.fct_orders": ["order_date"],
+    "marts.customer_features": ["as_of_date"],
+}
 
 
 @dataclass
@@ -49,6 +59,10 @@ class Build:
     gated: dict[str, object] = field(default_factory=dict)
     scored: dict[str, object] = field(default_factory=dict)
     published: dict[str, object] = field(default_factory=dict)
+    partitions: dict[str, list[str]] = field(default_factory=dict)
+    partition_days: dict[str, set[str]] = field(default_factory=dict)
+    moved: date | None = None
+    corrected: date | None = None
 
 
 @pytest.fixture(scope="module")
@@ -78,10 +92,19 @@ def build(tmp_path_factory: pytest.TempPathFactory, engines) -> Iterator[Build]:
                 if step == "next":
                     for folder, target in held:
                         shutil.move(folder, target)
+                    corrected = _correct_orders(landing)
+                    moved = _deliver_again_later(landing, HELD_BACK_FROM, corrected)
                 for settings in (local, on_spark):
                     loaded[settings.warehouse_engine].update(pipeline.load(settings)["rows"])
                     pipeline.build_warehouse(settings)
             result = Build(loaded, on_spark)
+            session = spark.session(on_spark)
+            result.partitions = {table: spark.partition_columns(session, table) for table in PARTITIONED}
+            result.moved, result.corrected = moved, corrected
+            result.partition_days = {
+                table: {row[0].split("=")[1] for row in session.sql(f"show partitions {table}").collect()}
+                for table in ("raw.orders", "staging.stg_shop__orders")
+            }
             # Compared once, after the incremental build: Spark's statements cost about a second each.
             result.compared, result.differences = _compare(engines, local, on_spark, _warehouse_tables(local))
             # The champion both score with, trained on a copy: the training data stays out of the compared marts.
@@ -120,6 +143,50 @@ def _hold_back(landing: Path, held: Path) -> list[tuple[Path, Path]]:
                 shutil.move(folder, target)
                 moved.append((target, folder))
     return moved
+
+
+def _loaded_order_files(landing: Path) -> dict[date, Path]:
+    """The orders files of the days loaded first (before HELD_BACK_FROM)."""
+    files = {
+        date.fromisoformat(path.parent.name[3:]): path for path in (landing / "orders").glob("dt=*/orders.parquet")
+    }
+    return {day: path for day, path in sorted(files.items()) if day < HELD_BACK_FROM}
+
+
+def _correct_orders(landing: Path) -> date:
+    """Deliver the busiest loaded orders day again, corrected: one order less, and another order's
+    status changed. Returns the day."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    files = _loaded_order_files(landing)
+    day = max(files, key=lambda day: (pq.read_metadata(files[day]).num_rows, day))
+    orders = pq.read_table(files[day]).slice(1)
+    status = orders.column("status").to_pylist()
+    status[0] = "cancelled" if status[0] != "cancelled" else "completed"
+    column = orders.schema.get_field_index("status")
+    orders = orders.set_column(column, "status", pa.array(status, orders.schema.field(column).type))
+    pq.write_table(orders, files[day])
+    return day
+
+
+def _deliver_again_later(landing: Path, later: date, corrected: date) -> date:
+    """Deliver the orders of the loaded day with the fewest again, unchanged, within ``later``'s orders:
+    each order's kept version moves to ``later`` (the later delivery wins a tie), which empties the
+    first day's partition of the staging table on Spark. Returns that day."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    files = _loaded_order_files(landing)
+    target = landing / "orders" / f"dt={later.isoformat()}" / "orders.parquet"
+    later_orders = pq.read_table(target)
+    later_ids = set(later_orders.column("order_id").to_pylist())
+    # Days none of whose orders ``later`` delivers already: one delivery holds an order once.
+    ids = {day: set(pq.read_table(path).column("order_id").to_pylist()) for day, path in files.items()}
+    counts = {day: len(ids[day]) for day in files if day != corrected and ids[day] and not ids[day] & later_ids}
+    day = min(counts, key=lambda day: (counts[day], day))
+    pq.write_table(pa.concat_tables([later_orders, pq.read_table(files[day]).cast(later_orders.schema)]), target)
+    return day
 
 
 def _warehouse_tables(local: Settings) -> list[tuple[Path, str, str]]:
@@ -183,6 +250,13 @@ def test_a_day_gives_the_same_rows_on_duckdb_and_spark(build):
     publication on each: about five minutes beside the other test worker on two cores."""
     print(f"compared {len(build.compared)} tables: " + ", ".join(build.compared))
     assert build.loaded["spark"] == build.loaded["duckdb"] and sum(build.loaded["duckdb"].values()) > 0
+    assert build.partitions == PARTITIONED
+    # Raw partitions stay per delivery; the staging partition whose every order was delivered again
+    # later was emptied by the incremental build, and dropped.
+    moved, corrected = build.moved.isoformat(), build.corrected.isoformat()
+    assert {moved, corrected} <= build.partition_days["raw.orders"], build.partition_days
+    assert corrected in build.partition_days["staging.stg_shop__orders"]
+    assert moved not in build.partition_days["staging.stg_shop__orders"], build.partition_days
     assert len(build.compared) >= 50 + len(PUBLISHED_TABLES), build.compared
     assert not build.differences, "\n".join(build.differences)
     assert build.gated["spark"] == build.gated["duckdb"], build.gated
@@ -201,3 +275,35 @@ def test_a_publication_on_spark_refuses_contact_details_and_keeps_the_previous_o
         spark.publish_tables(session, ["marts.customer_360", "scratch.leaky"])
     assert session.sql("select count(*) from bi_marts.customer_360").collect()[0][0] == before > 0
     assert not session.catalog.databaseExists("bi_scratch")
+
+
+def test_deleting_rows_on_spark_overwrites_only_the_partitions_that_held_them(build):
+    """crm.spark.delete_rows on a partitioned table (as a corrected re-delivery's raw rows leave): the
+    partitions holding deleted rows are written again with the rows they keep, one left empty is
+    dropped, and the other partitions' files are not touched."""
+    session = spark.session(build.spark_settings)
+    session.sql("create database if not exists scratch")
+    session.sql("drop table if exists scratch.parted")
+    session.sql("create table scratch.parted (id int, day date) using parquet partitioned by (day)")
+    session.sql(
+        "insert into scratch.parted values (1, date'2026-01-01'), (2, date'2026-01-01'), "
+        "(3, date'2026-01-02'), (4, date'2026-01-03')"
+    )
+
+    def files(day: str) -> set[str]:
+        return {
+            row[0] for row in session.sql(f"select input_file_name() from scratch.parted where day = '{day}'").collect()
+        }
+
+    untouched, rewritten = files("2026-01-03"), files("2026-01-01")
+    spark.delete_rows(session, "scratch.parted", "id in (?, ?)", [2, 3])
+    assert sorted(tuple(row) for row in session.table("scratch.parted").collect()) == [
+        (1, date(2026, 1, 1)),
+        (4, date(2026, 1, 3)),
+    ]
+    assert [row[0] for row in session.sql("show partitions scratch.parted").collect()] == [
+        "day=2026-01-01",
+        "day=2026-01-03",
+    ]
+    assert files("2026-01-03") == untouched and files("2026-01-01") != rewritten
+    session.sql("drop table scratch.parted")

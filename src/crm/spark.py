@@ -29,6 +29,9 @@ if TYPE_CHECKING:
 
     from crm.landing import BatchGate
 
+# Raw tables are partitioned by their delivery's day: a corrected re-delivery replaces its partitions only.
+RAW_PARTITION = "_partition_date"
+
 # DuckDB's types as Spark names them (those the raw layer uses).
 _SPARK_TYPES = {
     "VARCHAR": "string",
@@ -59,6 +62,10 @@ def session_conf(settings: Settings) -> dict[str, str]:
         "spark.ui.enabled": "false",
         "spark.sql.shuffle.partitions": "2",
         "spark.sql.session.timeZone": "UTC",
+        "spark.sql.sources.partitionOverwriteMode": "dynamic",
+        # The metastore's filter parser refuses a column named with a leading underscore (the raw
+        # tables' _partition_date): Spark lists the partitions and prunes them itself.
+        "spark.sql.hive.metastorePartitionPruning": "false",
         "spark.ui.showConsoleProgress": "false",
     }
 
@@ -113,46 +120,110 @@ def spark_type(duckdb_type: str) -> str:
     return _SPARK_TYPES.get(duckdb_type, "string")
 
 
-def ensure_tables_like(scratch: duckdb.DuckDBPyConnection, spark: SparkSession, tables: list[str]) -> None:
+def ensure_tables_like(
+    scratch: duckdb.DuckDBPyConnection,
+    spark: SparkSession,
+    tables: list[str],
+    partitioned: frozenset[str] = frozenset(),
+) -> None:
     """Create each of ``tables`` (schema.name) on Spark as a Parquet table with the columns it has on
-    DuckDB, where it is missing; refuse one that exists with other columns, naming both lists."""
+    DuckDB, where it is missing; those in ``partitioned`` partitioned by ``_partition_date`` (Spark
+    keeps a partition column last). Refuse one that exists with other columns, naming both lists; a
+    table of ``partitioned`` written before it was partitioned is rewritten partitioned once."""
     from crm.landing import table_layout
 
     for table in tables:
         schema, name = table.split(".")
-        columns = table_layout(scratch, table)
+        layout = table_layout(scratch, table)
+        partition = [RAW_PARTITION] if table in partitioned else []
+        columns = [column for column, _ in layout if column not in partition] + partition
         spark.sql(f"create database if not exists {schema}")
         if not spark.catalog.tableExists(table):
-            described = ", ".join(f"`{column}` {spark_type(kind)}" for column, kind in columns)
-            spark.sql(f"create table {table} ({described}) using parquet")
+            described = ", ".join(f"`{column}` {spark_type(kind)}" for column, kind in layout)
+            partitioned_by = f" partitioned by ({RAW_PARTITION})" if partition else ""
+            spark.sql(f"create table {table} ({described}) using parquet{partitioned_by}")
             continue
         existing = [column.name for column in spark.catalog.listColumns(table)]
-        if existing != [column for column, _ in columns]:
+        if sorted(existing) == sorted(columns) and partition and partition_columns(spark, table) != partition:
+            _rewrite(spark, table, f"select {_quoted(columns)} from {table}", partition)
+            existing = columns
+        if existing != columns:
             raise ValueError(
-                f"{table} has columns {existing} on Spark, the load writes {[column for column, _ in columns]}: "
-                "migrate or drop the table first"
+                f"{table} has columns {existing} on Spark, the load writes {columns}: migrate or drop the table first"
             )
 
 
+def partition_columns(spark: SparkSession, table: str) -> list[str]:
+    """The partition columns of a Spark table, in order (none for an unpartitioned one)."""
+    return [column.name for column in spark.catalog.listColumns(table) if column.isPartition]
+
+
+def _quoted(columns: list[str]) -> str:
+    return ", ".join(f"`{column}`" for column in columns)
+
+
+def _rewrite(
+    spark: SparkSession, table: str, rows: str, partition: list[str], params: list[object] | None = None
+) -> None:
+    """Replace ``table`` by ``rows`` (a query that may read it): written beside it, then swapped in.
+    Between the drop and the rename a reader finds no table; a failure before the drop changes nothing."""
+    rewritten = f"{table}__rewrite"
+    partitioned_by = f" partitioned by ({_quoted(partition)})" if partition else ""
+    spark.sql(f"drop table if exists {rewritten}")
+    spark.sql(f"create table {rewritten} using parquet{partitioned_by} as {rows}", args=params or None)
+    spark.sql(f"drop table {table}")
+    spark.sql(f"alter table {rewritten} rename to {table}")
+
+
 def append(spark: SparkSession, table: str, rows: pa.Table) -> int:
-    """Append ``rows`` (the table's columns, in order) to a Spark table as new Parquet files."""
+    """Append ``rows`` (the table's columns, in any order) to a Spark table as new Parquet files, into
+    the partitions their values name."""
     if rows.num_rows:
-        spark.createDataFrame(rows).write.insertInto(table)
+        # insertInto matches columns by position, and Spark keeps partition columns last.
+        spark.createDataFrame(rows.select(spark.table(table).columns)).write.insertInto(table)
     return rows.num_rows
 
 
 def delete_rows(spark: SparkSession, table: str, condition: str, params: list[object] | None = None) -> None:
-    """Delete the rows of ``table`` for which ``condition`` holds: a Parquet table cannot delete in
-    place, so the rows kept are written to a new table that replaces it (macros/delete_rows.sql does
-    the same in dbt's hooks)."""
-    kept = f"{table}__kept"
-    spark.sql(f"drop table if exists {kept}")
-    spark.sql(
-        f"create table {kept} using parquet as select * from {table} where not coalesce({condition}, false)",
-        args=params or None,
+    """Delete the rows of ``table`` for which ``condition`` holds. A Parquet file cannot delete rows in
+    place: the partitions holding such rows are overwritten with the rows they keep (a partition
+    left empty is dropped), and the others are not touched; an unpartitioned table is rewritten whole
+    (macros/delete_rows.sql does the same in dbt's hooks)."""
+    partition = partition_columns(spark, table)
+    deleted = f"coalesce({condition}, false)"
+    if not partition:
+        _rewrite(spark, table, f"select * from {table} where not {deleted}", [], params)
+        return
+    args = params or None
+    touched = {
+        tuple(row)
+        for row in spark.sql(f"select distinct {_quoted(partition)} from {table} where {deleted}", args=args).collect()
+    }
+    if not touched:
+        return
+    in_touched = " or ".join(
+        "("
+        + " and ".join(f"`{column}` <=> {_literal(value)}" for column, value in zip(partition, values, strict=True))
+        + ")"
+        for values in sorted(touched, key=str)
     )
-    spark.sql(f"drop table {table}")
-    spark.sql(f"alter table {kept} rename to {table}")
+    kept = f"select {_quoted(spark.table(table).columns)} from {table} where ({in_touched}) and not {deleted}"
+    remaining = {
+        tuple(row) for row in spark.sql(f"select distinct {_quoted(partition)} from ({kept})", args=args).collect()
+    }
+    if remaining:
+        # Dynamic partition overwrite (session_conf): only the partitions the kept rows fall in are replaced.
+        spark.sql(f"insert overwrite table {table} partition ({_quoted(partition)}) {kept}", args=args)
+    for values in touched - remaining:
+        spec = ", ".join(f"`{column}` = {_literal(value)}" for column, value in zip(partition, values, strict=True))
+        spark.sql(f"alter table {table} drop if exists partition ({spec})")
+
+
+def _literal(value: object) -> str:
+    """A partition value as a Spark SQL literal (Spark casts it to the column's type)."""
+    if value is None:
+        return "null"
+    return "'" + str(value).replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
 def load_landing(
@@ -177,7 +248,12 @@ def load_landing(
         duckdb.connect(f"{folder}/scratch.duckdb") as scratch,
     ):
         ensure_raw_schema(scratch)
-        ensure_tables_like(scratch, spark, [*raw_tables, ERASED_IDS_TABLE])
+        ensure_tables_like(
+            scratch,
+            spark,
+            [*raw_tables, ERASED_IDS_TABLE],
+            frozenset(contract.raw_table for contract in CONTRACTS.values()),
+        )
         for contract in CONTRACTS.values():
             unlogged = (
                 f"not exists (select 1 from {LOAD_LOG_TABLE} as loads where loads.source = '{contract.name}' "

@@ -8,6 +8,7 @@
     materialized='incremental',
     unique_key=['order_id', 'updated_at', 'delivered_on'],
     incremental_strategy='delete+insert',
+    partition_by=partitioned_on_spark(['delivered_on']),
     on_schema_change='fail'
 ) }}
 {%- set version_columns = [

@@ -6,7 +6,8 @@
 {{ config(
     materialized='incremental',
     unique_key=['order_id', 'updated_at', 'delivered_on'],
-    incremental_strategy='delete+insert'
+    incremental_strategy='delete+insert',
+    partition_by=partitioned_on_spark(['delivered_on'])
 ) }}
 
 with

@@ -14,6 +14,7 @@
     materialized='incremental',
     unique_key='as_of_date',
     incremental_strategy='delete+insert',
+    partition_by=partitioned_on_spark(['as_of_date']),
     on_schema_change='fail',
     tags=['point_in_time'],
     pre_hook=[

@@ -6,6 +6,7 @@
     materialized='incremental',
     unique_key='order_id',
     incremental_strategy='delete+insert',
+    partition_by=partitioned_on_spark(['order_date']),
     on_schema_change='fail'
 ) }}
 

@@ -6,6 +6,7 @@
     materialized='incremental',
     unique_key='order_id',
     incremental_strategy='delete+insert',
+    partition_by=partitioned_on_spark(['delivered_on']),
     on_schema_change='append_new_columns'
 ) }}
 
