@@ -156,15 +156,6 @@ def test_a_spark_warehouse_is_a_local_session_or_a_thrift_server(tmp_path: Path,
     assert cluster.warehouse_pool_slots == SERVER_WAREHOUSE_SLOTS
 
 
-def test_the_stages_spark_does_not_run_yet_say_so_before_touching_it(tmp_path: Path):
-    from crm import erasure
-    from crm.warehouse import EngineNotSupported
-
-    on_spark = Settings.from_env(home=tmp_path, warehouse_url="spark+session://")
-    with pytest.raises(EngineNotSupported, match="^erasure does not run on Spark yet .*only load, build, .* do"):
-        erasure.erase(on_spark, tmp_path / "customer_ids.csv")
-
-
 def test_shared_locations_take_object_store_urls_and_refuse_plain_paths(monkeypatch: pytest.MonkeyPatch):
     assert Settings.from_env().landing_url == ""  # the local landing folder only
     monkeypatch.setenv("CRM_LANDING_URL", "s3://crm-prod/landing")

@@ -33,7 +33,7 @@ from crm.generate import GeneratorConfig, generate
 from crm.pipeline import PUBLISHED_TABLES
 from crm.settings import Settings, hmac_pads
 from crm.warehouse import PUBLISHED_SCHEMA_PREFIX, DuckDBWarehouse, PublicationRefused, SparkWarehouse
-from ml import steps
+from ml import preflight, steps
 
 END = date(2026, 11, 23)
 HELD_BACK_FROM = END - timedelta(days=4)
@@ -54,10 +54,12 @@ PARTITIONED = {
 class Build:
     loaded: dict[str, collections.Counter]
     spark_settings: Settings
+    local_settings: Settings
     compared: list[str] = field(default_factory=list)
     differences: list[str] = field(default_factory=list)
     gated: dict[str, object] = field(default_factory=dict)
     scored: dict[str, object] = field(default_factory=dict)
+    monitored: dict[str, object] = field(default_factory=dict)
     published: dict[str, object] = field(default_factory=dict)
     partitions: dict[str, list[str]] = field(default_factory=dict)
     partition_days: dict[str, set[str]] = field(default_factory=dict)
@@ -97,7 +99,7 @@ def build(tmp_path_factory: pytest.TempPathFactory, engines) -> Iterator[Build]:
                 for settings in (local, on_spark):
                     loaded[settings.warehouse_engine].update(pipeline.load(settings)["rows"])
                     pipeline.build_warehouse(settings)
-            result = Build(loaded, on_spark)
+            result = Build(loaded, on_spark, local)
             session = spark.session(on_spark)
             result.partitions = {table: spark.partition_columns(session, table) for table in PARTITIONED}
             result.moved, result.corrected = moved, corrected
@@ -117,12 +119,18 @@ def build(tmp_path_factory: pytest.TempPathFactory, engines) -> Iterator[Build]:
             shutil.copytree(local.home, training.home)
             pipeline.build_training_data(training)
             steps.train(training, "segments")
+            # Churn too, so that monitoring has a champion to watch: 200 customers give fewer than the
+            # 100 labels of each class the preflight asks for.
+            patch.setattr(preflight, "MIN_LABELS_PER_CLASS", 20)
+            steps.train(training, "churn")
             for settings in (local, on_spark):
                 engine = settings.warehouse_engine
                 result.gated[engine] = pipeline.gate_marts(settings)
                 result.scored[engine] = {
                     model: scored.get("rows", "skipped") for model, scored in steps.score(settings).items()
                 }
+                monitored = steps.monitor(settings)
+                result.monitored[engine] = {key: monitored[key] for key in ("drift_checked", "backtested", "alerts")}
                 result.published[engine] = pipeline.publish(settings)
             compared, differences = _compare(engines, local, on_spark, _scored_and_published_tables(local))
             result.compared += compared
@@ -262,6 +270,10 @@ def test_a_day_gives_the_same_rows_on_duckdb_and_spark(build):
     assert build.gated["spark"] == build.gated["duckdb"], build.gated
     assert build.scored["spark"] == build.scored["duckdb"] and build.scored["duckdb"]["segments"] > 100, build.scored
     assert build.published["spark"] == build.published["duckdb"], build.published
+    # Monitoring on Spark: the churn champion's drift at the scoring date, as on DuckDB (the monitoring
+    # tables are among the published tables compared above).
+    assert build.monitored["spark"] == build.monitored["duckdb"], build.monitored
+    assert build.monitored["spark"]["drift_checked"].get("churn"), build.monitored
 
 
 def test_a_publication_on_spark_refuses_contact_details_and_keeps_the_previous_one(build):
@@ -307,3 +319,48 @@ def test_deleting_rows_on_spark_overwrites_only_the_partitions_that_held_them(bu
     ]
     assert files("2026-01-03") == untouched and files("2026-01-01") != rewritten
     session.sql("drop table scratch.parted")
+
+
+def test_an_erasure_on_spark_deletes_what_it_deletes_on_duckdb_and_leaves_no_trace(build, tmp_path: Path):
+    """Last in this module (it changes both homes): one customer erased on Spark, then on DuckDB (the
+    landing folder they share is rewritten by the first). The same rows leave the same tables on both
+    engines; no Spark table or published view holds the customer's ids afterwards, and only the new
+    publication's copies remain (the earlier ones held the customer's rows)."""
+    from crm import erasure
+
+    session = spark.session(build.spark_settings)
+    local = build.local_settings
+    with duckdb.connect(str(local.warehouse_path), read_only=True) as con:
+        victim, order_ids = con.execute(
+            "select customer_id, list(order_id order by order_id) from raw.orders group by customer_id "
+            "having count(*) >= 2 order by count(*) desc, customer_id limit 1"
+        ).fetchone()
+    request = tmp_path / "erase.txt"
+    request.write_text(f"{victim}\n")
+
+    on_spark = erasure.erase(build.spark_settings, request, rebuild=False)
+    on_duckdb = erasure.erase(local, request, rebuild=False)
+
+    assert on_spark["suppressed"] == on_duckdb["suppressed"] and on_spark["suppressed"]["customer_id"] >= 1
+    # The snapshot is DuckDB's and PostgreSQL's only (dbt-spark snapshots need Delta).
+    duckdb_deleted = {t: n for t, n in on_duckdb["removed"]["warehouse"].items() if not t.startswith("snapshots.")}
+    assert on_spark["removed"]["warehouse"] == duckdb_deleted and duckdb_deleted["raw.orders"] >= len(order_ids)
+    warehouse = SparkWarehouse(session)
+    residue = {}
+    published_views = [
+        (PUBLISHED_SCHEMA_PREFIX + table, column)
+        for table in PUBLISHED_TABLES
+        for column in warehouse.columns(PUBLISHED_SCHEMA_PREFIX + table)
+    ]
+    for relation, column in warehouse.base_table_columns() + published_views:
+        if column in ("customer_id", "order_id"):
+            wanted = [victim] if column == "customer_id" else order_ids
+            condition = (
+                f"{warehouse.try_bigint(f'trim(cast({column} as string))')} in ({', '.join('?' for _ in wanted)})"
+            )
+            hits = warehouse.row(f"select count(*) from {relation} where {condition}", wanted)[0]
+            if hits:
+                residue[f"{relation}.{column}"] = hits
+    assert not residue, residue
+    copies = [database.name for database in session.catalog.listDatabases(f"{PUBLISHED_SCHEMA_PREFIX}marts__v*")]
+    assert len(copies) == 1, copies

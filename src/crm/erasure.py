@@ -43,7 +43,6 @@ from crm import storage
 from crm.contact_rules import EMAIL_IN_TEXT, PHONE_IN_TEXT
 from crm.contracts import CONTRACTS, SourceContract
 from crm.landing import (
-    ERASED_IDS_DDL,
     ERASED_IDS_TABLE,
     LOAD_LOG_TABLE,
     PARTITION_PREFIX,
@@ -52,7 +51,7 @@ from crm.landing import (
     record_rewritten_files,
 )
 from crm.settings import Settings, hmac_pads
-from crm.warehouse import PUBLISHED_SCHEMA_PREFIX, Warehouse, open_warehouse, refuse_on_spark, warehouse_exists
+from crm.warehouse import PUBLISHED_SCHEMA_PREFIX, Warehouse, open_warehouse, warehouse_exists
 
 log = logging.getLogger(__name__)
 
@@ -193,8 +192,7 @@ def hash_key_session(settings: Settings, warehouse: Warehouse) -> Warehouse:
 
 
 def ensure_suppression_list(warehouse: Warehouse) -> None:
-    warehouse.execute("create schema if not exists raw")
-    warehouse.execute(ERASED_IDS_DDL)
+    warehouse.ensure_erased_ids_table()
 
 
 def _in(values: Iterable[object]) -> tuple[str, list[object]]:
@@ -243,12 +241,18 @@ def record_suppression(settings: Settings, customer_ids: Iterable[int]) -> dict[
         rows = [(kind, settings.hash_pii(value), settings.hash_pii(request)) for kind, value, request in entries]
         request_hashes = sorted(settings.hash_pii(c) for c in requested)
         with warehouse.transaction():
-            for row in rows:
-                warehouse.execute(
-                    f"insert into {ERASED_IDS_TABLE} values (?, ?, cast(current_timestamp as timestamp), ?) "
-                    f"on conflict do nothing",
-                    row,
-                )
+            # The ids not listed yet (a rerun adds nothing): one statement, the same on every engine.
+            warehouse.execute(
+                f"""
+                insert into {ERASED_IDS_TABLE}
+                select found.id_kind, found.id_hash, cast(current_timestamp as timestamp), found.request_hash
+                from (values {", ".join("(?, ?, ?)" for _ in rows)}) as found (id_kind, id_hash, request_hash)
+                where not exists (
+                    select 1 from {ERASED_IDS_TABLE} as listed
+                    where listed.id_kind = found.id_kind and listed.id_hash = found.id_hash
+                )""",
+                [value for row in rows for value in row],
+            )
             listed_requests, request_params = _in(request_hashes)
             recorded = warehouse.rows(
                 f"select id_kind, id_hash from {ERASED_IDS_TABLE} where request_hash in {listed_requests}",
@@ -276,7 +280,7 @@ def _request_of(customer_id: str, requested: set[str], warehouse: Warehouse) -> 
     listed, ids = _in(sorted(int(c) for c in requested))
     row = warehouse.row(
         f"""
-        select min(cast(requested.customer_id as text)) from {IDENTITY_VIEW} as linked
+        select min(cast(requested.customer_id as {warehouse.sql_type("text")})) from {IDENTITY_VIEW} as linked
         join {IDENTITY_VIEW} as requested on requested.customer_key = linked.customer_key
         where linked.customer_id = ? and requested.customer_id in {listed}""",
         [int(customer_id), *ids],
@@ -291,7 +295,7 @@ def _linked_customer_ids(warehouse: Warehouse, requested: set[str]) -> set[str]:
     listed, ids = _in(sorted(int(c) for c in requested))
     rows = warehouse.rows(
         f"""
-        select cast(customer_id as text) from {IDENTITY_VIEW}
+        select cast(customer_id as {warehouse.sql_type("text")}) from {IDENTITY_VIEW}
         where customer_key in (select customer_key from {IDENTITY_VIEW} where customer_id in {listed})""",
         ids,
     )
@@ -534,7 +538,7 @@ def erase_warehouse(settings: Settings) -> dict[str, int]:
                 if table == "audit.rejected_rows":
                     conditions += _rejected_rows_conditions(warehouse, erased_customers, erased_orders)
                     params += [*customer_ids, *order_ids, *order_ids]
-                count = warehouse.modify(f"delete from {table} where {' or '.join(conditions)}", params)
+                count = warehouse.delete_rows(table, " or ".join(conditions), params)
                 if count:
                     deleted[table] = count
             count = _erase_rejected_lines(warehouse, suppression)
@@ -546,7 +550,7 @@ def erase_warehouse(settings: Settings) -> dict[str, int]:
 
 
 def _canonical_sql(warehouse: Warehouse, column: str) -> str:
-    return warehouse.try_bigint(f'trim(cast("{column}" as text))')
+    return warehouse.try_bigint(f"trim(cast({column} as {warehouse.sql_type('text')}))")
 
 
 def _rejected_rows_conditions(warehouse: Warehouse, erased_customers: str, erased_orders: str) -> list[str]:
@@ -564,14 +568,8 @@ def _id_tables(warehouse: Warehouse) -> dict[str, list[str]]:
     """Every base table with a column that refers to a customer or an order, and those columns; not the
     published copies for BI (republish_bi replaces them)."""
     tables: dict[str, list[str]] = {}
-    for table, column in warehouse.rows("""
-        select c.table_schema || '.' || c.table_name, c.column_name
-        from information_schema.columns as c
-        join information_schema.tables as t
-            on t.table_catalog = c.table_catalog and t.table_schema = c.table_schema and t.table_name = c.table_name
-        where t.table_type = 'BASE TABLE' and c.column_name in ('customer_id', 'customer_key', 'order_id')
-        order by 1, c.ordinal_position"""):
-        if not table.startswith(PUBLISHED_SCHEMA_PREFIX):
+    for table, column in warehouse.base_table_columns():
+        if column in (CUSTOMER_ID, "customer_key", ORDER_ID) and not table.startswith(PUBLISHED_SCHEMA_PREFIX):
             tables.setdefault(table, []).append(column)
     if warehouse.table_exists("audit.rejected_rows"):
         tables.setdefault("audit.rejected_rows", [])
@@ -611,32 +609,46 @@ def _erase_rejected_lines(warehouse: Warehouse, suppression: Suppression) -> int
         for source, source_file, delivery, line_number, line in rows
         if source in CONTRACTS and suppression.line(CONTRACTS[source], line)
     ]
-    for line in doomed:
-        warehouse.execute(
-            f"delete from {REJECTED_ROWS_TABLE} where source = ? and source_file = ? and delivery = ? "
-            f"and line_number is not distinct from ? and raw_line = ?",
-            line,
+    if doomed:
+        line = (
+            "(source = ? and source_file = ? and delivery = ? and line_number is not distinct from ? and raw_line = ?)"
+        )
+        warehouse.delete_rows(
+            REJECTED_ROWS_TABLE, " or ".join(line for _ in doomed), [v for row in doomed for v in row]
         )
     return len(doomed)
 
 
 def _recount_load_log(warehouse: Warehouse) -> None:
-    """The load log's counts per partition equal the rows raw and the quarantine hold for its file."""
-    for name in (*CUSTOMER_SOURCES, *ORDER_SOURCES):
-        contract = CONTRACTS[name]
-        warehouse.execute(
-            f"""
-            update {LOAD_LOG_TABLE} as loads set
-                row_count = (select count(*) from {contract.raw_table} as r
-                             where r._source_file = loads.file and r._delivery = loads.delivery),
-                rejected_count = (select count(*) from {REJECTED_ROWS_TABLE} as q
-                                  where q.source_file = loads.file and q.delivery = loads.delivery)
-            where loads.source = ?
-                -- earlier deliveries' rows left raw when a correction replaced them: their counts stay
-                and loads.delivery = (select max(delivery) from {LOAD_LOG_TABLE} as l
-                                      where l.source = loads.source and l.partition_date = loads.partition_date)""",
-            [name],
-        )
+    """The load log's counts per partition equal the rows raw and the quarantine hold for its file: the
+    log is written again (one query, the same on every engine: Spark's Parquet cannot update rows)."""
+    sources = (*CUSTOMER_SOURCES, *ORDER_SOURCES)
+    raw_rows = " ".join(
+        f"when '{name}' then (select count(*) from {CONTRACTS[name].raw_table} as r "
+        "where r._source_file = loads.file and r._delivery = loads.delivery)"
+        for name in sources
+    )
+    # Only each partition's latest delivery: the rows of earlier deliveries left raw when a correction
+    # replaced them, and their counts stay.
+    recounted = (
+        f"loads.source in ({', '.join(repr(name) for name in sources)}) and loads.delivery = "
+        f"(select max(delivery) from {LOAD_LOG_TABLE} as l "
+        "where l.source = loads.source and l.partition_date = loads.partition_date)"
+    )
+    counts = {
+        "row_count": f"case loads.source {raw_rows} end",
+        "rejected_count": (
+            f"(select count(*) from {REJECTED_ROWS_TABLE} as q "
+            "where q.source_file = loads.file and q.delivery = loads.delivery)"
+        ),
+    }
+    columns = ", ".join(
+        f"case when {recounted} then {counts[column]} else loads.{column} end as {column}"
+        if column in counts
+        else f"loads.{column}"
+        for column in warehouse.columns(LOAD_LOG_TABLE)
+    )
+    warehouse.rewrite_table(LOAD_LOG_TABLE, f"select {columns} from {LOAD_LOG_TABLE} as loads")
 
 
 # 4. The BI copy, 5. the audit log ----------------------------------------------------------------
@@ -676,7 +688,6 @@ def write_audit(settings: Settings, suppression: dict[str, object], removed: dic
 def erase(settings: Settings, customer_ids_file: Path, rebuild: bool = True) -> dict[str, object]:
     """The whole erasure (``crm erase``); with ``rebuild``, then a dbt build and publish, so that the
     aggregates (campaign results, RFM bounds, consolidation rates) no longer count the erased."""
-    refuse_on_spark(settings, "erasure")
     ids = read_customer_ids(customer_ids_file)
     suppression = record_suppression(settings, ids)
     removed = {"landing": erase_landing(settings), "warehouse": erase_warehouse(settings)}

@@ -231,15 +231,33 @@ def _refuse_link_out(root: Path, path: Path | os.DirEntry[str], contract: Source
 
 def record_rewritten_files(warehouse: Warehouse, paths: list[Path]) -> None:
     """The platform's own rewrite of delivered files (an erasure) is no re-delivery: the load log takes
-    their new size, time and fingerprint (on their latest delivery)."""
-    for path in paths:
-        stat = path.stat()
-        warehouse.execute(
-            f"""
-            update {LOAD_LOG_TABLE} as loads set file_bytes = ?, file_modified_ns = ?, fingerprint = ?
-            where file = ?
-                and delivery = (select max(delivery) from {LOAD_LOG_TABLE} as l where l.file = loads.file)""",
-            [stat.st_size, stat.st_mtime_ns, file_fingerprint(path), str(path)],
+    their new size, time and fingerprint (on their latest delivery). The log is written again (one
+    query, the same on every engine: Spark's Parquet cannot update rows)."""
+    if not paths:
+        return
+    files = [(str(path), path.stat(), file_fingerprint(path)) for path in paths]
+    latest = (
+        f"rewritten.file is not null and loads.delivery = "
+        f"(select max(delivery) from {LOAD_LOG_TABLE} as l where l.file = loads.file)"
+    )
+    new_values = {
+        "file_bytes": "cast(rewritten.file_bytes as bigint)",
+        "file_modified_ns": "cast(rewritten.file_modified_ns as bigint)",
+        "fingerprint": "rewritten.fingerprint",
+    }
+    columns = ", ".join(
+        f"case when {latest} then {new_values[column]} else loads.{column} end as {column}"
+        if column in new_values
+        else f"loads.{column}"
+        for column in warehouse.columns(LOAD_LOG_TABLE)
+    )
+    with warehouse.transaction():
+        warehouse.rewrite_table(
+            LOAD_LOG_TABLE,
+            f"select {columns} from {LOAD_LOG_TABLE} as loads left join (values "
+            + ", ".join("(?, ?, ?, ?)" for _ in files)
+            + ") as rewritten (file, file_bytes, file_modified_ns, fingerprint) on rewritten.file = loads.file",
+            [value for path, stat, digest in files for value in (path, stat.st_size, stat.st_mtime_ns, digest)],
         )
 
 

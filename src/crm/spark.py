@@ -219,6 +219,19 @@ def delete_rows(spark: SparkSession, table: str, condition: str, params: list[ob
         spark.sql(f"alter table {table} drop if exists partition ({spec})")
 
 
+def rewrite_table(spark: SparkSession, table: str, query: str, params: list[object] | None = None) -> None:
+    """Replace every row of an unpartitioned ``table`` by those of ``query``, which may read it: the rows
+    are staged in a table of their own first (Spark cannot overwrite a table a query reads), then
+    overwrite the table, which keeps its definition and column types."""
+    if partition_columns(spark, table):
+        raise ValueError(f"{table} is partitioned: rewrite_table replaces unpartitioned tables only")
+    staged = f"{table}__staged"
+    spark.sql(f"drop table if exists {staged}")
+    spark.sql(f"create table {staged} using parquet as {query}", args=params or None)
+    spark.sql(f"insert overwrite table {table} select {_quoted(spark.table(table).columns)} from {staged}")
+    spark.sql(f"drop table {staged}")
+
+
 def _literal(value: object) -> str:
     """A partition value as a Spark SQL literal (Spark casts it to the column's type)."""
     if value is None:
@@ -278,7 +291,7 @@ def load_landing(
     return load.inserted
 
 
-def publish_tables(spark: SparkSession, tables: list[str]) -> dict[str, int]:
+def publish_tables(spark: SparkSession, tables: list[str], keep_previous: bool = True) -> dict[str, int]:
     """Publish ``tables`` (schema.name) for BI: each is copied into a database of this publication's own,
     ``bi_<schema>__v<time>``, then the views BI reads, ``bi_<schema>.<name>``, are pointed at the copies.
 
@@ -286,7 +299,8 @@ def publish_tables(spark: SparkSession, tables: list[str]) -> dict[str, int]:
     written (crm.warehouse.refuse_pii), and a failed copy leaves the views on the previous
     publication. Spark's catalog has no transactions: each view switches at once, but a reader that
     queries two tables while the views switch (well under a second) may see one from each
-    publication. The previous publication's copies stay for reads in flight; older ones are dropped.
+    publication. The previous publication's copies stay for reads in flight (unless not
+    ``keep_previous``: after an erasure they hold rows that must go); older ones are dropped.
     Returns the rows published per table."""
     from datetime import UTC, datetime
 
@@ -325,7 +339,7 @@ def publish_tables(spark: SparkSession, tables: list[str]) -> dict[str, int]:
         earlier = sorted(
             database.name for database in spark.catalog.listDatabases(f"{published}__v*") if database.name != copies
         )
-        for database in earlier[:-1]:
+        for database in earlier[:-1] if keep_previous else earlier:
             spark.sql(f"drop database {database} cascade")
     return rows
 

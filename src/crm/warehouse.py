@@ -96,6 +96,37 @@ class Warehouse:
         """Run an insert, update or delete; the number of rows it changed."""
         raise NotImplementedError
 
+    def delete_rows(self, table: str, condition: str, params: Sequence[object] = ()) -> int:
+        """Delete the rows of ``table`` for which ``condition`` holds; how many."""
+        return self.modify(f"delete from {table} where {condition}", params)
+
+    def rewrite_table(self, table: str, query: str, params: Sequence[object] = ()) -> None:
+        """Replace every row of ``table`` by those of ``query``, which may read it; the table keeps its
+        definition. Inside a transaction, readers see the old rows or the new ones."""
+        staged = f"rewrite_{table.replace('.', '_')}"
+        self.execute(f"create temp table {staged} as {query}", params)
+        self.execute(f"delete from {table}")
+        self.execute(f"insert into {table} select * from {staged}")
+        self.execute(f"drop table {staged}")
+
+    def ensure_erased_ids_table(self) -> None:
+        """The right-to-be-forgotten suppression list's table exists (crm.landing.ERASED_IDS_DDL)."""
+        from crm.landing import ERASED_IDS_DDL
+
+        self.execute("create schema if not exists raw")
+        self.execute(ERASED_IDS_DDL)
+
+    def base_table_columns(self) -> list[tuple[str, str]]:
+        """(schema.table, column) of every column of every base table (not views), in column order."""
+        return self.rows("""
+            select c.table_schema || '.' || c.table_name, c.column_name
+            from information_schema.columns as c
+            join information_schema.tables as t
+                on t.table_catalog = c.table_catalog and t.table_schema = c.table_schema
+                and t.table_name = c.table_name
+            where t.table_type = 'BASE TABLE'
+            order by 1, c.ordinal_position""")
+
     def sql_type(self, standard: str) -> str:
         """The engine's name of a standard SQL type (text, double precision, ...)."""
         return standard
@@ -292,6 +323,38 @@ class SparkWarehouse(Warehouse):
     def modify(self, statement: str, params: Sequence[object] = ()) -> int:
         raise EngineNotSupported(f"a Spark Parquet table cannot change rows in place: {statement.split()[0]}")
 
+    def delete_rows(self, table: str, condition: str, params: Sequence[object] = ()) -> int:
+        from crm import spark
+
+        count = self.row(f"select count(*) from {table} where {condition}", params)[0]
+        if count:
+            spark.delete_rows(self.spark, table, condition, list(params))
+        return count
+
+    def rewrite_table(self, table: str, query: str, params: Sequence[object] = ()) -> None:
+        from crm import spark
+
+        spark.rewrite_table(self.spark, table, query, list(params))
+
+    def ensure_erased_ids_table(self) -> None:
+        from crm import spark
+        from crm.landing import ERASED_IDS_TABLE, ensure_raw_schema
+
+        # The table as the load creates it: like DuckDB's (Spark's Parquet tables take no primary key).
+        with duckdb.connect() as scratch:
+            ensure_raw_schema(scratch)
+            spark.ensure_tables_like(scratch, self.spark, [ERASED_IDS_TABLE])
+
+    def base_table_columns(self) -> list[tuple[str, str]]:
+        catalog = self.spark.catalog
+        return [
+            (f"{database.name}.{table.name}", column.name)
+            for database in sorted(catalog.listDatabases(), key=lambda database: database.name)
+            for table in sorted(catalog.listTables(database.name), key=lambda table: table.name)
+            if table.tableType in ("MANAGED", "EXTERNAL")
+            for column in catalog.listColumns(f"{database.name}.{table.name}")
+        ]
+
     def sql_type(self, standard: str) -> str:
         return {"text": "string", "double precision": "double"}.get(standard, standard)
 
@@ -351,19 +414,6 @@ def _key_condition(key: dict[str, object]) -> str:
 def _postgres_placeholders(query: str) -> str:
     # psycopg takes %s; a literal % (as in like '%x') must be doubled.
     return query.replace("%", "%%").replace("?", "%s")
-
-
-# The stages that run on Spark so far (crm.spark): the rest refuse it plainly instead of failing in SQL.
-SPARK_STAGES = ("load", "build", "the mart gate", "training", "scoring", "publication")
-
-
-def refuse_on_spark(settings: Settings, stage: str) -> None:
-    """Raise EngineNotSupported when ``stage`` would run on Spark, which runs only SPARK_STAGES yet."""
-    if settings.warehouse_engine == "spark":
-        raise EngineNotSupported(
-            f"{stage} does not run on Spark yet (CRM_WAREHOUSE_URL={settings.warehouse_location}): "
-            f"only {', '.join(SPARK_STAGES)} do; run it on DuckDB or PostgreSQL"
-        )
 
 
 def warehouse_exists(settings: Settings) -> bool:
@@ -448,7 +498,8 @@ def publish_for_bi(
     """Replace what BI reads with ``tables`` at once, behind the PII guard; the rows published per table.
     DuckDB: a new BI database file moved over the previous one (publish_copy). PostgreSQL: the schemas
     bi_<schema>, replaced in one transaction (crm.postgres.publish_schemas). Spark: the views of the
-    databases bi_<schema>, pointed at this publication's copies (crm.spark.publish_tables)."""
+    databases bi_<schema>, pointed at this publication's copies (crm.spark.publish_tables); without
+    ``partitions`` (an erasure) no earlier publication's copies are kept."""
     if settings.warehouse_engine == "postgres":
         from crm import postgres
 
@@ -457,7 +508,7 @@ def publish_for_bi(
     if settings.warehouse_engine == "spark":
         from crm import spark
 
-        return spark.publish_tables(spark.session(settings), list(tables))
+        return spark.publish_tables(spark.session(settings), list(tables), keep_previous=partitions is not None)
     return publish_copy(settings, tables, partitions)
 
 
