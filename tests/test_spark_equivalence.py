@@ -2,16 +2,17 @@
 session (CRM_WAREHOUSE_URL=spark+session://).
 
 One delivery, two homes with the same landing folder and PII key: the first load and build with the
-last days held back, then those days and a corrected re-delivery of an orders day loaded before (a
-second load, and an incremental build: on Spark the raw tables are partitioned by delivery day and
-the incremental models by a date, and a load or build overwrites only the partitions it touches).
-After the
-incremental build every raw, staging, audit and mart table is compared row for row with the engine
-comparison of the PostgreSQL test (multisets, doubles to 10 significant digits, run times left out).
-Then the rest of the day on both engines: the mart gate, the scoring with the same champion (the
-segmentation, trained once on a copy of the DuckDB home: too few customers here for the supervised
-models' preflight), the publication; the score tables and every published table are compared too
-(on Spark BI reads the views of bi_marts, bi_monitoring and bi_scores, on DuckDB the BI copy's file).
+last days held back, then those days with a corrected re-delivery of an orders day loaded before and
+an earlier day's orders delivered again later (a second load, and an incremental build: on Spark the
+raw tables are partitioned by delivery day and the incremental models by a date, a load or build
+overwrites only the partitions it touches, and the staging partition whose orders all moved is
+dropped). After the incremental build every raw, staging, audit and mart table is compared row for
+row with the engine comparison of the PostgreSQL test (multisets, doubles to 10 significant digits,
+run times left out). Then the rest of the day on both engines: the mart gate, the scoring with the
+same champions (segmentation and churn, trained once on a copy of the DuckDB home, churn with the
+preflight's minimum lowered for 200 customers), monitoring, the publication; the score, monitoring
+and published tables are compared too (on Spark BI reads the views of bi_marts, bi_monitoring and
+bi_scores, on DuckDB the BI copy's file). Last, one customer is erased on both engines.
 """
 
 from __future__ import annotations
@@ -41,12 +42,14 @@ SCHEMAS = ("raw", "staging", "audit", "marts")
 # Both homes read one landing folder: its path needs no replacing.
 SAME_LANDING = ("", "")
 # Tables partitioned on Spark, and by what: a raw table, incremental models keyed by version, by order
-# and by as-of date.
+# and by as-of date, a score and a monitoring table.
 PARTITIONED = {
     "raw.orders": ["_partition_date"],
     "staging.stg_shop__orders": ["delivered_on"],
     "marts.fct_orders": ["order_date"],
     "marts.customer_features": ["as_of_date"],
+    "scores.churn": ["as_of_date"],
+    "monitoring.drift": ["scoring_date"],
 }
 
 
@@ -100,13 +103,6 @@ def build(tmp_path_factory: pytest.TempPathFactory, engines) -> Iterator[Build]:
                     loaded[settings.warehouse_engine].update(pipeline.load(settings)["rows"])
                     pipeline.build_warehouse(settings)
             result = Build(loaded, on_spark, local)
-            session = spark.session(on_spark)
-            result.partitions = {table: spark.partition_columns(session, table) for table in PARTITIONED}
-            result.moved, result.corrected = moved, corrected
-            result.partition_days = {
-                table: {row[0].split("=")[1] for row in session.sql(f"show partitions {table}").collect()}
-                for table in ("raw.orders", "staging.stg_shop__orders")
-            }
             # Compared once, after the incremental build: Spark's statements cost about a second each.
             result.compared, result.differences = _compare(engines, local, on_spark, _warehouse_tables(local))
             # The champion both score with, trained on a copy: the training data stays out of the compared marts.
@@ -135,6 +131,13 @@ def build(tmp_path_factory: pytest.TempPathFactory, engines) -> Iterator[Build]:
             compared, differences = _compare(engines, local, on_spark, _scored_and_published_tables(local))
             result.compared += compared
             result.differences += differences
+            session = spark.session(on_spark)
+            result.partitions = {table: spark.partition_columns(session, table) for table in PARTITIONED}
+            result.moved, result.corrected = moved, corrected
+            result.partition_days = {
+                table: {row[0].split("=")[1] for row in session.sql(f"show partitions {table}").collect()}
+                for table in ("raw.orders", "staging.stg_shop__orders")
+            }
             yield result
         finally:
             spark.release()
@@ -308,7 +311,7 @@ def test_deleting_rows_on_spark_overwrites_only_the_partitions_that_held_them(bu
         }
 
     untouched, rewritten = files("2026-01-03"), files("2026-01-01")
-    spark.delete_rows(session, "scratch.parted", "id in (?, ?)", [2, 3])
+    assert spark.delete_rows(session, "scratch.parted", "id in (?, ?)", [2, 3]) == 2
     assert sorted(tuple(row) for row in session.table("scratch.parted").collect()) == [
         (1, date(2026, 1, 1)),
         (4, date(2026, 1, 3)),
@@ -352,15 +355,20 @@ def test_an_erasure_on_spark_deletes_what_it_deletes_on_duckdb_and_leaves_no_tra
         for table in PUBLISHED_TABLES
         for column in warehouse.columns(PUBLISHED_SCHEMA_PREFIX + table)
     ]
+    columns: dict[str, list[str]] = {}
     for relation, column in warehouse.base_table_columns() + published_views:
         if column in ("customer_id", "order_id"):
-            wanted = [victim] if column == "customer_id" else order_ids
-            condition = (
-                f"{warehouse.try_bigint(f'trim(cast({column} as string))')} in ({', '.join('?' for _ in wanted)})"
-            )
-            hits = warehouse.row(f"select count(*) from {relation} where {condition}", wanted)[0]
-            if hits:
-                residue[f"{relation}.{column}"] = hits
+            columns.setdefault(relation, []).append(column)
+    for relation, id_columns in columns.items():
+        conditions, wanted = [], []
+        for column in id_columns:
+            ids = [victim] if column == "customer_id" else order_ids
+            canonical = warehouse.try_bigint(f"trim(cast({column} as string))")
+            conditions.append(f"{canonical} in ({', '.join('?' for _ in ids)})")
+            wanted += ids
+        hits = warehouse.row(f"select count(*) from {relation} where {' or '.join(conditions)}", wanted)[0]
+        if hits:
+            residue[relation] = hits
     assert not residue, residue
     copies = [database.name for database in session.catalog.listDatabases(f"{PUBLISHED_SCHEMA_PREFIX}marts__v*")]
     assert len(copies) == 1, copies

@@ -568,8 +568,8 @@ def _id_tables(warehouse: Warehouse) -> dict[str, list[str]]:
     """Every base table with a column that refers to a customer or an order, and those columns; not the
     published copies for BI (republish_bi replaces them)."""
     tables: dict[str, list[str]] = {}
-    for table, column in warehouse.base_table_columns():
-        if column in (CUSTOMER_ID, "customer_key", ORDER_ID) and not table.startswith(PUBLISHED_SCHEMA_PREFIX):
+    for table, column in warehouse.base_table_columns(skipped_schemas=PUBLISHED_SCHEMA_PREFIX):
+        if column in (CUSTOMER_ID, "customer_key", ORDER_ID):
             tables.setdefault(table, []).append(column)
     if warehouse.table_exists("audit.rejected_rows"):
         tables.setdefault("audit.rejected_rows", [])
@@ -584,11 +584,19 @@ def _erased_ids_in(
     customers: set[int] = set()
     orders: set[int] = set()
     for table, columns in tables.items():
-        for column in columns:
-            values = warehouse.rows(f"select distinct {_canonical_sql(warehouse, column)} from {table}")
-            matches = suppression.order if column == ORDER_ID else suppression.customer
-            found = {value for (value,) in values if value is not None and matches(value)}
-            (orders if column == ORDER_ID else customers).update(found)
+        if not columns:
+            continue
+        # One query per table: each id column's distinct values, tagged with whether it holds orders.
+        values = warehouse.rows(
+            " union ".join(
+                f"select {'1' if column == ORDER_ID else '0'} as is_order, {_canonical_sql(warehouse, column)} as id "
+                f"from {table}"
+                for column in columns
+            )
+        )
+        for is_order, value in values:
+            if value is not None and (suppression.order if is_order else suppression.customer)(value):
+                (orders if is_order else customers).add(value)
     if customers:
         listed, ids = _in(sorted(customers))
         orders |= {

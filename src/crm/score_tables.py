@@ -119,6 +119,8 @@ MONITORING_TABLES = {
         **_WHEN,
     },
 }
+# The date by which a score or monitoring table's rows are replaced (each table has one of them).
+REPLACED_BY = ("as_of_date", "scoring_date")
 # The drift table's row for the scores themselves (beside one per input).
 SCORE_FEATURE = "score"
 
@@ -136,7 +138,9 @@ def ensure_tables(warehouse: Warehouse, tables: dict[str, dict[str, str]]) -> No
         warehouse.execute(f"create schema if not exists {schema}")
     for table, columns in tables.items():
         described = ", ".join(f"{name} {warehouse.sql_type(kind)}" for name, kind in columns.items())
-        warehouse.execute(f"create table if not exists {table} ({described})")
+        # Rows are replaced a date at a time: on Spark that date partitions the table.
+        date_column = next(column for column in REPLACED_BY if column in columns)
+        warehouse.execute(f"create table if not exists {table} ({described}){warehouse.partitioned_by(date_column)}")
         existing = set(warehouse.columns(table))
         for name, column_type in columns.items():
             if name not in existing:

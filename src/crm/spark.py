@@ -184,39 +184,52 @@ def append(spark: SparkSession, table: str, rows: pa.Table) -> int:
     return rows.num_rows
 
 
-def delete_rows(spark: SparkSession, table: str, condition: str, params: list[object] | None = None) -> None:
-    """Delete the rows of ``table`` for which ``condition`` holds. A Parquet file cannot delete rows in
-    place: the partitions holding such rows are overwritten with the rows they keep (a partition
-    left empty is dropped), and the others are not touched; an unpartitioned table is rewritten whole
-    (macros/delete_rows.sql does the same in dbt's hooks)."""
+def delete_rows(spark: SparkSession, table: str, condition: str, params: list[object] | None = None) -> int:
+    """Delete the rows of ``table`` for which ``condition`` holds; how many. A Parquet file cannot delete
+    rows in place: the partitions holding such rows are overwritten with the rows they keep (a
+    partition left empty is dropped), and the others are not touched; an unpartitioned table is
+    rewritten whole (macros/delete_rows.sql does the same in dbt's hooks)."""
     partition = partition_columns(spark, table)
     deleted = f"coalesce({condition}, false)"
-    if not partition:
-        _rewrite(spark, table, f"select * from {table} where not {deleted}", [], params)
-        return
     args = params or None
-    touched = {
-        tuple(row)
-        for row in spark.sql(f"select distinct {_quoted(partition)} from {table} where {deleted}", args=args).collect()
+    if not partition:
+        count = spark.sql(f"select count(*) from {table} where {deleted}", args=args).first()[0]
+        if count:
+            _rewrite(spark, table, f"select * from {table} where not {deleted}", [], params)
+        return count
+    columns = _quoted(partition)
+    # The partitions holding rows to delete and how many go (pruned where the condition names them),
+    # then how many rows those partitions hold.
+    going = {
+        tuple(row[:-1]): row[-1]
+        for row in spark.sql(
+            f"select {columns}, count(*) from {table} where {deleted} group by {columns}", args=args
+        ).collect()
     }
-    if not touched:
-        return
+    if not going:
+        return 0
     in_touched = " or ".join(
         "("
         + " and ".join(f"`{column}` <=> {_literal(value)}" for column, value in zip(partition, values, strict=True))
         + ")"
-        for values in sorted(touched, key=str)
+        for values in sorted(going, key=str)
     )
-    kept = f"select {_quoted(spark.table(table).columns)} from {table} where ({in_touched}) and not {deleted}"
-    remaining = {
-        tuple(row) for row in spark.sql(f"select distinct {_quoted(partition)} from ({kept})", args=args).collect()
+    held = {
+        tuple(row[:-1]): row[-1]
+        for row in spark.sql(f"select {columns}, count(*) from {table} where {in_touched} group by {columns}").collect()
     }
-    if remaining:
+    if any(held[values] > count for values, count in going.items()):
         # Dynamic partition overwrite (session_conf): only the partitions the kept rows fall in are replaced.
-        spark.sql(f"insert overwrite table {table} partition ({_quoted(partition)}) {kept}", args=args)
-    for values in touched - remaining:
-        spec = ", ".join(f"`{column}` = {_literal(value)}" for column, value in zip(partition, values, strict=True))
-        spark.sql(f"alter table {table} drop if exists partition ({spec})")
+        spark.sql(
+            f"insert overwrite table {table} partition ({columns}) "
+            f"select {_quoted(spark.table(table).columns)} from {table} where ({in_touched}) and not {deleted}",
+            args=args,
+        )
+    for values, count in going.items():
+        if held[values] == count:  # every row of the partition goes
+            spec = ", ".join(f"`{column}` = {_literal(value)}" for column, value in zip(partition, values, strict=True))
+            spark.sql(f"alter table {table} drop if exists partition ({spec})")
+    return sum(going.values())
 
 
 def rewrite_table(spark: SparkSession, table: str, query: str, params: list[object] | None = None) -> None:

@@ -116,20 +116,29 @@ class Warehouse:
         self.execute("create schema if not exists raw")
         self.execute(ERASED_IDS_DDL)
 
-    def base_table_columns(self) -> list[tuple[str, str]]:
-        """(schema.table, column) of every column of every base table (not views), in column order."""
-        return self.rows("""
+    def base_table_columns(self, skipped_schemas: str = "") -> list[tuple[str, str]]:
+        """(schema.table, column) of every column of every base table (not views), in column order; not
+        those of the schemas whose names start with ``skipped_schemas`` (when given)."""
+        return self.rows(
+            """
             select c.table_schema || '.' || c.table_name, c.column_name
             from information_schema.columns as c
             join information_schema.tables as t
                 on t.table_catalog = c.table_catalog and t.table_schema = c.table_schema
                 and t.table_name = c.table_name
-            where t.table_type = 'BASE TABLE'
-            order by 1, c.ordinal_position""")
+            where t.table_type = 'BASE TABLE' and (? = '' or not starts_with(c.table_schema, ?))
+            order by 1, c.ordinal_position""",
+            [skipped_schemas, skipped_schemas],
+        )
 
     def sql_type(self, standard: str) -> str:
         """The engine's name of a standard SQL type (text, double precision, ...)."""
         return standard
+
+    def partitioned_by(self, column: str) -> str:
+        """The end of a ``create table`` whose rows are replaced by ``column``'s values: partitions where
+        the engine's tables are files (Spark), nothing where they change rows in place."""
+        return ""
 
     def try_bigint(self, expression: str) -> str:
         """SQL reading ``expression`` as a bigint, null where it is none: DuckDB's ``try_cast``, which
@@ -178,9 +187,9 @@ class Warehouse:
             "where table_schema not in ('information_schema', 'pg_catalog') order by 1, 2, 3, 4"
         )
 
-    def _check_columns(self, table: str, frame: pd.DataFrame) -> None:
+    def _check_columns(self, table: str, frame: pd.DataFrame, ordered: bool = True) -> None:
         existing = self.columns(table)
-        if existing != list(frame.columns):
+        if (existing if ordered else sorted(existing)) != (list(frame.columns) if ordered else sorted(frame.columns)):
             raise ValueError(
                 f"{table} has columns {existing}, the new rows have {list(frame.columns)}: "
                 f"migrate or drop the table before writing rows of the new shape"
@@ -326,10 +335,7 @@ class SparkWarehouse(Warehouse):
     def delete_rows(self, table: str, condition: str, params: Sequence[object] = ()) -> int:
         from crm import spark
 
-        count = self.row(f"select count(*) from {table} where {condition}", params)[0]
-        if count:
-            spark.delete_rows(self.spark, table, condition, list(params))
-        return count
+        return spark.delete_rows(self.spark, table, condition, list(params))
 
     def rewrite_table(self, table: str, query: str, params: Sequence[object] = ()) -> None:
         from crm import spark
@@ -340,16 +346,19 @@ class SparkWarehouse(Warehouse):
         from crm import spark
         from crm.landing import ERASED_IDS_TABLE, ensure_raw_schema
 
+        if self.table_exists(ERASED_IDS_TABLE):
+            return
         # The table as the load creates it: like DuckDB's (Spark's Parquet tables take no primary key).
         with duckdb.connect() as scratch:
             ensure_raw_schema(scratch)
             spark.ensure_tables_like(scratch, self.spark, [ERASED_IDS_TABLE])
 
-    def base_table_columns(self) -> list[tuple[str, str]]:
+    def base_table_columns(self, skipped_schemas: str = "") -> list[tuple[str, str]]:
         catalog = self.spark.catalog
         return [
             (f"{database.name}.{table.name}", column.name)
             for database in sorted(catalog.listDatabases(), key=lambda database: database.name)
+            if not (skipped_schemas and database.name.startswith(skipped_schemas))
             for table in sorted(catalog.listTables(database.name), key=lambda table: table.name)
             if table.tableType in ("MANAGED", "EXTERNAL")
             for column in catalog.listColumns(f"{database.name}.{table.name}")
@@ -357,6 +366,9 @@ class SparkWarehouse(Warehouse):
 
     def sql_type(self, standard: str) -> str:
         return {"text": "string", "double precision": "double"}.get(standard, standard)
+
+    def partitioned_by(self, column: str) -> str:
+        return f" using parquet partitioned by ({column})"
 
     def try_bigint(self, expression: str) -> str:
         # As the safe_cast macro on Spark: '12.0' and '1e3' read as DuckDB reads them.
@@ -402,7 +414,8 @@ class SparkWarehouse(Warehouse):
 
         from crm import spark
 
-        self._check_columns(table, frame)
+        # Spark keeps a partition column last: the frame's columns are matched by name (crm.spark.append).
+        self._check_columns(table, frame, ordered=False)
         spark.delete_rows(self.spark, table, _key_condition(key), list(key.values()))
         return spark.append(self.spark, table, pa.Table.from_pandas(frame, preserve_index=False))
 
