@@ -324,6 +324,25 @@ def test_deleting_rows_on_spark_overwrites_only_the_partitions_that_held_them(bu
     session.sql("drop table scratch.parted")
 
 
+def test_a_raw_table_written_before_partitioning_is_partitioned_once_with_its_rows(build):
+    """A Spark home from before the raw tables were partitioned: the next load finds its table
+    unpartitioned, with the columns in DuckDB's order, and rewrites it partitioned by delivery day."""
+    session = spark.session(build.spark_settings)
+    session.sql("create table raw.legacy (id int, _partition_date date, note string) using parquet")
+    session.sql("insert into raw.legacy values (1, date'2026-01-01', 'a'), (2, date'2026-01-02', 'b')")
+    with duckdb.connect() as scratch:
+        scratch.execute("create schema raw")
+        scratch.execute("create table raw.legacy (id integer, _partition_date date, note varchar)")
+        spark.ensure_tables_like(scratch, session, ["raw.legacy"], frozenset({"raw.legacy"}))
+        spark.ensure_tables_like(scratch, session, ["raw.legacy"], frozenset({"raw.legacy"}))  # nothing more
+    assert spark.partition_columns(session, "raw.legacy") == ["_partition_date"]
+    assert sorted(tuple(row) for row in session.sql("select id, note, _partition_date from raw.legacy").collect()) == [
+        (1, "a", date(2026, 1, 1)),
+        (2, "b", date(2026, 1, 2)),
+    ]
+    session.sql("drop table raw.legacy")
+
+
 def test_an_erasure_on_spark_deletes_what_it_deletes_on_duckdb_and_leaves_no_trace(build, tmp_path: Path):
     """Last in this module (it changes both homes): one customer erased on Spark, then on DuckDB (the
     landing folder they share is rewritten by the first). The same rows leave the same tables on both
