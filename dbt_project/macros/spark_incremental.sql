@@ -1,11 +1,13 @@
 {#- delete+insert on Apache Spark's Parquet tables, so that every incremental model keeps one logic on
     DuckDB, PostgreSQL and Spark: the rows whose unique key the new rows carry are replaced by them.
     dbt-spark offers delete+insert on no table format, and merge only on Delta, Iceberg and Hudi; a
-    Parquet table cannot be updated in place, nor overwritten by a query that reads it. So the table is
-    written anew beside the old one (the kept rows and the new ones), then swapped in: between the drop
-    and the rename a reader finds no table, and a failure before the drop leaves the old table as it
-    was. With Delta or Iceberg (their jars on the cluster, file_format set in dbt_project.yml) the
-    models can take dbt-spark's own merge instead. -#}
+    Parquet file cannot change rows. A model partitioned on Spark (partition_by, see
+    partitioned_on_spark below) runs it as insert_overwrite of the partitions its new rows touch
+    (spark_delete_insert_by_partition); an unpartitioned one, or one whose table was written before it
+    was partitioned, is written anew beside the old table (the kept rows and the new ones) and swapped
+    in: between the drop and the rename a reader finds no table, and a failure before the drop leaves
+    the old table as it was. With Delta or Iceberg (their jars on the cluster, file_format set in
+    dbt_project.yml) the models can take dbt-spark's own merge instead. -#}
 {#- These two override dbt-spark's macros of the same names (the project's macros come first). -#}
 {% macro dbt_spark_validate_get_incremental_strategy(raw_strategy, file_format) %}
     {%- if raw_strategy not in ['delete+insert', 'append', 'insert_overwrite', 'merge'] -%}
