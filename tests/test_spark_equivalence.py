@@ -375,7 +375,8 @@ def test_an_erasure_on_spark_deletes_what_it_deletes_on_duckdb_and_leaves_no_tra
         for column in warehouse.columns(PUBLISHED_SCHEMA_PREFIX + table)
     ]
     columns: dict[str, list[str]] = {}
-    for relation, column in warehouse.base_table_columns() + published_views:
+    # The views read the one publication copy left (asserted below): the copies are not scanned twice.
+    for relation, column in warehouse.base_table_columns(PUBLISHED_SCHEMA_PREFIX) + published_views:
         if column in ("customer_id", "order_id"):
             columns.setdefault(relation, []).append(column)
     for relation, id_columns in columns.items():

@@ -209,10 +209,7 @@ def delete_rows(spark: SparkSession, table: str, condition: str, params: list[ob
     if not going:
         return 0
     in_touched = " or ".join(
-        "("
-        + " and ".join(f"`{column}` <=> {_literal(value)}" for column, value in zip(partition, values, strict=True))
-        + ")"
-        for values in sorted(going, key=str)
+        f"({_partition_values(partition, values, ' and ', '<=>')})" for values in sorted(going, key=str)
     )
     held = {
         tuple(row[:-1]): row[-1]
@@ -227,8 +224,9 @@ def delete_rows(spark: SparkSession, table: str, condition: str, params: list[ob
         )
     for values, count in going.items():
         if held[values] == count:  # every row of the partition goes
-            spec = ", ".join(f"`{column}` = {_literal(value)}" for column, value in zip(partition, values, strict=True))
-            spark.sql(f"alter table {table} drop if exists partition ({spec})")
+            spark.sql(
+                f"alter table {table} drop if exists partition ({_partition_values(partition, values, ', ', '=')})"
+            )
     return sum(going.values())
 
 
@@ -243,6 +241,13 @@ def rewrite_table(spark: SparkSession, table: str, query: str, params: list[obje
     spark.sql(f"create table {staged} using parquet as {query}", args=params or None)
     spark.sql(f"insert overwrite table {table} select {_quoted(spark.table(table).columns)} from {staged}")
     spark.sql(f"drop table {staged}")
+
+
+def _partition_values(partition: list[str], values: tuple, separator: str, operator: str) -> str:
+    """Each partition column compared with its value: a filter (`` and ``, ``<=>``) or a partition spec."""
+    return separator.join(
+        f"`{column}` {operator} {_literal(value)}" for column, value in zip(partition, values, strict=True)
+    )
 
 
 def _literal(value: object) -> str:
