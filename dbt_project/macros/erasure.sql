@@ -17,6 +17,16 @@
     {{ return(var('erased_id_kinds', none)) }}
 {%- endmacro %}
 
+{#- The materialization of a relation that leaves erased rows out (the base models): a view, except on
+    Spark while ids are erased. There is_erased hashes the candidate ids with the PII key's pads,
+    which a view would keep in its stored definition (spark__hash_pii refuses it), so the relation
+    is a table, copied from its raw table at each build. -#}
+{% macro suppressing_materialization() -%}
+    {%- set erased_kinds = erased_id_kinds() -%}
+    {%- set hashes = erased_kinds is none or erased_kinds | length > 0 -%}
+    {{- return('table' if target.type == 'spark' and hashes else 'view') -}}
+{%- endmacro %}
+
 {#- True when the row's id is on the suppression list. Only the distinct ids of the relation are
     hashed (HMAC per row would cost a hash per order line), and only when ids of that kind have been
     erased at all: hashing every distinct id of a raw table is what made each staging view costly. -#}

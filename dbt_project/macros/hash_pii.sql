@@ -46,7 +46,8 @@
 {#- Spark: the pads are session settings, substituted into the SQL text by Spark itself, so dbt's
     compiled files hold only their names. An empty pad (no key on the session) fails the build. -#}
 {% macro spark__hash_pii(expression) -%}
-    {%- if model is defined and model.config is defined and model.config.materialized == 'view' -%}
+    {#- Checked when dbt runs: while it parses, a model's own config() is not applied yet. -#}
+    {%- if execute and model is defined and model.config is defined and model.config.materialized == 'view' -%}
         {% do exceptions.raise_compiler_error(
             'hash_pii in the view ' ~ model.name ~ ' on Spark: a view keeps the pads in its definition; '
             ~ 'materialize it as a table on Spark') %}

@@ -298,10 +298,10 @@ def load_landing(
             delete_rows(spark, REJECTED_ROWS_TABLE, "source = ? and partition_date = ?", [source, day])
         for contract in CONTRACTS.values():
             new_rows = f"select * from {contract.raw_table} where _source_file is not null"
-            append(spark, contract.raw_table, scratch.execute(new_rows).to_arrow_table())
-        append(spark, REJECTED_ROWS_TABLE, scratch.execute(f"select * from {REJECTED_ROWS_TABLE}").to_arrow_table())
+            append(spark, contract.raw_table, scratch.sql(new_rows).to_arrow_table())
+        append(spark, REJECTED_ROWS_TABLE, scratch.sql(f"select * from {REJECTED_ROWS_TABLE}").to_arrow_table())
         # Loads also update logged files (a touched, unchanged file's new size and time): written whole.
-        spark.createDataFrame(scratch.execute(f"select * from {LOAD_LOG_TABLE}").to_arrow_table()).write.insertInto(
+        spark.createDataFrame(scratch.sql(f"select * from {LOAD_LOG_TABLE}").to_arrow_table()).write.insertInto(
             LOAD_LOG_TABLE, overwrite=True
         )
     if load.problem is not None:

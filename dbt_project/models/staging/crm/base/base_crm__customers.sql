@@ -2,6 +2,8 @@
     cannot be typed become null rather than failing the build; a record without a usable key or
     signup date, or with a birth date that is not a date, is rejected; an unusable email or phone is
     only blanked and flagged. -#}
+{{ config(materialized=suppressing_materialization()) }}
+
 with
 
 source as (

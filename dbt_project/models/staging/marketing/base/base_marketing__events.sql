@@ -1,5 +1,7 @@
 {#- Every raw marketing event row, typed, with the reason it is rejected (null when accepted). The
     control group only ever gets `holdout` events, the treated variants never do. -#}
+{{ config(materialized=suppressing_materialization()) }}
+
 with
 
 source as (

@@ -1,5 +1,7 @@
 {#- Every raw ticket row, typed, with the reason it is rejected (null when accepted). A ticket is
     delivered again when it is resolved or rated; each delivery is one row here. -#}
+{{ config(materialized=suppressing_materialization()) }}
+
 with
 
 source as (

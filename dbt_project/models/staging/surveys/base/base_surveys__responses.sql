@@ -1,4 +1,6 @@
 {#- Every raw survey response row, typed, with the reason it is rejected (null when accepted). -#}
+{{ config(materialized=suppressing_materialization()) }}
+
 with
 
 source as (
