@@ -35,7 +35,13 @@ from crm.generate import GeneratorConfig, generate
 from crm.landing import LOAD_LOG_TABLE
 from crm.pipeline import PUBLISHED_TABLES
 from crm.settings import Settings, hmac_pads
-from crm.warehouse import PUBLISHED_SCHEMA_PREFIX, DuckDBWarehouse, PublicationRefused, SparkWarehouse
+from crm.warehouse import (
+    PUBLISHED_SCHEMA_PREFIX,
+    DuckDBWarehouse,
+    PublicationRefused,
+    SparkWarehouse,
+    publish_for_bi,
+)
 from ml import preflight, steps
 
 END = date(2026, 11, 23)
@@ -455,18 +461,29 @@ def test_an_erasure_on_spark_deletes_what_it_deletes_on_duckdb_and_keeps_the_cus
     assert not residue, residue
 
 
-def test_an_erasures_republication_on_spark_keeps_no_earlier_copy(build):
-    """After an erasure the publication is written again and no earlier copy stays (it holds the erased
-    rows); BI's views read the new copy."""
+def test_a_publication_after_an_erasure_on_spark_keeps_no_earlier_copy(build):
+    """A daily publication keeps the previous one's copies for reads in flight; a publication without
+    partitions (an erasure's, crm.erasure.republish_bi) keeps none: they hold the erased rows. On a
+    table of its own: the BI copy stays as the day published it."""
     session = spark.session(build.spark_settings)
+    session.sql("create database if not exists scratch")
+    session.sql("drop table if exists scratch.published")
+    session.sql("create table scratch.published using parquet as select 1 as n")
 
     def copies() -> list[str]:
-        return [database.name for database in session.catalog.listDatabases(f"{PUBLISHED_SCHEMA_PREFIX}marts__v*")]
+        return sorted(database.name for database in session.catalog.listDatabases("bi_scratch__v*"))
 
-    before, rows = copies(), session.sql("select count(*) from bi_marts.customer_360").first()[0]
-    assert erasure.republish_bi(build.spark_settings)
-    assert len(copies()) == 1 and copies()[0] not in before, (before, copies())
-    assert session.sql("select count(*) from bi_marts.customer_360").first()[0] == rows > 0
+    daily = {"scratch.published": "n"}
+    publish_for_bi(build.spark_settings, ["scratch.published"], daily)
+    publish_for_bi(build.spark_settings, ["scratch.published"], daily)
+    assert len(copies()) == 2, copies()
+    kept = copies()
+    publish_for_bi(build.spark_settings, ["scratch.published"])
+    assert len(copies()) == 1 and copies()[0] not in kept, (kept, copies())
+    assert session.sql("select n from bi_scratch.published").first()[0] == 1
+    session.sql("drop database bi_scratch cascade")
+    for database in copies():
+        session.sql(f"drop database {database} cascade")
 
 
 def test_a_corrected_redelivery_on_spark_replaces_its_days_raw_rows_as_on_duckdb(build, engines):
