@@ -109,8 +109,8 @@ def build(tmp_path_factory: pytest.TempPathFactory, engines) -> Iterator[Build]:
         )
         homes = (local, on_spark)
         try:
-            result = Build({"duckdb": collections.Counter(), "spark": collections.Counter()}, on_spark, local, ("", ""))
-            result.landing = (str(landings["duckdb"]), str(landings["spark"]))
+            loaded = {"duckdb": collections.Counter(), "spark": collections.Counter()}
+            result = Build(loaded, on_spark, local, (str(landings["duckdb"]), str(landings["spark"])))
             for settings in homes:
                 result.loaded[settings.warehouse_engine].update(pipeline.load(settings)["rows"])
                 pipeline.build_warehouse(settings)
