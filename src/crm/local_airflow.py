@@ -54,8 +54,15 @@ def migrate(settings: Settings) -> None:
     run_airflow(airflow_env(settings), "db", "migrate")
 
 
-def test_dag(settings: Settings, dag_id: str, log_path: Path, params: dict[str, object] | None = None) -> int:
-    """Run one DAG run in-process with ``airflow dags test`` (``params`` as the run's conf); return its exit code.
+def test_dag(
+    settings: Settings,
+    dag_id: str,
+    log_path: Path,
+    params: dict[str, object] | None = None,
+    mark_success_pattern: str | None = None,
+) -> int:
+    """Run one DAG run in-process with ``airflow dags test`` (``params`` as the run's conf; the tasks
+    whose id matches ``mark_success_pattern`` marked successful without running); return its exit code.
 
     Airflow's full output goes to ``log_path``; the console gets each task's final state and, when
     the run fails, the end of the log.
@@ -66,7 +73,13 @@ def test_dag(settings: Settings, dag_id: str, log_path: Path, params: dict[str, 
     with (
         log_path.open("w") as log_file,
         subprocess.Popen(
-            airflow_command("dags", "test", dag_id, *(["--conf", json.dumps(params)] if params else [])),
+            airflow_command(
+                "dags",
+                "test",
+                dag_id,
+                *(["--conf", json.dumps(params)] if params else []),
+                *(["--mark-success-pattern", mark_success_pattern] if mark_success_pattern else []),
+            ),
             env=airflow_env(settings),
             text=True,
             stdout=subprocess.PIPE,
