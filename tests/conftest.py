@@ -280,7 +280,9 @@ class DailyRuns:
             gate_recent_days=1,
             mlflow_tracking_uri=f"sqlite:///{mlflow_dir / 'mlflow.db'}",
             mlflow_artifacts_dir=mlflow_dir / "artifacts",
-            **overrides,
+            # Only the reference generates the dbt docs site (test_idempotency reads it); the other
+            # homes publish without: it costs a dbt run each and no test there reads it.
+            **{"dbt_docs": home == self.reference, **overrides},
         )
 
     def env(self, settings: Settings) -> dict[str, str]:
@@ -291,6 +293,7 @@ class DailyRuns:
             "CRM_AS_OF_DATE": settings.as_of_date.isoformat(),
             "CRM_CHURN_WINDOW_DAYS": str(settings.churn_window_days),
             "CRM_GATE_RECENT_DAYS": str(settings.gate_recent_days),
+            "CRM_DBT_DOCS": str(settings.dbt_docs).lower(),
             "CRM_MLFLOW_TRACKING_URI": settings.mlflow_tracking_uri,
             "CRM_MLFLOW_ARTIFACTS_DIR": str(settings.mlflow_artifacts_dir),
         }

@@ -46,6 +46,7 @@ def test_bad_environment_value_names_the_variable(monkeypatch: pytest.MonkeyPatc
         ("CRM_QUARANTINE_SHARE_LIMIT", "5%", "a share between 0 and 1"),
         ("CRM_AS_OF_TOLERANCE_DAYS", "one", "a whole number"),
         ("CRM_CHURN_DRIVERS_MAX_SHIFT", "5", "a probability difference between 0 and 1"),
+        ("CRM_SPARK_CONF", "spark.sql.codegen.wholeStage=false, codegen=off", "'codegen=off': expected spark."),
     ],
 )
 def test_bad_gate_setting_names_the_variable_and_the_item(monkeypatch: pytest.MonkeyPatch, variable, value, message):
@@ -61,6 +62,16 @@ def test_gate_settings_parse(monkeypatch: pytest.MonkeyPatch):
     settings = Settings.from_env()
     assert parse_row_count_bounds(settings.row_count_bounds) == {"customers": "off", "orders": (100, 5000)}
     assert settings.quarantine_share_limit == 0.2
+
+
+def test_extra_spark_settings_reach_the_local_session(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    from crm import spark
+
+    monkeypatch.setenv("CRM_SPARK_CONF", "spark.sql.codegen.wholeStage=false, spark.sql.shuffle.partitions=4")
+    conf = spark.session_conf(Settings.from_env(home=tmp_path, warehouse_url="spark+session://"))
+    # Added to the platform's own, and overriding one of them.
+    assert conf["spark.sql.codegen.wholeStage"] == "false" and conf["spark.sql.shuffle.partitions"] == "4"
+    assert conf["spark.sql.sources.partitionOverwriteMode"] == "dynamic"
 
 
 def test_the_warehouse_is_duckdb_unless_a_postgresql_url_is_set(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):

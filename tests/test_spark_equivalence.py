@@ -50,6 +50,9 @@ SCHEMAS = ("raw", "staging", "audit", "marts")
 # Each home has its landing folder and erases at its own time: the times of the files the erasure and
 # the tests write, and of the erasure, differ.
 ERASURE_TIMES = frozenset({"file_modified_ns", "erased_at"})
+# Small data: compiling each query's Java code costs more than running it (a build takes a fifth less
+# without). The same rows either way: Spark evaluates every expression without generated code too.
+SMALL_DATA_SPARK_CONF = "spark.sql.codegen.wholeStage=false,spark.sql.codegen.factoryMode=NO_CODEGEN"
 # Tables partitioned on Spark, and by what: a raw table, incremental models keyed by version, by order
 # and by as-of date, a score and a monitoring table.
 PARTITIONED = {
@@ -96,13 +99,15 @@ def build(tmp_path_factory: pytest.TempPathFactory, engines) -> Iterator[Build]:
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("CRM_PII_HASH_KEY", "spark-equivalence-" + "0" * 46)
         # A 14-day churn window puts the validation date, where the segmentation trains, inside 60 days.
-        common = {"gate_recent_days": 1, "as_of_tolerance_days": 10, "churn_window_days": 14}
+        # No dbt docs site: nothing here reads it.
+        common = {"gate_recent_days": 1, "as_of_tolerance_days": 10, "churn_window_days": 14, "dbt_docs": False}
         local = Settings.from_env(home=root / "duckdb", landing_dir=landings["duckdb"], **common)
         # One MLflow store: both engines score with the same champion.
         on_spark = Settings.from_env(
             home=root / "spark",
             landing_dir=landings["spark"],
             warehouse_url="spark+session://",
+            spark_conf=SMALL_DATA_SPARK_CONF,
             mlflow_tracking_uri=local.mlflow_tracking_uri,
             mlflow_artifacts_dir=local.mlflow_artifacts_dir,
             **common,

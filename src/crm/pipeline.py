@@ -402,7 +402,8 @@ def publish(settings: Settings) -> dict[str, int]:
     from crm.warehouse import publish_for_bi
 
     run_dbt(settings, ["build", "--select", SCORE_READERS], dbt_vars(settings))
-    generate_dbt_docs(settings)
+    if settings.dbt_docs:
+        generate_dbt_docs(settings)
     rows = publish_for_bi(settings, PUBLISHED_TABLES, PUBLISHED_PARTITIONS)
     log.info("published %d tables to %s", len(rows), settings.bi_location)
     return rows
@@ -501,7 +502,7 @@ def summarize(settings: Settings) -> dict[str, object]:
         "mlflow_tracking_uri": settings.mlflow_tracking_uri,
         "mlflow_artifacts": str(settings.mlflow_artifacts_dir),
         "data_docs": str(settings.data_docs_dir / "index.html"),
-        "dbt_docs": str(settings.dbt_artifacts_dir / "target" / "index.html"),
+        "dbt_docs": str(settings.dbt_artifacts_dir / "target" / "index.html") if settings.dbt_docs else "",
         "ui": {
             "mlflow": f"make ui, then http://127.0.0.1:{settings.mlflow_ui_port}",
             "airflow": f"make ui, then http://127.0.0.1:{settings.airflow_ui_port} (it prints the login)",
@@ -585,7 +586,9 @@ def format_summary(summary: dict[str, object]) -> str:
         f"BI copy:          {summary['bi_warehouse']} (read-only, replaced after each successful run)",
         f"MLflow store:     {summary['mlflow_tracking_uri']} (artifacts {summary['mlflow_artifacts']})",
         f"Data Docs:        {summary['data_docs']}",
-        f"dbt docs:         {summary['dbt_docs']} (or: dbt docs serve --project-dir dbt_project)",
+        f"dbt docs:         {summary['dbt_docs']} (or: dbt docs serve --project-dir dbt_project)"
+        if summary["dbt_docs"]
+        else "dbt docs:         not generated (CRM_DBT_DOCS=false)",
         f"MLflow UI:        {summary['ui']['mlflow']}",  # type: ignore[index]
         f"Airflow UI:       {summary['ui']['airflow']}",  # type: ignore[index]
     ]

@@ -43,6 +43,9 @@ class Settings:
     # A local session's driver heap (the JVM's -Xmx). Spark's own default, 1g, ran out of heap in the
     # load at 100,000 customers (3.6M web sessions appended from Arrow) and the session then hung.
     spark_driver_memory: str
+    # More settings of a local Spark session, `key=value` pairs separated by commas (dbt's session is the
+    # platform's, so both take them): tuning for a data size, such as code generation off for small data.
+    spark_conf: str
     # The read-only copy BI tools query, replaced as a whole after each successful run.
     bi_warehouse_path: Path
     # On PostgreSQL: the role BI tools log in with; every publication grants it read access to the
@@ -104,6 +107,9 @@ class Settings:
     row_count_bounds: str
     # Rebuild every incremental model from scratch (after a logic change, or to verify a run).
     full_refresh: bool
+    # Whether the publication generates the dbt docs site (when the project or the tables changed since
+    # it last did): off where nobody reads it, since it compiles the project and reads the catalog.
+    dbt_docs: bool
     # Airflow's metadata database: SQLite under the home by default, PostgreSQL in production.
     airflow_database_url: str
     # When crm_daily runs on its own: a cron preset or expression, or "none" for triggered runs only.
@@ -157,6 +163,7 @@ class Settings:
             "spark_master": "local[2]",
             "spark_dir": home / "warehouse" / "spark",
             "spark_driver_memory": "4g",
+            "spark_conf": "",
             "bi_warehouse_path": home / "warehouse" / "bi.duckdb",
             "bi_reader_role": "",
             "dbt_project_dir": CHECKOUT / "dbt_project",
@@ -186,6 +193,7 @@ class Settings:
             "quarantine_share_limit": 0.05,
             "row_count_bounds": "",
             "full_refresh": False,
+            "dbt_docs": True,
             "airflow_database_url": f"sqlite:///{home / '.airflow' / 'airflow.db'}",
             "daily_schedule": "@daily",
             "daily_dbt_tasks": "watch",
@@ -439,6 +447,17 @@ def parse_row_count_bounds(text: str) -> dict[str, str | tuple[int, int]]:
     return bounds
 
 
+def parse_spark_conf(text: str) -> dict[str, str]:
+    """``spark.key=value`` items, comma-separated, as a dict."""
+    conf: dict[str, str] = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        key, equals, value = (piece.strip() for piece in item.partition("="))
+        if not (equals and key.startswith("spark.") and value):
+            raise ValueError(f"CRM_SPARK_CONF: {item!r}: expected spark.<setting>=<value>")
+        conf[key] = value
+    return conf
+
+
 OBJECT_STORE_URLS = ("landing_url", "dbt_artifacts_url", "data_docs_url", "mlflow_artifacts_url")
 
 # Settings that are a share or a difference of probabilities: between 0 and 1.
@@ -453,6 +472,7 @@ _EXPECTED = {
     "as_of_date": "YYYY-MM-DD",
     "earliest_plausible_date": "YYYY-MM-DD",
     "full_refresh": "true or false",
+    "dbt_docs": "true or false",
     "daily_dbt_tasks": "watch, model or build",
     "airflow_executor": "local or celery",
     "recommendations_weekday": "a weekday in English (monday ... sunday) or daily",
@@ -469,6 +489,9 @@ def _parse(name: str, text: str) -> object:
     variable = f"CRM_{name.upper()}"
     if name.endswith(("_dir", "_path")):
         return Path(text).resolve()
+    if name == "spark_conf":
+        parse_spark_conf(text)  # refuses a bad value now, naming the item it cannot read
+        return text
     if name == "row_count_bounds":
         parse_row_count_bounds(text)  # refuses a bad value now, naming the item it cannot read
         return text
@@ -500,7 +523,7 @@ def _parse(name: str, text: str) -> object:
             if not limit > 0:
                 raise ValueError
             return limit
-        if name == "full_refresh":
+        if name in ("full_refresh", "dbt_docs"):
             if text.lower() not in ("true", "false", "1", "0", "yes", "no"):
                 raise ValueError
             return text.lower() in ("true", "1", "yes")

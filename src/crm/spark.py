@@ -21,7 +21,7 @@ import duckdb
 import pyarrow as pa
 
 from crm.contracts import CONTRACTS
-from crm.settings import Settings
+from crm.settings import Settings, parse_spark_conf
 from crm.warehouse import EngineNotSupported
 
 if TYPE_CHECKING:
@@ -67,6 +67,7 @@ def session_conf(settings: Settings) -> dict[str, str]:
         # tables' _partition_date): Spark lists the partitions and prunes them itself.
         "spark.sql.hive.metastorePartitionPruning": "false",
         "spark.ui.showConsoleProgress": "false",
+        **parse_spark_conf(settings.spark_conf),
     }
 
 
