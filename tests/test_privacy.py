@@ -184,6 +184,24 @@ def test_dbt_profile_reads_every_credential_from_the_environment():
     assert all(str(value).startswith("{{ env_var(") for key, value in team.items() if key in ("host", "user", "dbname"))
 
 
+def test_a_spark_thrift_servers_sessions_get_the_hash_pads_and_the_runtime_settings():
+    """Through a Spark Thrift server (spark://host:port) dbt's server_side_parameters open each session,
+    and the server applies only those named set:hiveconf:<setting> (checked against Spark 4.3's
+    HiveThriftServer2: a plain spark.crm.pii_hmac_inner read as empty, and hash_pii refused to run).
+    Every runtime setting a local session gets by its plain name reaches a server's session too."""
+    profile = yaml.safe_load((CHECKOUT / "dbt_project" / "profiles.yml").read_text())
+    parameters = profile["crm"]["outputs"]["spark"]["server_side_parameters"]
+    for name in (
+        "spark.crm.pii_hmac_inner",
+        "spark.crm.pii_hmac_outer",
+        "spark.sql.session.timeZone",
+        "spark.sql.sources.partitionOverwriteMode",
+        "spark.sql.hive.metastorePartitionPruning",
+    ):
+        assert parameters[f"set:hiveconf:{name}"] == parameters[name], name
+    assert parameters["set:hiveconf:spark.crm.pii_hmac_inner"].startswith("{{ env_var('DBT_ENV_SECRET_")
+
+
 def test_postgres_connections_get_the_hash_pads_not_the_key(tmp_path):
     """On PostgreSQL the pads reach dbt's connections as libpq session options; the key itself and
     the warehouse password travel only in variables dbt scrubs from its logs."""
