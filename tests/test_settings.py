@@ -47,6 +47,7 @@ def test_bad_environment_value_names_the_variable(monkeypatch: pytest.MonkeyPatc
         ("CRM_AS_OF_TOLERANCE_DAYS", "one", "a whole number"),
         ("CRM_CHURN_DRIVERS_MAX_SHIFT", "5", "a probability difference between 0 and 1"),
         ("CRM_SPARK_CONF", "spark.sql.codegen.wholeStage=false, codegen=off", "'codegen=off': expected spark."),
+        ("CRM_SPARK_CONNECT_URL", "spark-connect.internal:15002", "expected a Spark Connect URL, sc://host:port"),
     ],
 )
 def test_bad_gate_setting_names_the_variable_and_the_item(monkeypatch: pytest.MonkeyPatch, variable, value, message):
@@ -139,7 +140,7 @@ def test_the_warehouse_pool_is_sized_from_the_engine(tmp_path: Path, monkeypatch
     assert Settings.from_env(home=tmp_path).warehouse_pool_slots == SERVER_WAREHOUSE_SLOTS
 
 
-def test_a_spark_warehouse_is_a_local_session_or_a_thrift_server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+def test_a_spark_warehouse_is_a_local_session_or_a_cluster(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setenv("CRM_WAREHOUSE_URL", "spark+session://")
     local = Settings.from_env(home=tmp_path)
     env = local.dbt_env()
@@ -165,6 +166,11 @@ def test_a_spark_warehouse_is_a_local_session_or_a_thrift_server(tmp_path: Path,
         "10001",
     )
     assert cluster.warehouse_pool_slots == SERVER_WAREHOUSE_SLOTS
+    # The platform's own steps reach the cluster through Spark Connect: by default on the Thrift
+    # server's host at Connect's own port.
+    assert cluster.spark_connect_endpoint == "sc://spark-thrift.internal:15002"
+    monkeypatch.setenv("CRM_SPARK_CONNECT_URL", "sc://spark-connect.internal:15010")
+    assert Settings.from_env(home=tmp_path).spark_connect_endpoint == "sc://spark-connect.internal:15010"
 
 
 def test_shared_locations_take_object_store_urls_and_refuse_plain_paths(monkeypatch: pytest.MonkeyPatch):

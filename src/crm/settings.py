@@ -23,6 +23,8 @@ CHECKOUT = Path(__file__).resolve().parents[2]
 # Warehouse tasks at once on a server by default (and dbt's threads there): most of the five trainings
 # or scorings side by side, without asking more of a modest server than a few sessions.
 SERVER_WAREHOUSE_SLOTS = 4
+# Spark Connect's own default port (spark.connect.grpc.binding.port).
+SPARK_CONNECT_DEFAULT_PORT = 15002
 
 
 @dataclass(frozen=True)
@@ -46,6 +48,10 @@ class Settings:
     # More settings of a local Spark session, `key=value` pairs separated by commas (dbt's session is the
     # platform's, so both take them): tuning for a data size, such as code generation off for small data.
     spark_conf: str
+    # On a Spark cluster (spark://host:port, dbt through its Thrift server): the Spark Connect endpoint
+    # the platform's own steps (load, gates, scoring, publication) use, sc://host:port. Empty: the
+    # Thrift server's host on Spark Connect's default port.
+    spark_connect_url: str
     # The read-only copy BI tools query, replaced as a whole after each successful run.
     bi_warehouse_path: Path
     # On PostgreSQL: the role BI tools log in with; every publication grants it read access to the
@@ -164,6 +170,7 @@ class Settings:
             "spark_dir": home / "warehouse" / "spark",
             "spark_driver_memory": "4g",
             "spark_conf": "",
+            "spark_connect_url": "",
             "bi_warehouse_path": home / "warehouse" / "bi.duckdb",
             "bi_reader_role": "",
             "dbt_project_dir": CHECKOUT / "dbt_project",
@@ -392,6 +399,12 @@ class Settings:
         return parts.hostname or "localhost", parts.port or 10000
 
     @property
+    def spark_connect_endpoint(self) -> str:
+        """The Spark Connect endpoint of a cluster (spark://host:port): spark_connect_url, or the Thrift
+        server's host on Spark Connect's default port."""
+        return self.spark_connect_url or f"sc://{self.spark_server[0]}:{SPARK_CONNECT_DEFAULT_PORT}"
+
+    @property
     def spark_session_conf(self) -> dict[str, str]:
         """A local Spark session's settings, the same for dbt's session and the platform's own: the
         master, and the tables and the Derby metastore under spark_dir (not the working directory). The
@@ -492,6 +505,8 @@ def _parse(name: str, text: str) -> object:
     if name == "spark_conf":
         parse_spark_conf(text)  # refuses a bad value now, naming the item it cannot read
         return text
+    if name == "spark_connect_url" and not text.startswith("sc://"):
+        raise ValueError(f"{variable}={text!r}: expected a Spark Connect URL, sc://host:port")
     if name == "row_count_bounds":
         parse_row_count_bounds(text)  # refuses a bad value now, naming the item it cannot read
         return text

@@ -1,17 +1,20 @@
-"""The Apache Spark warehouse (``CRM_WAREHOUSE_URL=spark+session://``): the session, the raw layer
-loaded as Parquet tables, and the warehouse layer's queries (crm.warehouse.SparkWarehouse).
+"""The Apache Spark warehouse: the session, the raw layer loaded as Parquet tables, and the warehouse
+layer's queries (crm.warehouse.SparkWarehouse).
 
-dbt builds the project on Spark with dbt-spark (profiles.yml's ``spark`` target). A local session
-keeps its tables (Parquet) and its Hive metastore (embedded Derby) under ``CRM_SPARK_DIR``; the
-embedded metastore admits one process at a time, so dbt runs inside the process that holds the
-session (crm.dbt runs it in-process there: dbt-spark's session mode takes the running session), and
-one warehouse task runs at a time (the pool has one slot). A Spark cluster's Thrift server
-(``spark://host:port``) serves dbt; the platform's own steps reach Spark through a local session
-only, so far.
+dbt builds the project on Spark with dbt-spark (profiles.yml's ``spark`` target). Two ways to reach Spark:
+
+- ``CRM_WAREHOUSE_URL=spark+session://``: a local session in each process, its tables (Parquet) and its
+  Hive metastore (embedded Derby) under ``CRM_SPARK_DIR``. The embedded metastore admits one process at
+  a time, so dbt runs inside the process that holds the session (crm.dbt runs it in-process there:
+  dbt-spark's session mode takes the running session), and one warehouse task runs at a time.
+- ``CRM_WAREHOUSE_URL=spark://host:port``: a cluster's Spark Thrift server, which dbt reaches; the
+  platform's own steps reach the same cluster through Spark Connect (``CRM_SPARK_CONNECT_URL``). Both
+  are sessions of the server's one metastore, so tasks run side by side.
 """
 
 from __future__ import annotations
 
+import os
 import tempfile
 from datetime import date
 from pathlib import Path
@@ -22,7 +25,6 @@ import pyarrow as pa
 
 from crm.contracts import CONTRACTS
 from crm.settings import Settings, parse_spark_conf
-from crm.warehouse import EngineNotSupported
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -50,6 +52,16 @@ _SPARK_TYPES = {
 _session: SparkSession | None = None
 
 
+# Session settings the platform's SQL relies on, on a local session and on a cluster's alike (a
+# cluster keeps its own for the rest). The metastore's filter parser refuses a column named with a
+# leading underscore (the raw tables' _partition_date): Spark lists the partitions and prunes them itself.
+RUNTIME_CONF = {
+    "spark.sql.session.timeZone": "UTC",
+    "spark.sql.sources.partitionOverwriteMode": "dynamic",
+    "spark.sql.hive.metastorePartitionPruning": "false",
+}
+
+
 def session_conf(settings: Settings) -> dict[str, str]:
     """The local session's Spark settings, as profiles.yml gives them to dbt's session."""
     conf = settings.spark_session_conf
@@ -61,42 +73,45 @@ def session_conf(settings: Settings) -> dict[str, str]:
         "spark.driver.extraJavaOptions": conf["driver_java_options"],
         "spark.ui.enabled": "false",
         "spark.sql.shuffle.partitions": "2",
-        "spark.sql.session.timeZone": "UTC",
-        "spark.sql.sources.partitionOverwriteMode": "dynamic",
-        # The metastore's filter parser refuses a column named with a leading underscore (the raw
-        # tables' _partition_date): Spark lists the partitions and prunes them itself.
-        "spark.sql.hive.metastorePartitionPruning": "false",
+        **RUNTIME_CONF,
         "spark.ui.showConsoleProgress": "false",
         **parse_spark_conf(settings.spark_conf),
     }
 
 
 def session(settings: Settings) -> SparkSession:
-    """This process's Spark session, started on first use (about five seconds) and kept."""
+    """This process's Spark session, started on first use and kept: a local one (about five seconds),
+    or a Spark Connect session of the cluster (spark://), with RUNTIME_CONF set."""
     global _session
-    if not settings.spark_local_session:
-        raise EngineNotSupported(
-            f"CRM_WAREHOUSE_URL={settings.warehouse_location}: dbt reaches a Spark Thrift server, but the "
-            "platform's own steps (load, gates, scoring, publication) need a local session "
-            "(spark+session://) so far"
-        )
     if _session is None:
         from pyspark.sql import SparkSession
 
-        settings.spark_dir.mkdir(parents=True, exist_ok=True)
-        builder = SparkSession.builder.enableHiveSupport()
-        for key, value in session_conf(settings).items():
-            builder = builder.config(key, value)
-        _session = builder.getOrCreate()
-        _session.sparkContext.setLogLevel("ERROR")
+        if settings.spark_local_session:
+            settings.spark_dir.mkdir(parents=True, exist_ok=True)
+            builder = SparkSession.builder.enableHiveSupport()
+            for key, value in session_conf(settings).items():
+                builder = builder.config(key, value)
+            _session = builder.getOrCreate()
+            _session.sparkContext.setLogLevel("ERROR")
+        else:
+            _session = SparkSession.builder.remote(settings.spark_connect_endpoint).create()
+            for key, value in RUNTIME_CONF.items():
+                _session.conf.set(key, value)
     return _session
 
 
 def release() -> None:
-    """Stop this process's Spark session and its JVM, so that another process can open the embedded
-    metastore; the next session() starts a new one."""
+    """End this process's Spark session: a local one stops with its JVM, so that another process can
+    open the embedded metastore; a Spark Connect one closes its connection. The next session() starts
+    a new one."""
     global _session
     if _session is None:
+        return
+    if _session.__class__.__module__.startswith("pyspark.sql.connect"):
+        _session.stop()
+        _session = None
+        # pyspark marks the process as a Spark Connect client: a local session could not start after it.
+        os.environ.pop("SPARK_CONNECT_MODE_ENABLED", None)
         return
     from pyspark import SparkContext
 
