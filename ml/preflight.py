@@ -20,6 +20,11 @@ class TrainingSkipped(RuntimeError):
     """The preflight failed: training is skipped and the current champion keeps serving."""
 
 
+class TrainingUnchanged(TrainingSkipped):
+    """The model's latest version learned from the same training data, settings and code: training again
+    would register the same model, so it is skipped."""
+
+
 @dataclass(frozen=True)
 class PreflightResult:
     reasons: list[str] = field(default_factory=list)

@@ -28,6 +28,58 @@ PIP_REQUIREMENTS = [f"{name}=={version(name)}" for name in ("scikit-learn", "num
 SKOPS_TRUSTED_TYPES = ["numpy.dtype", "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor"]
 
 
+# MLflow's experiment settings: the classic model-training view (not the GenAI one) and a description.
+EXPERIMENT_KIND_TAG, CLASSIC_TRAINING = "mlflow.experimentKind", "custom_model_development"
+DESCRIPTION_TAG = "mlflow.note.content"
+# What each registered model is, for an ML engineer in the registry or an experiment: what it
+# predicts, its label, its inputs, where its scores go and how a version becomes champion. The
+# figures of a version (its dates, rows, window) are in its own description and run.
+MODEL_DESCRIPTIONS = {
+    "crm_churn": (
+        "Predicts the probability that a customer churns: places no order in the churn window after the "
+        "scoring date (`churn_window_days` of each run). Label: `is_churned` of "
+        "marts.customer_churn_labels, known once the window has closed. Inputs: the point-in-time "
+        "features of marts.customer_features (the signature lists them). Scores: scores.churn with each "
+        "customer's top drivers; marts.customer_360 bands them: high from {high}, medium from {medium}, "
+        "else low. The candidates are graded by ROC-AUC at the validation date against the best recency "
+        "rule; the selected one is refitted with the freshest labels and promoted when it beats the "
+        "champion's method refitted on the same data."
+    ),
+    "crm_segmentation": (
+        "Segments repeat buyers with k-means on how often they buy and how much they spend per order "
+        "(k chosen by silhouette); customers with less history get the fixed segments 'Not yet "
+        "purchased' and 'One-time buyers'. The segment names are each version's `segment_names` tag. "
+        "Scores: scores.segments. Promoted when its silhouette beats the champion's on the same customers."
+    ),
+    "crm_satisfaction": (
+        "Predicts the probability that a customer is satisfied: their first survey answer in the window "
+        "after the scoring date is an NPS promoter or a CSAT of 4 or 5 (`is_satisfied` of "
+        "marts.customer_satisfaction_labels). Inputs: the point-in-time features and the masked text of "
+        "their recent tickets and survey comments. Scores: scores.satisfaction. Selected by ROC-AUC at "
+        "the validation date, refitted with the freshest labels, promoted as churn is."
+    ),
+    "crm_clv": (
+        "Predicts each customer's orders and revenue in EUR over the horizon after the scoring date "
+        "(BG/NBD and Gamma-Gamma; `revenue_eur_in_horizon` of marts.customer_value_labels). Inputs: "
+        "recency, frequency and order values from marts.customer_features. Scores: scores.clv with a "
+        "value tier. Promoted when its Gini at the validation date beats the champion's."
+    ),
+    "crm_recommendations": (
+        "Ranks the catalogue's products for each customer from what customers bought (implicit "
+        "feedback). Graded by MAP at N on what customers bought in the window after the validation "
+        "date; the selected method is refitted on every purchase up to the window's end. Scores: "
+        "scores.recommendations. Promoted when it beats the champion's method refitted on the same history."
+    ),
+}
+
+
+def model_description(model_name: str) -> str:
+    """The registered model's description (MODEL_DESCRIPTIONS), with the figures defined elsewhere."""
+    from crm.settings import dbt_project_vars
+
+    return MODEL_DESCRIPTIONS.get(model_name, "").format(**dbt_project_vars()["churn_risk_bands"])
+
+
 def configure(settings: Settings) -> MlflowClient:
     settings.mlflow_artifacts_dir.mkdir(parents=True, exist_ok=True)
     mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
@@ -39,14 +91,20 @@ def experiment_id(settings: Settings, client: MlflowClient, model_name: str) -> 
     """The model's experiment. With a local store its artifacts go under the configured artifact
     URL or folder (else MLflow would write ./mlruns); a tracking server decides for itself."""
     experiment = client.get_experiment_by_name(model_name)
+    tags = {EXPERIMENT_KIND_TAG: CLASSIC_TRAINING, DESCRIPTION_TAG: model_description(model_name)}
     if experiment is not None:
+        # Stores from before these tags get them on their next run; set ones are left as a user edited them.
+        for key, value in tags.items():
+            if key not in experiment.tags:
+                client.set_experiment_tag(experiment.experiment_id, key, value)
         return experiment.experiment_id
     if settings.mlflow_tracking_uri.startswith(("http://", "https://")):
-        return client.create_experiment(model_name)
+        return client.create_experiment(model_name, tags=tags)
     if settings.mlflow_artifacts_url:
-        return client.create_experiment(model_name, artifact_location=f"{settings.mlflow_artifacts_url}/{model_name}")
-    location = (settings.mlflow_artifacts_dir / model_name).as_uri()
-    return client.create_experiment(model_name, artifact_location=location)
+        location = f"{settings.mlflow_artifacts_url}/{model_name}"
+    else:
+        location = (settings.mlflow_artifacts_dir / model_name).as_uri()
+    return client.create_experiment(model_name, artifact_location=location, tags=tags)
 
 
 def champion_version(client: MlflowClient, model_name: str):
@@ -122,11 +180,53 @@ def promote(
     )
     client.set_tag(run_id, "promotion_decision", "champion" if promoted else "challenger")
     client.set_tag(run_id, "promotion_reason", decision.describe())
+    describe_versions(client, model_name, new_version, run_id, decision)
     client.log_metric(run_id, f"challenger_{metric}", challenger_score)
     if champion_score is not None:
         client.log_metric(run_id, f"previous_champion_{metric}", champion_score)
     log.info("promotion: %s", decision.describe())
     return decision
+
+
+# A run's params that say what data a version learned from and was graded on.
+DATA_WINDOW_PARAMS = (
+    "data_window_start",
+    "data_window_end",
+    "train_as_of_date",
+    "refit_as_of_dates",
+    "validation_as_of_date",
+    "fit_as_of_date",
+    "history_until_date",
+    "fit_until_date",
+    "churn_window_days",
+    "label_window_days",
+    "clv_horizon_days",
+    "evaluation_window_days",
+    "train_rows",
+    "validation_rows",
+    "rows",
+    "customers",
+)
+
+
+def describe_versions(
+    client: MlflowClient, model_name: str, version: str, run_id: str, decision: PromotionDecision
+) -> None:
+    """Describe the new version (its data window from its run, and why it is or is not champion) and
+    the registered model (what it is, and which versions are champion and challenger: the registry's
+    list shows a model's tags, not every alias)."""
+    params = client.get_run(run_id).data.params
+    window = ", ".join(f"{name} {params[name]}" for name in DATA_WINDOW_PARAMS if name in params)
+    client.update_model_version(
+        model_name, version, description=f"Data: {window or 'see its run'}. Promotion: {decision.describe()}."
+    )
+    champion = version if decision.promoted else decision.champion_version
+    client.update_registered_model(
+        model_name,
+        description=model_description(model_name) + f"\n\nChampion: v{champion}; challenger: v{version}.",
+    )
+    client.set_registered_model_tag(model_name, CHAMPION, f"v{champion}")
+    client.set_registered_model_tag(model_name, CHALLENGER, f"v{version}")
 
 
 def registered_models_summary(client: MlflowClient) -> list[dict[str, object]]:

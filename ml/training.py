@@ -8,6 +8,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, timedelta
+from pathlib import Path
 
 import mlflow
 import numpy as np
@@ -33,7 +34,7 @@ from ml.features import (
     require_features,
 )
 from ml.metrics import classification_metrics
-from ml.preflight import PreflightResult, TrainingSkipped, check_training_data
+from ml.preflight import PreflightResult, TrainingSkipped, TrainingUnchanged, check_training_data
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +56,7 @@ def train_churn(settings: Settings, train_date: date, validation_date: date, fir
     """Train, track and register; raise TrainingSkipped when the preflight finds the data insufficient."""
     train, validation, params = _prepare_supervised("churn", settings, train_date, validation_date, first_data_day)
     client = registry.configure(settings)
+    fingerprint = _fingerprint_unless_unchanged(settings, client, churn.MODEL_NAME, [train, validation], params)
     experiment_id = registry.experiment_id(settings, client, churn.MODEL_NAME)
     fitted = churn.fit_candidates(train, validation, settings.random_seed)
     best = fitted[0]
@@ -111,7 +113,7 @@ def train_churn(settings: Settings, train_date: date, validation_date: date, fir
         "driver_features",
         json.dumps(refit.evaluation["feature"].head(explain.DRIVER_CANDIDATES).tolist()),
     )
-    decision = _promote_refit(client, "churn", refit, best, train, validation, validation_date)
+    decision = _promote_refit(client, "churn", refit, best, train, validation, validation_date, fingerprint)
     return TrainingReport(
         churn.MODEL_NAME,
         refit.version,
@@ -253,6 +255,7 @@ def _promote_refit(
     train: pd.DataFrame,
     validation: pd.DataFrame,
     validation_date: date,
+    fingerprint: str,
 ) -> registry.PromotionDecision:
     """Promote the refit when the selected candidate scored more than the champion's method, refitted on
     the same training data, on the same validation data: both out of sample (the champion itself may
@@ -271,6 +274,7 @@ def _promote_refit(
         lambda champion: _classification_score(
             refitted_method(champion, train[inputs], train[label]), validation[inputs], validation[label]
         ),
+        fingerprint,
         compared="with its method refitted on the same training date",
         fresher=trained is None or trained < validation_date.isoformat(),
     )
@@ -348,11 +352,14 @@ def _promote_on_validation(
     metric: str,
     challenger_score: float,
     champion_score_of: Callable[[object], float],
+    fingerprint: str,
     compared: str | None = None,
     fresher: bool = False,
 ) -> registry.PromotionDecision:
-    """Score the current champion (loaded from the registry) with ``champion_score_of`` on the same
-    validation data as the new version, then decide (``compared``, ``fresher``: see registry.promote)."""
+    """Record the new version's training fingerprint, score the current champion (loaded from the
+    registry) with ``champion_score_of`` on the same validation data as the new version, then decide
+    (``compared``, ``fresher``: see registry.promote)."""
+    client.set_model_version_tag(model_name, version, FINGERPRINT_TAG, fingerprint)
     current = registry.champion_version(client, model_name)
     champion_score = None
     if current is not None:
@@ -467,6 +474,10 @@ def train_segmentation(settings: Settings, fit_date: date) -> TrainingReport:
         require_features(warehouse, fit_date)
         features = load_features(warehouse, fit_date)
     inputs = features[segmentation.SEGMENT_INPUTS]
+    client = registry.configure(settings)
+    fingerprint = _fingerprint_unless_unchanged(
+        settings, client, segmentation.MODEL_NAME, [inputs], {"fit_as_of_date": fit_date.isoformat()}
+    )
     model = segmentation.CustomerSegmentation(random_state=settings.random_seed).fit(inputs)
     repeat = segmentation.repeat_buyers(inputs)
     metrics = {
@@ -475,7 +486,6 @@ def train_segmentation(settings: Settings, fit_date: date) -> TrainingReport:
         "repeat_buyer_share": float(repeat.mean()),
         **{f"silhouette_k{k}": score for k, score in model.silhouettes_.items()},
     }
-    client = registry.configure(settings)
     experiment_id = registry.experiment_id(settings, client, segmentation.MODEL_NAME)
     with mlflow.start_run(experiment_id=experiment_id, run_name="kmeans") as run:
         mlflow.log_params(
@@ -528,6 +538,7 @@ def train_segmentation(settings: Settings, fit_date: date) -> TrainingReport:
         "silhouette",
         model.silhouette(inputs),
         lambda champion: champion.silhouette(inputs),
+        fingerprint,
     )
     return TrainingReport(segmentation.MODEL_NAME, version, run.info.run_id, "kmeans", metrics, decision, len(inputs))
 
@@ -547,6 +558,7 @@ def train_satisfaction(
         "satisfaction", settings, train_date, validation_date, first_data_day
     )
     client = registry.configure(settings)
+    fingerprint = _fingerprint_unless_unchanged(settings, client, satisfaction.MODEL_NAME, [train, validation], params)
     experiment_id = registry.experiment_id(settings, client, satisfaction.MODEL_NAME)
     fitted = satisfaction.fit_candidates(train, validation, settings.random_seed)
     best = fitted[0]
@@ -564,7 +576,7 @@ def train_satisfaction(
         lambda: _log_evaluation(satisfaction.MODEL_NAME, best, inputs, label, settings.random_seed),
         satisfaction.TEXT_TRUSTED_TYPES,
     )
-    decision = _promote_refit(client, "satisfaction", refit, best, train, validation, validation_date)
+    decision = _promote_refit(client, "satisfaction", refit, best, train, validation, validation_date, fingerprint)
     return TrainingReport(
         satisfaction.MODEL_NAME,
         refit.version,
@@ -597,6 +609,7 @@ def train_clv(settings: Settings, train_date: date, validation_date: date, first
         "validation_rows": len(validation),
     }
     client = registry.configure(settings)
+    fingerprint = _fingerprint_unless_unchanged(settings, client, clv.MODEL_NAME, [train, validation], params)
     experiment_id = registry.experiment_id(settings, client, clv.MODEL_NAME)
     fitted = clv.fit_candidates(train, validation, horizon, settings.random_seed)
     best = fitted[0]
@@ -625,6 +638,7 @@ def train_clv(settings: Settings, train_date: date, validation_date: date, first
         clv.SELECTION_METRIC,
         best.metrics[clv.SELECTION_METRIC],
         lambda champion: clv.value_metrics(validation[clv.LABEL], champion.predict(inputs))[clv.SELECTION_METRIC],
+        fingerprint,
     )
     return TrainingReport(
         clv.MODEL_NAME, version, run_ids[best.name], best.name, best.metrics, decision, len(train) + len(validation)
@@ -664,6 +678,7 @@ def train_recommendations(settings: Settings, validation_date: date) -> Training
         "evaluated_customers": int((window.getnnz(axis=1) > 0).sum()),
     }
     client = registry.configure(settings)
+    fingerprint = _fingerprint_unless_unchanged(settings, client, recommend.MODEL_NAME, [all_rows], params)
     experiment_id = registry.experiment_id(settings, client, recommend.MODEL_NAME)
 
     def log_best(candidate: recommend.FittedCandidate):
@@ -691,6 +706,7 @@ def train_recommendations(settings: Settings, validation_date: date) -> Training
         metric,
         best.metrics[metric],
         lambda champion: recommend.validation_score(champion, history, window, product_ids, categories),
+        fingerprint,
     )
     return TrainingReport(
         recommend.MODEL_NAME, version, run_ids[best.name], best.name, best.metrics, decision, history.shape[0]
@@ -716,6 +732,45 @@ def _purchase_split(settings: Settings, validation_date: date):
     customers, history = recommend.purchase_matrix(history_rows, product_ids)
     _, window = recommend.purchase_matrix(window_rows, product_ids, customers)
     return product_ids, categories, customers, history, window
+
+
+# The version tag that records what a version learned from (training_fingerprint).
+FINGERPRINT_TAG = "training_fingerprint"
+# The model code a fingerprint covers: a change to any of it trains again on unchanged data.
+MODEL_CODE = sorted(Path(__file__).parent.glob("*.py"))
+
+
+def training_fingerprint(settings: Settings, frames: list[pd.DataFrame], params: dict[str, object]) -> str:
+    """A digest of what a training learns from: the examples (values and columns), the run's params, the
+    seed, and the model code."""
+    digest = hashlib.sha256()
+    digest.update(json.dumps({**params, "random_seed": settings.random_seed}, sort_keys=True, default=str).encode())
+    for frame in frames:
+        digest.update(json.dumps(list(map(str, frame.columns))).encode())
+        digest.update(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes())
+    for path in MODEL_CODE:
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def _fingerprint_unless_unchanged(
+    settings: Settings, client, model_name: str, frames: list[pd.DataFrame], params: dict[str, object]
+) -> str:
+    """The training's fingerprint; raise TrainingUnchanged when the model's latest version learned from
+    the same (unless CRM_RETRAIN_UNCHANGED): the same data, settings and code give the same model again."""
+    fingerprint = training_fingerprint(settings, frames, params)
+    if settings.retrain_unchanged:
+        return fingerprint
+    versions = client.search_model_versions(f"name = '{model_name}'")
+    latest = max(versions, key=lambda version: int(version.version), default=None)
+    if latest is not None and latest.tags.get(FINGERPRINT_TAG) == fingerprint:
+        champion = registry.champion_version(client, model_name)
+        serving = f"champion v{champion.version} keeps serving" if champion else "no version is champion"
+        raise TrainingUnchanged(
+            f"{model_name} training skipped: the training data, settings and code are those v{latest.version} "
+            f"learned from (fingerprint {fingerprint[:12]}); {serving}. CRM_RETRAIN_UNCHANGED=true trains anyway"
+        )
+    return fingerprint
 
 
 def _skip_unless_passed(model_name: str, reasons: list[str]) -> None:

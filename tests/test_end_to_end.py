@@ -11,7 +11,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -26,8 +26,9 @@ from crm.cli import PIPELINE_DAG
 from crm.pipeline import PUBLISHED_TABLES
 from crm.settings import Settings
 from crm.warehouse import DuckDBWarehouse
-from ml import churn, explain, registry
+from ml import churn, explain, registry, steps, training
 from ml.features import FEATURE_COLUMNS, load_features
+from ml.preflight import TrainingUnchanged
 from ml.steps import evaluate_against_truth
 
 
@@ -270,6 +271,49 @@ def test_champion_loads_from_the_registry(pipeline_run):
     assert probability == pytest.approx(stored, abs=1e-9)
 
 
+def test_mlflow_describes_each_experiment_model_and_version_for_ml_engineers(pipeline_run):
+    """The experiments open in MLflow's model-training view with a description; each registered model
+    says what it predicts and which versions are champion and challenger (tags the registry's list
+    shows); each version says what data it learned from and why it is champion."""
+    settings, _ = pipeline_run
+    client = MlflowClient(settings.mlflow_tracking_uri, settings.mlflow_tracking_uri)
+    names = ("crm_churn", "crm_clv", "crm_recommendations", "crm_satisfaction", "crm_segmentation")
+    for name in names:
+        description = registry.model_description(name)
+        experiment = client.get_experiment_by_name(name)
+        assert experiment.tags[registry.EXPERIMENT_KIND_TAG] == "custom_model_development", experiment.tags
+        assert experiment.tags[registry.DESCRIPTION_TAG] == description and len(description) > 100
+        model = client.get_registered_model(name)
+        assert model.description == f"{description}\n\nChampion: v1; challenger: v1.", model.description
+        assert model.tags == {"champion": "v1", "challenger": "v1"}, model.tags
+        version = client.get_model_version(name, "1").description
+        assert version.startswith("Data: ") and version.endswith("is champion: no champion existed."), version
+    # The risk bands that customer_360 applies, defined once in the dbt project's vars.
+    assert "high from 0.7, medium from 0.4" in registry.model_description("crm_churn")
+    churn = client.get_model_version("crm_churn", "1").description
+    assert "data_window_start 2024-" in churn and "churn_window_days 90" in churn, churn
+
+
+def test_training_on_unchanged_data_is_skipped_unless_asked(home_copy):
+    """A training whose data, settings and code are those the latest version learned from registers
+    nothing and says so (the champion keeps serving); CRM_RETRAIN_UNCHANGED trains anyway."""
+    settings = home_copy("unchanged")
+    client = MlflowClient(settings.mlflow_tracking_uri, settings.mlflow_tracking_uri)
+    with pytest.raises(TrainingUnchanged, match="are those v1 learned from .* champion v1 keeps serving"):
+        steps.train(settings, "segments")
+    assert len(client.search_model_versions("name = 'crm_segmentation'")) == 1
+    retrained = steps.train(replace(settings, retrain_unchanged=True), "segments")
+    assert retrained["version"] == "2"
+    fingerprints = {
+        str(version.version): version.tags[training.FINGERPRINT_TAG]
+        for version in client.search_model_versions("name = 'crm_segmentation'")
+    }
+    assert fingerprints["1"] == fingerprints["2"], fingerprints
+    # A version registered since: the next training compares with it.
+    with pytest.raises(TrainingUnchanged, match="are those v2 learned from"):
+        steps.train(settings, "segments")
+
+
 def _problems(completed: subprocess.CompletedProcess[str], step: str) -> list[str]:
     """The console lines that report a failed `crm STEP`: one per problem."""
     prefix = f"crm {step}: "
@@ -443,7 +487,9 @@ def reruns(home_copy) -> Reruns:
             local_airflow.airflow_command(
                 "dags", "test", PIPELINE_DAG, "--mark-success-pattern", f"^({OTHER_TRAININGS[1:]})$"
             ),
-            env={**local_airflow.airflow_env(settings), "CRM_FULL_REFRESH": "true"},
+            # Retrained on the same data on purpose (by default such a training is skipped): the
+            # promotion must keep the champion on a tie.
+            env={**local_airflow.airflow_env(settings), "CRM_FULL_REFRESH": "true", "CRM_RETRAIN_UNCHANGED": "true"},
             capture_output=True,
             text=True,
             timeout=600,
@@ -477,8 +523,12 @@ def test_full_refresh_rerun_repairs_the_mart_and_keeps_one_row_per_customer(reru
     run = reruns.full_refresh
     assert run.completed.returncode == 0, run.completed.stdout[-3000:] + run.completed.stderr[-3000:]
     assert len(run.scores) == len({row[0] for row in run.scores})
-    # Same data, same validation score: the new version is a challenger and v1 stays champion.
+    # Same data retrained (CRM_RETRAIN_UNCHANGED), same validation score: the new version is a
+    # challenger and v1 stays champion.
     assert run.versions == {"count": "2", "challenger": "2", "champion": "1"}
+    client = MlflowClient(reruns.settings.mlflow_tracking_uri, reruns.settings.mlflow_tracking_uri)
+    assert client.get_registered_model("crm_churn").description.endswith("Champion: v1; challenger: v2.")
+    assert "does not beat champion v1" in client.get_model_version("crm_churn", "2").description
 
 
 def test_failed_preflight_skips_training_and_the_champion_keeps_serving(reruns: Reruns):

@@ -5,13 +5,9 @@ BI copy's guard and erasure's search all use these, in SQL and in Python alike.
 
 from __future__ import annotations
 
-import yaml
+from crm.settings import dbt_project_vars
 
-from crm.settings import CHECKOUT
-
-_RULES: dict[str, str] = yaml.safe_load((CHECKOUT / "dbt_project" / "dbt_project.yml").read_text())["vars"][
-    "contact_rules"
-]
+_RULES: dict[str, str] = dbt_project_vars()["contact_rules"]
 
 # An email address or a phone number anywhere in a text.
 EMAIL_IN_TEXT = _RULES["email_in_text"]

@@ -15,7 +15,9 @@ import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, fields
 from datetime import date
+from functools import cache
 from pathlib import Path
+from typing import Any
 
 # The checkout that holds this package (src/crm/settings.py → the repository root).
 CHECKOUT = Path(__file__).resolve().parents[2]
@@ -116,6 +118,9 @@ class Settings:
     # Whether the publication generates the dbt docs site (when the project or the tables changed since
     # it last did): off where nobody reads it, since it compiles the project and reads the catalog.
     dbt_docs: bool
+    # Train a model again even when its training data, settings and code are those its latest version
+    # learned from (by default such a training is skipped: it would register the same model again).
+    retrain_unchanged: bool
     # Airflow's metadata database: SQLite under the home by default, PostgreSQL in production.
     airflow_database_url: str
     # When crm_daily runs on its own: a cron preset or expression, or "none" for triggered runs only.
@@ -201,6 +206,7 @@ class Settings:
             "row_count_bounds": "",
             "full_refresh": False,
             "dbt_docs": True,
+            "retrain_unchanged": False,
             "airflow_database_url": f"sqlite:///{home / '.airflow' / 'airflow.db'}",
             "daily_schedule": "@daily",
             "daily_dbt_tasks": "watch",
@@ -460,6 +466,14 @@ def parse_row_count_bounds(text: str) -> dict[str, str | tuple[int, int]]:
     return bounds
 
 
+@cache
+def dbt_project_vars() -> dict[str, Any]:
+    """The vars of the checkout's dbt_project.yml: what dbt and the platform's Python define once there."""
+    import yaml
+
+    return yaml.safe_load((CHECKOUT / "dbt_project" / "dbt_project.yml").read_text())["vars"]
+
+
 def parse_spark_conf(text: str) -> dict[str, str]:
     """``spark.key=value`` items, comma-separated, as a dict."""
     conf: dict[str, str] = {}
@@ -486,6 +500,7 @@ _EXPECTED = {
     "earliest_plausible_date": "YYYY-MM-DD",
     "full_refresh": "true or false",
     "dbt_docs": "true or false",
+    "retrain_unchanged": "true or false",
     "daily_dbt_tasks": "watch, model or build",
     "airflow_executor": "local or celery",
     "recommendations_weekday": "a weekday in English (monday ... sunday) or daily",
@@ -538,7 +553,7 @@ def _parse(name: str, text: str) -> object:
             if not limit > 0:
                 raise ValueError
             return limit
-        if name in ("full_refresh", "dbt_docs"):
+        if name in ("full_refresh", "dbt_docs", "retrain_unchanged"):
             if text.lower() not in ("true", "false", "1", "0", "yes", "no"):
                 raise ValueError
             return text.lower() in ("true", "1", "yes")

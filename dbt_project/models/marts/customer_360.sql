@@ -123,8 +123,8 @@ final as (
         coalesce(rfm.rfm_segment, 'No purchase yet') as rfm_segment,
         latest_churn.churn_probability,
         case
-            when latest_churn.churn_probability >= 0.7 then 'high'
-            when latest_churn.churn_probability >= 0.4 then 'medium'
+            when latest_churn.churn_probability >= {{ var('churn_risk_bands')['high'] }} then 'high'
+            when latest_churn.churn_probability >= {{ var('churn_risk_bands')['medium'] }} then 'medium'
             when latest_churn.churn_probability is not null then 'low'
         end as churn_risk_band,
         latest_churn.churn_scored_as_of,
