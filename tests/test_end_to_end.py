@@ -271,6 +271,29 @@ def test_champion_loads_from_the_registry(pipeline_run):
     assert probability == pytest.approx(stored, abs=1e-9)
 
 
+def test_the_bi_copy_describes_every_table_and_column_and_publishes_the_definitions(pipeline_run):
+    """BI tools list the BI copy's tables and columns with the dbt project's descriptions (comments);
+    marts.definitions holds the thresholds and windows the run used."""
+    settings, _ = pipeline_run
+    with duckdb.connect(str(settings.bi_warehouse_path), read_only=True) as con:
+        tables = dict(con.execute("select schema_name || '.' || table_name, comment from duckdb_tables()").fetchall())
+        columns = con.execute(
+            "select schema_name || '.' || table_name, column_name, comment from duckdb_columns() where not internal"
+        ).fetchall()
+        definitions = {row[0]: row[1:] for row in con.execute("select * from marts.definitions").fetchall()}
+    assert set(tables) == set(PUBLISHED_TABLES)
+    assert [table for table, comment in tables.items() if not comment] == []
+    assert [(table, column) for table, column, comment in columns if not comment] == []
+    described = {(table, column): comment for table, column, comment in columns}
+    assert described["marts.customer_360", "churn_risk_band"] == "high (>= 0.7), medium (>= 0.4) or low."
+    assert described["scores.churn", "churn_probability"].startswith("Probability that the customer places no order")
+    assert definitions["churn_risk_band_high_from"][:2] == (0.7, "probability")
+    assert definitions["churn_risk_band_medium_from"][:2] == (0.4, "probability")
+    assert definitions["churn_window_days"][:2] == (settings.churn_window_days, "days")
+    assert definitions["clv_horizon_days"][:2] == (settings.clv_horizon, "days")
+    assert definitions["satisfied"][:2] == (None, None) and "CSAT of 4 or 5" in definitions["satisfied"][2]
+
+
 def test_mlflow_describes_each_experiment_model_and_version_for_ml_engineers(pipeline_run):
     """The experiments open in MLflow's model-training view with a description; each registered model
     says what it predicts and which versions are champion and challenger (tags the registry's list

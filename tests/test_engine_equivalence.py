@@ -180,6 +180,14 @@ def test_publication_on_postgresql_refuses_contact_details_and_keeps_the_previou
     with postgres.connect(team_warehouse) as team:
         before = sorted(name for (name,) in team.execute(listed).fetchall())
         assert before == sorted(postgres.published_name(table) for table in PUBLISHED_TABLES)
+        # The published tables and columns carry the dbt project's descriptions, as in the DuckDB copy.
+        undescribed = team.execute(
+            "select table_schema || '.' || table_name || '.' || column_name from ("
+            "select *, (quote_ident(table_schema) || '.' || quote_ident(table_name))::regclass as relation "
+            "from information_schema.columns where table_schema like 'bi_%%') as published "
+            "where obj_description(relation) is null or col_description(relation, ordinal_position::int) is null"
+        ).fetchall()
+        assert undescribed == []
         team.commit()  # the listing's transaction: a publication runs in a transaction of its own
         with team.transaction():
             team.execute(

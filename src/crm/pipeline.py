@@ -45,6 +45,7 @@ PUBLISHED_TABLES = (
     "scores.clv",
     "scores.recommendations",
     "marts.customer_recommendations",
+    "marts.definitions",
     *MONITORING_TABLES,  # backtests, calibration, drift and alerts (ml.monitoring)
 )
 # The published tables that grow with history, and what partitions them: a publication replaces only

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from datetime import date
 from pathlib import Path
@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 
 from crm.contracts import CONTRACTS
 from crm.settings import Settings
+from crm.table_docs import TableDoc, comment_statements
 from crm.warehouse import DATE_PATTERN, EMAIL_PATTERN, PHONE_PATTERN, PUBLISHED_SCHEMA_PREFIX, refuse_pii
 
 # DuckDB's types as PostgreSQL names them (those the raw layer and the marts use).
@@ -350,13 +351,16 @@ def contact_details_in_text(con: psycopg.Connection, table: str) -> dict[str, di
     return findings
 
 
-def publish_schemas(con: psycopg.Connection, tables: list[str], reader_role: str = "") -> dict[str, int]:
+def publish_schemas(
+    con: psycopg.Connection, tables: list[str], reader_role: str = "", docs: Mapping[str, TableDoc] | None = None
+) -> dict[str, int]:
     """Publish ``tables`` (schema.name) for BI in one transaction: each schema's tables are copied into a
     new schema that then takes the published name (bi_<schema>), so a reader sees the previous
     publication or this one, never a mix, and a refused or failed publication leaves the previous
     one as it was. A table with raw PII or contact details in text refuses the whole publication
     (crm.warehouse.refuse_pii). ``reader_role`` (BI's login role) may read the new schemas from the
-    moment they are published. Returns the rows published per table."""
+    moment they are published; ``docs`` (crm.table_docs) become the tables' and columns' comments.
+    Returns the rows published per table."""
     rows: dict[str, int] = {}
     schemas = sorted({table.split(".")[0] for table in tables})
     with _own_transaction(con):
@@ -378,6 +382,11 @@ def publish_schemas(con: psycopg.Connection, tables: list[str], reader_role: str
                     )
                 )
                 rows[table] = created.rowcount
+                if table in (docs or {}):
+                    staged_table = f"{published}__next.{name}"
+                    columns = [column for column, _ in _columns(con, table)]
+                    for statement in comment_statements(staged_table, docs[table], columns):
+                        con.execute(statement)
             if reader_role:
                 for grant in ("grant usage on schema {} to {}", "grant select on all tables in schema {} to {}"):
                     con.execute(sql.SQL(grant).format(staged, sql.Identifier(reader_role)))

@@ -21,6 +21,7 @@ import pandas as pd
 from crm.contact_rules import EMAIL_IN_TEXT, PHONE_IN_TEXT
 from crm.contracts import PII_COLUMNS
 from crm.settings import Settings
+from crm.table_docs import TableDoc, comment_statements
 
 if TYPE_CHECKING:
     import psycopg
@@ -513,20 +514,26 @@ def publish_for_bi(
     bi_<schema>, replaced in one transaction (crm.postgres.publish_schemas). Spark: the views of the
     databases bi_<schema>, pointed at this publication's copies (crm.spark.publish_tables); without
     ``partitions`` (an erasure) no earlier publication's copies are kept."""
+    from crm.table_docs import published_docs
+
+    tables = list(tables)
     if settings.warehouse_engine == "postgres":
         from crm import postgres
 
         with postgres.connect(settings.warehouse_url) as con:
-            return postgres.publish_schemas(con, list(tables), settings.bi_reader_role)
+            return postgres.publish_schemas(con, tables, settings.bi_reader_role, published_docs(settings, tables))
     if settings.warehouse_engine == "spark":
         from crm import spark
 
         return spark.publish_tables(spark.session(settings), list(tables), keep_previous=partitions is not None)
-    return publish_copy(settings, tables, partitions)
+    return publish_copy(settings, tables, partitions, published_docs(settings, tables))
 
 
 def publish_copy(
-    settings: Settings, tables: Iterable[str], partitions: Mapping[str, str] | None = None
+    settings: Settings,
+    tables: Iterable[str],
+    partitions: Mapping[str, str] | None = None,
+    docs: Mapping[str, TableDoc] | None = None,
 ) -> dict[str, int]:
     """Write ``tables`` into a new BI database file and move it over the previous one.
 
@@ -541,7 +548,8 @@ def publish_copy(
     whose rows changed replaced (publish_partitions); every other table is copied whole. The history
     tables grow by a day at a time, so a daily publication writes a day, not the whole history.
     Without ``partitions`` every table is written into an empty file (an erasure: no deleted row of
-    an erased customer may survive in a copied file's free blocks).
+    an erased customer may survive in a copied file's free blocks). ``docs`` (crm.table_docs) become
+    the tables' and columns' comments.
     """
     target = settings.bi_warehouse_path
     staging = target.with_name(f".{target.name}.publishing")
@@ -569,6 +577,10 @@ def publish_copy(
             if table not in partitions or publish_partitions(con, table, partitions[table]) is None:
                 con.execute(f"create or replace table bi.{schema}.{name} as select * from warehouse.{table}")
             rows[table] = con.execute(f"select count(*) from bi.{schema}.{name}").fetchone()[0]
+            if table in (docs or {}):
+                columns = [row[0] for row in con.execute(f"describe bi.{schema}.{name}").fetchall()]
+                for statement in comment_statements(table, docs[table], columns, prefix="bi."):
+                    con.execute(statement)
         con.execute("checkpoint bi")
         con.execute("detach bi")
     except BaseException:
