@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Mapping
 from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -25,6 +26,7 @@ import pyarrow as pa
 
 from crm.contracts import CONTRACTS
 from crm.settings import Settings, parse_spark_conf
+from crm.table_docs import TableDoc
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -325,7 +327,9 @@ def load_landing(
     return load.inserted
 
 
-def publish_tables(spark: SparkSession, tables: list[str], keep_previous: bool = True) -> dict[str, int]:
+def publish_tables(
+    spark: SparkSession, tables: list[str], keep_previous: bool = True, docs: Mapping[str, TableDoc] | None = None
+) -> dict[str, int]:
     """Publish ``tables`` (schema.name) for BI: each is copied into a database of this publication's own,
     ``bi_<schema>__v<time>``, then the views BI reads, ``bi_<schema>.<name>``, are pointed at the copies.
 
@@ -335,6 +339,7 @@ def publish_tables(spark: SparkSession, tables: list[str], keep_previous: bool =
     queries two tables while the views switch (well under a second) may see one from each
     publication. The previous publication's copies stay for reads in flight (unless not
     ``keep_previous``: after an erasure they hold rows that must go); older ones are dropped.
+    ``docs`` (crm.table_docs) become the views' and their columns' comments.
     Returns the rows published per table."""
     from datetime import UTC, datetime
 
@@ -366,7 +371,11 @@ def publish_tables(spark: SparkSession, tables: list[str], keep_previous: bool =
         spark.sql(f"create database if not exists {published}")
         names = {table.split(".")[1] for table in tables if table.split(".")[0] == schema}
         for name in sorted(names):
-            spark.sql(f"create or replace view {published}.{name} as select * from {copies}.{name}")
+            doc = (docs or {}).get(f"{schema}.{name}")
+            spark.sql(
+                f"create or replace view {published}.{name}{_view_comments(spark, f'{copies}.{name}', doc)} "
+                f"as select * from {copies}.{name}"
+            )
         for view in spark.catalog.listTables(published):
             if view.name not in names and not view.isTemporary:
                 spark.sql(f"drop view if exists {published}.{view.name}")  # no longer published
@@ -376,6 +385,23 @@ def publish_tables(spark: SparkSession, tables: list[str], keep_previous: bool =
         for database in earlier[:-1] if keep_previous else earlier:
             spark.sql(f"drop database {database} cascade")
     return rows
+
+
+def _view_comments(spark: SparkSession, table: str, doc: TableDoc | None) -> str:
+    """A view's column list and comment clause for ``doc`` (empty without one): Spark keeps comments
+    on a view only where its definition names them."""
+    if doc is None:
+        return ""
+    columns = ", ".join(
+        f"`{name}`" + (f" comment {_text_literal(doc.columns[name])}" if name in doc.columns else "")
+        for name in spark.table(table).columns
+    )
+    return f" ({columns})" + (f" comment {_text_literal(doc.description)}" if doc.description else "")
+
+
+def _text_literal(text: str) -> str:
+    """A Spark SQL string literal (Spark escapes with backslashes)."""
+    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
 def _contact_details(spark: SparkSession, table: str, find) -> dict[str, dict[str, int]]:

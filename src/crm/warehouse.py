@@ -525,7 +525,9 @@ def publish_for_bi(
     if settings.warehouse_engine == "spark":
         from crm import spark
 
-        return spark.publish_tables(spark.session(settings), list(tables), keep_previous=partitions is not None)
+        return spark.publish_tables(
+            spark.session(settings), tables, keep_previous=partitions is not None, docs=published_docs(settings, tables)
+        )
     return publish_copy(settings, tables, partitions, published_docs(settings, tables))
 
 
