@@ -8,6 +8,7 @@ from datetime import date, timedelta
 
 import pandas as pd
 
+from crm.pipeline import StepSkipped
 from ml.features import FEATURE_COLUMNS
 
 MIN_LABELS_PER_CLASS = 100
@@ -16,7 +17,7 @@ MIN_LABELS_PER_CLASS = 100
 MAX_MISSING_RATE = 0.99
 
 
-class TrainingSkipped(RuntimeError):
+class TrainingSkipped(StepSkipped):
     """The preflight failed: training is skipped and the current champion keeps serving."""
 
 

@@ -6,8 +6,10 @@ copy of it.
 """
 
 import json
+import os
 import re
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -317,7 +319,7 @@ def test_mlflow_describes_each_experiment_model_and_version_for_ml_engineers(pip
     assert "data_window_start 2024-" in churn and "churn_window_days 90" in churn, churn
 
 
-def test_training_on_unchanged_data_is_skipped_unless_asked(home_copy):
+def test_training_on_unchanged_data_is_skipped_unless_asked(home_copy, crm_command):
     """A training whose data, settings and code are those the latest version learned from registers
     nothing and says so (the champion keeps serving); CRM_RETRAIN_UNCHANGED trains anyway."""
     settings = home_copy("unchanged")
@@ -332,15 +334,39 @@ def test_training_on_unchanged_data_is_skipped_unless_asked(home_copy):
         for version in client.search_model_versions("name = 'crm_segmentation'")
     }
     assert fingerprints["1"] == fingerprints["2"], fingerprints
-    # A version registered since: the next training compares with it.
-    with pytest.raises(TrainingUnchanged, match="are those v2 learned from"):
-        steps.train(settings, "segments")
+    # A version registered since: the next training compares with it. The command says so in one line
+    # and succeeds: a skipped step is not a failure.
+    completed = crm_command(settings, "train", "--model", "segments")
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    assert "crm train: crm_segmentation training skipped: the training data, settings and code are those v2" in (
+        completed.stdout
+    )
+    assert "Traceback" not in completed.stdout + completed.stderr
 
 
 def _problems(completed: subprocess.CompletedProcess[str], step: str) -> list[str]:
     """The console lines that report a failed `crm STEP`: one per problem."""
     prefix = f"crm {step}: "
     return [line.removeprefix(prefix) for line in completed.stderr.splitlines() if line.startswith(prefix)]
+
+
+def test_commands_keep_airflows_configuration_in_the_platforms_home(tmp_path: Path):
+    """A `crm` command that imports Airflow reads its configuration from the platform's home, and never
+    writes an airflow.cfg or a database into the user's home directory (no AIRFLOW_HOME set, as for a
+    user at a shell)."""
+    user_home = tmp_path / "user"
+    user_home.mkdir()
+    settings = Settings.from_env(home=tmp_path / "home")
+    environment = {name: value for name, value in os.environ.items() if name != "AIRFLOW_HOME"}
+    completed = subprocess.run(
+        [str(Path(sys.executable).with_name("crm")), "pools"],
+        env={**environment, "CRM_HOME": str(settings.home), "HOME": str(user_home)},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert f"Reading the config from {settings.airflow_home / 'airflow.cfg'}" in completed.stderr
+    assert list(user_home.iterdir()) == []
 
 
 def test_a_step_fails_with_one_line_per_problem_and_changes_nothing(home_copy, crm_command):

@@ -24,6 +24,7 @@ from crm import local_airflow, pipeline
 from crm.contracts import CONTRACTS
 from crm.erasure import (
     ERASING_SUFFIX,
+    NOTHING_FOUND,
     ErasureError,
     Suppression,
     _rewrite_csv,
@@ -426,3 +427,33 @@ def test_erasure_dag_takes_a_file_and_the_warehouse_pool_on_every_task():
     ]
     for before, after in zip(order, order[1:], strict=False):
         assert after in dag.get_task(before).get_flat_relative_ids(upstream=False), (before, after)
+
+
+def test_an_id_never_seen_is_recorded_and_nothing_is_deleted_or_rebuilt(daily_runs, tmp_path: Path):
+    """An erasure of a customer id the deliveries never held says so plainly: the request is recorded
+    (a later delivery of the id is kept out), and the warehouse and the BI copy are left as they were
+    (no republication, no rebuild)."""
+    home = tmp_path / "home"
+    shutil.copytree(daily_runs.after_first_day, home)
+    settings = daily_runs.settings(home, daily_runs.days[0])
+    request = tmp_path / "erasure-request.txt"
+    request.write_text("987654321\n")
+    published = settings.bi_warehouse_path.stat()
+    built = (settings.dbt_artifacts_dir / "target" / "run_results.json").stat().st_mtime_ns
+    completed = subprocess.run(
+        [str(Path(sys.executable).with_name("crm")), "erase", "--customer-ids", str(request)],
+        env=daily_runs.env(settings),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    assert f"crm erase: {NOTHING_FOUND}" in completed.stdout
+    result = json.loads(completed.stdout[: completed.stdout.rindex("}") + 1])
+    assert result["suppressed"]["customer_id"] == 1 and result["removed"]["bi"] == {"tables_republished": 0}
+    assert (settings.bi_warehouse_path.stat().st_ino, settings.bi_warehouse_path.stat().st_mtime_ns) == (
+        published.st_ino,
+        published.st_mtime_ns,
+    )
+    assert (settings.dbt_artifacts_dir / "target" / "run_results.json").stat().st_mtime_ns == built
+    assert len(settings.erasure_audit_path.read_text().splitlines()) == 1

@@ -169,6 +169,10 @@ def test_a_spark_warehouse_is_a_local_session_or_a_cluster(tmp_path: Path, monke
     # The platform's own steps reach the cluster through Spark Connect: by default on the Thrift
     # server's host at Connect's own port.
     assert cluster.spark_connect_endpoint == "sc://spark-thrift.internal:15002"
+    assert cluster.warehouse_location == (
+        "the Spark cluster at spark://spark-thrift.internal:10001 (Spark Connect sc://spark-thrift.internal:15002)"
+    )
+    assert local.warehouse_location == f"the local Spark session's tables under {tmp_path / 'warehouse' / 'spark'}"
     monkeypatch.setenv("CRM_SPARK_CONNECT_URL", "sc://spark-connect.internal:15010")
     assert Settings.from_env(home=tmp_path).spark_connect_endpoint == "sc://spark-connect.internal:15010"
 

@@ -132,7 +132,13 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         settings = Settings.from_env()
+        # Airflow reads (and, where it is missing, writes) its configuration in AIRFLOW_HOME when it
+        # is imported, by default under the user's home: this process imports it for some commands.
+        os.environ.setdefault("AIRFLOW_HOME", str(settings.airflow_home))
         return _run(parser, args, settings)
+    except pipeline.StepSkipped as skipped:  # not a failure: the reason, and nothing else
+        print(f"crm {args.command}: {skipped}")
+        return 0
     except Exception as error:  # one line per problem on the console; the traceback goes to the log
         return _report_failure(args.command, error, args.verbose)
 
@@ -226,6 +232,8 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace, settings: Se
             print(f"crm erase: {error}", file=sys.stderr)
             return 2
         print(json.dumps({key: result[key] for key in ("customers", "suppressed", "removed", "audit_log")}, indent=2))
+        if "note" in result:
+            print(f"crm erase: {result['note']}")
     elif args.command == "summary":
         print(pipeline.format_summary(pipeline.summarize(settings)))
     elif args.command == "train":

@@ -693,15 +693,29 @@ def write_audit(settings: Settings, suppression: dict[str, object], removed: dic
     return path
 
 
+NOTHING_FOUND = (
+    "no record of these customers was found in the landing files or the warehouse: nothing was deleted, "
+    "republished or rebuilt; their ids stay on the suppression list, so a later delivery of them is kept out"
+)
+
+
 def erase(settings: Settings, customer_ids_file: Path, rebuild: bool = True) -> dict[str, object]:
     """The whole erasure (``crm erase``); with ``rebuild``, then a dbt build and publish, so that the
-    aggregates (campaign results, RFM bounds, consolidation rates) no longer count the erased."""
+    aggregates (campaign results, RFM bounds, consolidation rates) no longer count the erased. Where
+    no record of them was found anywhere, nothing is republished or rebuilt and the result's note says
+    so (the request stays recorded: a later delivery of them is kept out)."""
     ids = read_customer_ids(customer_ids_file)
     suppression = record_suppression(settings, ids)
     removed = {"landing": erase_landing(settings), "warehouse": erase_warehouse(settings)}
-    removed["bi"] = {"tables_republished": len(republish_bi(settings))}
+    deleted = sum(removed["landing"].values()) + sum(removed["warehouse"].values())
+    # Nothing deleted: the BI copy and the marts hold nothing of them either.
+    removed["bi"] = {"tables_republished": len(republish_bi(settings)) if deleted else 0}
     audit = write_audit(settings, suppression, removed)
     result = {"customers": len(ids), "audit_log": str(audit), **suppression, "removed": removed}
+    if not deleted:
+        result["note"] = NOTHING_FOUND
+        log.info("erasure: %s", NOTHING_FOUND)
+        return result
     if rebuild and warehouse_exists(settings):
         from crm import pipeline
         from crm.warehouse import bi_published

@@ -167,6 +167,11 @@ def load(settings: Settings) -> dict[str, object]:
     return {"rows": rows, "raw_gate": {"validations": gate.validations, "seconds": round(gate.seconds, 2)}}
 
 
+class StepSkipped(RuntimeError):
+    """A step had nothing to do, or must not run on this data (the reason is the message): not a failure.
+    The model package's skipped trainings are such steps (ml.preflight.TrainingSkipped)."""
+
+
 class AsOfDateBeyondData(ValueError):
     """The configured scoring date lies after the delivered data (beyond the tolerance)."""
 

@@ -274,11 +274,16 @@ class Settings:
 
     @property
     def warehouse_location(self) -> str:
-        """Where the warehouse is, fit to print: the DuckDB file, or the PostgreSQL URL without its password."""
+        """Where the warehouse is, fit to print: the DuckDB file, the PostgreSQL URL without its password,
+        a local Spark session's folder, or the Spark cluster's endpoints."""
         if self.warehouse_engine == "postgres":
             from sqlalchemy.engine import make_url
 
             return make_url(self.warehouse_url).render_as_string(hide_password=True)
+        if self.warehouse_engine == "spark":
+            if self.spark_local_session:
+                return f"the local Spark session's tables under {self.spark_dir}"
+            return f"the Spark cluster at {self.warehouse_url} (Spark Connect {self.spark_connect_endpoint})"
         return str(self.warehouse_path)
 
     @property
