@@ -432,7 +432,7 @@ def test_erasure_dag_takes_a_file_and_the_warehouse_pool_on_every_task():
 def test_an_id_never_seen_is_recorded_and_nothing_is_deleted_or_rebuilt(daily_runs, tmp_path: Path):
     """An erasure of a customer id the deliveries never held says so plainly: the request is recorded
     (a later delivery of the id is kept out), and the warehouse and the BI copy are left as they were
-    (no republication, no rebuild)."""
+    (no republication, no rebuild). Asked again, it is a rerun and republishes."""
     home = tmp_path / "home"
     shutil.copytree(daily_runs.after_first_day, home)
     settings = daily_runs.settings(home, daily_runs.days[0])
@@ -457,3 +457,13 @@ def test_an_id_never_seen_is_recorded_and_nothing_is_deleted_or_rebuilt(daily_ru
     )
     assert (settings.dbt_artifacts_dir / "target" / "run_results.json").stat().st_mtime_ns == built
     assert len(settings.erasure_audit_path.read_text().splitlines()) == 1
+    # The same request again is a rerun, as after an interrupted erasure: it republishes whatever it finds.
+    again = subprocess.run(
+        [str(Path(sys.executable).with_name("crm")), "erase", "--customer-ids", str(request), "--no-rebuild"],
+        env=daily_runs.env(settings),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert again.returncode == 0 and NOTHING_FOUND not in again.stdout, again.stderr[-3000:]
+    assert json.loads(again.stdout)["removed"]["bi"]["tables_republished"] > 0

@@ -204,6 +204,17 @@ def _in(values: Iterable[object]) -> tuple[str, list[object]]:
 # 1. The suppression list -------------------------------------------------------------------------
 
 
+def requested_before(settings: Settings, customer_ids: Iterable[int]) -> bool:
+    """Whether an earlier erasure recorded any of these requested customer ids (a rerun)."""
+    if not warehouse_exists(settings):
+        return False
+    with open_warehouse(settings, read_only=True) as warehouse:
+        if not warehouse.table_exists(ERASED_IDS_TABLE):
+            return False
+        listed, hashes = _in(sorted(settings.hash_pii(str(int(customer_id))) for customer_id in customer_ids))
+        return warehouse.row(f"select count(*) from {ERASED_IDS_TABLE} where request_hash in {listed}", hashes)[0] > 0
+
+
 def record_suppression(settings: Settings, customer_ids: Iterable[int]) -> dict[str, object]:
     """Resolve the requested customers and add the hashes of everything that identifies them to the
     suppression list. Returns the hashed requested and linked ids and how many ids of each kind."""
@@ -705,14 +716,16 @@ def erase(settings: Settings, customer_ids_file: Path, rebuild: bool = True) -> 
     no record of them was found anywhere, nothing is republished or rebuilt and the result's note says
     so (the request stays recorded: a later delivery of them is kept out)."""
     ids = read_customer_ids(customer_ids_file)
+    rerun = requested_before(settings, ids)
     suppression = record_suppression(settings, ids)
     removed = {"landing": erase_landing(settings), "warehouse": erase_warehouse(settings)}
-    deleted = sum(removed["landing"].values()) + sum(removed["warehouse"].values())
-    # Nothing deleted: the BI copy and the marts hold nothing of them either.
-    removed["bi"] = {"tables_republished": len(republish_bi(settings)) if deleted else 0}
+    # Nothing deleted by a first request: the BI copy and the marts hold nothing of them either. A
+    # rerun may find nothing left to delete where an interrupted attempt stopped before republishing.
+    never_seen = not rerun and not sum(removed["landing"].values()) + sum(removed["warehouse"].values())
+    removed["bi"] = {"tables_republished": 0 if never_seen else len(republish_bi(settings))}
     audit = write_audit(settings, suppression, removed)
     result = {"customers": len(ids), "audit_log": str(audit), **suppression, "removed": removed}
-    if not deleted:
+    if never_seen:
         result["note"] = NOTHING_FOUND
         log.info("erasure: %s", NOTHING_FOUND)
         return result
