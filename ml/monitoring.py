@@ -553,7 +553,7 @@ def recalibrate_champion(
         )
     base_run = client.get_run(champion.run_id)
     experiment_id = registry.experiment_id(settings, client, name)
-    with mlflow.start_run(experiment_id=experiment_id, run_name=f"recalibration v{scored_by}"):
+    with mlflow.start_run(experiment_id=experiment_id, run_name=f"recalibration v{scored_by}") as run:
         mlflow.log_params(
             {
                 **base_run.data.params,
@@ -601,6 +601,8 @@ def recalibrate_champion(
     client.set_model_version_tag(name, version, "calibrated_on", day.isoformat())
     client.set_registered_model_alias(name, registry.CHALLENGER, version)
     client.set_registered_model_alias(name, registry.CHAMPION, version)
+    registry.describe_version(client, name, version, run.info.run_id, message)
+    registry.describe_model(client, name, version, version)
     return RecalibrationOutcome(message, promoted=True)
 
 

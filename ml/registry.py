@@ -212,21 +212,29 @@ DATA_WINDOW_PARAMS = (
 def describe_versions(
     client: MlflowClient, model_name: str, version: str, run_id: str, decision: PromotionDecision
 ) -> None:
-    """Describe the new version (its data window from its run, and why it is or is not champion) and
-    the registered model (what it is, and which versions are champion and challenger: the registry's
-    list shows a model's tags, not every alias)."""
+    """Describe the new version and the registered model after a promotion decision."""
+    describe_version(client, model_name, version, run_id, decision.describe())
+    describe_model(client, model_name, version if decision.promoted else decision.champion_version, version)
+
+
+def describe_version(client: MlflowClient, model_name: str, version: str, run_id: str, promotion: str) -> None:
+    """A version's description: the data window its run learned from, and why it is or is not champion."""
     params = client.get_run(run_id).data.params
     window = ", ".join(f"{name} {params[name]}" for name in DATA_WINDOW_PARAMS if name in params)
     client.update_model_version(
-        model_name, version, description=f"Data: {window or 'see its run'}. Promotion: {decision.describe()}."
+        model_name, version, description=f"Data: {window or 'see its run'}. Promotion: {promotion.rstrip('.')}."
     )
-    champion = version if decision.promoted else decision.champion_version
+
+
+def describe_model(client: MlflowClient, model_name: str, champion: str | None, challenger: str) -> None:
+    """The registered model's description (what it is, which versions are champion and challenger) and
+    tags naming them: the registry's list shows a model's tags, not every alias."""
     client.update_registered_model(
         model_name,
-        description=model_description(model_name) + f"\n\nChampion: v{champion}; challenger: v{version}.",
+        description=model_description(model_name) + f"\n\nChampion: v{champion}; challenger: v{challenger}.",
     )
     client.set_registered_model_tag(model_name, CHAMPION, f"v{champion}")
-    client.set_registered_model_tag(model_name, CHALLENGER, f"v{version}")
+    client.set_registered_model_tag(model_name, CHALLENGER, f"v{challenger}")
 
 
 def registered_models_summary(client: MlflowClient) -> list[dict[str, object]]:

@@ -145,6 +145,11 @@ def test_recalibration_on_the_closed_window_brings_the_calibration_error_under_0
     assert champion.tags["calibration_of"] == world["training"]["version"]
     assert champion.tags["calibrated_on"] == SCORING_DATE.isoformat()
     assert champion.tags["driver_features"]  # what scoring reads, carried over
+    # The registry says so: the model names its new champion, the version why it was promoted.
+    model = client.get_registered_model("crm_churn")
+    assert model.tags[registry.CHAMPION] == f"v{champion.version}", model.tags
+    assert model.description.endswith(f"Champion: v{champion.version}; challenger: v{champion.version}.")
+    assert "recalibrated on the outcomes of" in champion.description, champion.description
     metrics = client.get_run(champion.run_id).data.metrics
     # Measured out of sample: each customer's calibrated probability from a calibrator that did not see it.
     assert metrics["recalibration_ece_before"] > 0.1 > 0.03 > metrics["recalibration_ece_held_out"]
