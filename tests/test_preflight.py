@@ -12,6 +12,7 @@ from crm.settings import Settings
 from ml import steps
 from ml.features import FEATURE_COLUMNS
 from ml.preflight import MIN_LABELS_PER_CLASS, TrainingSkipped, check_training_data
+from ml.training import training_fingerprint
 
 LABEL = "is_churned"
 
@@ -70,3 +71,28 @@ def test_small_warehouse_skips_training_with_the_reasons(tmp_path):
     results = steps.preflight(settings)
     assert set(results) == {"churn", "satisfaction", "clv", "recommendations"}
     assert not results["churn"]["passed"] and results["churn"]["reasons"]
+
+
+def test_the_training_fingerprint_changes_with_the_examples_the_params_and_the_seed(tmp_path):
+    """What decides whether a training is skipped as unchanged (ml.training.training_fingerprint): the
+    same examples and params give the same fingerprint; one changed value, column, param or seed
+    another one."""
+    settings = Settings.from_env(home=tmp_path)
+    examples = pd.DataFrame({"customer_key": [1, 2, 3], "recency_days": [4.0, None, 9.0]})
+    params = {"train_as_of_date": "2026-08-01"}
+    fingerprint = training_fingerprint(settings, [examples], params)
+    assert training_fingerprint(settings, [examples.copy()], dict(params)) == fingerprint
+    changed_value = examples.assign(recency_days=[4.0, None, 10.0])
+    renamed = examples.rename(columns={"recency_days": "frequency"})
+    assert (
+        len(
+            {
+                fingerprint,
+                training_fingerprint(settings, [changed_value], params),
+                training_fingerprint(settings, [renamed], params),
+                training_fingerprint(settings, [examples], {"train_as_of_date": "2026-08-02"}),
+                training_fingerprint(Settings.from_env(home=tmp_path, random_seed=8), [examples], params),
+            }
+        )
+        == 5
+    )

@@ -364,11 +364,12 @@ def publish_schemas(
     rows: dict[str, int] = {}
     schemas = sorted({table.split(".")[0] for table in tables})
     with _own_transaction(con):
+        columns: dict[str, list[str]] = {}
         for table in tables:
-            columns = [column for column, _ in _columns(con, table)]
-            if not columns:
+            columns[table] = [column for column, _ in _columns(con, table)]
+            if not columns[table]:
                 raise ValueError(f"{table} does not exist: nothing was published")
-            refuse_pii(table, columns, lambda table=table: contact_details_in_text(con, table))
+            refuse_pii(table, columns[table], lambda table=table: contact_details_in_text(con, table))
         for schema in schemas:
             published = f"{PUBLISHED_SCHEMA_PREFIX}{schema}"
             staged = sql.Identifier(f"{published}__next")
@@ -384,8 +385,7 @@ def publish_schemas(
                 rows[table] = created.rowcount
                 if table in (docs or {}):
                     staged_table = f"{published}__next.{name}"
-                    columns = [column for column, _ in _columns(con, table)]
-                    for statement in comment_statements(staged_table, docs[table], columns):
+                    for statement in comment_statements(staged_table, docs[table], columns[table]):
                         con.execute(statement)
             if reader_role:
                 for grant in ("grant usage on schema {} to {}", "grant select on all tables in schema {} to {}"):

@@ -21,7 +21,7 @@ import pandas as pd
 from crm.contact_rules import EMAIL_IN_TEXT, PHONE_IN_TEXT
 from crm.contracts import PII_COLUMNS
 from crm.settings import Settings
-from crm.table_docs import TableDoc, comment_statements
+from crm.table_docs import TableDoc, comment_statements, published_docs
 
 if TYPE_CHECKING:
     import psycopg
@@ -514,8 +514,6 @@ def publish_for_bi(
     bi_<schema>, replaced in one transaction (crm.postgres.publish_schemas). Spark: the views of the
     databases bi_<schema>, pointed at this publication's copies (crm.spark.publish_tables); without
     ``partitions`` (an erasure) no earlier publication's copies are kept."""
-    from crm.table_docs import published_docs
-
     tables = list(tables)
     if settings.warehouse_engine == "postgres":
         from crm import postgres
