@@ -175,6 +175,18 @@ def test_a_spark_warehouse_is_a_local_session_or_a_cluster(tmp_path: Path, monke
     assert local.warehouse_location == f"the local Spark session's tables under {tmp_path / 'warehouse' / 'spark'}"
     monkeypatch.setenv("CRM_SPARK_CONNECT_URL", "sc://spark-connect.internal:15010")
     assert Settings.from_env(home=tmp_path).spark_connect_endpoint == "sc://spark-connect.internal:15010"
+    assert "SPARK_REMOTE" not in env and cluster.dbt_target == "spark"
+    # A cluster's Spark Connect server for everything: dbt's session mode opens its session there.
+    monkeypatch.setenv("CRM_WAREHOUSE_URL", "spark+connect://spark-connect.internal:15003")
+    connect = Settings.from_env(home=tmp_path)
+    env = connect.dbt_env()
+    assert (env["CRM_DBT_TARGET"], env["CRM_SPARK_METHOD"]) == ("spark_connect", "session")
+    assert env["SPARK_REMOTE"] == connect.spark_connect_endpoint == "sc://spark-connect.internal:15003"
+    assert connect.warehouse_engine == "spark" and not connect.spark_local_session
+    assert connect.warehouse_pool_slots == SERVER_WAREHOUSE_SLOTS
+    assert connect.warehouse_location == "the Spark cluster at sc://spark-connect.internal:15003 (Spark Connect)"
+    monkeypatch.setenv("CRM_WAREHOUSE_URL", "spark+connect://spark-connect.internal")
+    assert Settings.from_env(home=tmp_path).spark_connect_endpoint == "sc://spark-connect.internal:15002"
 
 
 def test_shared_locations_take_object_store_urls_and_refuse_plain_paths(monkeypatch: pytest.MonkeyPatch):

@@ -1,5 +1,7 @@
-"""Engine equivalence on Apache Spark: a day's run gives the same rows on DuckDB and on a local Spark
-session (CRM_WAREHOUSE_URL=spark+session://).
+"""Engine equivalence on Apache Spark: a day's run gives the same rows on DuckDB and on Spark, first in
+a local Spark session (CRM_WAREHOUSE_URL=spark+session://), then, from the second load on, on the
+same warehouse served as a cluster serves it (spark+connect://): a Spark Connect server, dbt and the
+platform's steps its clients.
 
 One delivery, two homes with a landing folder each (the same files) and one PII key: the first load
 and build with the last days held back; one customer erased on both engines; then those days, with
@@ -19,10 +21,15 @@ bi_scores, on DuckDB the BI copy's file). Last, a corrected re-delivery is loade
 from __future__ import annotations
 
 import collections
+import contextlib
 import os
 import shutil
+import signal
+import socket
+import subprocess
+import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -89,7 +96,7 @@ class Build:
 
 
 @pytest.fixture(scope="module")
-def build(tmp_path_factory: pytest.TempPathFactory, engines) -> Iterator[Build]:
+def build(tmp_path_factory: pytest.TempPathFactory, engines, free_port) -> Iterator[Build]:
     if shutil.which("java") is None and os.environ.get("CI") != "true":
         pytest.skip("no Java for Spark here: `make java` installs Debian's OpenJDK 17 (as root)")
     root = tmp_path_factory.mktemp("spark")
@@ -97,7 +104,7 @@ def build(tmp_path_factory: pytest.TempPathFactory, engines) -> Iterator[Build]:
     generate(GeneratorConfig(customers=200, days=60, end_date=END), landings["duckdb"], root / "truth")
     shutil.copytree(landings["duckdb"], landings["spark"])
     held = {engine: _hold_back(landing, root / f"held-{engine}") for engine, landing in landings.items()}
-    with pytest.MonkeyPatch.context() as patch:
+    with pytest.MonkeyPatch.context() as patch, contextlib.ExitStack() as stack:
         patch.setenv("CRM_PII_HASH_KEY", "spark-equivalence-" + "0" * 46)
         # A 14-day churn window puts the validation date, where the segmentation trains, inside 60 days.
         # No dbt docs site: nothing here reads it.
@@ -130,6 +137,13 @@ def build(tmp_path_factory: pytest.TempPathFactory, engines) -> Iterator[Build]:
                 for folder, target in held[engine]:
                     shutil.move(folder, target)
                 result.moved = _deliver_again_later(landing, HELD_BACK_FROM)
+            # The same warehouse on a cluster from here on: a server holds its metastore now, and
+            # dbt and the platform's steps are its Spark Connect clients.
+            spark.release()
+            on_spark = replace(on_spark, warehouse_url=f"spark+connect://127.0.0.1:{free_port()}")
+            result.spark_settings = on_spark
+            homes = (local, on_spark)
+            stack.enter_context(spark_connect_server(on_spark, root / "spark-server.log"))
             session = spark.session(on_spark)
             untouched_day = _day_no_later_order_touches(landings["spark"], result.moved).isoformat()
             before = _files(session, "staging.stg_shop__orders", f"delivered_on = '{untouched_day}'")
@@ -178,7 +192,56 @@ def build(tmp_path_factory: pytest.TempPathFactory, engines) -> Iterator[Build]:
             }
             yield result
         finally:
-            spark.release()
+            spark.release()  # before the server stops (the stack's exit)
+
+
+@contextlib.contextmanager
+def spark_connect_server(settings: Settings, log: Path) -> Iterator[None]:
+    """Spark's Connect server, one JVM on loopback at the port of ``settings`` (spark+connect://),
+    serving the warehouse of ``settings.spark_dir`` with a local session's settings: what a cluster's
+    endpoint is to the platform, on one machine."""
+    import pyspark
+
+    spark_home = Path(pyspark.__file__).parent
+    conf = spark.session_conf(settings)
+    port = int(settings.spark_connect_endpoint.rsplit(":", 1)[1])
+    args = [
+        str(spark_home / "bin" / "spark-submit"),
+        "--class",
+        "org.apache.spark.sql.connect.service.SparkConnectServer",
+        f"--master={conf.pop('spark.master')}",
+        f"--driver-memory={conf.pop('spark.driver.memory')}",
+        f"--driver-java-options={conf.pop('spark.driver.extraJavaOptions')}",
+        f"--conf=spark.hadoop.javax.jdo.option.ConnectionURL={conf.pop('javax.jdo.option.ConnectionURL')}",
+        *(f"--conf={key}={value}" for key, value in conf.items()),
+        "--conf=spark.sql.catalogImplementation=hive",
+        "--conf=spark.connect.grpc.binding.address=127.0.0.1",
+        f"--conf=spark.connect.grpc.binding.port={port}",
+        "spark-internal",
+    ]
+    with log.open("w") as output:
+        server = subprocess.Popen(
+            args,
+            env={**os.environ, "SPARK_HOME": str(spark_home), "SPARK_LOCAL_IP": "127.0.0.1"},
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        deadline = time.monotonic() + 180
+        while not _listening(port):
+            assert server.poll() is None, f"the Spark Connect server ended: {log.read_text()[-3000:]}"
+            assert time.monotonic() < deadline, f"the Spark Connect server did not listen within 180 s: {log}"
+            time.sleep(0.5)
+        yield
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=60)
+
+
+def _listening(port: int) -> bool:
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
 def _files(session, table: str, where: str) -> set[str]:

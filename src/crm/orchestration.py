@@ -281,7 +281,7 @@ def dbt_models(group_id: str = "dbt"):
         ),
         profile_config=ProfileConfig(
             profile_name="crm",
-            target_name=settings.warehouse_engine,
+            target_name=settings.dbt_target,
             profiles_yml_filepath=settings.dbt_project_dir / "profiles.yml",
         ),
         execution_config=execution,

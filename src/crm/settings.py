@@ -37,8 +37,9 @@ class Settings:
     warehouse_path: Path
     # Where the warehouse lives: empty for the embedded DuckDB file at warehouse_path (the default), a
     # PostgreSQL URL (postgresql+psycopg://user:password@host:port/database) for a team warehouse, or
-    # Apache Spark: spark+session:// (a Spark session in each process, master spark_master) or
-    # spark://host:port (a Spark Thrift server of a cluster).
+    # Apache Spark: spark+session:// (a Spark session in each process, master spark_master),
+    # spark+connect://host:port (a cluster's Spark Connect server, for dbt and the platform's steps alike)
+    # or spark://host:port (a cluster's Spark Thrift server for dbt, its Spark Connect for the steps).
     warehouse_url: str = dataclasses.field(repr=False)  # it may hold a password
     # On Spark: the session's master (local[2]: this machine's cores), and where its tables (Parquet) and
     # its metastore live; a cluster's own settings decide these for spark://.
@@ -149,6 +150,8 @@ class Settings:
     # SERVER_WAREHOUSE_SLOTS on a server, where independent dbt nodes, trainings and scorings overlap.
     warehouse_slots: int
     mlflow_ui_port: int
+    # The analysts' dashboard over the BI copy (crm.dashboard), served beside the two UIs.
+    dashboard_port: int
     # Object-store URLs (s3://bucket/prefix, or any fsspec URL) that workers on other hosts share; empty:
     # the local folders above only. The landing URL is mirrored into landing_dir before each load; the
     # dbt artifacts (manifest, run results, docs) and the Data Docs are uploaded after the step that
@@ -218,6 +221,7 @@ class Settings:
             "celery_workers": 1,
             "warehouse_slots": 0,
             "mlflow_ui_port": 5000,
+            "dashboard_port": 8501,
             "landing_url": "",
             "dbt_artifacts_url": "",
             "data_docs_url": "",
@@ -283,6 +287,8 @@ class Settings:
         if self.warehouse_engine == "spark":
             if self.spark_local_session:
                 return f"the local Spark session's tables under {self.spark_dir}"
+            if self.spark_connect_only:
+                return f"the Spark cluster at {self.spark_connect_endpoint} (Spark Connect)"
             return f"the Spark cluster at {self.warehouse_url} (Spark Connect {self.spark_connect_endpoint})"
         return str(self.warehouse_path)
 
@@ -355,7 +361,7 @@ class Settings:
         The hash key and the warehouse password go by dbt's DBT_ENV_SECRET_ prefix, which dbt scrubs
         from its logs."""
         env = {
-            "CRM_DBT_TARGET": self.warehouse_engine,
+            "CRM_DBT_TARGET": self.dbt_target,
             "CRM_DBT_THREADS": str(self.dbt_threads),
             "CRM_WAREHOUSE_PATH": str(self.warehouse_path),
             "DBT_ENV_SECRET_PII_HASH_KEY": self.pii_hash_key(),
@@ -382,8 +388,12 @@ class Settings:
             }
         if self.warehouse_engine == "spark":
             inner, outer = hmac_pads(self.pii_hash_key())
+            if self.spark_connect_only:
+                # The spark_connect target: dbt-spark's session mode, whose session pyspark opens on
+                # the Spark Connect server SPARK_REMOTE names.
+                env["SPARK_REMOTE"] = self.spark_connect_endpoint
             env |= {
-                "CRM_SPARK_METHOD": "session" if self.spark_local_session else "thrift",
+                "CRM_SPARK_METHOD": "thrift" if self.spark_thrift else "session",
                 "CRM_SPARK_HOST": self.spark_server[0],
                 "CRM_SPARK_PORT": str(self.spark_server[1]),
                 **{f"CRM_SPARK_{name.upper()}": value for name, value in self.spark_session_conf.items()},
@@ -400,19 +410,40 @@ class Settings:
         return self.warehouse_url.startswith("spark+session:")
 
     @property
+    def dbt_target(self) -> str:
+        """profiles.yml's target: the engine's, or spark_connect for a cluster's Spark Connect server."""
+        return "spark_connect" if self.spark_connect_only else self.warehouse_engine
+
+    @property
+    def spark_connect_only(self) -> bool:
+        """Whether dbt and the platform's steps both reach a cluster through Spark Connect
+        (spark+connect://host:port)."""
+        return self.warehouse_url.startswith("spark+connect:")
+
+    @property
+    def spark_thrift(self) -> bool:
+        """Whether dbt reaches a cluster through its Spark Thrift server (spark://host:port)."""
+        return self.warehouse_url.startswith("spark:")
+
+    @property
     def spark_server(self) -> tuple[str, int]:
-        """The Spark Thrift server's host and port (spark://host:port); ("NA", 0) for a local session."""
+        """The Spark Thrift server's host and port (spark://host:port); ("NA", 0) without one."""
         from urllib.parse import urlsplit
 
-        if self.spark_local_session:
+        if not self.spark_thrift:
             return "NA", 0
         parts = urlsplit(self.warehouse_url)
         return parts.hostname or "localhost", parts.port or 10000
 
     @property
     def spark_connect_endpoint(self) -> str:
-        """The Spark Connect endpoint of a cluster (spark://host:port): spark_connect_url, or the Thrift
-        server's host on Spark Connect's default port."""
+        """The Spark Connect endpoint of a cluster: spark+connect://host:port's own, else (spark://host:port)
+        spark_connect_url, or the Thrift server's host on Spark Connect's default port."""
+        from urllib.parse import urlsplit
+
+        if self.spark_connect_only:
+            parts = urlsplit(self.warehouse_url)
+            return f"sc://{parts.hostname or 'localhost'}:{parts.port or SPARK_CONNECT_DEFAULT_PORT}"
         return self.spark_connect_url or f"sc://{self.spark_server[0]}:{SPARK_CONNECT_DEFAULT_PORT}"
 
     @property
@@ -510,8 +541,8 @@ _EXPECTED = {
     "airflow_executor": "local or celery",
     "recommendations_weekday": "a weekday in English (monday ... sunday) or daily",
     **dict.fromkeys(OBJECT_STORE_URLS, "an object-store URL such as s3://bucket/prefix (empty: local folders only)"),
-    "warehouse_url": "a PostgreSQL URL, postgresql+psycopg://user:password@host:port/database, spark+session:// "
-    "or spark://host:port (empty: DuckDB)",
+    "warehouse_url": "a PostgreSQL URL, postgresql+psycopg://user:password@host:port/database, spark+session://, "
+    "spark+connect://host:port or spark://host:port (empty: DuckDB)",
 }
 
 
@@ -546,6 +577,7 @@ def _parse(name: str, text: str) -> object:
             "celery_workers",
             "warehouse_slots",
             "mlflow_ui_port",
+            "dashboard_port",
         ):
             return int(text)
         if name in SHARES:
@@ -573,7 +605,7 @@ def _parse(name: str, text: str) -> object:
         if name in OBJECT_STORE_URLS and "://" not in text:
             raise ValueError
         if name == "warehouse_url" and not text.startswith(
-            ("postgresql://", "postgresql+", "spark://", "spark+session:")
+            ("postgresql://", "postgresql+", "spark://", "spark+session:", "spark+connect://")
         ):
             raise ValueError
     except ValueError:

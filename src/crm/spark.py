@@ -1,15 +1,19 @@
 """The Apache Spark warehouse: the session, the raw layer loaded as Parquet tables, and the warehouse
 layer's queries (crm.warehouse.SparkWarehouse).
 
-dbt builds the project on Spark with dbt-spark (profiles.yml's ``spark`` target). Two ways to reach Spark:
+dbt builds the project on Spark with dbt-spark (profiles.yml's ``spark`` and ``spark_connect`` targets).
+Three ways to reach Spark:
 
 - ``CRM_WAREHOUSE_URL=spark+session://``: a local session in each process, its tables (Parquet) and its
   Hive metastore (embedded Derby) under ``CRM_SPARK_DIR``. The embedded metastore admits one process at
   a time, so dbt runs inside the process that holds the session (crm.dbt runs it in-process there:
   dbt-spark's session mode takes the running session), and one warehouse task runs at a time.
+- ``CRM_WAREHOUSE_URL=spark+connect://host:port``: a cluster's Spark Connect server, for dbt (dbt-spark's
+  session mode, whose session pyspark opens on the server: SPARK_REMOTE) and the platform's own steps.
 - ``CRM_WAREHOUSE_URL=spark://host:port``: a cluster's Spark Thrift server, which dbt reaches; the
-  platform's own steps reach the same cluster through Spark Connect (``CRM_SPARK_CONNECT_URL``). Both
-  are sessions of the server's one metastore, so tasks run side by side.
+  platform's own steps reach the same cluster through Spark Connect (``CRM_SPARK_CONNECT_URL``).
+
+On a cluster every task has sessions of its own on the server's one metastore, so tasks run side by side.
 """
 
 from __future__ import annotations
@@ -83,7 +87,7 @@ def session_conf(settings: Settings) -> dict[str, str]:
 
 def session(settings: Settings) -> SparkSession:
     """This process's Spark session, started on first use and kept: a local one (about five seconds),
-    or a Spark Connect session of the cluster (spark://), with RUNTIME_CONF set."""
+    or a Spark Connect session of the cluster (spark+connect://, spark://), with RUNTIME_CONF set."""
     global _session
     if _session is None:
         from pyspark.sql import SparkSession

@@ -60,7 +60,7 @@ def warm_dbt(settings: Settings) -> bool:
         if partial_parse.exists():
             shutil.copy(partial_parse, target)  # so that reading one is warmed up too
         args = ["parse", "--project-dir", str(project), "--profiles-dir", str(project)]
-        args += ["--target", settings.warehouse_engine, "--target-path", target, "--log-path", target]
+        args += ["--target", settings.dbt_target, "--target-path", target, "--log-path", target]
         # No --vars: the project's defaults let it parse; each task brings its run's own.
         args += ["--no-write-json", "--quiet"]
         env = {**settings.dbt_env(), "DBT_TARGET_PATH": target, "DBT_LOG_PATH": target}
