@@ -183,3 +183,31 @@ def test_a_shift_lowers_purchases_from_its_date_on_and_nothing_before(tmp_path: 
     # The truth's churn probabilities at the end follow the lower purchase rate.
     truth = {run: pd.read_parquet(tmp_path / run / "truth" / "customers.parquet") for run in ("base", "shifted")}
     assert truth["shifted"]["true_churn_probability"].mean() > truth["base"]["true_churn_probability"].mean()
+
+
+def test_demo_data_goes_only_into_the_homes_own_landing_folder(tmp_path: Path, monkeypatch, capsys, caplog):
+    """`crm run` generates demo data into the home's default landing folder, never into a folder the user
+    named (CRM_LANDING_DIR): an empty one is refused in one line, and stays empty."""
+    import logging
+
+    from crm import cli, pipeline
+    from crm.settings import Settings
+
+    named = tmp_path / "exports"
+    named.mkdir()
+    monkeypatch.setenv("CRM_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("CRM_LANDING_DIR", str(named))
+    assert cli.main(["run"]) == 1
+    out = capsys.readouterr()
+    assert f"CRM_LANDING_DIR={named} holds no deliveries" in out.out + out.err
+    assert "Traceback" not in out.out + out.err
+    assert not any(named.iterdir())
+    # The home's own folder gets the demo data, and the log line says what, not the whole configuration.
+    monkeypatch.delenv("CRM_LANDING_DIR")
+    monkeypatch.setattr(
+        "crm.generate.GeneratorConfig", lambda **config: GeneratorConfig(customers=40, days=20, **config)
+    )
+    with caplog.at_level(logging.INFO, logger="crm.pipeline"):
+        assert pipeline.ensure_demo_data(Settings.from_env())
+    (line,) = [record.getMessage() for record in caplog.records if "generated demo data" in record.message]
+    assert "40 customers over 20 days" in line and "manifest.json" in line and "defects" not in line

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from crm.landing import LOAD_LOG_TABLE
 from crm.score_tables import DRIVER_COLUMNS, MONITORING_TABLES
-from crm.settings import Settings
+from crm.settings import Settings, demo_landing_dir
 
 if TYPE_CHECKING:
     from crm.warehouse import Warehouse
@@ -46,6 +46,8 @@ PUBLISHED_TABLES = (
     "scores.recommendations",
     "marts.customer_recommendations",
     "marts.definitions",
+    "marts.metrics_daily",
+    "marts.quarantine_daily",
     *MONITORING_TABLES,  # backtests, calibration, drift and alerts (ml.monitoring)
 )
 # The published tables that grow with history, and what partitions them: a publication replaces only
@@ -109,16 +111,29 @@ class AsOfPlan:
 
 
 def ensure_demo_data(settings: Settings) -> bool:
-    """Generate the small demo dataset when the landing folder holds none and no landing URL is set;
-    True if it generated."""
+    """Generate the small demo dataset when the home's own landing folder holds none and no landing
+    URL is set; True if it generated. An empty landing folder the user named (CRM_LANDING_DIR) is
+    refused instead (NoDeliveries): demo data never goes where real exports are expected."""
     from crm.generate import GeneratorConfig, generate
 
     if settings.landing_url or (settings.landing_dir.is_dir() and any(settings.landing_dir.iterdir())):
         return False
-    counts = generate(
-        GeneratorConfig(churn_window_days=settings.churn_window_days), settings.landing_dir, settings.truth_dir
+    if settings.landing_dir != demo_landing_dir(settings.home):
+        raise NoDeliveries(
+            f"CRM_LANDING_DIR={settings.landing_dir} holds no deliveries: put the exports there (one folder per "
+            "source, docs/sources.md), or leave CRM_LANDING_DIR unset for the demo data"
+        )
+    config = GeneratorConfig(churn_window_days=settings.churn_window_days)
+    manifest = generate(config, settings.landing_dir, settings.truth_dir)
+    log.info(
+        "generated demo data in %s: %d customers over %d days up to %s, %d records (manifest: %s)",
+        settings.landing_dir,
+        config.customers,
+        config.days,
+        config.end_date,
+        sum(manifest["rows"].values()),
+        settings.truth_dir / "manifest.json",
     )
-    log.info("generated demo data in %s: %s", settings.landing_dir, counts)
     return True
 
 
@@ -170,6 +185,10 @@ def load(settings: Settings) -> dict[str, object]:
 class StepSkipped(RuntimeError):
     """A step had nothing to do, or must not run on this data (the reason is the message): not a failure.
     The model package's skipped trainings are such steps (ml.preflight.TrainingSkipped)."""
+
+
+class NoDeliveries(ValueError):
+    """A landing folder the user named holds nothing to load (demo data goes only into the home's own)."""
 
 
 class AsOfDateBeyondData(ValueError):

@@ -170,7 +170,7 @@ class Settings:
         mlflow_dir = home / "mlflow"
         defaults: dict[str, object] = {
             "home": home,
-            "landing_dir": home / "data" / "landing",
+            "landing_dir": demo_landing_dir(home),
             "truth_dir": home / "data" / "truth",
             "warehouse_path": home / "warehouse" / "crm.duckdb",
             "warehouse_url": "",
@@ -508,6 +508,11 @@ def dbt_project_vars() -> dict[str, Any]:
     import yaml
 
     return yaml.safe_load((CHECKOUT / "dbt_project" / "dbt_project.yml").read_text())["vars"]
+
+
+def demo_landing_dir(home: Path) -> Path:
+    """The home's own landing folder: the default, and the only one demo data is ever generated into."""
+    return home / "data" / "landing"
 
 
 def parse_spark_conf(text: str) -> dict[str, str]:
