@@ -21,8 +21,11 @@ COPY ml ./ml
 COPY dags ./dags
 COPY dbt_project ./dbt_project
 COPY expectations ./expectations
+# The volumes' mount points exist here, owned by the image's user: Docker gives a new named volume the
+# owner of the folder it is mounted over, so the services can write their volumes.
 RUN uv sync --frozen --no-dev \
     && useradd --create-home --uid 50000 crm \
-    && mkdir -p /srv/crm /srv/airflow /srv/mlflow/artifacts && chown -R crm /srv /opt/crm
+    && mkdir -p /srv/crm/data /srv/crm/warehouse /srv/airflow/logs /srv/mlflow/artifacts \
+    && chown -R crm /srv /opt/crm
 
 USER crm

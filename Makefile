@@ -7,7 +7,7 @@ UV_VERSION := $(shell sed -n '/^name = "uv"$$/{n;s/^version = "\(.*\)"$$/\1/p;}'
 export CRM_HOME ?= $(CURDIR)
 export UV_PROJECT_ENVIRONMENT := $(CURDIR)/$(VENV)
 
-.PHONY: install browser java run ui stop test bench clean
+.PHONY: install browser java run ui stop screenshots test bench clean
 
 install: $(VENV)/.installed
 
@@ -22,12 +22,18 @@ $(VENV)/.installed: pyproject.toml uv.lock Makefile
 run: install
 	$(BIN)/crm run
 
-# Airflow (api-server, scheduler, dag-processor, triggerer) and MLflow on loopback; Ctrl-C or `make stop` ends them.
+# Airflow (api-server, scheduler, dag-processor, triggerer), MLflow and the dashboard on loopback; Ctrl-C or
+# `make stop` ends them.
 ui: install
 	$(BIN)/crm ui
 
+# Refuses while a DAG run is in progress (it names the runs); FORCE=1 stops them anyway.
 stop: install
-	$(BIN)/crm stop
+	$(BIN)/crm stop $(if $(FORCE),--force)
+
+# docs/dashboard.png, docs/airflow_crm_daily.png, docs/mlflow_models.png from the home's last run (after `make run`).
+screenshots: install browser
+	$(BIN)/crm screenshots
 
 # Debian's Chromium and ChromeDriver for the UI screenshot tests (installed only where missing and run as root).
 browser:

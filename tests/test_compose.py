@@ -19,6 +19,7 @@ SERVICES = {
     "airflow-dag-processor",
     "airflow-triggerer",
     "mlflow",
+    "dashboard",
 }
 
 
@@ -56,6 +57,13 @@ def test_compose_file_is_valid_with_the_example_env():
     assert environment["AIRFLOW__SCHEDULER__MP_START_METHOD"] == "forkserver"
     assert environment["AIRFLOW__SCHEDULER__MP_FORKSERVER_PRELOAD"] == ",".join(services.TASK_PRELOAD)
     assert environment["AIRFLOW__SCHEDULER__SCHEDULER_IDLE_SLEEP_TIME"] == services.SCHEDULER_IDLE_SLEEP_S
+    # Every long-running service says whether it is healthy (the init job runs once).
+    unchecked = {name for name, service in config["services"].items() if "healthcheck" not in service}
+    assert unchecked == {"airflow-init"}, unchecked
+    # The dashboard reads the publication as the BI role, which may read the bi_ schemas only.
+    dashboard = config["services"]["dashboard"]
+    assert dashboard["environment"]["CRM_WAREHOUSE_URL"].startswith("postgresql+psycopg://crm_bi:")
+    assert dashboard["command"] == ["crm", "dashboard", "--address", "0.0.0.0"]
 
 
 def test_secrets_are_required_from_the_environment(tmp_path: Path):

@@ -294,6 +294,19 @@ def test_the_bi_copy_describes_every_table_and_column_and_publishes_the_definiti
     assert definitions["churn_window_days"][:2] == (settings.churn_window_days, "days")
     assert definitions["clv_horizon_days"][:2] == (settings.clv_horizon, "days")
     assert definitions["satisfied"][:2] == (None, None) and "CSAT of 4 or 5" in definitions["satisfied"][2]
+    # A BI tool's SQLAlchemy reflection lists the same tables, columns and descriptions.
+    engine = sqlalchemy.create_engine(
+        f"duckdb+duckdb_sqlalchemy:///{settings.bi_warehouse_path}",
+        connect_args={"read_only": True},
+        poolclass=sqlalchemy.pool.NullPool,
+    )
+    inspector = sqlalchemy.inspect(engine)
+    reflected = inspector.get_columns("metrics_daily", schema="marts")
+    assert [(column["name"], column["comment"]) for column in reflected] == [
+        (column, comment) for table, column, comment in columns if table == "marts.metrics_daily"
+    ]
+    assert inspector.get_table_comment("customer_360", schema="marts")["text"] == tables["marts.customer_360"]
+    engine.dispose()
 
 
 def test_mlflow_describes_each_experiment_model_and_version_for_ml_engineers(pipeline_run):
@@ -467,13 +480,15 @@ def _break_customer_features(settings: Settings) -> None:
 
 
 class BiReader(threading.Thread):
-    """A BI-style client: SQLAlchemy with duckdb-engine, as Superset connects, querying the BI copy in
+    """A BI-style client: SQLAlchemy with duckdb-sqlalchemy, as Superset connects, querying the BI copy in
     a loop with a fresh read-only connection per query (as a dashboard refresh does)."""
 
     def __init__(self, path: Path):
         super().__init__(daemon=True)
         self.engine = sqlalchemy.create_engine(
-            f"duckdb:///{path}", connect_args={"read_only": True}, poolclass=sqlalchemy.pool.NullPool
+            f"duckdb+duckdb_sqlalchemy:///{path}",
+            connect_args={"read_only": True},
+            poolclass=sqlalchemy.pool.NullPool,
         )
         self.finished = threading.Event()
         self.reads: list[tuple[int, int, int]] = []

@@ -7,20 +7,24 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import time
 import urllib.parse
 from pathlib import Path
 
 import pytest
 
-from crm import services
+from crm import screenshots, services
 
 
 @pytest.fixture(scope="module")
 def ui(home_copy, free_port):
     """The services on a copy of the end-to-end run's home (it has data, a warehouse and champions)."""
-    settings = home_copy("ui", airflow_ui_port=free_port(), mlflow_ui_port=free_port(), daily_schedule="none")
+    settings = home_copy(
+        "ui",
+        airflow_ui_port=free_port(),
+        mlflow_ui_port=free_port(),
+        dashboard_port=free_port(),
+        daily_schedule="none",
+    )
     endpoints = services.start(settings)
     groups = json.loads(services.pid_file(settings).read_text())
     yield settings, endpoints, groups
@@ -90,7 +94,7 @@ def test_a_cleared_model_task_rebuilds_its_model_alone(ui, daily_run):
     body = {"dag_run_id": run_id, "task_ids": [task_id], "dry_run": False, "only_failed": False}
     cleared = api.call("dags/crm_daily/clearTaskInstances", "POST", {**body, "include_downstream": False})
     assert [ti["task_id"] for ti in cleared["task_instances"]] == [task_id]
-    assert _wait_until(
+    assert screenshots.wait_until(
         lambda: (ti := api.call(instance))["try_number"] > first_try and ti["state"] in ("success", "failed"), 300
     )
     rerun = api.call(instance)
@@ -122,44 +126,12 @@ def test_mlflow_api_lists_the_models_with_their_champion(ui):
 
 
 def _browser():
-    if not (shutil.which("chromium") and shutil.which("chromedriver")):
-        if os.environ.get("CI") == "true":
-            pytest.fail("Chromium and ChromeDriver are missing: `make browser` installs them")
-        pytest.skip("Chromium and ChromeDriver are not installed (`make browser` installs them, as root)")
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    for argument in ("--headless=new", "--no-sandbox", "--disable-gpu", "--window-size=1400,900"):
-        options.add_argument(argument)
-    options.binary_location = shutil.which("chromium")
-    return webdriver.Chrome(service=Service(shutil.which("chromedriver")), options=options)
-
-
-def _wait_until(condition, timeout_s: float = 60) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.5)
-    return False
-
-
-def _wait_for_text(driver, text: str, timeout_s: float = 60) -> bool:
-    return _wait_until(lambda: text in driver.page_source, timeout_s)
-
-
-def _graph_laid_out(driver, tasks: set[str]) -> bool:
-    """The graph view shows a visible node for each of ``tasks`` (React Flow shows nodes once laid out)."""
-    from selenium.common.exceptions import StaleElementReferenceException
-    from selenium.webdriver.common.by import By
-
     try:
-        nodes = [node for node in driver.find_elements(By.CSS_SELECTOR, ".react-flow__node") if node.is_displayed()]
-        shown = " ".join(node.text for node in nodes)
-    except StaleElementReferenceException:
-        return False  # re-rendered while we looked
-    return all(task in shown for task in tasks)
+        return screenshots.browser()
+    except screenshots.BrowserMissing as missing:
+        if os.environ.get("CI") == "true":
+            pytest.fail(str(missing))
+        pytest.skip(str(missing))
 
 
 def _assert_shows_a_page(png: Path) -> None:
@@ -173,33 +145,13 @@ def _assert_shows_a_page(png: Path) -> None:
 
 
 def test_screenshots_show_the_dag_graph_and_the_registered_models(ui, tmp_path: Path):
-    from selenium.webdriver.common.by import By
-    from selenium.webdriver.common.keys import Keys
-
+    """What `crm screenshots` captures of Airflow and MLflow (crm.screenshots): each page renders."""
     _, endpoints, _ = ui
+    airflow_png, mlflow_png = tmp_path / "airflow_crm_daily.png", tmp_path / "mlflow_models.png"
     driver = _browser()
     try:
-        # The UI keeps its login in the `_token` cookie; a token from the REST API logs the browser in.
-        driver.get(f"{endpoints.airflow_url}/api/v2/monitor/health")
-        driver.add_cookie({"name": "_token", "value": services.AirflowApi(endpoints).token, "path": "/"})
-        driver.get(f"{endpoints.airflow_url}/dags/crm_daily")
-        assert _wait_for_text(driver, "quality_gate_marts"), "the crm_daily page did not render its tasks"
-        graph = driver.find_elements(By.CSS_SELECTOR, "[aria-label*='raph' i]")
-        if graph:
-            graph[0].click()
-        tasks = {"load_landing", "quality_gate_marts", "score_models", "publish_marts", "run_summary"}
-        assert _wait_until(lambda: _graph_laid_out(driver, tasks)), "the crm_daily graph did not show its tasks"
-        airflow_png = tmp_path / "airflow_crm_daily.png"
-        driver.save_screenshot(str(airflow_png))
-
-        driver.get(f"{endpoints.mlflow_url}/#/models")
-        models = ("crm_churn", "crm_segmentation", "crm_satisfaction", "crm_clv", "crm_recommendations")
-        assert _wait_until(lambda: all(name in driver.page_source for name in models)), (
-            "the MLflow models page did not list the five models"
-        )
-        driver.find_element(By.TAG_NAME, "body").send_keys(Keys.ESCAPE)  # a "what's new" dialog may cover it
-        mlflow_png = tmp_path / "mlflow_models.png"
-        driver.save_screenshot(str(mlflow_png))
+        screenshots.capture_airflow_graph(driver, endpoints, airflow_png)
+        screenshots.capture_mlflow_models(driver, endpoints, mlflow_png)
     finally:
         driver.quit()
     for png in (airflow_png, mlflow_png):
@@ -215,10 +167,63 @@ def test_the_daily_runs_task_logs_hold_no_email_or_phone(ui, daily_run, pii_scan
     assert not leaks, pii.report(leaks)
 
 
-def test_stop_ends_every_service_process(ui):
-    """Last in this file: it stops the module's stack."""
-    settings, _, groups = ui
-    assert services.running(settings)
-    assert set(services.stop(settings)) == set(groups)
+def test_the_dashboard_shows_the_bi_copys_figures(ui, daily_run, tmp_path: Path):
+    """The dashboard page in Chromium, after the daily run's publication: its headline figures and
+    tables are the BI copy's, as a query of the copy computes them."""
+    import duckdb
+
+    settings, endpoints, _ = ui
+    with duckdb.connect(str(settings.bi_warehouse_path), read_only=True) as con:
+        active = con.execute(
+            "select active_customers from marts.metrics_daily order by metric_date desc limit 1"
+        ).fetchone()[0]
+        bands = con.execute(
+            "select churn_risk_band, count(*) from marts.customer_360 where churn_risk_band is not null group by 1"
+        ).fetchall()
+        segments = con.execute(
+            "select segment_name, count(*) from marts.customer_360 where segment_name is not null group by 1"
+        ).fetchall()
+        quarantined = con.execute(
+            "select source, rejected_at, reason, sum(rejected_rows) from marts.quarantine_daily group by 1, 2, 3"
+        ).fetchall()
+        latest_campaign = con.execute(
+            "select campaign_name from marts.campaign_performance order by sent_on desc limit 1"
+        ).fetchone()[0]
+    png = tmp_path / "dashboard.png"
+    driver = _browser()
+    try:
+        text = screenshots.capture_dashboard(driver, endpoints, png)
+    finally:
+        driver.quit()
+    assert f"Active customers\n{active:,}\n" in text, text[:1500]
+    for band, customers in bands:
+        assert f"\n{band}\n{customers:,}\n" in text, (band, customers, text[:3000])
+    for segment, customers in segments:
+        assert f"\n{segment}\n{customers:,}\n" in text, (segment, customers)
+    assert quarantined, "the end-to-end delivery has defects: some rows are quarantined"
+    for source, stage, reason, rows in quarantined:
+        assert f"\n{source}\n{stage}\n{reason}\n{int(rows):,}\n" in text, (source, stage, reason, rows)
+    assert latest_campaign in text
+    assert "Traceback" not in text and "Error" not in text
+    _assert_shows_a_page(png)
+
+
+def test_stop_refuses_while_a_dag_run_is_in_progress_and_force_ends_every_service(ui, monkeypatch, capsys):
+    """Last in this file: it stops the module's stack. `crm stop` names the runs in progress and stops
+    nothing; `crm stop --force` stops every service and says which runs it cut short."""
+    from crm import cli
+
+    settings, endpoints, groups = ui
+    run_id = services.AirflowApi(endpoints).trigger("crm_daily")
+    assert screenshots.wait_until(lambda: any(run_id in run for run in services.running_dag_runs(settings)), 120)
+    for name in ("home", "airflow_ui_port", "mlflow_ui_port", "dashboard_port"):
+        monkeypatch.setenv(f"CRM_{name.upper()}", str(getattr(settings, name)))
+    monkeypatch.setenv("AIRFLOW_HOME", str(settings.airflow_home))  # crm sets it where unset: undone after
+    assert cli.main(["stop"]) == 1
+    refused = capsys.readouterr().err
+    assert f"crm_daily {run_id}" in refused and "crm stop --force" in refused, refused
+    assert services.running(settings) and all(services.group_alive(pgid) for pgid in groups.values())
+    assert cli.main(["stop", "--force"]) == 0
+    assert f"stopped in the middle of: crm_daily {run_id}" in capsys.readouterr().out
     assert not any(services.group_alive(pgid) for pgid in groups.values())
     assert not services.pid_file(settings).exists()

@@ -18,6 +18,7 @@ import redis
 from sqlalchemy.engine import make_url
 
 from crm import postgres, services
+from crm.dashboard import Dashboard, open_bi
 from crm.generate import GeneratorConfig, generate
 from crm.landing import LOAD_LOG_TABLE
 from crm.orchestration import WAREHOUSE_POOL
@@ -106,6 +107,7 @@ def test_pipeline_and_scheduled_daily_run_succeed_with_the_warehouse_airflow_and
         daily_dbt_tasks="build",
         airflow_ui_port=free_port(),
         mlflow_ui_port=free_port(),
+        dashboard_port=free_port(),
         airflow_database_url=_url("postgresql+psycopg2", databases["airflow"]),
         mlflow_tracking_uri=_url("postgresql+psycopg2", databases["mlflow"]),
         warehouse_url=databases["warehouse"],
@@ -167,6 +169,17 @@ def test_pipeline_and_scheduled_daily_run_succeed_with_the_warehouse_airflow_and
         # those scores, one row per customer and date.
         scored = warehouse.row("select count(*), count(distinct (customer_key, as_of_date)) from bi_scores.churn")
         assert scored[0] == scored[1] > 0, scored
+        active = warehouse.row("select active_customers from bi_marts.metrics_daily order by metric_date desc limit 1")
+    # The dashboard's every figure is a query of the same publication on PostgreSQL.
+    with open_bi(settings) as bi:
+        board = Dashboard(settings, bi)
+        assert board.headline()["active_customers"] == active[0] > 0
+        figures = [board.risk_bands(), board.churn_trend(), board.segments()]
+        figures += [board.value_tiers(), board.top_recommended_products(), board.campaigns()]
+        figures += [board.quarantine_by_source_and_reason(), board.quarantine_by_day(), board.daily_metrics()]
+        assert all(not figure.empty for figure in figures), [len(figure) for figure in figures]
+        assert set(board.band_thresholds()) == {"high", "medium"}
+        board.model_alerts(), board.top_churn_drivers()  # may be empty: no alert, no high-risk customer
     assert not settings.warehouse_path.exists()  # no embedded warehouse on the side
     # The tasks went through the broker: both Celery workers received some.
     for number in (1, 2):

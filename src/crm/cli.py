@@ -14,7 +14,7 @@ from pathlib import Path
 
 from crm import pipeline
 from crm.generate import DefectRates
-from crm.settings import Settings
+from crm.settings import CHECKOUT, Settings
 
 PIPELINE_DAG = "crm_pipeline"
 # Under the home: the tracebacks of failed commands, whose console output is one line per problem.
@@ -100,8 +100,21 @@ def main(argv: list[str] | None = None) -> int:
         help="skip the dbt build and publish that refresh the aggregates afterwards",
     )
     commands.add_parser("run", help="the whole pipeline through Airflow (airflow dags test) on the embedded default")
-    commands.add_parser("ui", help="start the Airflow and MLflow UIs on loopback; Ctrl-C stops them")
-    commands.add_parser("stop", help="stop the services that `crm ui` started")
+    commands.add_parser("ui", help="start the Airflow and MLflow UIs and the dashboard on loopback; Ctrl-C stops them")
+    dashboard = commands.add_parser(
+        "dashboard", help="serve the analysts' dashboard over the BI copy alone (`crm ui` serves it too)"
+    )
+    dashboard.add_argument(
+        "--address", default="127.0.0.1", help="the address to listen on (default loopback; 0.0.0.0 in a container)"
+    )
+    stop = commands.add_parser("stop", help="stop the services that `crm ui` started")
+    stop.add_argument(
+        "--force", action="store_true", help="stop them even while a DAG run is in progress (the run fails)"
+    )
+    screenshots = commands.add_parser(
+        "screenshots", help="screenshots of the dashboard, Airflow and MLflow on this home's last run, for docs/"
+    )
+    screenshots.add_argument("--out", type=Path, default=CHECKOUT / "docs", help="where the PNG files go")
     commands.add_parser(
         "pools",
         help="create or resize the Airflow pools from the warehouse's engine, in this environment's Airflow "
@@ -199,11 +212,31 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace, settings: Se
         from crm import services
 
         return services.serve(settings)
+    elif args.command == "dashboard":
+        from crm import services
+
+        command = services.dashboard_command(settings, args.address)
+        os.execv(command[0], command)
+    elif args.command == "screenshots":
+        from crm import screenshots as pages
+
+        for path in pages.capture_all(settings, args.out):
+            print(f"wrote {path}")
     elif args.command == "stop":
         from crm import services
 
+        in_progress = services.running_dag_runs(settings) if services.running(settings) else []
+        if in_progress and not args.force:
+            print(
+                "DAG runs in progress: " + "; ".join(in_progress) + ". Stopping now would fail them: wait until they "
+                "end, or `crm stop --force` (`make stop FORCE=1`)",
+                file=sys.stderr,
+            )
+            return 1
         stopped = services.stop(settings)
         print(f"stopped: {', '.join(stopped)}" if stopped else "no services were running")
+        if in_progress:
+            print("stopped in the middle of: " + "; ".join(in_progress))
     elif args.command == "pools":
         from crm import services
         from crm.orchestration import pools

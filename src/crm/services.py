@@ -1,5 +1,6 @@
-"""The local UIs: Airflow (api-server, scheduler, dag-processor, triggerer) and an MLflow tracking
-server on loopback, against the same stores as `make run`.
+"""The local UIs: Airflow (api-server, scheduler, dag-processor, triggerer), an MLflow tracking
+server and the analysts' dashboard (crm.dashboard, Streamlit) on loopback, against the same stores
+as `make run`.
 
 Each service starts in its own session (process group), so stopping it reaches every child: the
 scheduler's LocalExecutor workers, the api-server's workers. The process groups are recorded in a
@@ -47,6 +48,7 @@ STOP_GRACE_S = 20
 class Endpoints:
     airflow_url: str
     mlflow_url: str
+    dashboard_url: str
     user: str
     password: str
 
@@ -165,6 +167,7 @@ def service_env(settings: Settings) -> dict[str, str]:
 
 
 EXECUTORS = {"local": "LocalExecutor", "celery": "CeleryExecutor"}
+DASHBOARD_APP = Path(__file__).parent / "dashboard" / "app.py"
 CELERY_WORKER = "airflow-celery-worker"
 
 
@@ -203,7 +206,25 @@ def commands(settings: Settings) -> dict[str, list[str]]:
             # Experiments created through the server keep their artifacts where the tasks' do.
             *(["--default-artifact-root", settings.mlflow_artifacts_url] if settings.mlflow_artifacts_url else []),
         ],
+        "dashboard": dashboard_command(settings),
     }
+
+
+def dashboard_command(settings: Settings, address: str = "127.0.0.1") -> list[str]:
+    """Streamlit serving the dashboard (crm.dashboard) at ``address`` and the settings' port."""
+    return [
+        str(Path(sys.executable).with_name("streamlit")),
+        "run",
+        str(DASHBOARD_APP),
+        f"--server.address={address}",
+        f"--server.port={settings.dashboard_port}",
+        "--server.headless=true",
+        # Offline, and nothing about the analysts leaves the machine.
+        "--browser.gatherUsageStats=false",
+        "--server.fileWatcherType=none",
+        # A dashboard to read, not an app to edit or deploy.
+        "--client.toolbarMode=viewer",
+    ]
 
 
 def start(settings: Settings) -> Endpoints:
@@ -239,13 +260,10 @@ def start(settings: Settings) -> Endpoints:
                 )
         # Each service leads its own session: its pid is the process group id.
         pid_file(settings).write_text(json.dumps({name: p.pid for name, p in processes.items()}, indent=2))
-        endpoints = Endpoints(
-            f"http://127.0.0.1:{settings.airflow_ui_port}",
-            f"http://127.0.0.1:{settings.mlflow_ui_port}",
-            *login(settings),
-        )
+        endpoints = endpoints_of(settings)
         _wait_healthy(f"{endpoints.airflow_url}/api/v2/monitor/health", processes, logs)
         _wait_healthy(f"{endpoints.mlflow_url}/health", processes, logs)
+        _wait_healthy(f"{endpoints.dashboard_url}/_stcore/health", processes, logs)
         return endpoints
     except BaseException:
         stop(settings)
@@ -311,6 +329,27 @@ def group_alive(pgid: int) -> bool:
     return True
 
 
+def endpoints_of(settings: Settings) -> Endpoints:
+    """Where the services of ``settings`` answer, with the local admin's login."""
+    return Endpoints(
+        f"http://127.0.0.1:{settings.airflow_ui_port}",
+        f"http://127.0.0.1:{settings.mlflow_ui_port}",
+        f"http://127.0.0.1:{settings.dashboard_port}",
+        *login(settings),
+    )
+
+
+def running_dag_runs(settings: Settings) -> list[str]:
+    """The DAG runs the running services are in the middle of, as "dag_id run_id (since ...)"; none when
+    the API does not answer (then nothing can be said about them)."""
+    try:
+        api = AirflowApi(endpoints_of(settings))
+        runs = api.call("dags/~/dagRuns?state=running&limit=100")["dag_runs"]
+    except (OSError, ValueError, KeyError):
+        return []
+    return [f"{run['dag_id']} {run['dag_run_id']} (started {run.get('start_date') or 'not yet'})" for run in runs]
+
+
 def stop(settings: Settings) -> list[str]:
     """SIGTERM every service's process group, SIGKILL what is left after a grace period; return the names."""
     path = pid_file(settings)
@@ -353,8 +392,9 @@ def serve(settings: Settings) -> int:
     print(
         f"Airflow UI:  {endpoints.airflow_url}  (login {endpoints.user} / {endpoints.password})\n"
         f"MLflow UI:   {endpoints.mlflow_url}\n"
+        f"Dashboard:   {endpoints.dashboard_url}  (the BI copy, read-only)\n"
         f"Logs:        {settings.airflow_home / 'logs' / 'services'}\n"
-        "Ctrl-C or `make stop` stops every service.",
+        "Ctrl-C or `make stop` stops every service (`make stop` refuses while a DAG run is in progress).",
         flush=True,
     )
 
@@ -367,5 +407,8 @@ def serve(settings: Settings) -> int:
             time.sleep(2)
         print("the services were stopped")
     except KeyboardInterrupt:
+        in_progress = running_dag_runs(settings)
         print(f"stopped: {', '.join(stop(settings))}")
+        if in_progress:
+            print("stopped in the middle of: " + "; ".join(in_progress) + " (they fail; trigger them again)")
     return 0
