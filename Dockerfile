@@ -1,4 +1,11 @@
-# One image for every Airflow service and the MLflow server, built from the committed lock file.
+# One image for every Airflow service, the MLflow server and the dashboard, built from the committed lock files.
+
+# Data Docs' scripts and stylesheets (crm.data_docs), from npm at the locked versions.
+FROM node:20-slim AS data-docs-assets
+WORKDIR /assets
+COPY expectations/data_docs_assets/package.json expectations/data_docs_assets/package-lock.json ./
+RUN npm ci --no-audit --no-fund
+
 FROM python:3.11-slim
 
 # Bytecode is compiled once at build time: the image never writes it, and every task would compile its imports.
@@ -21,6 +28,7 @@ COPY ml ./ml
 COPY dags ./dags
 COPY dbt_project ./dbt_project
 COPY expectations ./expectations
+COPY --from=data-docs-assets /assets/node_modules ./expectations/data_docs_assets/node_modules
 # The volumes' mount points exist here, owned by the image's user: Docker gives a new named volume the
 # owner of the folder it is mounted over, so the services can write their volumes.
 RUN uv sync --frozen --no-dev \

@@ -9,7 +9,9 @@ export UV_PROJECT_ENVIRONMENT := $(CURDIR)/$(VENV)
 
 .PHONY: install browser java run ui stop screenshots test bench clean
 
-install: $(VENV)/.installed
+DATA_DOCS_ASSETS := expectations/data_docs_assets
+
+install: $(VENV)/.installed $(DATA_DOCS_ASSETS)/node_modules/.installed
 
 # Bytecode is compiled at install: where PYTHONDONTWRITEBYTECODE is set (as in most container
 # images) every process would otherwise compile its imports again, about 5 s per pipeline stage.
@@ -18,6 +20,13 @@ $(VENV)/.installed: pyproject.toml uv.lock Makefile
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
 	$(BIN)/uv sync --frozen --compile-bytecode
 	touch $@
+
+# The scripts and stylesheets Great Expectations' Data Docs load from CDNs, at the locked versions from
+# npm's registry, so that the sites work offline (crm.data_docs). Without npm they keep their CDN links.
+$(DATA_DOCS_ASSETS)/node_modules/.installed: $(DATA_DOCS_ASSETS)/package.json $(DATA_DOCS_ASSETS)/package-lock.json
+	@if command -v npm >/dev/null 2>&1; then \
+		npm ci --prefix $(DATA_DOCS_ASSETS) --no-audit --no-fund --silent && touch $@; \
+	else echo "npm not found: Data Docs will load their scripts from CDNs (install Node.js and npm for offline Data Docs)"; fi
 
 run: install
 	$(BIN)/crm run

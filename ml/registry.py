@@ -7,8 +7,10 @@ decision and both scores are logged on the new version's run.
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from importlib.metadata import version
 
 import mlflow
@@ -105,6 +107,27 @@ def experiment_id(settings: Settings, client: MlflowClient, model_name: str) -> 
     else:
         location = (settings.mlflow_artifacts_dir / model_name).as_uri()
     return client.create_experiment(model_name, artifact_location=location, tags=tags)
+
+
+# Each model's latest training attempt, on its experiment: when, and what came of it (a new version,
+# or why it was skipped), for the run summary; the Airflow task's log has the details.
+LAST_TRAINING_TAG = "crm.last_training"
+
+
+def record_training(settings: Settings, client: MlflowClient, model_name: str, outcome: str) -> None:
+    """Note ``outcome`` as the model's latest training attempt (on its experiment, created if need be)."""
+    attempt = {"at": datetime.now(UTC).isoformat(timespec="seconds"), "outcome": outcome}
+    client.set_experiment_tag(experiment_id(settings, client, model_name), LAST_TRAINING_TAG, json.dumps(attempt))
+
+
+def training_attempts(client: MlflowClient) -> dict[str, dict[str, str]]:
+    """Each model's latest training attempt (record_training), by registered name."""
+    attempts = {}
+    for model_name in sorted(MODEL_DESCRIPTIONS):
+        experiment = client.get_experiment_by_name(model_name)
+        if experiment is not None and LAST_TRAINING_TAG in experiment.tags:
+            attempts[model_name] = json.loads(experiment.tags[LAST_TRAINING_TAG])
+    return attempts
 
 
 def champion_version(client: MlflowClient, model_name: str):

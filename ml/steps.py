@@ -16,8 +16,9 @@ from crm.pipeline import MODELS, first_order_day, plan
 from crm.quality import QualityGate
 from crm.settings import Settings, hmac_pads
 from crm.warehouse import open_warehouse
-from ml import registry
+from ml import churn, clv, recommend, registry, satisfaction, segmentation
 from ml.ground_truth import evaluate
+from ml.preflight import TrainingSkipped
 from ml.scoring import SCORERS, NoChampion, read_scoring_inputs
 from ml.training import (
     preflight_check,
@@ -30,6 +31,15 @@ from ml.training import (
 
 log = logging.getLogger(__name__)
 
+# The models as the steps name them, and as the registry does.
+REGISTERED_NAMES = {
+    "churn": churn.MODEL_NAME,
+    "segments": segmentation.MODEL_NAME,
+    "satisfaction": satisfaction.MODEL_NAME,
+    "clv": clv.MODEL_NAME,
+    "recommendations": recommend.MODEL_NAME,
+}
+
 
 def train(settings: Settings, model: str = "churn") -> dict[str, object]:
     """Train, register and promote ``model`` (churn, segments, satisfaction, clv or recommendations).
@@ -41,13 +51,19 @@ def train(settings: Settings, model: str = "churn") -> dict[str, object]:
     are graded on the window after it.
     """
     as_of = plan(settings)
-    if model == "segments":
-        report = train_segmentation(settings, as_of.validation)
-    elif model == "recommendations":
-        report = train_recommendations(settings, as_of.validation)
-    else:
-        trainer = {"churn": train_churn, "satisfaction": train_satisfaction, "clv": train_clv}[model]
-        report = trainer(settings, as_of.train, as_of.validation, first_order_day(settings))
+    try:
+        if model == "segments":
+            report = train_segmentation(settings, as_of.validation)
+        elif model == "recommendations":
+            report = train_recommendations(settings, as_of.validation)
+        else:
+            trainer = {"churn": train_churn, "satisfaction": train_satisfaction, "clv": train_clv}[model]
+            report = trainer(settings, as_of.train, as_of.validation, first_order_day(settings))
+    except TrainingSkipped as skipped:
+        registry.record_training(settings, registry.configure(settings), REGISTERED_NAMES[model], f"skipped: {skipped}")
+        raise
+    outcome = f"v{report.version} registered: {report.decision.describe()}"
+    registry.record_training(settings, registry.configure(settings), report.model_name, outcome)
     return {
         "model": report.model_name,
         "version": report.version,
@@ -82,8 +98,8 @@ def score(settings: Settings, models: tuple[str, ...] = MODELS, daily: bool = Fa
     gate raises before that model's rows are written (the models scored before it keep their new rows,
     each replaced in its own transaction).
     """
-    quality = QualityGate(settings)
     as_of_date = plan(settings).scoring
+    quality = QualityGate(settings, as_of_date)
     results: dict[str, dict[str, object]] = {}
     if "recommendations" in models and daily and not settings.recommendations_due(as_of_date):
         results["recommendations"] = {
@@ -130,3 +146,8 @@ def evaluate_against_truth(settings: Settings) -> dict[str, object]:
 def registered_models(settings: Settings) -> dict[str, object]:
     """Each registered model's champion and challenger, for the run summary."""
     return registry.registered_models_summary(registry.configure(settings))
+
+
+def training_attempts(settings: Settings) -> dict[str, dict[str, str]]:
+    """Each model's latest training attempt (a new version, or why it was skipped), for the run summary."""
+    return registry.training_attempts(registry.configure(settings))

@@ -85,6 +85,28 @@ def test_run_succeeds_and_prints_the_summary(pipeline_run):
     assert {table: rows for table, (rows, _) in published.items()} == summary["tables"]
 
 
+def test_the_runs_data_docs_site_holds_every_gate_and_loads_nothing_from_the_internet(pipeline_run):
+    """The summary links the run's Data Docs site: one site with the raw batches', the marts' and the
+    scores' validations (three steps, three processes), whose pages load their scripts, stylesheets and
+    images from the site itself (the packages npm installed), so that it works offline."""
+    settings, _ = pipeline_run
+    summary = json.loads(settings.run_summary_path.read_text())
+    site = Path(summary["data_docs"]).parent
+    assert site == settings.data_docs_dir / summary["as_of_date"]
+    assert f'href="{summary["as_of_date"]}/index.html"' in (settings.data_docs_dir / "index.html").read_text()
+    index = (site / "index.html").read_text()
+    for suite in ("raw_orders", "raw_customers", "dim_customers", "customer_features", "churn_scores"):
+        assert f"validations/{suite}/" in index, suite
+    pages = list(site.rglob("*.html"))
+    assert len(pages) > 10
+    for page in pages:
+        text = page.read_text()
+        remote = re.findall(r'(?:<script[^>]*\ssrc|<link[^>]*\shref|<img[^>]*\ssrc)="(https?://[^"]+)"', text)
+        assert not remote, (page, remote)
+        for local in re.findall(r'<(?:script|link)[^>]*\s(?:src|href)="([^"#?]+\.(?:js|css))"', text):
+            assert (page.parent / local).is_file(), (page, local)
+
+
 def test_the_full_runs_build_ran_the_dbt_unit_tests(pipeline_run):
     """crm_pipeline's build runs every unit test of the dbt project (crm_daily's per-model tasks leave
     them out: they check the SQL on fixed inputs, not the day's data)."""

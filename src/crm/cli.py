@@ -310,13 +310,7 @@ def run_through_airflow(settings: Settings) -> int:
         print(f"generated the demo dataset into {settings.landing_dir}")
     if settings.as_of_date is not None:
         # Refused before Airflow starts: the run would load, then stop at its first build.
-        from crm.landing import discover, latest_plausible_day
-
-        delivered = [
-            partition.day
-            for partition in discover(settings.landing_dir)[0].get("orders", [])
-            if partition.day <= latest_plausible_day()
-        ]
+        delivered = pipeline.delivered_order_days(settings)
         if delivered:
             pipeline.check_as_of_date(settings, max(delivered))
     local_airflow.migrate(settings)

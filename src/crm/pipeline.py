@@ -11,10 +11,11 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from importlib.metadata import entry_points
 from typing import TYPE_CHECKING, Any
 
+from crm import data_docs
 from crm.landing import LOAD_LOG_TABLE
 from crm.score_tables import DRIVER_COLUMNS, MONITORING_TABLES
 from crm.settings import Settings, demo_landing_dir
@@ -168,7 +169,8 @@ def load(settings: Settings) -> dict[str, object]:
         from crm import storage
 
         storage.mirror(settings.landing_url, settings.landing_dir)
-    gate = RawBatchGate(QualityGate(settings), settings.gate_recent_days, settings.row_count_bounds)
+    quality = QualityGate(settings, delivery_day(settings))
+    gate = RawBatchGate(quality, settings.gate_recent_days, settings.row_count_bounds)
     try:
         with open_warehouse(settings) as warehouse:
             ensure_score_tables(warehouse)
@@ -185,6 +187,26 @@ def load(settings: Settings) -> dict[str, object]:
 class StepSkipped(RuntimeError):
     """A step had nothing to do, or must not run on this data (the reason is the message): not a failure.
     The model package's skipped trainings are such steps (ml.preflight.TrainingSkipped)."""
+
+
+def delivered_order_days(settings: Settings) -> list[date]:
+    """The plausible days (not in the future) of the order partitions in the landing folder."""
+    from crm.landing import discover, latest_plausible_day
+
+    return [
+        partition.day
+        for partition in discover(settings.landing_dir)[0].get("orders", [])
+        if partition.day <= latest_plausible_day()
+    ]
+
+
+def delivery_day(settings: Settings) -> date:
+    """The day a load is about: the configured as-of date, else the newest plausible day with delivered
+    orders (what plan() scores at once it is loaded), else today. Its gates' validations join that
+    day's Data Docs site, as the later steps' do."""
+    if settings.as_of_date is not None:
+        return settings.as_of_date
+    return max(delivered_order_days(settings), default=datetime.now(UTC).date())
 
 
 class NoDeliveries(ValueError):
@@ -397,11 +419,10 @@ def gate_marts(settings: Settings) -> dict[str, object]:
     from crm.quality import QualityGate
     from crm.warehouse import open_warehouse
 
+    scoring = plan(settings).scoring
     with open_warehouse(settings, read_only=True) as warehouse:
-        frames = gates.mart_frames(
-            warehouse, plan(settings).scoring, settings.gate_recent_days, settings.quarantine_share_limit
-        )
-    quality = QualityGate(settings)
+        frames = gates.mart_frames(warehouse, scoring, settings.gate_recent_days, settings.quarantine_share_limit)
+    quality = QualityGate(settings, scoring)
     try:
         results = gates.gate_marts(quality, frames)
     finally:
@@ -434,6 +455,10 @@ def publish(settings: Settings) -> dict[str, int]:
     return rows
 
 
+# The dbt docs site as one file (dbt docs generate --static).
+DBT_DOCS_PAGE = "static_index.html"
+
+
 def generate_dbt_docs(settings: Settings) -> bool:
     """Generate the dbt docs site unless it already describes this project and these tables; True if it
     generated. The site shows the project (models, descriptions, tests, lineage) and the warehouse's
@@ -444,10 +469,13 @@ def generate_dbt_docs(settings: Settings) -> bool:
     fingerprint = _docs_fingerprint(settings)
     target = settings.dbt_artifacts_dir / "target"
     recorded = target / "docs_fingerprint.txt"
-    if (target / "index.html").exists() and recorded.exists() and recorded.read_text() == fingerprint:
+    if (target / DBT_DOCS_PAGE).exists() and recorded.exists() and recorded.read_text() == fingerprint:
         log.info("dbt docs are current: the project and the warehouse's tables and columns are unchanged")
         return False
-    run_dbt(settings, ["docs", "generate"], dbt_vars(settings))
+    # --static: one page with the manifest and catalog inside, which a browser opens from the disk
+    # (index.html fetches them, which browsers refuse for files; `dbt docs serve` needs the profile's
+    # environment).
+    run_dbt(settings, ["docs", "generate", "--static"], dbt_vars(settings))
     recorded.write_text(fingerprint)
     return True
 
@@ -521,16 +549,20 @@ def summarize(settings: Settings) -> dict[str, object]:
         },
         "quarantined_rows": quarantined,
         "models": model_step("registered_models")(settings),
+        "trainings": model_step("training_attempts")(settings),
         "monitoring": monitoring,
         "warehouse": settings.warehouse_location,
         "bi_warehouse": settings.bi_location,
         "mlflow_tracking_uri": settings.mlflow_tracking_uri,
         "mlflow_artifacts": str(settings.mlflow_artifacts_dir),
-        "data_docs": str(settings.data_docs_dir / "index.html"),
-        "dbt_docs": str(settings.dbt_artifacts_dir / "target" / "index.html") if settings.dbt_docs else "",
+        # The run's own site (every gate's validations of its day), and the list of every run's.
+        "data_docs": str(data_docs.site_dir(settings, scoring) / "index.html"),
+        "data_docs_runs": str(settings.data_docs_dir / "index.html"),
+        "dbt_docs": str(settings.dbt_artifacts_dir / "target" / DBT_DOCS_PAGE) if settings.dbt_docs else "",
         "ui": {
             "mlflow": f"make ui, then http://127.0.0.1:{settings.mlflow_ui_port}",
             "airflow": f"make ui, then http://127.0.0.1:{settings.airflow_ui_port} (it prints the login)",
+            "dashboard": f"make ui, then http://127.0.0.1:{settings.dashboard_port}",
         },
     }
     settings.run_summary_path.parent.mkdir(parents=True, exist_ok=True)
@@ -591,6 +623,10 @@ def format_summary(summary: dict[str, object]) -> str:
     for model in summary["models"]:  # type: ignore[union-attr]
         aliases = ", ".join(f"{alias}=v{v}" for alias, v in model["aliases"].items()) or "no aliases"
         lines.append(f"  {model['name']:<20} latest v{model['latest_version']}  ({aliases})")
+    if summary.get("trainings"):
+        lines += ["", "Latest training of each model:"]
+        for name, attempt in summary["trainings"].items():  # type: ignore[union-attr]
+            lines.append(f"  {name:<20} {attempt['at'][:16].replace('T', ' ')}  {attempt['outcome']}")
     monitoring = summary.get("monitoring") or {}
     if monitoring.get("backtests") or monitoring.get("alerts") or monitoring.get("reports"):
         lines += ["", "Monitoring (monitoring.backtests, monitoring.drift, monitoring.alerts):"]
@@ -610,11 +646,12 @@ def format_summary(summary: dict[str, object]) -> str:
         f"Warehouse:        {summary['warehouse']}",
         f"BI copy:          {summary['bi_warehouse']} (read-only, replaced after each successful run)",
         f"MLflow store:     {summary['mlflow_tracking_uri']} (artifacts {summary['mlflow_artifacts']})",
-        f"Data Docs:        {summary['data_docs']}",
-        f"dbt docs:         {summary['dbt_docs']} (or: dbt docs serve --project-dir dbt_project)"
+        f"Data Docs:        {summary['data_docs']} (every run: {summary['data_docs_runs']})",
+        f"dbt docs:         {summary['dbt_docs']} (open it in a browser)"
         if summary["dbt_docs"]
         else "dbt docs:         not generated (CRM_DBT_DOCS=false)",
         f"MLflow UI:        {summary['ui']['mlflow']}",  # type: ignore[index]
         f"Airflow UI:       {summary['ui']['airflow']}",  # type: ignore[index]
+        f"Dashboard:        {summary['ui']['dashboard']}",  # type: ignore[index]
     ]
     return "\n".join(lines)

@@ -12,12 +12,14 @@ import copy
 import json
 import logging
 from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
 from functools import cache, cached_property
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from crm import data_docs
 from crm.contracts import CONTRACTS, PII_COLUMNS, SourceContract
 from crm.settings import Settings
 
@@ -170,10 +172,14 @@ def contract_expectations(contract: SourceContract) -> list[dict[str, Any]]:
 
 
 class QualityGate:
-    """One Great Expectations context per process (importing GX alone costs seconds)."""
+    """One Great Expectations context per process (importing GX alone costs seconds), validating for
+    the run about ``day``: its results join that run's Data Docs site (crm.data_docs). Without a day
+    (validations outside a pipeline step), today's site."""
 
-    def __init__(self, settings: Settings):
+    def __init__(self, settings: Settings, day: date | None = None):
         self.settings = settings
+        self.day = day or datetime.now(UTC).date()
+        self._rendered: list[Any] = []  # this process's validation results and suites, for Data Docs
 
     @cached_property
     def _context(self):
@@ -182,16 +188,27 @@ class QualityGate:
 
         context = gx.get_context(mode="ephemeral")
         context.variables.progress_bars = ProgressBarsConfig(globally=False)
-        self.settings.data_docs_dir.mkdir(parents=True, exist_ok=True)
+        # Results on disk, named by the run's day: every step of the run adds its pages to one site.
+        context.add_store(
+            "run_validations",
+            {
+                "class_name": "ValidationResultsStore",
+                "store_backend": {
+                    "class_name": "TupleFilesystemStoreBackend",
+                    "base_directory": str(data_docs.validations_dir(self.settings)),
+                },
+            },
+        )
+        context.validation_results_store_name = "run_validations"
+        site = data_docs.site_dir(self.settings, self.day)
+        site.mkdir(parents=True, exist_ok=True)
         context.add_data_docs_site(
             site_name="local",
             site_config={
                 "class_name": "SiteBuilder",
                 "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
-                "store_backend": {
-                    "class_name": "TupleFilesystemStoreBackend",
-                    "base_directory": str(self.settings.data_docs_dir),
-                },
+                "site_section_builders": {"validations": {"run_name_filter": {"equals": self.day.isoformat()}}},
+                "store_backend": {"class_name": "TupleFilesystemStoreBackend", "base_directory": str(site)},
             },
         )
         context.data_sources.add_pandas("warehouse")
@@ -215,8 +232,16 @@ class QualityGate:
         columns = suite_columns(self._definition(suite_name))
         if columns is not None:
             frame = frame[[name for name in frame.columns if name in columns or name in id_columns]]
+        from great_expectations.core.run_identifier import RunIdentifier
+
         checkpoint = self._checkpoint(suite_name, tuple(id_columns))
-        run = checkpoint.run(batch_parameters={"dataframe": frame}, expectation_parameters=parameters)
+        run = checkpoint.run(
+            batch_parameters={"dataframe": frame},
+            expectation_parameters=parameters,
+            # Named by the run's day; the time tells a rerun's validations from the first run's.
+            run_id=RunIdentifier(run_name=self.day.isoformat(), run_time=datetime.now(UTC)),
+        )
+        self._rendered += list(run.run_results)
         results = [result for validation in run.run_results.values() for result in validation.results]
         failures = [_failure(suite_name, result, id_columns) for result in results if not result.success]
         gate = GateResult(suite=suite_name, rows=len(frame), evaluated=len(results), failures=failures)
@@ -248,6 +273,9 @@ class QualityGate:
         asset = self._context.data_sources.get("warehouse").add_dataframe_asset(suite_name)
         # A copy: GX writes into the suite's meta (its version), and the cached definition stays as read.
         suite = self._context.suites.add(gx.ExpectationSuite(**copy.deepcopy(self._definition(suite_name))))
+        from great_expectations.data_context.types.resource_identifiers import ExpectationSuiteIdentifier
+
+        self._rendered.append(ExpectationSuiteIdentifier(name=suite_name))
         definition = self._context.validation_definitions.add(
             gx.ValidationDefinition(
                 name=f"{suite_name}_validation",
@@ -271,17 +299,21 @@ class QualityGate:
 
     @property
     def data_docs_index(self) -> Path:
-        return self.settings.data_docs_dir / "index.html"
+        return data_docs.site_dir(self.settings, self.day) / "index.html"
 
     def build_data_docs(self) -> Path | None:
-        """Render Data Docs for this process's validations, passed or failed; None if there were none.
+        """Render this process's validations, passed or failed, into the run's Data Docs site, and
+        index the site with the run's earlier steps' pages; None if there were none.
 
         Built once per pipeline step rather than per validation: rendering costs several times the
-        validation itself.
+        validation itself. Only this process's pages are rendered; the index lists them all.
         """
         if "_context" not in self.__dict__:
             return None
-        self._context.build_data_docs(site_names=["local"])
+        self._context.build_data_docs(site_names=["local"], resource_identifiers=self._rendered)
+        site = data_docs.site_dir(self.settings, self.day)
+        data_docs.make_offline(site, data_docs.assets_dir(self.settings))
+        data_docs.write_runs_index(self.settings.data_docs_dir)
         if self.settings.data_docs_url:
             from crm import storage
 
