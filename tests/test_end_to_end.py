@@ -81,6 +81,13 @@ def test_run_succeeds_and_prints_the_summary(pipeline_run):
         ("crm_segmentation", first),
     ]
     assert (settings.data_docs_dir / "index.html").is_file()
+    assert {name: attempt["outcome"].split(":")[0] for name, attempt in summary["trainings"].items()} == {
+        "crm_churn": "v1 registered",
+        "crm_clv": "v1 registered",
+        "crm_recommendations": "v1 registered",
+        "crm_satisfaction": "v1 registered",
+        "crm_segmentation": "v1 registered",
+    }
     _, published = _published(settings)
     assert {table: rows for table, (rows, _) in published.items()} == summary["tables"]
 
@@ -625,6 +632,11 @@ def test_failed_preflight_skips_training_and_the_champion_keeps_serving(reruns: 
     assert run.versions == run.versions_before
     champion = run.versions_before["champion"]
     assert {row[4] for row in run.scores} == {champion}  # model_version
+    # The summary says why, in one line per model, from the model's MLflow experiment.
+    trainings = json.loads(reruns.settings.run_summary_path.read_text())["trainings"]
+    churn = trainings["crm_churn"]["outcome"]
+    assert churn.startswith("skipped: ") and "needs data from" in churn, churn
+    assert "Latest training of each model:" in run.completed.stdout
 
 
 def test_a_bi_client_reading_during_two_full_runs_saw_no_error_and_only_complete_snapshots(reruns: Reruns):

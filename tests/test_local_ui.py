@@ -23,7 +23,6 @@ def ui(home_copy, free_port):
         airflow_ui_port=free_port(),
         mlflow_ui_port=free_port(),
         dashboard_port=free_port(),
-        daily_schedule="none",
     )
     endpoints = services.start(settings)
     groups = json.loads(services.pid_file(settings).read_text())
@@ -56,8 +55,9 @@ def test_airflow_api_lists_the_dags_and_a_triggered_daily_run_succeeds(ui, daily
     logs = settings.airflow_home / "logs"
     assert state == "success", f"crm_daily ended {state}: {tasks} (logs under {logs})"
     assert tasks["score_models"] == tasks["publish_marts"] == "success", tasks
-    # The home's DAGs were serialized by `crm run` with the default daily schedule; the services run
-    # with none, so unpausing must not have started a scheduled run beside the manual one.
+    # The home's DAGs were serialized by `crm run` with the default daily schedule; `crm ui` serves
+    # crm_daily with none (CRM_UI_DAILY_SCHEDULE), so unpausing started no scheduled run beside the
+    # triggered one.
     assert [run["dag_run_id"] for run in api.runs("crm_daily")] == [run_id]
 
 

@@ -103,7 +103,7 @@ def test_pipeline_and_scheduled_daily_run_succeed_with_the_warehouse_airflow_and
     settings = Settings.from_env(
         # One dbt task per run keeps the runs short; the per-model tasks run in test_local_ui.
         home=tmp_path,
-        daily_schedule="@daily",
+        ui_daily_schedule="@daily",
         daily_dbt_tasks="build",
         airflow_ui_port=free_port(),
         mlflow_ui_port=free_port(),

@@ -398,7 +398,7 @@ def bench_airflow_daily(home: Path, days: list[date]) -> list[dict[str, object]]
             return sock.getsockname()[1]
 
     settings = Settings.from_env(
-        home=home, airflow_ui_port=free_port(), mlflow_ui_port=free_port(), daily_schedule="none"
+        home=home, airflow_ui_port=free_port(), mlflow_ui_port=free_port(), dashboard_port=free_port()
     )
     started = time.monotonic()
     endpoints = services.start(settings)

@@ -159,7 +159,7 @@ def service_env(settings: Settings) -> dict[str, str]:
         "CRM_MLFLOW_TRACKING_URI": settings.mlflow_tracking_uri,
         "CRM_AIRFLOW_DATABASE_URL": settings.airflow_database_url,
         "CRM_WAREHOUSE_URL": settings.warehouse_url,
-        "CRM_DAILY_SCHEDULE": settings.daily_schedule,
+        "CRM_DAILY_SCHEDULE": settings.ui_daily_schedule,
         "CRM_DAILY_DBT_TASKS": settings.daily_dbt_tasks,
         "CRM_AIRFLOW_EXECUTOR": settings.airflow_executor,
         "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",

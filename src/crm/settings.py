@@ -126,6 +126,9 @@ class Settings:
     airflow_database_url: str
     # When crm_daily runs on its own: a cron preset or expression, or "none" for triggered runs only.
     daily_schedule: str
+    # crm_daily's schedule under `crm ui` (`make ui`): "none" by default, so the local console runs only
+    # what is triggered (unpausing a scheduled DAG would start its latest interval's run beside it).
+    ui_daily_schedule: str
     # How crm_daily shows the dbt build: "watch" (one dbt build, watched by a task per seed, snapshot
     # and model and one per model's tests), "model" (a task per node, each running dbt on its node) or
     # "build" (one task).
@@ -212,6 +215,7 @@ class Settings:
             "retrain_unchanged": False,
             "airflow_database_url": f"sqlite:///{home / '.airflow' / 'airflow.db'}",
             "daily_schedule": "@daily",
+            "ui_daily_schedule": "none",
             "daily_dbt_tasks": "watch",
             "duckdb_memory_limit": "3500MB",
             "airflow_ui_port": 8080,
