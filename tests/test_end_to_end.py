@@ -25,7 +25,7 @@ from mlflow import MlflowClient
 
 from crm import local_airflow
 from crm.cli import PIPELINE_DAG
-from crm.pipeline import PUBLISHED_TABLES
+from crm.pipeline import NOTHING_NEW, PUBLISHED_TABLES
 from crm.settings import Settings
 from crm.warehouse import DuckDBWarehouse
 from ml import churn, explain, registry, steps, training
@@ -81,6 +81,7 @@ def test_run_succeeds_and_prints_the_summary(pipeline_run):
         ("crm_segmentation", first),
     ]
     assert (settings.data_docs_dir / "index.html").is_file()
+    assert summary["latest_load"]["deliveries_up_to"] == summary["as_of_date"]
     assert {name: attempt["outcome"].split(":")[0] for name, attempt in summary["trainings"].items()} == {
         "crm_churn": "v1 registered",
         "crm_clv": "v1 registered",
@@ -634,6 +635,8 @@ def test_failed_preflight_skips_training_and_the_champion_keeps_serving(reruns: 
     assert {row[4] for row in run.scores} == {champion}  # model_version
     # The summary says why, in one line per model, from the model's MLflow experiment.
     trainings = json.loads(reruns.settings.run_summary_path.read_text())["trainings"]
+    # Nothing new was delivered since the full refresh: the load says so, the summary shows its time.
+    assert NOTHING_NEW in run.pipeline_log
     churn = trainings["crm_churn"]["outcome"]
     assert churn.startswith("skipped: ") and "needs data from" in churn, churn
     assert "Latest training of each model:" in run.completed.stdout

@@ -181,7 +181,12 @@ def load(settings: Settings) -> dict[str, object]:
         gate.quality.build_data_docs()
         gate.seconds += time.perf_counter() - start
     log.info("raw quality gate: %d validations in %.1f s", gate.validations, gate.seconds)
+    if not any(rows.values()):
+        log.info("%s in %s", NOTHING_NEW, settings.landing_dir)
     return {"rows": rows, "raw_gate": {"validations": gate.validations, "seconds": round(gate.seconds, 2)}}
+
+
+NOTHING_NEW = "nothing new to load: every delivered partition was loaded before"
 
 
 class StepSkipped(RuntimeError):
@@ -536,6 +541,8 @@ def summarize(settings: Settings) -> dict[str, object]:
         )
         scoring = plan(settings).scoring
         monitoring = _monitoring_summary(warehouse, scoring)
+        # When something was last loaded: a rerun with nothing new delivered shows an earlier run's time.
+        latest_load = warehouse.row(f"select max(loaded_at), max(partition_date) from {LOAD_LOG_TABLE}")
     monitoring["reports"] = sorted(str(path) for path in settings.monitoring_reports_dir.glob("*.html"))
     summary = {
         "as_of_date": scoring.isoformat(),
@@ -548,6 +555,7 @@ def summarize(settings: Settings) -> dict[str, object]:
             "consolidation_rate": round(identity[2] or 0.0, 4),
         },
         "quarantined_rows": quarantined,
+        "latest_load": {"loaded_at": str(latest_load[0])[:16], "deliveries_up_to": str(latest_load[1])},
         "models": model_step("registered_models")(settings),
         "trainings": model_step("training_attempts")(settings),
         "monitoring": monitoring,
@@ -612,6 +620,12 @@ def format_summary(summary: dict[str, object]) -> str:
             f"{identity['resolved_customers']:,} customers "
             f"(consolidation rate {identity['consolidation_rate']:.2%})",
         ]
+    latest_load = summary.get("latest_load") or {}
+    if latest_load:
+        lines.append(
+            f"Latest load:         {latest_load['loaded_at']} UTC, deliveries up to {latest_load['deliveries_up_to']}"
+            " (a time before this run's start: it found nothing new)"
+        )
     quarantined = summary.get("quarantined_rows") or {}
     if quarantined:
         lines.append(
