@@ -186,7 +186,7 @@ def load(settings: Settings) -> dict[str, object]:
     return {"rows": rows, "raw_gate": {"validations": gate.validations, "seconds": round(gate.seconds, 2)}}
 
 
-NOTHING_NEW = "nothing new to load: every delivered partition was loaded before"
+NOTHING_NEW = "nothing new loaded: no delivered partition added a row (all were loaded before, or held none)"
 
 
 class StepSkipped(RuntimeError):
