@@ -12,6 +12,7 @@ import logging
 from dataclasses import asdict
 from datetime import date
 
+from crm.gates import record_gate_results
 from crm.pipeline import MODELS, first_order_day, plan
 from crm.quality import QualityGate
 from crm.settings import Settings, hmac_pads
@@ -122,6 +123,7 @@ def score(settings: Settings, models: tuple[str, ...] = MODELS, daily: bool = Fa
             results[model] = {**asdict(report), "as_of_date": report.as_of_date.isoformat()}
     finally:
         quality.build_data_docs()
+        record_gate_results(settings, quality)
     results = {model: results[model] for model in models if model in results}
     if all("skipped" in result for result in results.values()):
         raise NoChampion("; ".join(result["skipped"] for result in results.values()))

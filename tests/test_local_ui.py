@@ -203,6 +203,10 @@ def test_the_dashboard_shows_the_bi_copys_figures(ui, daily_run, tmp_path: Path)
         quarantined = con.execute(
             "select source, rejected_at, reason, sum(rejected_rows) from marts.quarantine_daily group by 1, 2, 3"
         ).fetchall()
+        gated = con.execute(
+            "select suite, passed from monitoring.quality_gates "
+            "where as_of_date = (select max(as_of_date) from monitoring.quality_gates)"
+        ).fetchall()
         latest_campaign = con.execute(
             "select campaign_name from marts.campaign_performance order by sent_on desc limit 1"
         ).fetchone()[0]
@@ -221,6 +225,10 @@ def test_the_dashboard_shows_the_bi_copys_figures(ui, daily_run, tmp_path: Path)
     for source, stage, reason, rows in quarantined:
         assert f"\n{source}\n{stage}\n{reason}\n{int(rows):,}\n" in text, (source, stage, reason, rows)
     assert latest_campaign in text
+    # The latest run's gates: the load's raw suites, the mart and the score suites, each with its outcome.
+    assert {"raw_orders", "dim_customers", "churn_scores"} <= {suite for suite, _ in gated}, gated
+    for suite, passed in gated:
+        assert f"\n{suite}\n" in text and ("yes" if passed else "no") in text, suite
     assert "Traceback" not in text and "Error" not in text
     _assert_shows_a_page(png)
 

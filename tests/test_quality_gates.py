@@ -187,6 +187,13 @@ def test_changed_date_format_refuses_the_batch_and_writes_nothing(clean_built, q
         assert con.execute("select count(*) from raw.customers").fetchone()[0] == 0
         assert con.execute(f"select count(*) from {LOAD_LOG_TABLE} where source = 'customers'").fetchone()[0] == 0
         assert con.execute("select count(*) from raw.orders").fetchone()[0] > 0  # other sources load
+    # The refusal is on record for BI, after the load rolled back (as crm.pipeline.load records it).
+    gates.record_gate_results(settings, quality)
+    with connect(settings, read_only=True) as con:
+        recorded = con.execute(
+            "select gate, passed, blocking_failures from monitoring.quality_gates where suite = 'raw_customers'"
+        ).fetchall()
+    assert [(gate, passed) for gate, passed, _ in recorded] == [("raw", False)] and recorded[0][2] >= 1
 
 
 def test_one_bad_value_in_a_small_day_is_quarantined_not_refused(clean_built, quality: QualityGate, tmp_path: Path):
@@ -205,6 +212,9 @@ def test_one_bad_value_in_a_small_day_is_quarantined_not_refused(clean_built, qu
         load_landing(con, settings.landing_dir, gates.RawBatchGate(quality, settings.gate_recent_days))
         loaded = con.execute("select count(*) from raw.customers where _partition_date = ?", [LAST_DAY]).fetchone()
     assert loaded == (4,), "the day loads; staging quarantines the bad row (missing or invalid signup_date)"
+    # What the gate decided is recorded: the failure, demoted to a warning.
+    decided = [result for result in quality.results if result.suite == "raw_customers"][-1]
+    assert decided.failures and not decided.blocking, decided
 
 
 def test_empty_daily_delivery_is_outside_the_learned_row_count_bounds(

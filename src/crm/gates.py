@@ -21,6 +21,7 @@ import pandas as pd
 from crm.contracts import CONTRACTS, SourceContract
 from crm.landing import LOAD_LOG_TABLE
 from crm.quality import GateResult, QualityGate, QualityGateFailed
+from crm.score_tables import QUALITY_GATES_TABLE, QUALITY_GATES_TABLES
 from crm.settings import Settings, parse_row_count_bounds
 
 if TYPE_CHECKING:
@@ -91,10 +92,12 @@ class RawBatchGate:
         parameters = {"accepted_currencies": accepted_currencies(self.quality.settings)}
         for day in recent:
             batch = by_day.get(day, batches.iloc[0:0])
-            result = self.quality.validate(
-                raw_suite_name(contract.name), batch, ids, parameters=parameters, raise_blocking=False
+            suite = raw_suite_name(contract.name)
+            result = _row_problems_below_systemic(
+                self.quality.validate(suite, batch, ids, parameters=parameters, raise_blocking=False)
             )
-            results.append(_row_problems_below_systemic(result))
+            self.quality.results[-1] = result  # what the gate decided, the demoted failures as warnings
+            results.append(result)
         return results
 
 
@@ -340,3 +343,58 @@ def gate_marts(quality: QualityGate, frames: dict[str, tuple[pd.DataFrame, list[
     if blocking:
         raise QualityGateFailed(blocking)
     return results
+
+
+def gate_outcomes(day: date, results: list[GateResult]) -> pd.DataFrame:
+    """A row of monitoring.quality_gates per suite of ``results`` (a step's validations of the run's day)."""
+    rows = {}
+    for result in results:
+        row = rows.setdefault(
+            result.suite,
+            {
+                "as_of_date": day,
+                "gate": gate_of(result.suite),
+                "suite": result.suite,
+                "validations": 0,
+                "rows_validated": 0,
+                "expectations": 0,
+                "failed_expectations": 0,
+                "blocking_failures": 0,
+            },
+        )
+        row["validations"] += 1
+        row["rows_validated"] += result.rows
+        row["expectations"] += result.evaluated
+        row["failed_expectations"] += len(result.failures)
+        row["blocking_failures"] += len(result.blocking)
+    frame = pd.DataFrame(list(rows.values()), columns=list(QUALITY_GATES_TABLES[QUALITY_GATES_TABLE]))
+    frame["passed"] = frame["blocking_failures"] == 0
+    frame["computed_at"] = pd.Timestamp.now(tz="UTC").tz_localize(None)
+    return frame.astype({"as_of_date": "datetime64[us]"})
+
+
+def gate_of(suite: str) -> str:
+    """Which gate a suite belongs to: the load's (raw), the mart gate's (marts) or the scoring's (scores)."""
+    if suite.startswith("raw_"):
+        return "raw"
+    return "scores" if suite.endswith("_scores") else "marts"
+
+
+def record_gate_results(settings: Settings, quality: QualityGate) -> None:
+    """Write what ``quality``'s gates decided to monitoring.quality_gates, a row per suite of the run's
+    day, each replacing what an earlier run of that day wrote for its suite (a rerun's outcome wins).
+    Called after the step, passed or failed: a failed gate's row is the one that matters most. A
+    failure to write is logged, not raised, so that it never hides the gate's own outcome."""
+    if not quality.results:
+        return
+    from crm.score_tables import ensure_tables
+    from crm.warehouse import open_warehouse
+
+    frame = gate_outcomes(quality.day, quality.results)
+    try:
+        with open_warehouse(settings) as warehouse:
+            ensure_tables(warehouse, QUALITY_GATES_TABLES)
+            for suite, rows in frame.groupby("suite", sort=True):
+                warehouse.replace_rows(QUALITY_GATES_TABLE, rows, {"as_of_date": quality.day, "suite": suite})
+    except Exception:  # noqa: BLE001 - the gate's own outcome (raised by the step) comes first
+        log.warning("the gates' outcome of %s was not recorded in %s", quality.day, QUALITY_GATES_TABLE, exc_info=True)

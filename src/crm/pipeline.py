@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from crm import data_docs
 from crm.landing import LOAD_LOG_TABLE
-from crm.score_tables import DRIVER_COLUMNS, MONITORING_TABLES
+from crm.score_tables import DRIVER_COLUMNS, MONITORING_TABLES, QUALITY_GATES_TABLE
 from crm.settings import Settings, demo_landing_dir
 
 if TYPE_CHECKING:
@@ -50,6 +50,7 @@ PUBLISHED_TABLES = (
     "marts.metrics_daily",
     "marts.quarantine_daily",
     *MONITORING_TABLES,  # backtests, calibration, drift and alerts (ml.monitoring)
+    QUALITY_GATES_TABLE,
 )
 # The published tables that grow with history, and what partitions them: a publication replaces only
 # the partitions whose rows changed (crm.warehouse.publish_copy). The others are copied whole.
@@ -66,6 +67,7 @@ PUBLISHED_PARTITIONS = {
     "scores.clv": "as_of_date",
     "scores.recommendations": "as_of_date",
     **dict.fromkeys(MONITORING_TABLES, "scoring_date"),
+    QUALITY_GATES_TABLE: "as_of_date",
 }
 # Columns that record when a run happened, not what it computed: two runs of the same day differ in
 # them by design, so the published checksums leave them out. They stay wall-clock on purpose:
@@ -80,6 +82,7 @@ RUN_PROVENANCE_COLUMNS = {
     "scores.clv": ("scored_at",),
     "scores.recommendations": ("scored_at",),
     **{table: ("scored_at", "computed_at") for table in MONITORING_TABLES},
+    QUALITY_GATES_TABLE: ("computed_at",),
 }
 # Columns that depend on the order the scoring dates ran in: a customer's churn drivers are carried
 # forward from the latest earlier scoring date (ml.explain.carried_drivers), so a backfill in another
@@ -160,7 +163,7 @@ def load(settings: Settings) -> dict[str, object]:
     Returns the rows loaded per source and what the raw quality gate cost (validations, seconds
     including Data Docs).
     """
-    from crm.gates import RawBatchGate
+    from crm.gates import RawBatchGate, record_gate_results
     from crm.quality import QualityGate
     from crm.score_tables import ensure_score_tables, ensure_tables
     from crm.warehouse import open_warehouse
@@ -180,6 +183,7 @@ def load(settings: Settings) -> dict[str, object]:
         start = time.perf_counter()
         gate.quality.build_data_docs()
         gate.seconds += time.perf_counter() - start
+        record_gate_results(settings, quality)
     log.info("raw quality gate: %d validations in %.1f s", gate.validations, gate.seconds)
     if not any(rows.values()):
         log.info("%s in %s", NOTHING_NEW, settings.landing_dir)
@@ -432,6 +436,7 @@ def gate_marts(settings: Settings) -> dict[str, object]:
         results = gates.gate_marts(quality, frames)
     finally:
         quality.build_data_docs()
+        gates.record_gate_results(settings, quality)
     return {result.suite: {"rows": result.rows, "warnings": len(result.warnings)} for result in results}
 
 

@@ -180,6 +180,8 @@ class QualityGate:
         self.settings = settings
         self.day = day or datetime.now(UTC).date()
         self._rendered: list[Any] = []  # this process's validation results and suites, for Data Docs
+        # What this process's gates decided, in order (crm.gates.record_gate_results writes it down).
+        self.results: list[GateResult] = []
 
     @cached_property
     def _context(self):
@@ -245,6 +247,7 @@ class QualityGate:
         results = [result for validation in run.run_results.values() for result in validation.results]
         failures = [_failure(suite_name, result, id_columns) for result in results if not result.success]
         gate = GateResult(suite=suite_name, rows=len(frame), evaluated=len(results), failures=failures)
+        self.results.append(gate)
         for warning in gate.warnings:
             log.warning("quality warning: %s", warning.describe())
         if gate.blocking:

@@ -119,6 +119,24 @@ MONITORING_TABLES = {
         **_WHEN,
     },
 }
+# The quality gates' outcome per run day and suite (crm.gates.record_gate_results): what the gates of
+# the load (raw), the mart gate (marts) and the scoring (scores) validated, and how many expectations
+# failed. Counts only: the failing rows' samples stay in the Data Docs.
+QUALITY_GATES_TABLE = "monitoring.quality_gates"
+QUALITY_GATES_TABLES = {
+    QUALITY_GATES_TABLE: {
+        "as_of_date": "date",
+        "gate": "text",
+        "suite": "text",
+        "validations": "bigint",
+        "rows_validated": "bigint",
+        "expectations": "bigint",
+        "failed_expectations": "bigint",
+        "blocking_failures": "bigint",
+        "passed": "boolean",
+        "computed_at": "timestamp",
+    }
+}
 # The date by which a score or monitoring table's rows are replaced (each table has one of them).
 REPLACED_BY = ("as_of_date", "scoring_date")
 # The drift table's row for the scores themselves (beside one per input).

@@ -209,6 +209,15 @@ class Dashboard:
             f"from {self._table('marts.quarantine_daily')} group by partition_date, source order by partition_date"
         )
 
+    def quality_gates(self) -> pd.DataFrame:
+        """What each quality gate's suites decided at the latest run day (monitoring.quality_gates)."""
+        gates = self._table("monitoring.quality_gates")
+        return self._frame(
+            "select as_of_date, gate, suite, validations, rows_validated, expectations, failed_expectations, "
+            f"blocking_failures, passed from {gates} where as_of_date = (select max(as_of_date) from {gates}) "
+            "order by case gate when 'raw' then 1 when 'marts' then 2 else 3 end, suite"
+        )
+
     def model_alerts(self) -> pd.DataFrame:
         """The monitoring alerts of the latest scoring date (drift, backtest quality, calibration)."""
         alerts = self._table("monitoring.alerts")

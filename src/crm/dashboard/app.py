@@ -126,6 +126,16 @@ def render(board: Dashboard) -> None:
     _table(st, campaigns, ["campaign_name", "variant"], 3)
 
     st.header("Data quality")
+    gates = board.quality_gates()
+    if not gates.empty:
+        blocked = int((~gates["passed"].astype(bool)).sum())
+        st.subheader(f"Quality gates on {_cell(pd.Timestamp(gates['as_of_date'].iloc[0]), 0)}")
+        st.caption(
+            ("Every suite passed." if not blocked else f"{blocked} suite(s) blocked the run.")
+            + " The failing rows' samples are in that run's Data Docs."
+        )
+        _table(st, gates.drop(columns="as_of_date"), ["suite"])
+    st.subheader("Quarantined rows by source, stage and reason")
     quarantine = board.quarantine_by_source_and_reason()
     if quarantine.empty:
         st.write("No row was quarantined.")
