@@ -33,7 +33,7 @@ import pyarrow.parquet as pq
 import pytest
 from filelock import FileLock
 
-from crm import pipeline, postgres
+from crm import data_docs, pipeline, postgres
 from crm.contact_rules import EMAIL_IN_TEXT, PHONE_IN_TEXT
 from crm.contracts import CONTRACTS
 from crm.generate import DefectRates, GeneratorConfig, generate
@@ -406,9 +406,11 @@ class PiiScan:
         return leaks, scanned
 
     def home_leaks(self, settings: Settings, *outputs: str) -> dict[str, set[str]]:
-        """Leaks in what runs leave in a home: Airflow's logs, dbt's logs and artifacts, the Data Docs, the
-        summary, the MLflow store and artifacts (when under the home), the BI copy, and ``outputs``."""
-        files = list(self.files(settings.airflow_home / "logs", settings.dbt_artifacts_dir, settings.data_docs_dir))
+        """Leaks in what runs leave in a home: Airflow's logs, dbt's logs and artifacts, the Data Docs (and
+        the validation results kept for them), the summary, the MLflow store and artifacts (when under
+        the home), the BI copy, and ``outputs``."""
+        folders = (settings.airflow_home / "logs", settings.dbt_artifacts_dir, settings.data_docs_dir)
+        files = list(self.files(*folders, data_docs.validations_dir(settings)))
         assert any(path.suffix == ".log" for path in files), "no log to scan"
         texts = [
             *(("output", output) for output in outputs),

@@ -20,7 +20,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import pytest
 
-from crm import local_airflow, pipeline
+from crm import data_docs, local_airflow, pipeline
 from crm.contracts import CONTRACTS
 from crm.erasure import (
     ERASING_SUFFIX,
@@ -354,6 +354,9 @@ def test_erased_customers_leave_no_residue_and_stay_erased(daily_runs, tmp_path:
     report = json.loads(erased.stdout)
     assert report["removed"]["warehouse"]["raw.orders"] > 0 and report["removed"]["warehouse"]["scores.segments"] > 0
     assert not crashed.exists()
+    # The Data Docs' failing-row samples name customers by id: the sites and their results are gone.
+    assert report["removed"]["data_docs"]["files_removed"] > 0
+    assert not settings.data_docs_dir.exists() and not data_docs.validations_dir(settings).exists()
 
     # Zero residue: landing files (also the last day's, not loaded yet), every table and view, the BI copy.
     assert _landing_residue(settings, victims) == []
@@ -451,6 +454,7 @@ def test_an_id_never_seen_is_recorded_and_nothing_is_deleted_or_rebuilt(daily_ru
     assert f"crm erase: {NOTHING_FOUND}" in completed.stdout
     result = json.loads(completed.stdout[: completed.stdout.rindex("}") + 1])
     assert result["suppressed"]["customer_id"] == 1 and result["removed"]["bi"] == {"tables_republished": 0}
+    assert result["removed"]["data_docs"] == {"files_removed": 0}
     assert (settings.bi_warehouse_path.stat().st_ino, settings.bi_warehouse_path.stat().st_mtime_ns) == (
         published.st_ino,
         published.st_mtime_ns,

@@ -19,6 +19,7 @@ import duckdb
 import pytest
 import yaml
 
+from crm import data_docs
 from crm.pipeline import PUBLISHED_TABLES
 from crm.settings import CHECKOUT, Settings, hmac_pads
 from crm.warehouse import PublicationRefused, publish_copy
@@ -71,10 +72,15 @@ def test_mlflow_store_and_artifacts_hold_no_email_or_phone(privacy_run):
 
 
 def test_run_logs_hold_no_email_or_phone(privacy_run):
-    """The run's own output, Airflow's task logs, dbt's logs and artifacts, the Data Docs and the summary."""
+    """The run's own output, Airflow's task logs, dbt's logs and artifacts, the Data Docs (their pages and
+    the validation results kept for them) and the summary."""
     settings, completed, pii = privacy_run
-    files = list(pii.files(settings.airflow_home / "logs", settings.dbt_artifacts_dir, settings.data_docs_dir))
+    validations = data_docs.validations_dir(settings)
+    files = list(
+        pii.files(settings.airflow_home / "logs", settings.dbt_artifacts_dir, settings.data_docs_dir, validations)
+    )
     assert any(path.suffix == ".log" for path in files)
+    assert any(path.is_relative_to(validations) and path.suffix == ".json" for path in files)
     texts = [
         ("stdout", completed.stdout),
         ("stderr", completed.stderr),

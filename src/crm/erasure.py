@@ -29,6 +29,7 @@ import json
 import logging
 import os
 import re
+import shutil
 import sys
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -686,6 +687,23 @@ def republish_bi(settings: Settings) -> dict[str, int]:
     return publish_for_bi(settings, PUBLISHED_TABLES)
 
 
+def erase_data_docs(settings: Settings) -> int:
+    """Remove the Data Docs sites and the validation results kept for them; return how many files went.
+    Their samples of failing rows name customers by id, and a page is no record worth keeping an
+    erased customer for: the gates' outcomes stay, as counts, in monitoring.quality_gates, and the
+    next gate step starts its run's site again. (An object-store copy, CRM_DATA_DOCS_URL, is the
+    store's to expire.)"""
+    from crm import data_docs
+
+    removed = 0
+    for folder in (settings.data_docs_dir, data_docs.validations_dir(settings)):
+        if folder.is_dir():
+            removed += sum(1 for path in folder.rglob("*") if path.is_file())
+            shutil.rmtree(folder)
+    log.info("erasure: %d Data Docs files removed", removed)
+    return removed
+
+
 def write_audit(settings: Settings, suppression: dict[str, object], removed: dict[str, dict[str, int]]) -> Path:
     """Append one erasure to the audit log: hashed ids, time and counts per place; never a raw id."""
     entry = {
@@ -723,6 +741,7 @@ def erase(settings: Settings, customer_ids_file: Path, rebuild: bool = True) -> 
     # rerun may find nothing left to delete where an interrupted attempt stopped before republishing.
     never_seen = not rerun and not sum(removed["landing"].values()) + sum(removed["warehouse"].values())
     removed["bi"] = {"tables_republished": 0 if never_seen else len(republish_bi(settings))}
+    removed["data_docs"] = {"files_removed": 0 if never_seen else erase_data_docs(settings)}
     audit = write_audit(settings, suppression, removed)
     result = {"customers": len(ids), "audit_log": str(audit), **suppression, "removed": removed}
     if never_seen:
