@@ -633,13 +633,16 @@ def test_failed_preflight_skips_training_and_the_champion_keeps_serving(reruns: 
     assert run.versions == run.versions_before
     champion = run.versions_before["champion"]
     assert {row[4] for row in run.scores} == {champion}  # model_version
-    # The summary says why, in one line per model, from the model's MLflow experiment.
-    trainings = json.loads(reruns.settings.run_summary_path.read_text())["trainings"]
+    # The summary says why, in one line per model, from the model's MLflow experiment (this run marks
+    # its summary task successful: read what that task reads).
+    trainings = steps.training_attempts(reruns.settings)
     # Nothing new was delivered since the full refresh: the load says so, the summary shows its time.
     assert NOTHING_NEW in run.pipeline_log
     churn = trainings["crm_churn"]["outcome"]
     assert churn.startswith("skipped: ") and "needs data from" in churn, churn
-    assert "Latest training of each model:" in run.completed.stdout
+    # The summary file is the full refresh's, which trained a second version (and kept the champion).
+    summarized = json.loads(reruns.settings.run_summary_path.read_text())["trainings"]["crm_churn"]["outcome"]
+    assert summarized.startswith("v2 registered: "), summarized
 
 
 def test_a_bi_client_reading_during_two_full_runs_saw_no_error_and_only_complete_snapshots(reruns: Reruns):
