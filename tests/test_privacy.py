@@ -20,6 +20,7 @@ import pytest
 import yaml
 
 from crm import data_docs
+from crm.contact_rules import EMAIL_IN_TEXT, PHONE_IN_TEXT
 from crm.pipeline import PUBLISHED_TABLES
 from crm.settings import CHECKOUT, Settings, hmac_pads
 from crm.warehouse import PublicationRefused, publish_copy
@@ -162,6 +163,18 @@ def test_publication_refuses_text_with_contact_details(tmp_path: Path, value: st
     assert "marts.fct_feedback" in message and "column note" in message and kind in message
     assert value not in message and "1234567" not in message and "@" not in message
     assert settings.bi_warehouse_path.read_bytes() == before  # BI still reads the previous copy
+
+
+def test_the_contact_rules_find_addresses_beside_long_runs_of_their_characters():
+    """The rules are bounded as addresses are: an address at the end of a long run of the characters an
+    address may hold (a base64 blob in a ticket, say) is still found, and Python's re, a backtracking
+    engine, scans such a run once instead of once per start position (unbounded, a 370,000-character
+    run took minutes)."""
+    email, phone = re.compile(EMAIL_IN_TEXT), re.compile(PHONE_IN_TEXT)
+    blob = "QUJD" * 50_000 + "+/="
+    assert email.findall(f"{blob} jane.doe+crm@example.co.uk {blob}") == ["jane.doe+crm@example.co.uk"]
+    assert email.findall("QUJD" * 50_000 + "@example.org") == ["QUJD" * 16 + "@example.org"]  # its last 64 before the @
+    assert phone.findall("1" * 100_000) != [] and phone.findall("call +49 (0)30 1234-5678") == ["+49 (0)30 1234-5678"]
 
 
 def test_publication_passes_hashes_masks_dates_and_codes(tmp_path: Path):
