@@ -9,7 +9,7 @@ The validation results are kept on disk for that (``<data_docs_dir>/../validatio
 Data Docs load their scripts and stylesheets (Bootstrap, jQuery, bootstrap-table, Vega, Font
 Awesome) from CDNs, so offline a site renders unstyled with an empty index. The project installs the
 same packages from npm (``expectations/data_docs_assets``, `make install`); each build copies them
-into the site's ``static/vendor/`` and points the pages at those copies.
+once beside the sites (``<data_docs_dir>/static/vendor/``) and points the pages at them.
 """
 
 from __future__ import annotations
@@ -89,9 +89,9 @@ def validations_dir(settings: Settings) -> Path:
 
 
 def make_offline(site: Path, assets: Path) -> int:
-    """Point the site's pages at copies of their scripts and stylesheets under static/vendor/; return how
-    many pages changed. Without the installed packages, the pages keep their CDN links (and a warning
-    says how to install them)."""
+    """Point the site's pages at copies of their scripts and stylesheets, kept once for every run's site
+    under ``<data_docs_dir>/static/vendor/`` (the site's parent); return how many pages changed. Without
+    the installed packages, the pages keep their CDN links (and a warning says how to install them)."""
     missing = [name for name in CDN_ASSETS.values() if not (assets / name).is_file()]
     if missing:
         log.warning(
@@ -100,7 +100,7 @@ def make_offline(site: Path, assets: Path) -> int:
             ", ".join(missing[:3]),
         )
         return 0
-    vendor = site / VENDOR
+    vendor = site.parent / VENDOR
     for name in [*CDN_ASSETS.values(), FONT_FOLDER]:
         source, target = assets / name, vendor / name
         if source.is_dir():
@@ -116,7 +116,7 @@ def make_offline(site: Path, assets: Path) -> int:
         root = os.path.relpath(site, page.parent).replace(os.sep, "/")
         offline = text
         for url, name in CDN_ASSETS.items():
-            offline = offline.replace(f'"{url}"', f'"{root}/{VENDOR.as_posix()}/{name}"')
+            offline = offline.replace(f'"{url}"', f'"{root}/../{VENDOR.as_posix()}/{name}"')
         offline = LOGO.sub(rf"{root}/static/images/\1", offline)
         offline = INTEGRITY.sub("", offline)
         if offline != text:
