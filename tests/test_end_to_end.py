@@ -636,8 +636,9 @@ def test_failed_preflight_skips_training_and_the_champion_keeps_serving(reruns: 
     # The summary says why, in one line per model, from the model's MLflow experiment (this run marks
     # its summary task successful: read what that task reads).
     trainings = steps.training_attempts(reruns.settings)
-    # Nothing new was delivered since the full refresh: the load says so, the summary shows its time.
-    assert NOTHING_NEW in run.pipeline_log
+    # Nothing new was delivered since the first run: the full refresh's load said so (this run marks its
+    # load successful without running it).
+    assert NOTHING_NEW in reruns.full_refresh.pipeline_log
     churn = trainings["crm_churn"]["outcome"]
     assert churn.startswith("skipped: ") and "needs data from" in churn, churn
     # The summary file is the full refresh's, which trained a second version (and kept the champion).

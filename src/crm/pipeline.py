@@ -629,7 +629,7 @@ def format_summary(summary: dict[str, object]) -> str:
     if latest_load:
         lines.append(
             f"Latest load:         {latest_load['loaded_at']} UTC, deliveries up to {latest_load['deliveries_up_to']}"
-            " (a time before this run's start: it found nothing new)"
+            " (a load that finds nothing new leaves this time as it was)"
         )
     quarantined = summary.get("quarantined_rows") or {}
     if quarantined:
