@@ -40,7 +40,7 @@ from crm import erasure, pipeline, spark
 from crm.contracts import CONTRACTS
 from crm.generate import GeneratorConfig, generate
 from crm.landing import LOAD_LOG_TABLE
-from crm.pipeline import PUBLISHED_TABLES
+from crm.pipeline import PUBLISHED_TABLES, RUN_LOG_TABLES
 from crm.settings import Settings, hmac_pads
 from crm.warehouse import (
     PUBLISHED_SCHEMA_PREFIX,
@@ -359,7 +359,8 @@ def _warehouse_tables(local: Settings) -> list[tuple[Path, str, str]]:
 def _scored_and_published_tables(local: Settings) -> list[tuple[Path, str, str]]:
     """The score tables, and every published table: in DuckDB's BI copy, and as Spark's bi_ views."""
     scores = [(local.warehouse_path, table, table) for table in PUBLISHED_TABLES if table.startswith("scores.")]
-    return scores + [(local.bi_warehouse_path, table, PUBLISHED_SCHEMA_PREFIX + table) for table in PUBLISHED_TABLES]
+    computed = [table for table in PUBLISHED_TABLES if table not in RUN_LOG_TABLES]  # not the run logs
+    return scores + [(local.bi_warehouse_path, table, PUBLISHED_SCHEMA_PREFIX + table) for table in computed]
 
 
 def _compare(
