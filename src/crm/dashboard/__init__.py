@@ -18,7 +18,7 @@ import duckdb
 import pandas as pd
 
 from crm.settings import Settings
-from crm.warehouse import PUBLISHED_SCHEMA_PREFIX, DuckDBWarehouse, Warehouse, open_warehouse
+from crm.warehouse import DuckDBWarehouse, Warehouse, open_warehouse
 
 # Share of customers in ten equal ranges of a probability.
 PROBABILITY_BINS = 10
@@ -50,8 +50,11 @@ def open_bi(settings: Settings) -> Iterator[Warehouse]:
 
 
 def published(settings: Settings, table: str) -> str:
-    """How BI names a published table (schema.name): as is in the BI copy, bi_<schema>.name on a server."""
-    return table if settings.warehouse_engine == "duckdb" else PUBLISHED_SCHEMA_PREFIX + table
+    """How BI names a published table (schema.name): as is in the BI copy, bi_<schema>.name on a server
+    (PostgreSQL's schemas and Spark's views take the same names)."""
+    from crm.postgres import published_name
+
+    return table if settings.warehouse_engine == "duckdb" else published_name(table)
 
 
 class Dashboard:
