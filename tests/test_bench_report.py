@@ -6,9 +6,11 @@ import time
 from crm.bench import (
     _children,
     airflow_section,
+    celery_section,
     covered_s,
     dbt_stage,
     engine_section,
+    peak_concurrency,
     run_stage,
     target_checks,
     value_and_recommendation_cells,
@@ -70,6 +72,34 @@ def test_the_postgresql_section_compares_each_stage_with_the_embedded_run_and_th
     assert "| 100,000 | 200.0 / 300.0 | 40.0× / 60.0× | 90.0 / 120.0 | 18.0× / 24.0× | 4,000.0 / 3,000.0 |" in lines
     assert not any(line.startswith("| 10,000") for line in lines)
     assert engine_section([_scale(10_000, 20.0)], "postgres") == []
+
+
+def _celery_run(slots: int, wall_s: float) -> dict:
+    return {
+        **_airflow_run("2026-11-24", wall_s, None),
+        "slots": slots,
+        "tasks": {"dbt.dbt_producer_watcher": {"duration_s": 40.0, "state": "success"}},
+        "busy_s": 150.0,
+        "peak_tasks": slots + 1,
+        "peak_scorings": min(slots, 4),
+    }
+
+
+def test_the_celery_section_sets_each_slot_count_against_one_slot():
+    celery = {"day": "2026-11-24", "runs": [_celery_run(1, 120.0), _celery_run(4, 80.0)], "speedup": 1.5}
+    scale = {**_scale(100_000, 200.0), "postgres": {**_engine_run(25.0, 3.0, 300.0, 120.0, 3_000.0), "celery": celery}}
+    lines = celery_section([scale, {**_scale(10_000, 20.0), "postgres": None}])
+    assert "## crm_daily on Celery workers: one warehouse slot against several" in lines
+    assert "| 100,000 | 2026-11-24 | 1 | success | 120.0 | 24.0× | 150.0 | 2 | 1 | 30.0 | 40.0 | 1.00× |" in lines
+    assert "| 100,000 | 2026-11-24 | 4 | success | 80.0 | 16.0× | 150.0 | 5 | 4 | 30.0 | 40.0 | 1.50× |" in lines
+    assert celery_section([{**_scale(10_000, 20.0), "postgres": {"celery": None}}]) == []
+
+
+def test_peak_concurrency_counts_the_intervals_running_at_one_moment():
+    assert peak_concurrency([]) == 0
+    assert peak_concurrency([(0, 10), (2, 4), (3, 5), (6, 7)]) == 3
+    # One task ending as the next starts: never both at once.
+    assert peak_concurrency([(0, 5), (5, 9)]) == 1
 
 
 def test_the_spark_section_shows_the_same_ratios_beside_the_postgresql_one():

@@ -17,6 +17,7 @@ import sys
 import tempfile
 import time
 import urllib.parse
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -388,17 +389,10 @@ def bench_airflow_daily(home: Path, days: list[date]) -> list[dict[str, object]]
     docker-compose run it) on ``home``, one run per day in order. Per run: its wall time from trigger to
     end, each task's duration, the dbt task group's figures (dbt_stage) with dbt's own elapsed time read
     from the task logs, and the time no task ran."""
-    import socket
-
     from crm import services
 
-    def free_port() -> int:
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            return sock.getsockname()[1]
-
     settings = Settings.from_env(
-        home=home, airflow_ui_port=free_port(), mlflow_ui_port=free_port(), dashboard_port=free_port()
+        home=home, airflow_ui_port=_free_port(), mlflow_ui_port=_free_port(), dashboard_port=_free_port()
     )
     started = time.monotonic()
     endpoints = services.start(settings)
@@ -408,33 +402,13 @@ def bench_airflow_daily(home: Path, days: list[date]) -> list[dict[str, object]]
         api = services.AirflowApi(endpoints)
         api.dag_ids({DAILY_DAG})
         for day in days:
-            started = time.monotonic()
-            run_id = api.trigger(DAILY_DAG, {"as_of_date": day.isoformat()})
-            state, _ = api.wait_for_run(DAILY_DAG, run_id, timeout_s=6 * 3600)
-            wall_s = time.monotonic() - started
-            run = f"dags/{DAILY_DAG}/dagRuns/{urllib.parse.quote(run_id)}"
-            tasks, intervals = {}, {}
-            for instance in api.call(f"{run}/taskInstances?limit=1000")["task_instances"]:
-                task = {"duration_s": round(instance["duration"] or 0.0, 3), "state": instance["state"]}
-                if instance["task_id"].startswith("dbt."):
-                    log = api.call(f"{run}/taskInstances/{instance['task_id']}/logs/{instance['try_number']}")
-                    elapsed = [float(m.group(1)) for e in log.get("content", []) if (m := DBT_ELAPSED.search(str(e)))]
-                    task["dbt_s"] = elapsed[-1] if elapsed else None
-                if instance["start_date"] and instance["end_date"]:
-                    intervals[instance["task_id"]] = (
-                        datetime.fromisoformat(instance["start_date"]).timestamp(),
-                        datetime.fromisoformat(instance["end_date"]).timestamp(),
-                    )
-                tasks[instance["task_id"]] = task
+            run = _timed_daily_run(api, day, dbt_logs=True)
+            intervals = run.pop("intervals")
             runs.append(
                 {
-                    "as_of_date": day.isoformat(),
-                    "state": state,
-                    "wall_s": round(wall_s, 2),
+                    **run,
                     "services_start_s": round(start_s, 2) if not runs else 0.0,
-                    "tasks": tasks,
-                    **dbt_stage(tasks, intervals),
-                    "between_tasks_s": round(wall_s - covered_s(intervals.values()), 2),
+                    **dbt_stage(run["tasks"], intervals),
                 }
             )
     finally:
@@ -442,8 +416,135 @@ def bench_airflow_daily(home: Path, days: list[date]) -> list[dict[str, object]]
     return runs
 
 
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _timed_daily_run(api, day: date, dbt_logs: bool = False) -> dict[str, object]:
+    """One ``crm_daily`` run of ``day`` triggered through ``api`` and waited for: its state, wall time
+    from the trigger to its end, each task's duration and state (with ``dbt_logs`` the elapsed time dbt
+    reports in a dbt task's log), each task's start and end (epoch seconds), and the time no task ran."""
+    started = time.monotonic()
+    run_id = api.trigger(DAILY_DAG, {"as_of_date": day.isoformat()})
+    state, _ = api.wait_for_run(DAILY_DAG, run_id, timeout_s=6 * 3600)
+    wall_s = time.monotonic() - started
+    run = f"dags/{DAILY_DAG}/dagRuns/{urllib.parse.quote(run_id)}"
+    tasks, intervals = {}, {}
+    for instance in api.call(f"{run}/taskInstances?limit=1000")["task_instances"]:
+        task = {"duration_s": round(instance["duration"] or 0.0, 3), "state": instance["state"]}
+        if dbt_logs and instance["task_id"].startswith("dbt."):
+            log = api.call(f"{run}/taskInstances/{instance['task_id']}/logs/{instance['try_number']}")
+            elapsed = [float(m.group(1)) for e in log.get("content", []) if (m := DBT_ELAPSED.search(str(e)))]
+            task["dbt_s"] = elapsed[-1] if elapsed else None
+        if instance["start_date"] and instance["end_date"]:
+            intervals[instance["task_id"]] = (
+                datetime.fromisoformat(instance["start_date"]).timestamp(),
+                datetime.fromisoformat(instance["end_date"]).timestamp(),
+            )
+        tasks[instance["task_id"]] = task
+    return {
+        "as_of_date": day.isoformat(),
+        "state": state,
+        "wall_s": round(wall_s, 2),
+        "tasks": tasks,
+        "intervals": intervals,
+        "between_tasks_s": round(wall_s - covered_s(intervals.values()), 2),
+    }
+
+
+def peak_concurrency(intervals) -> int:
+    """The most of ``intervals`` ((start, end) pairs) running at one moment."""
+    events = sorted([(start, 1) for start, _ in intervals] + [(end, -1) for _, end in intervals])
+    running = peak = 0
+    for _, change in events:  # an end sorts before a start at the same moment
+        running += change
+        peak = max(peak, running)
+    return peak
+
+
+def bench_celery(team: dict[str, str], server: str, broker: str, day: date) -> dict[str, object]:
+    """``crm_daily`` of ``day`` on Airflow's CeleryExecutor (two workers of two tasks each, the Redis
+    broker ``broker``, Airflow's metadata on ``server``) over the PostgreSQL home of ``team``, twice from
+    the same state: with one warehouse slot (CRM_WAREHOUSE_SLOTS=1: the trainings' and scorings' tasks in
+    turn, dbt on one thread) and with the slots a server gets by default (tasks side by side, dbt on as
+    many threads). Each run on a copy of the warehouse's database (PostgreSQL's CREATE DATABASE ...
+    TEMPLATE) and an Airflow database of its own, all dropped afterwards; the broker's database is
+    emptied before each run and after the last."""
+    import uuid
+
+    import redis
+    from sqlalchemy.engine import make_url
+
+    from crm import postgres, services
+    from crm.settings import SERVER_WAREHOUSE_SLOTS
+
+    def new_database(template: str = "", driver: str = "") -> str:
+        url = make_url(server).set(database=f"crm_bench_{uuid.uuid4().hex[:10]}")
+        postgres.create_database(url, template=make_url(template).database if template else "")
+        return (url.set(drivername=driver) if driver else url).render_as_string(hide_password=False)
+
+    queue = redis.Redis.from_url(broker)
+    runs = {}
+    try:
+        for slots in (1, SERVER_WAREHOUSE_SLOTS):
+            queue.flushdb()
+            warehouse = new_database(template=team["CRM_WAREHOUSE_URL"])
+            metadata = new_database(driver="postgresql+psycopg2")
+            env = {
+                **team,
+                "CRM_WAREHOUSE_URL": warehouse,
+                "CRM_WAREHOUSE_SLOTS": str(slots),
+                "CRM_AIRFLOW_EXECUTOR": "celery",
+                "CRM_CELERY_BROKER_URL": broker,
+                "CRM_CELERY_WORKERS": "2",
+                "CRM_AIRFLOW_DATABASE_URL": metadata,
+                "CRM_AIRFLOW_UI_PORT": str(_free_port()),
+                "CRM_MLFLOW_UI_PORT": str(_free_port()),
+                "CRM_DASHBOARD_PORT": str(_free_port()),
+            }
+            saved = dict(os.environ)
+            os.environ.clear()
+            os.environ.update(env)  # the services and their tasks read their settings from it
+            try:
+                settings = Settings.from_env()
+                endpoints = services.start(settings)
+                try:
+                    api = services.AirflowApi(endpoints)
+                    api.dag_ids({DAILY_DAG})
+                    run = _timed_daily_run(api, day)
+                finally:
+                    services.stop(settings)
+            finally:
+                os.environ.clear()
+                os.environ.update(saved)
+                postgres.drop_database(warehouse)
+                postgres.drop_database(metadata)
+            intervals = run.pop("intervals")
+            pooled = [interval for task, interval in intervals.items() if task.startswith(("score_", "train_"))]
+            runs[slots] = {
+                **run,
+                "slots": slots,
+                "busy_s": round(sum(end - start for start, end in intervals.values()), 2),
+                "peak_tasks": peak_concurrency(intervals.values()),
+                "peak_scorings": peak_concurrency(pooled),
+            }
+    finally:
+        queue.flushdb()
+    one, many = runs[1], runs[SERVER_WAREHOUSE_SLOTS]
+    return {"day": day.isoformat(), "runs": list(runs.values()), "speedup": round(one["wall_s"] / many["wall_s"], 3)}
+
+
 def bench_scale(
-    customers: int, days: int, work_dir: Path, postgres_server: str = "", spark_master: str = ""
+    customers: int,
+    days: int,
+    work_dir: Path,
+    postgres_server: str = "",
+    spark_master: str = "",
+    celery_broker: str = "",
 ) -> dict[str, object]:
     """In a fresh home: generate; the full run up to three days before the last (load with the raw
     gate, dbt build, mart gate, train, score and publish every model); the two feature references
@@ -451,7 +552,8 @@ def bench_scale(
     Airflow on the last two days (bench_airflow_daily); model quality at the last day.
     With ``postgres_server`` (a PostgreSQL URL without a database), the full and the daily run again
     on the same landing files with the warehouse in a database of its own there (bench_postgres); with
-    ``spark_master``, the same in a local Spark session on that master (bench_spark)."""
+    ``spark_master``, the same in a local Spark session on that master (bench_spark); with
+    ``celery_broker`` too, crm_daily on Celery over the PostgreSQL home (bench_celery)."""
     crm = str(Path(sys.executable).with_name("crm"))
     shutil.rmtree(work_dir, ignore_errors=True)
     env = {**os.environ, "CRM_HOME": str(work_dir)}
@@ -504,7 +606,11 @@ def bench_scale(
     )
     airflow_daily = bench_airflow_daily(work_dir, airflow_days)
     _, output = run_stage("model quality", [crm, "evaluate"], env)
-    on_postgres = bench_postgres(crm, env, work_dir, postgres_server, history_end, cli_day) if postgres_server else None
+    on_postgres = (
+        bench_postgres(crm, env, work_dir, postgres_server, history_end, cli_day, celery_broker)
+        if postgres_server
+        else None
+    )
     on_spark = bench_spark(crm, env, work_dir, spark_master, history_end, cli_day) if spark_master else None
 
     gate_stages = ("load", "dbt build", "mart gate")
@@ -562,21 +668,26 @@ def bench_engine(
     extra_env: dict[str, str],
     history_end: date,
     last_day: date,
+    then: Callable[[dict[str, str]], dict[str, object]] | None = None,
 ) -> dict[str, object]:
     """The full run and the daily run of bench_scale on another warehouse engine: a home of its own
     (``work_dir / name``: MLflow store, artifacts, dbt target and whatever the engine keeps under it)
-    reading the same landing files, with ``extra_env`` (at least CRM_WAREHOUSE_URL) set; the home is
-    removed afterwards."""
+    reading the same landing files, with ``extra_env`` (at least CRM_WAREHOUSE_URL) set; ``then``, given
+    the home's environment, measures more on it (its result under "then"); the home is removed
+    afterwards."""
     home = work_dir / name
     team = {**env, "CRM_HOME": str(home), "CRM_LANDING_DIR": str(work_dir / "data" / "landing"), **extra_env}
+    more = None
     try:
         stages: dict[str, StageResult] = {}
         _run_pipeline(crm, {**team, "CRM_AS_OF_DATE": history_end.isoformat()}, stages, "", train=True)
         daily: dict[str, StageResult] = {}
         _run_pipeline(crm, {**team, "CRM_AS_OF_DATE": last_day.isoformat()}, daily, "daily ", train=False)
+        more = then(team) if then else None
     finally:
         shutil.rmtree(home, ignore_errors=True)
     return {
+        "then": more,
         "stages": {stage.stage: asdict(stage) for stage in stages.values()},
         "incremental_stages": {stage.stage: asdict(stage) for stage in daily.values()},
         "full_run_wall_s": round(sum(stage.wall_s for stage in stages.values()), 2),
@@ -586,9 +697,17 @@ def bench_engine(
 
 
 def bench_postgres(
-    crm: str, env: dict[str, str], work_dir: Path, server: str, history_end: date, last_day: date
+    crm: str,
+    env: dict[str, str],
+    work_dir: Path,
+    server: str,
+    history_end: date,
+    last_day: date,
+    celery_broker: str = "",
 ) -> dict[str, object]:
-    """bench_engine with the warehouse in a new database on ``server``, dropped afterwards."""
+    """bench_engine with the warehouse in a new database on ``server``, dropped afterwards; with
+    ``celery_broker`` (a Redis URL), then crm_daily of the day after ``last_day`` on Celery with one
+    warehouse slot and with a server's (bench_celery, its result under "celery")."""
     import uuid
 
     from sqlalchemy.engine import make_url
@@ -598,7 +717,21 @@ def bench_postgres(
     url = make_url(server).set(database=f"crm_bench_{uuid.uuid4().hex[:10]}").render_as_string(hide_password=False)
     postgres.create_database(url)
     try:
-        return bench_engine(crm, env, work_dir, "postgres", {"CRM_WAREHOUSE_URL": url}, history_end, last_day)
+
+        def on_celery(team: dict[str, str]) -> dict[str, object]:
+            return bench_celery(team, server, celery_broker, last_day + timedelta(days=1))
+
+        result = bench_engine(
+            crm,
+            env,
+            work_dir,
+            "postgres",
+            {"CRM_WAREHOUSE_URL": url},
+            history_end,
+            last_day,
+            then=on_celery if celery_broker else None,
+        )
+        return {**result, "celery": result.pop("then")}
     finally:
         postgres.drop_database(url)
 
@@ -609,7 +742,9 @@ def bench_spark(
     """bench_engine with the warehouse in a local Spark session on ``master`` in every stage's process,
     its Parquet tables and metastore under the engine's home (removed with it)."""
     extra = {"CRM_WAREHOUSE_URL": "spark+session://", "CRM_SPARK_MASTER": master}
-    return {"master": master, **bench_engine(crm, env, work_dir, "spark", extra, history_end, last_day)}
+    result = bench_engine(crm, env, work_dir, "spark", extra, history_end, last_day)
+    del result["then"]
+    return {"master": master, **result}
 
 
 def write_report(results: list[dict[str, object]], out_dir: Path) -> Path:
@@ -747,6 +882,7 @@ def write_report(results: list[dict[str, object]], out_dir: Path) -> Path:
     lines += airflow_section(results)
     for engine in ENGINES:
         lines += engine_section(results, engine)
+    lines += celery_section(results)
     target, gates = TARGETS["generate"], TARGETS["quality_gates"]
     lines += [
         "",
@@ -875,13 +1011,61 @@ def engine_section(results: list[dict[str, object]], engine: str) -> list[str]:
     return lines
 
 
+def celery_section(results: list[dict[str, object]]) -> list[str]:
+    """The report's section on crm_daily on Celery over the PostgreSQL home: one warehouse slot against
+    a server's."""
+    measured = [scale for scale in results if (scale.get("postgres") or {}).get("celery")]  # type: ignore[union-attr]
+    if not measured:
+        return []
+    lines = [
+        "",
+        "## crm_daily on Celery workers: one warehouse slot against several",
+        "",
+        "After the PostgreSQL runs above, `crm_daily` of the next day through Airflow's CeleryExecutor (two "
+        "workers of two tasks each, a Redis broker, Airflow's metadata on the same PostgreSQL server), "
+        "twice from the same state (a copy of the warehouse's database each): with "
+        "`CRM_WAREHOUSE_SLOTS=1` (the scorings in turn, dbt on one thread) and with a server's default "
+        "slots (the scorings side by side, dbt on as many threads). Wall time from the trigger to the "
+        "run's end; busy: the tasks' durations summed; peak: the most tasks, and the most scoring tasks, "
+        "running at one moment.",
+        "",
+        "| customers | day | slots | state | wall s | over the floor | busy s | peak tasks | peak scorings "
+        "| idle s | dbt build s | one slot / these |",
+        "| ---: | --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for scale in measured:
+        celery = scale["postgres"]["celery"]  # type: ignore[index]
+        one = celery["runs"][0]["wall_s"]
+        for run in celery["runs"]:
+            build = next(
+                (task for name, task in run["tasks"].items() if name.endswith(("dbt_build", WATCHED_BUILD_TASK))), {}
+            )
+            lines.append(
+                f"| {scale['customers']:,} | {run['as_of_date']} | {run['slots']} | {run['state']} | "
+                f"{run['wall_s']} | {run['wall_s'] / scale['floor_s']:.1f}× | {run['busy_s']} | "
+                f"{run['peak_tasks']} | {run['peak_scorings']} | {run['between_tasks_s']} | "
+                f"{build.get('duration_s', '–')} | {one / run['wall_s']:.2f}× |"
+            )
+    return lines
+
+
 def main(
-    scales: list[int], days: int, out_dir: Path, work_dir: Path, postgres_server: str = "", spark_master: str = ""
+    scales: list[int],
+    days: int,
+    out_dir: Path,
+    work_dir: Path,
+    postgres_server: str = "",
+    spark_master: str = "",
+    celery_broker: str = "",
 ) -> int:
+    if celery_broker and not postgres_server:
+        raise ValueError("crm bench --celery needs --postgres: Celery runs crm_daily over the PostgreSQL home")
     results = []
     for customers in scales:
         print(f"benchmark: {customers:,} customers x {days} days", flush=True)
-        results.append(bench_scale(customers, days, work_dir / f"c{customers}", postgres_server, spark_master))
+        results.append(
+            bench_scale(customers, days, work_dir / f"c{customers}", postgres_server, spark_master, celery_broker)
+        )
         shutil.rmtree(work_dir / f"c{customers}", ignore_errors=True)
     report = write_report(results, out_dir)
     print(report.read_text())

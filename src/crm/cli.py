@@ -132,6 +132,13 @@ def main(argv: list[str] | None = None) -> int:
         "each scale gets a new database there, dropped afterwards",
     )
     bench.add_argument(
+        "--celery",
+        default="",
+        metavar="BROKER_URL",
+        help="with --postgres: then crm_daily on Airflow's CeleryExecutor (two workers, this Redis broker "
+        "database, emptied) over the PostgreSQL home, with one warehouse slot and with a server's",
+    )
+    bench.add_argument(
         "--spark",
         action="store_true",
         help="also run on Spark: a local session in each stage's process (master CRM_SPARK_MASTER, default "
@@ -254,6 +261,7 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace, settings: Se
             settings.warehouse_dir / "bench",
             args.postgres,
             settings.spark_master if args.spark else "",
+            args.celery,
         )
     elif args.command == "erase":
         from crm.erasure import ErasureError

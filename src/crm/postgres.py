@@ -70,11 +70,15 @@ def connect(url: str | URL, autocommit: bool = False) -> Iterator[psycopg.Connec
         con.close()
 
 
-def create_database(url: str | URL) -> None:
-    """Create the URL's database (through the server's ``postgres`` database); it must not exist."""
+def create_database(url: str | URL, template: str = "") -> None:
+    """Create the URL's database (through the server's ``postgres`` database); it must not exist. With
+    ``template``, a copy of that database of the same server (no session may be connected to it)."""
     parsed = make_url(url)
+    statement = sql.SQL("create database {}").format(sql.Identifier(parsed.database))
+    if template:
+        statement += sql.SQL(" template {}").format(sql.Identifier(template))
     with connect(parsed.set(database="postgres"), autocommit=True) as con:
-        con.execute(sql.SQL("create database {}").format(sql.Identifier(parsed.database)))
+        con.execute(statement)
 
 
 def drop_database(url: str | URL) -> None:
