@@ -93,6 +93,9 @@ def test_the_celery_section_sets_each_slot_count_against_one_slot():
     assert "| 100,000 | 2026-11-24 | 1 | success | 120.0 | 24.0× | 150.0 | 2 | 1 | 30.0 | 40.0 | 1.00× |" in lines
     assert "| 100,000 | 2026-11-24 | 4 | success | 80.0 | 16.0× | 150.0 | 5 | 4 | 30.0 | 40.0 | 1.50× |" in lines
     assert celery_section([{**_scale(10_000, 20.0), "postgres": {"celery": None}}]) == []
+    # A stack that did not start is a line of the section, not a lost report.
+    failed = celery_section([{**_scale(10_000, 20.0), "postgres": {"celery": {"error": "RuntimeError: a | b"}}}])
+    assert "| 10,000 | – | – | RuntimeError: a / b | – | – | – | – | – | – | – | – |" in failed
 
 
 def test_peak_concurrency_counts_the_intervals_running_at_one_moment():

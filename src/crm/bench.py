@@ -719,7 +719,11 @@ def bench_postgres(
     try:
 
         def on_celery(team: dict[str, str]) -> dict[str, object]:
-            return bench_celery(team, server, celery_broker, last_day + timedelta(days=1))
+            # A stack that does not start loses this section, not the report.
+            try:
+                return bench_celery(team, server, celery_broker, last_day + timedelta(days=1))
+            except Exception as error:  # noqa: BLE001
+                return {"error": f"{type(error).__name__}: {error}"}
 
         result = bench_engine(
             crm,
@@ -1035,6 +1039,10 @@ def celery_section(results: list[dict[str, object]]) -> list[str]:
     ]
     for scale in measured:
         celery = scale["postgres"]["celery"]  # type: ignore[index]
+        if "error" in celery:
+            failed = celery["error"][:300].replace("|", "/")
+            lines.append(f"| {scale['customers']:,} | – | – | {failed} |" + " – |" * 8)
+            continue
         one = celery["runs"][0]["wall_s"]
         for run in celery["runs"]:
             build = next(
