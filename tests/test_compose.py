@@ -57,6 +57,7 @@ def test_compose_file_is_valid_with_the_example_env():
     assert environment["AIRFLOW__SCHEDULER__MP_START_METHOD"] == "forkserver"
     assert environment["AIRFLOW__SCHEDULER__MP_FORKSERVER_PRELOAD"] == ",".join(services.TASK_PRELOAD)
     assert environment["AIRFLOW__SCHEDULER__SCHEDULER_IDLE_SLEEP_TIME"] == services.SCHEDULER_IDLE_SLEEP_S
+    assert environment["AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL"] == services.DAG_FILE_PARSE_INTERVAL_S
     # Every long-running service says whether it is healthy (the init job runs once).
     unchecked = {name for name, service in config["services"].items() if "healthcheck" not in service}
     assert unchecked == {"airflow-init"}, unchecked
