@@ -428,8 +428,8 @@ def _compare(
 
 def test_a_day_gives_the_same_rows_on_duckdb_and_spark(build):
     """Two loads and builds on each engine with an erasure between them, the second build incremental,
-    then the gate, the scoring and the publication on each: about five minutes beside the other test
-    worker on two cores."""
+    then the gate, the scoring and the publication on each: about six minutes alone on two cores, nine
+    beside the other test worker."""
     print(f"compared {len(build.compared)} tables: " + ", ".join(build.compared))
     assert build.loaded["spark"] == build.loaded["duckdb"] and sum(build.loaded["duckdb"].values()) > 0
     assert build.partitions == PARTITIONED
