@@ -78,7 +78,10 @@ def _celery_run(slots: int, wall_s: float) -> dict:
     return {
         **_airflow_run("2026-11-24", wall_s, None),
         "slots": slots,
-        "tasks": {"dbt.dbt_producer_watcher": {"duration_s": 40.0, "state": "success"}},
+        "tasks": {
+            "plan_dbt_build": {"duration_s": 0.5, "state": "success"},
+            "dbt.dbt_producer_watcher": {"duration_s": 40.0, "state": "success"},
+        },
         "busy_s": 150.0,
         "peak_tasks": slots + 1,
         "peak_scorings": min(slots, 4),

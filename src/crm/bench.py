@@ -1046,7 +1046,7 @@ def celery_section(results: list[dict[str, object]]) -> list[str]:
         one = celery["runs"][0]["wall_s"]
         for run in celery["runs"]:
             build = next(
-                (task for name, task in run["tasks"].items() if name.endswith(("dbt_build", WATCHED_BUILD_TASK))), {}
+                (task for name, task in run["tasks"].items() if name in ("dbt_build", f"dbt.{WATCHED_BUILD_TASK}")), {}
             )
             lines.append(
                 f"| {scale['customers']:,} | {run['as_of_date']} | {run['slots']} | {run['state']} | "
