@@ -469,9 +469,9 @@ def peak_concurrency(intervals) -> int:
 def bench_celery(team: dict[str, str], server: str, broker: str, day: date) -> dict[str, object]:
     """``crm_daily`` of ``day`` on Airflow's CeleryExecutor (two workers of two tasks each, the Redis
     broker ``broker``, Airflow's metadata on ``server``) over the PostgreSQL home of ``team``, twice from
-    the same state: with one warehouse slot (CRM_WAREHOUSE_SLOTS=1: the trainings' and scorings' tasks in
-    turn, dbt on one thread) and with the slots a server gets by default (tasks side by side, dbt on as
-    many threads). Each run on a copy of the warehouse's database (PostgreSQL's CREATE DATABASE ...
+    the same state: with one warehouse slot (CRM_WAREHOUSE_SLOTS=1: one task scores every model, dbt on
+    one thread) and with the slots a server gets by default (a scoring task per model, side by side, dbt
+    on as many threads). Each run on a copy of the warehouse's database (PostgreSQL's CREATE DATABASE ...
     TEMPLATE) and an Airflow database of its own, all dropped afterwards; the broker's database is
     emptied before each run and after the last."""
     import uuid
@@ -524,13 +524,13 @@ def bench_celery(team: dict[str, str], server: str, broker: str, day: date) -> d
                 postgres.drop_database(warehouse)
                 postgres.drop_database(metadata)
             intervals = run.pop("intervals")
-            pooled = [interval for task, interval in intervals.items() if task.startswith(("score_", "train_"))]
+            scorings = [interval for task, interval in intervals.items() if task.startswith("score_")]
             runs[slots] = {
                 **run,
                 "slots": slots,
                 "busy_s": round(sum(end - start for start, end in intervals.values()), 2),
                 "peak_tasks": peak_concurrency(intervals.values()),
-                "peak_scorings": peak_concurrency(pooled),
+                "peak_scorings": peak_concurrency(scorings),
             }
     finally:
         queue.flushdb()
@@ -1028,9 +1028,9 @@ def celery_section(results: list[dict[str, object]]) -> list[str]:
         "After the PostgreSQL runs above, `crm_daily` of the next day through Airflow's CeleryExecutor (two "
         "workers of two tasks each, a Redis broker, Airflow's metadata on the same PostgreSQL server), "
         "twice from the same state (a copy of the warehouse's database each): with "
-        "`CRM_WAREHOUSE_SLOTS=1` (the scorings in turn, dbt on one thread) and with a server's default "
-        "slots (the scorings side by side, dbt on as many threads). Wall time from the trigger to the "
-        "run's end; busy: the tasks' durations summed; peak: the most tasks, and the most scoring tasks, "
+        "`CRM_WAREHOUSE_SLOTS=1` (one task scores every model, dbt on one thread) and with a server's "
+        "default slots (a scoring task per model, side by side, dbt on as many threads). Wall time from "
+        "the trigger to the run's end; busy: the tasks' durations summed; peak: the most tasks, and the most scoring tasks, "
         "running at one moment.",
         "",
         "| customers | day | slots | state | wall s | over the floor | busy s | peak tasks | peak scorings "
