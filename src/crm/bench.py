@@ -1030,8 +1030,8 @@ def celery_section(results: list[dict[str, object]]) -> list[str]:
         "twice from the same state (a copy of the warehouse's database each): with "
         "`CRM_WAREHOUSE_SLOTS=1` (one task scores every model, dbt on one thread) and with a server's "
         "default slots (a scoring task per model, side by side, dbt on as many threads). Wall time from "
-        "the trigger to the run's end; busy: the tasks' durations summed; peak: the most tasks, and the most scoring tasks, "
-        "running at one moment.",
+        "the trigger to the run's end; busy: the tasks' durations summed; peak: the most tasks, and the "
+        "most scoring tasks, running at one moment.",
         "",
         "| customers | day | slots | state | wall s | over the floor | busy s | peak tasks | peak scorings "
         "| idle s | dbt build s | one slot / these |",
