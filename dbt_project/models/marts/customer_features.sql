@@ -18,6 +18,7 @@
     on_schema_change='fail',
     tags=['point_in_time'],
     pre_hook=[
+        "{{ without_nested_loops() }}",
         "create schema if not exists audit",
         "create table if not exists {{ source('build_state', 'customer_features_dates') }}
          (as_of_date date, loads_through timestamp)",
